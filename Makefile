@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh Debian 12 machine, as root:
+#   make demo   system packages + virtual environment, then a walk through the features
+#   make test   the same plus test dependencies, then the whole test suite
+# Both are safe to run again: each step checks what is already there.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+
+.PHONY: demo test lint bench system-deps venv clean
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml | system-deps
+	@scripts/make-venv.sh $(VENV) .
+	@touch $@
+
+$(TSTAMP): pyproject.toml $(STAMP)
+	@scripts/make-venv.sh $(VENV) '.[test]'
+	@touch $@
+
+venv: $(STAMP)
+
+demo: system-deps $(STAMP)
+	@scripts/demo.sh
+
+test: system-deps $(TSTAMP)
+	$(VENV)/bin/ruff check artifactfs tests benchmarks scripts
+	$(VENV)/bin/pytest -q
+
+lint: $(TSTAMP)
+	$(VENV)/bin/ruff check artifactfs tests benchmarks scripts
+
+bench: system-deps $(TSTAMP)
+	$(PY) benchmarks/read_throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,5 @@
+"""The shared, bounded, content-addressed cache on local disk."""
+
+from artifactfs.cache.disk import ContentCache
+
+__all__ = ["ContentCache"]

@@ -1,0 +1,169 @@
+"""The on-disk content cache shared by every mount and download on the machine.
+
+Objects are named by content, so two processes writing the same name write the same bytes and
+need no coordination beyond atomic renames::
+
+    ROOT/objects/<hex[:2]>/<hex>        a whole small blob
+    ROOT/objects/<hex[:2]>/<hex>.c<N>   chunk N of a large blob
+    ROOT/objects/<hex[:2]>/<hex>.idx    the chunk index of a large blob
+
+Rules:
+
+- Only verified bytes are put here (callers check before ``put``), and every ``get`` checks
+  again with the caller's ``check`` unless this process already checked that very file
+  (same inode, mtime and size): a file truncated or altered on disk is noticed, deleted and
+  reported as a miss.
+- Recency is the file's atime, set explicitly on a hit (at most once a minute per file), so
+  least-recently-used eviction works across processes and restarts with no index to corrupt.
+- When this process's running total passes the bound, it takes ``ROOT/evict.lock`` (flock),
+  scans the real usage and deletes the least recently used files down to 90% of the bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cachetools import LRUCache
+
+from artifactfs.store.files import atomic_writer
+
+__all__ = ["ContentCache"]
+
+log = logging.getLogger(__name__)
+
+_TOUCH_EVERY_NS = 60 * 1_000_000_000
+_LOW_WATER = 0.9
+
+
+class ContentCache:
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.objects = root / "objects"
+        self.tmp = root / "tmp"
+        self.objects.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self._checked: LRUCache[str, tuple[int, int, int]] = LRUCache(maxsize=200_000)
+        self._lock = threading.Lock()
+        self._usage: int | None = None  # this process's estimate; None until first scanned
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, name: str) -> Path:
+        return self.objects / name[:2] / name
+
+    def get(self, name: str, check: Callable[[bytes], bool]) -> bytes | None:
+        """Cached bytes of ``name`` if present and passing ``check``; else None.
+
+        A file that fails its check is deleted, so it is fetched again rather than served.
+        """
+        path = self.path(name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            self.misses += 1
+            return None
+        try:
+            st = os.fstat(fd)
+            data = _read_all(fd, st.st_size)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if self._checked.get(name) != stamp:
+                if not check(data):
+                    log.warning("cache file %s failed its check; dropping it", path)
+                    self._drop(path, st.st_size)
+                    self.misses += 1
+                    return None
+                self._checked[name] = stamp
+            now = time.time_ns()
+            if now - st.st_atime_ns > _TOUCH_EVERY_NS:
+                with contextlib.suppress(OSError):
+                    os.utime(fd, ns=(now, st.st_mtime_ns))
+        finally:
+            os.close(fd)
+        self.hits += 1
+        return data
+
+    def contains(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def put(self, name: str, data: bytes | memoryview) -> None:
+        """Store verified bytes under ``name`` atomically, then keep the bound."""
+        path = self.path(name)
+        path.parent.mkdir(exist_ok=True)
+        try:
+            with atomic_writer(path, tmp_dir=self.tmp) as f:
+                f.write(data)
+        except OSError as exc:  # a full disk must not fail the read that fetched the bytes
+            log.warning("could not cache %s: %s", name, exc)
+            return
+        with self._lock:
+            self._checked.pop(name, None)
+            if self._usage is not None:
+                self._usage += len(data)
+            over = self._usage is None or self._usage > self.max_bytes
+        if over:
+            self.evict()
+
+    def discard(self, name: str) -> None:
+        path = self.path(name)
+        with contextlib.suppress(FileNotFoundError):
+            self._drop(path, path.stat().st_size)
+
+    def _drop(self, path: Path, size: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._checked.pop(path.name, None)
+        with self._lock:
+            if self._usage is not None:
+                self._usage -= size
+
+    def usage(self) -> int:
+        """Bytes held now, counted on disk."""
+        return sum(size for _, _, size in self._scan())
+
+    def evict(self) -> None:
+        """Bring the cache under its bound, oldest access first, across all processes."""
+        with open(self.root / "evict.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            files = self._scan()
+            total = sum(size for _, _, size in files)
+            if total > self.max_bytes:
+                target = int(self.max_bytes * _LOW_WATER)
+                files.sort()
+                for _, path, size in files:
+                    if total <= target:
+                        break
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                    self._checked.pop(os.path.basename(path), None)
+                    total -= size
+            with self._lock:
+                self._usage = total
+
+    def _scan(self) -> list[tuple[int, str, int]]:
+        out: list[tuple[int, str, int]] = []
+        for sub in os.scandir(self.objects):
+            if not sub.is_dir():
+                continue
+            for entry in os.scandir(sub.path):
+                with contextlib.suppress(FileNotFoundError):
+                    st = entry.stat()
+                    out.append((st.st_atime_ns, entry.path, st.st_size))
+        return out
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks = []
+    while True:
+        block = os.read(fd, max(size, 1 << 16))
+        if not block:
+            break
+        chunks.append(block)
+    return b"".join(chunks)

@@ -1,0 +1,240 @@
+"""The ``artifactfs`` command.
+
+Every command reads its configuration from the environment (see ``artifactfs --help``) and
+turns user errors into one ``error: ...`` line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from artifactfs import __version__
+from artifactfs.cli.output import emit_json, fail, human_size, progress_factory, table
+from artifactfs.config import Config
+from artifactfs.core.errors import ArtifactFSError, NotFound
+from artifactfs.core.names import LATEST, parse_ref, validate_alias
+from artifactfs.sdk import Api, Artifact
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ENV_HELP = """\b
+Environment:
+  ARTIFACTFS_REGISTRY    registry server URL (unset: the embedded store)
+  ARTIFACTFS_STORE       embedded store folder (~/.local/share/artifactfs/store)
+  ARTIFACTFS_API_KEY     API key for the server
+  ARTIFACTFS_ENTITY      entity to work in (local)
+  ARTIFACTFS_CACHE_DIR   shared content cache (~/.cache/artifactfs)
+  ARTIFACTFS_CACHE_SIZE  cache bound, e.g. 20G (10G)
+"""
+
+
+def user_errors(func: F) -> F:
+    """Turn the errors a user can cause into ``error: ...`` and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ArtifactFSError, ValueError, NotImplementedError, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            if isinstance(exc, OSError) and exc.filename:
+                detail = f"{exc.strerror}: {exc.filename}"
+            fail(detail)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def make_api() -> Api:
+    return Api(config=Config.from_env(), progress=progress_factory())
+
+
+@click.group(epilog=ENV_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="artifactfs")
+def cli() -> None:
+    """Versioned ML artifacts: push, list, download, verify, and mount them as folders.
+
+    \b
+    Quick start (embedded store, no server needed):
+      artifactfs push data/ vision/mnist --type dataset
+      artifactfs ls vision
+      artifactfs download vision/mnist:latest --root ./mnist
+      artifactfs verify vision/mnist:latest --root ./mnist
+    """
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("target")
+@click.option("--type", "type_", required=True, help="Artifact type, e.g. dataset or model.")
+@click.option("--alias", "aliases", multiple=True, help="Alias to give the new version (repeat).")
+@click.option("--description", "-d", default=None, help="Description of the new version.")
+@click.option("--metadata", default=None, help="Metadata as a JSON object.")
+@user_errors
+def push(
+    sources: tuple[str, ...], target: str, type_: str, aliases: tuple[str, ...],
+    description: str | None, metadata: str | None,
+) -> None:
+    """Upload files and folders as the next version of PROJECT/NAME.
+
+    A folder's contents go to the artifact's root; a file keeps its base name. Only bytes
+    the registry lacks are uploaded. Prints the new version as PROJECT/NAME:vN.
+
+    \b
+    Example:
+      artifactfs push train/ labels.csv vision/mnist --type dataset --alias best
+    """
+    ref = parse_ref(target)
+    if ":" in target:
+        fail(f"push target {target!r} takes no alias; use --alias to label the new version")
+    for alias in aliases:
+        if alias != LATEST:
+            validate_alias(alias)
+    meta = _json_object(metadata) if metadata else None
+    api = make_api()
+    if ref.entity:
+        api.config = api.config.replace(entity=ref.entity)
+    art = Artifact(ref.name, type_, description=description, metadata=meta)
+    art._client = api
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            art.add_dir(path)
+        else:
+            art.add_file(path)
+    if not art.manifest.entries:
+        fail("nothing to push: the sources hold no files")
+    art.aliases = list(aliases)
+    art.save(project=ref.project)
+    click.echo(f"{ref.project}/{art.name}")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"--metadata is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("--metadata must be a JSON object, such as '{\"rows\": 10}'")
+    return value
+
+
+@cli.command(name="ls")
+@click.argument("path", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@user_errors
+def ls_(path: str | None, as_json: bool) -> None:
+    """List projects, a project's artifacts, an artifact's versions, or a version's files.
+
+    \b
+    artifactfs ls                       projects
+    artifactfs ls vision                artifacts of project vision
+    artifactfs ls vision/mnist          versions of vision/mnist with their aliases
+    artifactfs ls vision/mnist:latest   files of that version
+    """
+    api = make_api()
+    registry, entity = api.registry, api.config.entity
+    if not path:
+        projects = registry.list_projects(entity)
+        if as_json:
+            emit_json([{"entity": entity, "project": p} for p in projects])
+        else:
+            for p in projects:
+                click.echo(p)
+        return
+    if "/" not in path and ":" not in path:
+        ref_project = path
+        parse_ref(f"{path}/x")  # validates the project name
+        collections = registry.list_collections(entity, ref_project)
+        if not collections and ref_project not in registry.list_projects(entity):
+            raise NotFound(f"project {entity}/{ref_project} not found")
+        if as_json:
+            emit_json([c.to_dict() for c in collections])
+        else:
+            table([(c.name, c.type, str(c.version_count)) for c in collections],
+                  ("NAME", "TYPE", "VERSIONS"))
+        return
+    ref = api.parse_ref(path)
+    if ":" not in path:
+        assert ref.entity is not None
+        versions = registry.list_versions(ref.entity, ref.project, ref.name)
+        if not versions:
+            raise NotFound(f"artifact {ref.entity}/{ref.project}/{ref.name} not found")
+        if as_json:
+            emit_json([v.to_dict() for v in versions])
+        else:
+            table(
+                [(v.version, ",".join(v.aliases), human_size(v.size), str(v.file_count),
+                  _when(v.created_at), v.digest) for v in versions],
+                ("VERSION", "ALIASES", "SIZE", "FILES", "CREATED", "DIGEST"),
+            )
+        return
+    art = api.artifact(path)
+    if as_json:
+        emit_json({"version": art.json_encode(), "manifest": art.manifest.to_dict()})
+    else:
+        table([(e.path, human_size(e.size), e.digest) for e in art.manifest],
+              ("PATH", "SIZE", "DIGEST"))
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Folder to download into (default ./artifacts/NAME:vN).")
+@user_errors
+def download(ref: str, root: str | None) -> None:
+    """Download REF ([ENTITY/]PROJECT/NAME[:ALIAS]) and verify every file written.
+
+    Files already present with the right digest are not fetched again. Prints the folder.
+    """
+    art = make_api().artifact(ref)
+    click.echo(art.download(root))
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--root", type=click.Path(file_okay=False), default=None,
+              help="Folder to check (default ./artifacts/NAME:vN).")
+@user_errors
+def verify(ref: str, root: str | None) -> None:
+    """Check that a folder holds exactly REF's files with matching digests.
+
+    Exits 0 when it does; exits 1 naming the first missing, extra or changed file.
+    """
+    art = make_api().artifact(ref)
+    art.verify(root)
+    click.echo(f"ok: {root or art._default_root()} matches {art.qualified_name}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--delete-aliases", is_flag=True, help="Also drop the aliases it holds.")
+@user_errors
+def delete(ref: str, delete_aliases: bool) -> None:
+    """Delete one version; refused while it holds aliases unless --delete-aliases."""
+    art = make_api().artifact(ref)
+    art.delete(delete_aliases=delete_aliases)
+    click.echo(f"deleted {art.qualified_name}")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="artifactfs")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

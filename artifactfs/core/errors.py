@@ -1,0 +1,64 @@
+"""The errors artifactfs raises, shared by every layer.
+
+The tree::
+
+    ArtifactFSError
+    ├── InvalidName (also ValueError)      a name, type, alias, ref or path breaks a rule
+    ├── InvalidManifest (also ValueError)  a manifest cannot be read or holds a bad entry
+    ├── NotFound (also KeyError)           an entity, project, collection, version or blob is absent
+    ├── Conflict                           the request clashes with the registry's state
+    ├── DigestMismatch                     bytes do not match the digest they were promised to have
+    ├── PermissionDenied                   the credentials may not do this
+    └── RegistryUnavailable                the registry or blob store cannot be reached now
+
+User errors carry a message that says what was wrong and, where it helps, what to do next;
+the CLI prints the message alone, never a traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactFSError",
+    "Conflict",
+    "DigestMismatch",
+    "InvalidManifest",
+    "InvalidName",
+    "NotFound",
+    "PermissionDenied",
+    "RegistryUnavailable",
+]
+
+
+class ArtifactFSError(Exception):
+    """Base of every error artifactfs raises on purpose."""
+
+
+class InvalidName(ArtifactFSError, ValueError):
+    """A name, type, alias, ref or manifest path breaks one of the naming rules."""
+
+
+class InvalidManifest(ArtifactFSError, ValueError):
+    """A manifest is malformed or holds an entry that may not be used."""
+
+
+class NotFound(ArtifactFSError, KeyError):
+    """The thing looked for does not exist; the message names it."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "not found"
+
+
+class Conflict(ArtifactFSError):
+    """The request clashes with the registry's current state (an alias held, a moved alias)."""
+
+
+class DigestMismatch(ArtifactFSError):
+    """Bytes differ from the digest they should have."""
+
+
+class PermissionDenied(ArtifactFSError):
+    """The credentials in use may not perform this operation."""
+
+
+class RegistryUnavailable(ArtifactFSError):
+    """The registry or its blob store could not be reached within the allowed time."""

@@ -1,0 +1,238 @@
+"""W&B's v1 artifact manifest: read, validate, write; unknown keys are kept.
+
+::
+
+    {"version": 1, "storagePolicy": "wandb-storage-policy-v1", "storagePolicyConfig": {...},
+     "contents": {"path/in/artifact": {"digest": "...", "size": 5, "ref": "...",
+                                       "birthArtifactID": "...", "extra": {...}}}}
+
+Paths are relative POSIX paths: never absolute, never with ``.``, ``..`` or empty parts, never
+with NUL, each part at most 255 bytes (the file-name limit of the file systems the mount and
+``download`` write to). A path may not be both a file and a folder. Every check runs when a
+manifest is built or loaded, so nothing downstream sees a path that could escape its root.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
+from artifactfs.core.digests import artifact_digest
+from artifactfs.core.errors import InvalidManifest
+
+__all__ = ["STORAGE_POLICY", "Manifest", "ManifestEntry", "validate_entry_path"]
+
+STORAGE_POLICY = "wandb-storage-policy-v1"
+MAX_PART_BYTES = 255
+_ENTRY_KEYS = {"digest", "size", "ref", "birthArtifactID", "extra"}
+
+
+def validate_entry_path(path: object) -> str:
+    """Return ``path`` when it is a safe relative POSIX path, else raise InvalidManifest."""
+    if not isinstance(path, str) or not path:
+        raise InvalidManifest(f"entry path {path!r} must be a non-empty string")
+    if "\x00" in path:
+        raise InvalidManifest(f"entry path {path!r} contains a NUL byte")
+    if path.startswith("/"):
+        raise InvalidManifest(f"entry path {path!r} is absolute; paths must be relative")
+    for part in path.split("/"):
+        if part in ("", ".", ".."):
+            raise InvalidManifest(
+                f"entry path {path!r} has an empty, '.' or '..' part; paths may not escape "
+                "or repeat their folder"
+            )
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_PART_BYTES:
+            raise InvalidManifest(f"entry path {path!r} has a part longer than 255 bytes")
+    return path
+
+
+@dataclass(slots=True)
+class ManifestEntry:
+    """One file of an artifact. ``unknown`` keeps keys this version does not understand."""
+
+    path: str
+    digest: str
+    size: int
+    ref: str | None = None
+    birth_artifact_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    unknown: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def chunk_index_sha256(self) -> str | None:
+        value = self.extra.get(CHUNK_INDEX_EXTRA_KEY)
+        return value if isinstance(value, str) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.unknown)
+        out["digest"] = self.digest
+        out["size"] = self.size
+        if self.ref is not None:
+            out["ref"] = self.ref
+        if self.birth_artifact_id is not None:
+            out["birthArtifactID"] = self.birth_artifact_id
+        if self.extra:
+            out["extra"] = self.extra
+        return out
+
+    @classmethod
+    def from_dict(cls, path: str, raw: object) -> ManifestEntry:
+        validate_entry_path(path)
+        if not isinstance(raw, Mapping):
+            raise InvalidManifest(f"entry {path!r} must be an object")
+        digest, size = raw.get("digest"), raw.get("size", 0)
+        if not isinstance(digest, str) or not digest:
+            raise InvalidManifest(f"entry {path!r} has no digest")
+        if size is None:
+            size = 0
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidManifest(f"entry {path!r} has an invalid size {size!r}")
+        ref, birth, extra = raw.get("ref"), raw.get("birthArtifactID"), raw.get("extra") or {}
+        if ref is not None and not isinstance(ref, str):
+            raise InvalidManifest(f"entry {path!r} has a non-string ref")
+        if birth is not None and not isinstance(birth, str):
+            raise InvalidManifest(f"entry {path!r} has a non-string birthArtifactID")
+        if not isinstance(extra, Mapping):
+            raise InvalidManifest(f"entry {path!r} has a non-object extra")
+        unknown = {k: v for k, v in raw.items() if k not in _ENTRY_KEYS}
+        return cls(path, digest, size, ref, birth, dict(extra), unknown)
+
+
+class Manifest:
+    """An ordered mapping of path to entry plus the manifest's own fields.
+
+    Raises InvalidManifest on any entry that breaks the path rules, and when one path is
+    both a file and the folder of another.
+    """
+
+    def __init__(
+        self,
+        entries: Iterable[ManifestEntry] = (),
+        *,
+        storage_policy: str = STORAGE_POLICY,
+        storage_policy_config: dict[str, Any] | None = None,
+        unknown: dict[str, Any] | None = None,
+    ) -> None:
+        self.storage_policy = storage_policy
+        self.storage_policy_config: dict[str, Any] = dict(
+            storage_policy_config or {"storageLayout": "V2"}
+        )
+        self.unknown: dict[str, Any] = dict(unknown or {})
+        self._entries: dict[str, ManifestEntry] = {}
+        self._folders: set[str] = set()
+        for entry in entries:
+            self.add(entry)
+
+    def add(self, entry: ManifestEntry, *, overwrite: bool = True) -> None:
+        """Add or replace an entry; raises InvalidManifest on an unusable path."""
+        path = validate_entry_path(entry.path)
+        if path in self._folders:
+            raise InvalidManifest(f"entry path {path!r} is already a folder in this artifact")
+        if not overwrite and path in self._entries:
+            raise InvalidManifest(f"entry {path!r} already exists in this artifact")
+        parents = _parents(path)
+        for parent in parents:
+            if parent in self._entries:
+                raise InvalidManifest(
+                    f"entry path {path!r} needs {parent!r} to be a folder, but it is a file"
+                )
+        self._folders.update(parents)
+        self._entries[path] = entry
+
+    def remove(self, path: str) -> ManifestEntry:
+        """Remove and return an entry; raises KeyError when absent."""
+        entry = self._entries.pop(path)
+        self._folders = {p for e in self._entries for p in _parents(e)}
+        return entry
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._entries
+
+    def __getitem__(self, path: str) -> ManifestEntry:
+        return self._entries[path]
+
+    def get(self, path: str) -> ManifestEntry | None:
+        return self._entries.get(path)
+
+    def __iter__(self) -> Iterator[ManifestEntry]:
+        return iter(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def entries(self) -> Mapping[str, ManifestEntry]:
+        return self._entries
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self._entries.values())
+
+    def digest(self) -> str:
+        """The artifact digest (W&B's algorithm; only paths and digests take part)."""
+        return artifact_digest((e.path, e.digest) for e in self._entries.values())
+
+    def copy(self) -> Manifest:
+        return Manifest(
+            (
+                ManifestEntry(
+                    e.path, e.digest, e.size, e.ref, e.birth_artifact_id, dict(e.extra),
+                    dict(e.unknown),
+                )
+                for e in self._entries.values()
+            ),
+            storage_policy=self.storage_policy,
+            storage_policy_config=self.storage_policy_config,
+            unknown=self.unknown,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.unknown)
+        out["version"] = 1
+        out["storagePolicy"] = self.storage_policy
+        out["storagePolicyConfig"] = self.storage_policy_config
+        out["contents"] = {p: e.to_dict() for p, e in sorted(self._entries.items())}
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, raw: object) -> Manifest:
+        if not isinstance(raw, Mapping):
+            raise InvalidManifest("manifest must be a JSON object")
+        if raw.get("version") != 1:
+            raise InvalidManifest(f"manifest version {raw.get('version')!r} is not supported")
+        contents = raw.get("contents", {})
+        if not isinstance(contents, Mapping):
+            raise InvalidManifest("manifest 'contents' must be an object")
+        config = raw.get("storagePolicyConfig") or {}
+        if not isinstance(config, Mapping):
+            raise InvalidManifest("manifest 'storagePolicyConfig' must be an object")
+        unknown = {
+            k: v
+            for k, v in raw.items()
+            if k not in ("version", "storagePolicy", "storagePolicyConfig", "contents")
+        }
+        return cls(
+            (ManifestEntry.from_dict(p, e) for p, e in contents.items()),
+            storage_policy=str(raw.get("storagePolicy", STORAGE_POLICY)),
+            storage_policy_config=dict(config),
+            unknown=unknown,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        try:
+            raw = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidManifest(f"manifest is not valid JSON: {exc}") from None
+        return cls.from_dict(raw)
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]

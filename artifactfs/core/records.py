@@ -1,0 +1,73 @@
+"""Plain records the registry hands out: what a version is, what a collection is.
+
+They cross the transport boundary as JSON (``to_dict``/``from_dict``) so the embedded store
+and the HTTP client return the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from artifactfs.core.names import version_label
+
+__all__ = ["CollectionInfo", "VersionInfo"]
+
+PENDING, COMMITTED, DELETED = "PENDING", "COMMITTED", "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    entity: str
+    project: str
+    name: str
+    type: str
+    created_at: float
+    version_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> CollectionInfo:
+        return cls(**raw)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One artifact version as the registry knows it (its manifest is fetched separately)."""
+
+    id: str
+    entity: str
+    project: str
+    name: str
+    type: str
+    index: int
+    state: str
+    digest: str
+    size: int
+    file_count: int
+    created_at: float
+    updated_at: float
+    description: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def version(self) -> str:
+        return version_label(self.index)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.entity}/{self.project}/{self.name}:{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["aliases"] = list(self.aliases)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> VersionInfo:
+        raw = dict(raw)
+        raw["aliases"] = tuple(raw.get("aliases", ()))
+        return cls(**raw)

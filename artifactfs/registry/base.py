@@ -1,0 +1,110 @@
+"""One interface to a registry; the embedded store and the HTTP client both implement it.
+
+The interface is synchronous. The SDK calls it directly; the FUSE daemon calls it from
+worker threads (``trio.to_thread.run_sync`` with a limiter), which keeps the event loop free
+and lets one implementation serve both. httpx's sync client and SQLite are thread-safe
+in the way it is used here (one pooled client; one SQLite connection per thread).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from artifactfs.core.chunks import ChunkIndex
+from artifactfs.core.manifest import Manifest
+from artifactfs.core.records import CollectionInfo, VersionInfo
+
+__all__ = ["Registry"]
+
+
+class Registry(ABC):
+    """What the SDK, the CLI and the mount need from a registry.
+
+    Errors: NotFound for absent things, InvalidName/InvalidManifest for bad input,
+    Conflict for clashes, PermissionDenied, RegistryUnavailable when it cannot be reached.
+    """
+
+    description: str
+
+    # listing
+    @abstractmethod
+    def list_projects(self, entity: str) -> list[str]: ...
+
+    @abstractmethod
+    def list_types(self, entity: str, project: str) -> list[str]: ...
+
+    @abstractmethod
+    def list_collections(
+        self, entity: str, project: str, type_: str | None = None
+    ) -> list[CollectionInfo]: ...
+
+    @abstractmethod
+    def list_versions(self, entity: str, project: str, name: str) -> list[VersionInfo]: ...
+
+    @abstractmethod
+    def collection_type(self, entity: str, project: str, name: str) -> str | None: ...
+
+    # versions
+    @abstractmethod
+    def resolve(self, entity: str, project: str, name: str, alias: str) -> VersionInfo: ...
+
+    @abstractmethod
+    def version(self, version_id: str) -> VersionInfo: ...
+
+    @abstractmethod
+    def manifest(self, version_id: str) -> Manifest: ...
+
+    @abstractmethod
+    def commit(
+        self,
+        *,
+        entity: str,
+        project: str,
+        name: str,
+        type_: str,
+        manifest: Manifest,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        aliases: Sequence[str] = (),
+    ) -> VersionInfo: ...
+
+    @abstractmethod
+    def add_alias(self, version_id: str, alias: str) -> VersionInfo: ...
+
+    @abstractmethod
+    def remove_alias(self, version_id: str, alias: str) -> VersionInfo: ...
+
+    @abstractmethod
+    def update_version(
+        self,
+        version_id: str,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> VersionInfo: ...
+
+    @abstractmethod
+    def delete_version(self, version_id: str, *, delete_aliases: bool = False) -> None: ...
+
+    # blobs
+    @abstractmethod
+    def missing_blobs(self, digests: Iterable[str]) -> set[str]: ...
+
+    @abstractmethod
+    def upload_blob(
+        self, path: Path, digest: str, on_bytes: Callable[[int], None] | None = None
+    ) -> None:
+        """Store a local file as blob ``digest``; DigestMismatch (nothing stored) if it differs."""
+
+    @abstractmethod
+    def read_blob(self, digest: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of a blob, unverified: callers check them."""
+
+    @abstractmethod
+    def chunk_index(self, digest: str) -> ChunkIndex | None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,206 @@
+"""Verified bytes of manifest entries, through the shared cache.
+
+This is the one place bytes come from for both the SDK and the mount. It enforces
+DESIGN.md decision 2: an entry no larger than one chunk is fetched whole and its MD5 checked;
+a larger one is fetched chunk by chunk, each checked against the blob's chunk index, whose
+own SHA-256 is checked against the manifest entry when the entry records it. A piece that
+fails is fetched once more; a second failure raises DigestMismatch. Nothing unverified is
+returned or cached.
+
+Thread-safe: the mount calls it from worker threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from cachetools import LRUCache
+
+from artifactfs.cache import ContentCache
+from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex
+from artifactfs.core.digests import blob_key, md5_b64
+from artifactfs.core.errors import DigestMismatch, InvalidManifest
+from artifactfs.core.manifest import ManifestEntry
+from artifactfs.registry.base import Registry
+from artifactfs.store.files import atomic_writer
+
+__all__ = ["FetchStats", "VerifiedContent"]
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 2
+
+
+class FetchStats:
+    """Counters of what crossed from the registry, for tests and benchmarks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.bytes = 0
+
+    def add(self, nbytes: int) -> None:
+        with self._lock:
+            self.requests += 1
+            self.bytes += nbytes
+
+    def as_dict(self) -> dict[str, int]:
+        return {"requests": self.requests, "bytes": self.bytes}
+
+
+class VerifiedContent:
+    def __init__(self, registry: Registry, cache: ContentCache) -> None:
+        self.registry = registry
+        self.cache = cache
+        self.stats = FetchStats()
+        self._indexes: LRUCache[str, ChunkIndex] = LRUCache(maxsize=4096)
+
+    # ---- pieces --------------------------------------------------------------------------
+
+    @staticmethod
+    def is_chunked(entry: ManifestEntry) -> bool:
+        return entry.size > CHUNK_SIZE
+
+    def _stored_key(self, entry: ManifestEntry) -> str:
+        if entry.ref is not None:
+            raise NotImplementedError(
+                f"entry {entry.path!r} is a reference to {entry.ref}; reading references "
+                "is not supported yet"
+            )
+        return blob_key(entry.digest)
+
+    def whole(self, entry: ManifestEntry) -> bytes:
+        """All bytes of an entry no larger than one chunk, MD5-checked."""
+        key = self._stored_key(entry)
+        if entry.size == 0:
+            return self._checked_empty(entry)
+
+        def check(data: bytes) -> bool:
+            return len(data) == entry.size and md5_b64(data) == entry.digest
+
+        cached = self.cache.get(key, check)
+        if cached is not None:
+            return cached
+        for attempt in range(_ATTEMPTS):
+            data = self.registry.read_blob(entry.digest, 0, entry.size)
+            self.stats.add(len(data))
+            if check(data):
+                self.cache.put(key, data)
+                return data
+            log.warning(
+                "blob %s for %r failed its MD5 check (attempt %d)", entry.digest, entry.path,
+                attempt + 1,
+            )
+        raise DigestMismatch(f"blob {entry.digest} of {entry.path!r} failed verification twice")
+
+    def _checked_empty(self, entry: ManifestEntry) -> bytes:
+        if entry.digest != md5_b64(b""):
+            raise DigestMismatch(f"empty entry {entry.path!r} has digest {entry.digest}")
+        return b""
+
+    def index(self, entry: ManifestEntry) -> ChunkIndex:
+        """The chunk index of a large entry, checked against the manifest when it can be."""
+        key = self._stored_key(entry)
+        found = self._indexes.get(key)
+        if found is not None:
+            return found
+        expected = entry.chunk_index_sha256
+
+        def check(raw: bytes) -> bool:
+            try:
+                index = ChunkIndex.from_bytes(raw)
+            except InvalidManifest:
+                return False
+            if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
+                return False
+            return index.size == entry.size and index.count > 0
+
+        raw = self.cache.get(key + ".idx", check)
+        if raw is None:
+            for _ in range(_ATTEMPTS):
+                fetched = self.registry.chunk_index(entry.digest)
+                self.stats.add(0)
+                raw = fetched.to_bytes() if fetched is not None else b""
+                if check(raw):
+                    self.cache.put(key + ".idx", raw)
+                    break
+            else:
+                raise DigestMismatch(
+                    f"chunk index of blob {entry.digest} ({entry.path!r}) is missing or "
+                    "does not match the manifest"
+                )
+        index = ChunkIndex.from_bytes(raw)
+        self._indexes[key] = index
+        return index
+
+    def chunk(self, entry: ManifestEntry, n: int) -> bytes:
+        """Chunk ``n`` of a large entry, SHA-256-checked."""
+        index = self.index(entry)
+        key = blob_key(entry.digest)
+        name = f"{key}.c{n}"
+        cached = self.cache.get(name, lambda data: index.check(n, data))
+        if cached is not None:
+            return cached
+        start, end = index.bounds(n)
+        for attempt in range(_ATTEMPTS):
+            data = self.registry.read_blob(entry.digest, start, end)
+            self.stats.add(len(data))
+            if index.check(n, data):
+                self.cache.put(name, data)
+                return data
+            log.warning(
+                "chunk %d of blob %s for %r failed its check (attempt %d)", n, entry.digest,
+                entry.path, attempt + 1,
+            )
+        raise DigestMismatch(
+            f"chunk {n} of blob {entry.digest} ({entry.path!r}) failed verification twice"
+        )
+
+    def is_cached(self, entry: ManifestEntry, n: int | None = None) -> bool:
+        key = blob_key(entry.digest)
+        return self.cache.contains(key if n is None else f"{key}.c{n}")
+
+    # ---- whole reads ---------------------------------------------------------------------
+
+    def read(self, entry: ManifestEntry, offset: int, size: int) -> bytes:
+        """Verified bytes ``[offset, offset + size)`` of an entry (shorter at its end)."""
+        end = min(entry.size, offset + size)
+        if offset >= end:
+            return b""
+        if not self.is_chunked(entry):
+            return self.whole(entry)[offset:end]
+        first, last = offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
+        parts = [self.chunk(entry, n) for n in range(first, last + 1)]
+        joined = parts[0] if len(parts) == 1 else b"".join(parts)
+        base = first * CHUNK_SIZE
+        return joined[offset - base : end - base]
+
+    def download(
+        self, entry: ManifestEntry, dest: Path, on_bytes: Callable[[int], None] | None = None
+    ) -> None:
+        """Write the entry's verified bytes to ``dest`` atomically (parents must exist)."""
+        md5 = hashlib.md5()
+        with atomic_writer(dest) as out:
+            if self.is_chunked(entry):
+                for n in range(self.index(entry).count):
+                    data = self.chunk(entry, n)
+                    md5.update(data)
+                    out.write(data)
+                    if on_bytes:
+                        on_bytes(len(data))
+            else:
+                data = self.whole(entry)
+                md5.update(data)
+                out.write(data)
+                if on_bytes:
+                    on_bytes(len(data))
+            if base64.b64encode(md5.digest()).decode() != entry.digest:
+                raise DigestMismatch(
+                    f"{entry.path!r}: assembled bytes do not match digest {entry.digest}"
+                )
+

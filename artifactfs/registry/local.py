@@ -1,0 +1,98 @@
+"""The registry interface over an embedded store folder (no server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from artifactfs.core.chunks import ChunkIndex
+from artifactfs.core.manifest import Manifest
+from artifactfs.core.records import CollectionInfo, VersionInfo
+from artifactfs.registry.base import Registry
+from artifactfs.store import Store
+
+__all__ = ["LocalRegistry"]
+
+
+class LocalRegistry(Registry):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.description = f"embedded store {store.root}"
+
+    def list_projects(self, entity: str) -> list[str]:
+        return self.store.db.list_projects(entity)
+
+    def list_types(self, entity: str, project: str) -> list[str]:
+        return self.store.db.list_types(entity, project)
+
+    def list_collections(
+        self, entity: str, project: str, type_: str | None = None
+    ) -> list[CollectionInfo]:
+        return self.store.db.list_collections(entity, project, type_)
+
+    def list_versions(self, entity: str, project: str, name: str) -> list[VersionInfo]:
+        return self.store.db.list_versions(entity, project, name)
+
+    def collection_type(self, entity: str, project: str, name: str) -> str | None:
+        return self.store.db.collection_type(entity, project, name)
+
+    def resolve(self, entity: str, project: str, name: str, alias: str) -> VersionInfo:
+        return self.store.db.resolve(entity, project, name, alias)
+
+    def version(self, version_id: str) -> VersionInfo:
+        return self.store.db.version_by_id(version_id)
+
+    def manifest(self, version_id: str) -> Manifest:
+        return Manifest.from_json(self.store.db.manifest_json(version_id))
+
+    def commit(
+        self,
+        *,
+        entity: str,
+        project: str,
+        name: str,
+        type_: str,
+        manifest: Manifest,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        aliases: Sequence[str] = (),
+    ) -> VersionInfo:
+        return self.store.commit(
+            entity=entity, project=project, name=name, type_=type_, manifest=manifest,
+            description=description, metadata=metadata, aliases=aliases,
+        )
+
+    def add_alias(self, version_id: str, alias: str) -> VersionInfo:
+        return self.store.db.add_alias(version_id, alias)
+
+    def remove_alias(self, version_id: str, alias: str) -> VersionInfo:
+        return self.store.db.remove_alias(version_id, alias)
+
+    def update_version(
+        self,
+        version_id: str,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> VersionInfo:
+        return self.store.db.update_version(
+            version_id, description=description, metadata=metadata
+        )
+
+    def delete_version(self, version_id: str, *, delete_aliases: bool = False) -> None:
+        self.store.db.delete_version(version_id, delete_aliases=delete_aliases)
+
+    def missing_blobs(self, digests: Iterable[str]) -> set[str]:
+        return self.store.blobs.missing(digests)
+
+    def upload_blob(
+        self, path: Path, digest: str, on_bytes: Callable[[int], None] | None = None
+    ) -> None:
+        self.store.blobs.put_file(path, digest, on_bytes=on_bytes)
+
+    def read_blob(self, digest: str, start: int, end: int) -> bytes:
+        return self.store.blobs.read(digest, start, end)
+
+    def chunk_index(self, digest: str) -> ChunkIndex | None:
+        return self.store.blobs.chunk_index(digest)

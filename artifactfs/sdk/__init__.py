@@ -1,0 +1,7 @@
+"""The public Python API: ``Api`` and ``Artifact``, following W&B's."""
+
+from artifactfs.sdk.api import Api
+from artifactfs.sdk.artifact import Artifact
+from artifactfs.sdk.entry import ArtifactManifestEntry
+
+__all__ = ["Api", "Artifact", "ArtifactManifestEntry"]

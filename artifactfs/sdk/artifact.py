@@ -1,0 +1,574 @@
+"""``Artifact``: a versioned set of files, following W&B's public ``Artifact`` class.
+
+A new ``Artifact(name, type)`` is a draft (state PENDING): files are added, then ``save()``
+uploads the blobs the registry lacks and commits the manifest as the next version in one
+atomic step. An artifact fetched with ``Api().artifact(ref)`` is committed; changing its
+files turns it into a draft based on that version, whose ``save()`` makes a new version that
+inherits the unchanged entries (their blobs are already stored, so nothing is uploaded for
+them). Changing only ``description``, ``metadata`` or ``aliases`` of a committed artifact
+and calling ``save()`` updates that version in place, as in W&B.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
+from artifactfs.core.errors import ArtifactFSError, InvalidManifest, InvalidName
+from artifactfs.core.manifest import Manifest, ManifestEntry, validate_entry_path
+from artifactfs.core.names import LATEST, validate_alias, validate_name, validate_type
+from artifactfs.core.records import COMMITTED, DELETED, PENDING, VersionInfo
+from artifactfs.sdk.api import Api
+from artifactfs.sdk.entry import ArtifactManifestEntry
+from artifactfs.sdk.paths import safe_join
+from artifactfs.store.files import hash_file
+
+__all__ = ["Artifact"]
+
+_NOT_YET = "is not supported by artifactfs yet"
+
+
+class Artifact:
+    """A W&B-style artifact: ``Artifact(name, type, description=None, metadata=None)``."""
+
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        incremental: bool = False,
+        use_as: str | None = None,
+    ) -> None:
+        self._name = validate_name(name, "artifact name")
+        self._type = validate_type(type)
+        self._description = description
+        self._metadata = _checked_metadata(metadata)
+        self._client: Api | None = None
+        self._info: VersionInfo | None = None
+        self._base: VersionInfo | None = None  # the committed version a draft started from
+        self._manifest: Manifest | None = Manifest()
+        self._local: dict[str, Path] = {}  # entry path -> local file to upload on save
+        self._aliases: list[str] = []
+        self._staging: Path | None = None
+
+    # ---- construction from the registry ---------------------------------------------------
+
+    @classmethod
+    def _from_info(cls, client: Api, info: VersionInfo) -> Artifact:
+        self = cls.__new__(cls)
+        self._name = info.name
+        self._type = info.type
+        self._client = client
+        self._base = None
+        self._manifest = None  # fetched on first use
+        self._local = {}
+        self._staging = None
+        self._load_info(info)
+        return self
+
+    def _load_info(self, info: VersionInfo) -> None:
+        self._info = info
+        self._description = info.description
+        self._metadata = dict(info.metadata)
+        self._aliases = list(info.aliases)
+
+    @classmethod
+    def from_id(cls, artifact_id: str, client: Api) -> Artifact:
+        """The committed version with this id; raises NotFound."""
+        return cls._from_info(client, client.registry.version(artifact_id))
+
+    @staticmethod
+    def expected_type(
+        client: Api, name: str, entity_name: str, project_name: str
+    ) -> str | None:
+        """The type of collection ``name`` (an alias may follow it), or None if it is new."""
+        collection = name.split(":", 1)[0]
+        return client.registry.collection_type(entity_name, project_name, collection)
+
+    # ---- attributes -----------------------------------------------------------------------
+
+    @property
+    def id(self) -> str | None:
+        return self._info.id if self._committed else None
+
+    @property
+    def entity(self) -> str | None:
+        return self._info.entity if self._info else None
+
+    @property
+    def project(self) -> str | None:
+        return self._info.project if self._info else None
+
+    @property
+    def name(self) -> str:
+        """``NAME:vN`` once committed, the bare name for a new draft (as in W&B)."""
+        if self._committed:
+            assert self._info is not None
+            return f"{self._name}:{self._info.version}"
+        return self._name
+
+    @property
+    def collection_name(self) -> str:
+        return self._name
+
+    @property
+    def source_name(self) -> str:
+        return self.name
+
+    @property
+    def version(self) -> str:
+        if not self._committed:
+            raise ArtifactFSError("a draft artifact has no version until it is saved")
+        assert self._info is not None
+        return self._info.version
+
+    @property
+    def qualified_name(self) -> str:
+        if not self._info:
+            return self._name
+        return f"{self._info.entity}/{self._info.project}/{self.name}"
+
+    @property
+    def type(self) -> str:
+        return self._type
+
+    @property
+    def description(self) -> str | None:
+        return self._description
+
+    @description.setter
+    def description(self, value: str | None) -> None:
+        self._description = value
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._metadata
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any]) -> None:
+        self._metadata = _checked_metadata(value)
+
+    @property
+    def aliases(self) -> list[str]:
+        return self._aliases
+
+    @aliases.setter
+    def aliases(self, value: Sequence[str]) -> None:
+        self._aliases = [validate_alias(a) if a != LATEST else a for a in value]
+
+    @property
+    def state(self) -> str:
+        if self._info is None or self._base is not None:
+            return PENDING
+        return self._info.state
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            assert self._info is not None
+            self._manifest = self._api.registry.manifest(self._info.id)
+        return self._manifest
+
+    @property
+    def digest(self) -> str:
+        if self._committed:
+            assert self._info is not None
+            return self._info.digest
+        return self.manifest.digest()
+
+    @property
+    def size(self) -> int:
+        if self._committed:
+            assert self._info is not None
+            return self._info.size
+        return self.manifest.size
+
+    @property
+    def file_count(self) -> int:
+        return len(self.manifest)
+
+    @property
+    def created_at(self) -> str | None:
+        return _iso(self._info.created_at) if self._committed and self._info else None
+
+    @property
+    def updated_at(self) -> str | None:
+        return _iso(self._info.updated_at) if self._committed and self._info else None
+
+    @property
+    def commit_hash(self) -> str | None:
+        return self.digest if self._committed else None
+
+    def is_draft(self) -> bool:
+        return not self._committed
+
+    @property
+    def _committed(self) -> bool:
+        return self._info is not None and self._base is None and self._info.state == COMMITTED
+
+    @property
+    def _api(self) -> Api:
+        if self._client is None:
+            self._client = Api()
+        return self._client
+
+    def __repr__(self) -> str:
+        return f"<Artifact {self.qualified_name} type={self._type} state={self.state}>"
+
+    # ---- adding files ---------------------------------------------------------------------
+
+    def _draft(self) -> Manifest:
+        """Make this object a draft (a committed one becomes a draft based on itself)."""
+        if self._info is not None and self._info.state == DELETED:
+            raise ArtifactFSError(f"artifact {self.qualified_name} is deleted")
+        if self._committed:
+            base_manifest = self.manifest.copy()
+            self._base = self._info
+            self._manifest = base_manifest
+            self._aliases = []
+        assert self._manifest is not None
+        return self._manifest
+
+    def add_file(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        is_tmp: bool | None = False,
+        skip_cache: bool | None = False,
+        policy: str | None = "mutable",
+        overwrite: bool = False,
+    ) -> ArtifactManifestEntry:
+        """Add one local file as entry ``name`` (its base name by default).
+
+        The file is hashed now and checked again when uploaded on ``save()``: changing it in
+        between makes ``save()`` fail rather than store bytes that differ from the manifest.
+        Raises ValueError for a missing file, an unsafe entry path, or an entry of the same
+        name added before with other bytes (unless ``overwrite``).
+        """
+        path = Path(local_path)
+        if not path.is_file():
+            raise ValueError(f"{local_path} is not a file")
+        entry_name = validate_entry_path(name if name is not None else path.name)
+        return self._add_local(path, entry_name, overwrite=overwrite)
+
+    def _add_local(self, path: Path, entry_name: str, *, overwrite: bool) -> ArtifactManifestEntry:
+        manifest = self._draft()
+        content = hash_file(path)
+        old = manifest.get(entry_name)
+        changed = old is not None and old.digest != content.digest
+        if changed and entry_name in self._local and not overwrite:
+            raise ValueError(
+                f"entry {entry_name!r} was already added with other contents; "
+                "pass overwrite=True to replace it"
+            )
+        extra = {}
+        if content.chunk_index is not None:
+            extra[CHUNK_INDEX_EXTRA_KEY] = content.chunk_index.sha256()
+        entry = ManifestEntry(entry_name, content.digest, content.size, extra=extra)
+        manifest.add(entry)
+        self._local[entry_name] = path
+        return ArtifactManifestEntry(self, entry, path)
+
+    def add_dir(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        skip_cache: bool | None = False,
+        policy: str | None = "mutable",
+        merge: bool = False,
+    ) -> None:
+        """Add every file under a folder, keeping its layout (under ``name`` if given)."""
+        root = Path(local_path)
+        if not root.is_dir():
+            raise ValueError(f"{local_path} is not a folder")
+        prefix = validate_entry_path(name.strip("/")) + "/" if name else ""
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            rel = Path(folder).relative_to(root)
+            for file in sorted(files):
+                source = Path(folder) / file
+                if not source.is_file():  # sockets, fifos, dangling links
+                    continue
+                entry_path = prefix + (rel / file).as_posix()
+                validate_entry_path(entry_path)
+                self._add_local(source, entry_path, overwrite=True)
+
+    @contextlib.contextmanager
+    def new_file(
+        self, name: str, mode: str = "x", encoding: str | None = None
+    ) -> Iterator[IO[Any]]:
+        """Open a new file to write into the artifact as entry ``name``.
+
+        ::
+
+            with artifact.new_file("labels.txt") as f:
+                f.write("cat\\ndog\\n")
+        """
+        validate_entry_path(name)
+        if "r" in mode or "+" in mode:
+            raise ValueError(f"new_file opens files for writing; mode {mode!r} is not allowed")
+        if name in self._draft() and "a" not in mode and "w" not in mode:
+            raise ValueError(f"file {name!r} already exists in the artifact")
+        staging = self._staging_dir()
+        tmp = staging / str(len(list(staging.iterdir()))) / Path(name).name
+        tmp.parent.mkdir(parents=True)
+        binary = "b" in mode
+        with open(tmp, "xb" if binary else "x", encoding=None if binary else encoding) as f:
+            yield f
+        self._add_local(tmp, name, overwrite=True)
+
+    def _staging_dir(self) -> Path:
+        if self._staging is None:
+            self._staging = Path(tempfile.mkdtemp(prefix="artifactfs-new-file-"))
+            weakref.finalize(self, shutil.rmtree, self._staging, True)
+        return self._staging
+
+    def add_reference(self, uri: str, name: str | None = None, **kwargs: Any) -> None:
+        raise NotImplementedError(f"add_reference {_NOT_YET}")
+
+    def add(self, obj: Any, name: str, **kwargs: Any) -> None:
+        raise NotImplementedError(f"add (W&B media objects) {_NOT_YET}")
+
+    def remove(self, item: str | ArtifactManifestEntry) -> None:
+        """Remove an entry (or every entry under a folder) from a draft."""
+        path = item.path if isinstance(item, ArtifactManifestEntry) else str(item).strip("/")
+        manifest = self._draft()
+        doomed = [p for p in manifest.entries if p == path or p.startswith(path + "/")]
+        if not doomed:
+            raise FileNotFoundError(f"no entry {path!r} in the artifact")
+        for p in doomed:
+            manifest.remove(p)
+            self._local.pop(p, None)
+
+    # ---- reading entries ------------------------------------------------------------------
+
+    def get_entry(self, name: str) -> ArtifactManifestEntry:
+        entry = self.manifest.get(name)
+        if entry is None:
+            raise KeyError(f"no entry {name!r} in artifact {self.qualified_name}")
+        return ArtifactManifestEntry(self, entry, self._local.get(name))
+
+    get_path = get_entry
+
+    def get(self, name: str) -> Any:
+        raise NotImplementedError(f"get (W&B media objects) {_NOT_YET}")
+
+    def files(self) -> list[ArtifactManifestEntry]:
+        return [ArtifactManifestEntry(self, e, self._local.get(e.path)) for e in self.manifest]
+
+    def logged_by(self) -> Any:
+        raise NotImplementedError(f"logged_by (runs) {_NOT_YET}")
+
+    def used_by(self) -> list[Any]:
+        raise NotImplementedError(f"used_by (runs) {_NOT_YET}")
+
+    # ---- saving ---------------------------------------------------------------------------
+
+    def save(self, project: str | None = None, settings: Any = None) -> Artifact:
+        """Commit a draft as the next version, or store changed aliases/description/metadata.
+
+        Uploads only the blobs the registry does not have; the version becomes visible in one
+        atomic step, so an error or crash midway leaves the registry as it was.
+        """
+        if self._committed:
+            self._save_fields()
+            return self
+        api = self._api
+        base = self._base
+        entity = base.entity if base else api.config.entity
+        if base:
+            if project is not None and project != base.project:
+                raise ValueError(
+                    f"this artifact belongs to project {base.project!r}, not {project!r}"
+                )
+            project = base.project
+        else:
+            project = validate_name(project or api.config.project, "project")
+        manifest = self._draft()
+        self._upload_missing(manifest)
+        aliases = [a for a in self._aliases if a != LATEST]
+        info = api.registry.commit(
+            entity=entity, project=project, name=self._name, type_=self._type,
+            manifest=manifest, description=self._description, metadata=self._metadata,
+            aliases=aliases,
+        )
+        self._base = None
+        self._local = {}
+        self._load_info(info)
+        return self
+
+    def wait(self, timeout: int | None = None) -> Artifact:
+        return self
+
+    def _upload_missing(self, manifest: Manifest) -> None:
+        registry = self._api.registry
+        needed: dict[str, Path] = {}
+        for path, local in self._local.items():
+            entry = manifest.get(path)
+            if entry is not None:
+                needed.setdefault(entry.digest, local)
+        missing = registry.missing_blobs(needed)
+        total = sum(manifest[p].size for p in self._local if manifest[p].digest in missing)
+        progress = self._progress("upload", total)
+        for digest in sorted(missing):
+            try:
+                registry.upload_blob(needed[digest], digest, progress)
+            except FileNotFoundError:
+                raise ValueError(
+                    f"{needed[digest]} was removed before the artifact was saved"
+                ) from None
+
+    def _save_fields(self) -> None:
+        assert self._info is not None
+        registry = self._api.registry
+        info = self._info
+        if self._description != info.description or self._metadata != info.metadata:
+            info = registry.update_version(
+                info.id, description=self._description or "", metadata=self._metadata
+            )
+        wanted, held = set(self._aliases) - {LATEST}, set(info.aliases) - {LATEST}
+        for alias in sorted(held - wanted):
+            info = registry.remove_alias(info.id, alias)
+        for alias in sorted(wanted - held):
+            info = registry.add_alias(info.id, alias)
+        self._load_info(info)
+
+    def delete(self, delete_aliases: bool = False) -> None:
+        """Delete this version; refused (Conflict) while it holds aliases unless told."""
+        if not self._committed:
+            raise ArtifactFSError("only a saved artifact can be deleted")
+        assert self._info is not None
+        self._api.registry.delete_version(self._info.id, delete_aliases=delete_aliases)
+        self._info = VersionInfo(**{**self._info.to_dict(), "state": DELETED, "aliases": ()})
+        self._aliases = []
+
+    # ---- downloading and verifying --------------------------------------------------------
+
+    def _default_root(self) -> Path:
+        return Path("artifacts") / self.name
+
+    def download(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        allow_missing_references: bool = False,
+        skip_cache: bool | None = None,
+        path_prefix: str | None = None,
+        recursive: bool = False,
+    ) -> str:
+        """Download every file to ``root`` (default ``./artifacts/NAME:vN``); return ``root``.
+
+        Files already there with the right digest are kept; every file written is verified.
+        """
+        if recursive:
+            raise NotImplementedError(f"download(recursive=True) {_NOT_YET}")
+        entries = [
+            e for e in self.manifest if path_prefix is None or e.path.startswith(path_prefix)
+        ]
+        self._download_entries(entries, root)
+        return str(Path(root) if root is not None else self._default_root())
+
+    def checkout(self, root: str | None = None) -> str:
+        return self.download(root)
+
+    def _download_entries(
+        self, entries: list[ManifestEntry], root: str | os.PathLike[str] | None
+    ) -> list[str]:
+        if not self._committed:
+            raise ArtifactFSError("save the artifact before downloading it")
+        base = Path(root) if root is not None else self._default_root()
+        base.mkdir(parents=True, exist_ok=True)
+        content = self._api.content
+        todo: list[tuple[ManifestEntry, Path]] = []
+        written = []
+        for entry in entries:
+            dest = safe_join(base, entry.path)
+            written.append(str(dest))
+            if _already_there(dest, entry):
+                continue
+            todo.append((entry, dest))
+        progress = self._progress("download", sum(e.size for e, _ in todo))
+        for entry, dest in todo:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.is_dir():
+                raise InvalidManifest(f"cannot write {entry.path!r}: {dest} is a folder")
+            content.download(entry, dest, progress)
+        return written
+
+    def file(self, root: str | os.PathLike[str] | None = None) -> str:
+        """Download a single-file artifact and return the file's path."""
+        if len(self.manifest) != 1:
+            raise ValueError(
+                f"artifact {self.qualified_name} holds {len(self.manifest)} files; file() is "
+                "for single-file artifacts: use download(), or get_entry(NAME).download()"
+            )
+        return self._download_entries(list(self.manifest), root)[0]
+
+    def verify(self, root: str | os.PathLike[str] | None = None) -> None:
+        """Check that ``root`` holds exactly this artifact's files with their digests.
+
+        Raises ValueError naming the first missing, extra or mismatching file.
+        """
+        base = Path(root) if root is not None else self._default_root()
+        if not base.is_dir():
+            raise ValueError(f"{base} is not a folder; download the artifact first")
+        expected = self.manifest.entries
+        present = set()
+        for folder, dirs, files in os.walk(base):
+            dirs.sort()
+            for file in files:
+                present.add((Path(folder) / file).relative_to(base).as_posix())
+        for path in sorted(set(expected) | present):
+            entry = expected.get(path)
+            if entry is None:
+                raise ValueError(f"extra file {path!r} in {base} is not in the artifact")
+            local = base / path
+            if path not in present:
+                raise ValueError(f"missing file {path!r} in {base}")
+            if entry.ref is not None:
+                continue
+            if hash_file(local).digest != entry.digest:
+                raise ValueError(
+                    f"file {path!r} in {base} does not match digest {entry.digest}"
+                )
+
+    def _progress(self, verb: str, total: int) -> Callable[[int], None] | None:
+        factory = self._api.progress
+        return factory(f"{verb} {self._name}", total) if factory and total else None
+
+    def json_encode(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "type": self.type, "digest": self.digest}
+
+
+def _already_there(dest: Path, entry: ManifestEntry) -> bool:
+    """True when ``dest`` already holds the entry's bytes, so a download can skip it."""
+    return (
+        dest.is_file()
+        and dest.stat().st_size == entry.size
+        and hash_file(dest).digest == entry.digest
+    )
+
+
+def _checked_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidName("metadata must be a dict")
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise InvalidName(f"metadata must be JSON-serializable: {exc}") from None
+    return dict(metadata)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

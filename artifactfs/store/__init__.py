@@ -1,0 +1,7 @@
+"""The embedded registry: SQLite metadata and a content-addressed blob folder."""
+
+from artifactfs.store.blobs import BlobDir
+from artifactfs.store.metadata import MetadataDB
+from artifactfs.store.store import Store
+
+__all__ = ["BlobDir", "MetadataDB", "Store"]

@@ -1,0 +1,136 @@
+"""The store's content-addressed blob folder.
+
+Layout (also what a static web server serving the same folder exposes)::
+
+    blobs/<hex[:2]>/<hex>        the bytes, hex = MD5 of the bytes
+    chunks/<hex[:2]>/<hex>.idx   the chunk index of blobs larger than one chunk
+
+A blob is written to ``tmp/``, checked against the digest it was promised to have, made
+durable, and only then renamed into place, so a blob that is visible is always whole and right.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from artifactfs.core.chunks import ChunkIndex
+from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
+from artifactfs.core.errors import DigestMismatch, NotFound
+from artifactfs.store.files import READ_BLOCK, atomic_writer
+
+__all__ = ["BlobDir"]
+
+
+class BlobDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blob_root = root / "blobs"
+        self.chunk_root = root / "chunks"
+        self.tmp = root / "tmp"
+        for folder in (self.blob_root, self.chunk_root, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        key = blob_key(digest)
+        return self.blob_root / key[:2] / key
+
+    def _index_path(self, digest: str) -> Path:
+        key = blob_key(digest)
+        return self.chunk_root / key[:2] / f"{key}.idx"
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def missing(self, digests: Iterable[str]) -> set[str]:
+        """The digests among ``digests`` that have no blob here."""
+        return {d for d in set(digests) if not self.has(d)}
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+
+    def put_stream(
+        self,
+        stream: BinaryIO,
+        digest: str,
+        *,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> ContentDigest:
+        """Store the bytes of ``stream`` as the blob ``digest``.
+
+        Raises DigestMismatch, storing nothing, when the bytes have another digest. Storing a
+        blob that is already present reads the stream (to check it) and keeps the old copy.
+        """
+        dest = self.path(digest)
+        dest.parent.mkdir(exist_ok=True)
+        hasher = ContentHasher()
+        with atomic_writer(dest, tmp_dir=self.tmp, durable=True) as out:
+            while block := stream.read(READ_BLOCK):
+                hasher.update(block)
+                out.write(block)
+                if on_bytes:
+                    on_bytes(len(block))
+            result = hasher.result()
+            if result.digest != digest:
+                raise DigestMismatch(
+                    f"blob bytes have digest {result.digest}, not the promised {digest}"
+                )
+        if result.chunk_index is not None:
+            self._write_index(digest, result.chunk_index)
+        return result
+
+    def put_file(
+        self, path: Path, digest: str, *, on_bytes: Callable[[int], None] | None = None
+    ) -> ContentDigest | None:
+        """Store a local file as blob ``digest``; None when the blob was already here."""
+        if self.has(digest):
+            return None
+        with open(path, "rb") as f:
+            return self.put_stream(f, digest, on_bytes=on_bytes)
+
+    def _write_index(self, digest: str, index: ChunkIndex) -> None:
+        dest = self._index_path(digest)
+        dest.parent.mkdir(exist_ok=True)
+        with atomic_writer(dest, tmp_dir=self.tmp, durable=True) as out:
+            out.write(index.to_bytes())
+
+    def read(self, digest: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``[start, end)`` of a blob (to its end when ``end`` is None)."""
+        try:
+            with open(self.path(digest), "rb") as f:
+                f.seek(start)
+                return f.read(-1 if end is None else max(0, end - start))
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+
+    def chunk_index(self, digest: str) -> ChunkIndex | None:
+        """The blob's chunk index, None for a blob of one chunk or less."""
+        try:
+            return ChunkIndex.from_bytes(self._index_path(digest).read_bytes())
+        except FileNotFoundError:
+            if not self.has(digest):
+                raise NotFound(f"blob {digest} not found") from None
+            return None
+
+    def copy_to(self, digest: str, dest: BinaryIO) -> None:
+        with open(self.path(digest), "rb") as f:
+            shutil.copyfileobj(f, dest, READ_BLOCK)
+
+    def remove_tmp_leftovers(self, older_than: float = 86400.0) -> None:
+        """Drop temporary files a crashed writer left behind (they were never visible).
+
+        Only old ones: a younger file may belong to a writer in another process right now.
+        """
+        limit = time.time() - older_than
+        for entry in os.scandir(self.tmp):
+            with contextlib.suppress(FileNotFoundError):
+                if entry.name.startswith(".tmp-") and entry.stat().st_mtime < limit:
+                    os.unlink(entry.path)

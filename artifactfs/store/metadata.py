@@ -1,0 +1,364 @@
+"""The store's metadata in SQLite: entities, projects, collections, versions and aliases.
+
+Concurrency rules (several processes may share one store):
+
+- WAL mode and a generous busy timeout, so readers never block writers and writers queue.
+- Every change runs in one ``BEGIN IMMEDIATE`` transaction, which takes the write lock
+  before reading what it will change: the next version number is computed and used under the
+  same lock, so two writers can never both take ``vN``.
+- A version row is inserted already COMMITTED, with its manifest, in the transaction that
+  moves ``latest`` and the other aliases: a crash before the commit leaves nothing visible.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from artifactfs.core.errors import Conflict, InvalidName, NotFound
+from artifactfs.core.names import LATEST, parse_version_label, validate_alias
+from artifactfs.core.records import COMMITTED, DELETED, CollectionInfo, VersionInfo
+
+__all__ = ["MetadataDB"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entities (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS projects (
+    id INTEGER PRIMARY KEY, entity_id INTEGER NOT NULL REFERENCES entities(id),
+    name TEXT NOT NULL, UNIQUE (entity_id, name));
+CREATE TABLE IF NOT EXISTS collections (
+    id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL, type TEXT NOT NULL, created_at REAL NOT NULL,
+    UNIQUE (project_id, name));
+CREATE TABLE IF NOT EXISTS versions (
+    id TEXT PRIMARY KEY, collection_id INTEGER NOT NULL REFERENCES collections(id),
+    idx INTEGER NOT NULL, state TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
+    file_count INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    description TEXT, metadata TEXT NOT NULL DEFAULT '{}', manifest TEXT NOT NULL,
+    UNIQUE (collection_id, idx));
+CREATE TABLE IF NOT EXISTS aliases (
+    collection_id INTEGER NOT NULL REFERENCES collections(id), alias TEXT NOT NULL,
+    version_id TEXT NOT NULL REFERENCES versions(id), PRIMARY KEY (collection_id, alias));
+CREATE INDEX IF NOT EXISTS aliases_by_version ON aliases (version_id);
+"""
+
+_VERSION_SELECT = """
+SELECT v.id, e.name, p.name, c.name, c.type, v.idx, v.state, v.digest, v.size, v.file_count,
+       v.created_at, v.updated_at, v.description, v.metadata, c.id
+FROM versions v JOIN collections c ON c.id = v.collection_id
+JOIN projects p ON p.id = c.project_id JOIN entities e ON e.id = p.entity_id
+"""
+
+
+class MetadataDB:
+    """SQLite access; one connection per thread (sqlite3 objects may not cross threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def list_entities(self) -> list[str]:
+        rows = self._conn().execute("SELECT name FROM entities ORDER BY name")
+        return [r[0] for r in rows]
+
+    def list_projects(self, entity: str) -> list[str]:
+        rows = self._conn().execute(
+            "SELECT p.name FROM projects p JOIN entities e ON e.id = p.entity_id "
+            "WHERE e.name = ? ORDER BY p.name",
+            (entity,),
+        )
+        return [r[0] for r in rows]
+
+    def list_collections(
+        self, entity: str, project: str, type_: str | None = None
+    ) -> list[CollectionInfo]:
+        sql = (
+            "SELECT c.name, c.type, c.created_at, "
+            "(SELECT count(*) FROM versions v WHERE v.collection_id = c.id AND v.state = ?) "
+            "FROM collections c JOIN projects p ON p.id = c.project_id "
+            "JOIN entities e ON e.id = p.entity_id WHERE e.name = ? AND p.name = ?"
+        )
+        args: list[Any] = [COMMITTED, entity, project]
+        if type_ is not None:
+            sql += " AND c.type = ?"
+            args.append(type_)
+        rows = self._conn().execute(sql + " ORDER BY c.name", args)
+        return [CollectionInfo(entity, project, n, t, ts, count) for n, t, ts, count in rows]
+
+    def list_types(self, entity: str, project: str) -> list[str]:
+        return sorted({c.type for c in self.list_collections(entity, project)})
+
+    def list_versions(self, entity: str, project: str, name: str) -> list[VersionInfo]:
+        rows = self._conn().execute(
+            _VERSION_SELECT + "WHERE e.name = ? AND p.name = ? AND c.name = ? AND v.state = ? "
+            "ORDER BY v.idx",
+            (entity, project, name, COMMITTED),
+        ).fetchall()
+        return self._with_aliases(rows)
+
+    def collection_type(self, entity: str, project: str, name: str) -> str | None:
+        row = self._conn().execute(
+            "SELECT c.type FROM collections c JOIN projects p ON p.id = c.project_id "
+            "JOIN entities e ON e.id = p.entity_id WHERE e.name = ? AND p.name = ? "
+            "AND c.name = ?",
+            (entity, project, name),
+        ).fetchone()
+        return row[0] if row else None
+
+    def resolve(self, entity: str, project: str, name: str, alias: str) -> VersionInfo:
+        """The committed version ``alias`` (or ``vN``) names; raises NotFound saying what."""
+        index = parse_version_label(alias)
+        where = "WHERE e.name = ? AND p.name = ? AND c.name = ? AND v.state = ? AND "
+        if index is not None:
+            sql = _VERSION_SELECT + where + "v.idx = ?"
+            args: tuple[Any, ...] = (entity, project, name, COMMITTED, index)
+        else:
+            sql = (
+                _VERSION_SELECT
+                + "JOIN aliases a ON a.version_id = v.id AND a.collection_id = c.id "
+                + where
+                + "a.alias = ?"
+            )
+            args = (entity, project, name, COMMITTED, alias)
+        rows = self._conn().execute(sql, args).fetchall()
+        if not rows:
+            raise NotFound(f"artifact {entity}/{project}/{name}:{alias} not found")
+        return self._with_aliases(rows)[0]
+
+    def version_by_id(self, version_id: str, *, include_deleted: bool = False) -> VersionInfo:
+        rows = self._conn().execute(_VERSION_SELECT + "WHERE v.id = ?", (version_id,)).fetchall()
+        if not rows or (rows[0][6] == DELETED and not include_deleted):
+            raise NotFound(f"artifact version with id {version_id!r} not found")
+        return self._with_aliases(rows)[0]
+
+    def manifest_json(self, version_id: str) -> str:
+        row = self._conn().execute(
+            "SELECT manifest FROM versions WHERE id = ? AND state = ?", (version_id, COMMITTED)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"artifact version with id {version_id!r} not found")
+        return str(row[0])
+
+    def _with_aliases(self, rows: Sequence[Sequence[Any]]) -> list[VersionInfo]:
+        out = []
+        conn = self._conn()
+        for r in rows:
+            aliases = tuple(
+                a[0]
+                for a in conn.execute(
+                    "SELECT alias FROM aliases WHERE version_id = ? ORDER BY alias", (r[0],)
+                )
+            )
+            out.append(
+                VersionInfo(
+                    id=r[0], entity=r[1], project=r[2], name=r[3], type=r[4], index=r[5],
+                    state=r[6], digest=r[7], size=r[8], file_count=r[9], created_at=r[10],
+                    updated_at=r[11], description=r[12], metadata=json.loads(r[13]),
+                    aliases=aliases,
+                )
+            )
+        return out
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def commit_version(
+        self,
+        *,
+        entity: str,
+        project: str,
+        name: str,
+        type_: str,
+        manifest_json: str,
+        digest: str,
+        size: int,
+        file_count: int,
+        description: str | None,
+        metadata: dict[str, Any],
+        aliases: Sequence[str] = (),
+    ) -> VersionInfo:
+        """Insert the next version of a collection as COMMITTED, with ``latest`` and aliases.
+
+        Creates entity, project and collection on first use. Raises Conflict when the
+        collection exists with another type.
+        """
+        for alias in aliases:
+            validate_alias(alias)
+        now = time.time()
+        version_id = secrets.token_hex(12)
+        meta = json.dumps(metadata, sort_keys=True)
+        with self._write() as db:
+            collection_id = self._collection_id(db, entity, project, name, type_, now)
+            (top,) = db.execute(
+                "SELECT coalesce(max(idx), -1) FROM versions WHERE collection_id = ?",
+                (collection_id,),
+            ).fetchone()
+            db.execute(
+                "INSERT INTO versions (id, collection_id, idx, state, digest, size, file_count, "
+                "created_at, updated_at, description, metadata, manifest) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    version_id, collection_id, top + 1, COMMITTED, digest, size, file_count,
+                    now, now, description, meta, manifest_json,
+                ),
+            )
+            for alias in {LATEST, *aliases}:
+                self._point_alias(db, collection_id, alias, version_id)
+        return self.version_by_id(version_id)
+
+    def _collection_id(
+        self, db: sqlite3.Connection, entity: str, project: str, name: str, type_: str,
+        now: float,
+    ) -> int:
+        db.execute("INSERT OR IGNORE INTO entities (name) VALUES (?)", (entity,))
+        (entity_id,) = db.execute("SELECT id FROM entities WHERE name = ?", (entity,)).fetchone()
+        db.execute(
+            "INSERT OR IGNORE INTO projects (entity_id, name) VALUES (?, ?)", (entity_id, project)
+        )
+        (project_id,) = db.execute(
+            "SELECT id FROM projects WHERE entity_id = ? AND name = ?", (entity_id, project)
+        ).fetchone()
+        row = db.execute(
+            "SELECT id, type FROM collections WHERE project_id = ? AND name = ?",
+            (project_id, name),
+        ).fetchone()
+        if row is None:
+            cur = db.execute(
+                "INSERT INTO collections (project_id, name, type, created_at) VALUES (?,?,?,?)",
+                (project_id, name, type_, now),
+            )
+            return int(cur.lastrowid or 0)
+        if row[1] != type_:
+            raise Conflict(
+                f"artifact {entity}/{project}/{name} has type {row[1]!r}, not {type_!r}; "
+                "a collection holds one type"
+            )
+        return int(row[0])
+
+    @staticmethod
+    def _point_alias(db: sqlite3.Connection, collection_id: int, alias: str, vid: str) -> None:
+        db.execute(
+            "INSERT INTO aliases (collection_id, alias, version_id) VALUES (?,?,?) "
+            "ON CONFLICT (collection_id, alias) DO UPDATE SET version_id = excluded.version_id",
+            (collection_id, alias, vid),
+        )
+
+    def _committed_row(self, db: sqlite3.Connection, version_id: str) -> tuple[int, int]:
+        row = db.execute(
+            "SELECT collection_id, idx FROM versions WHERE id = ? AND state = ?",
+            (version_id, COMMITTED),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"artifact version with id {version_id!r} not found")
+        return int(row[0]), int(row[1])
+
+    def add_alias(self, version_id: str, alias: str) -> VersionInfo:
+        """Point ``alias`` at this version, moving it off any other version of the collection."""
+        validate_alias(alias)
+        if alias == LATEST:
+            raise InvalidName("'latest' always names the newest version; it cannot be moved")
+        with self._write() as db:
+            collection_id, _ = self._committed_row(db, version_id)
+            self._point_alias(db, collection_id, alias, version_id)
+            self._touch(db, version_id)
+        return self.version_by_id(version_id)
+
+    def remove_alias(self, version_id: str, alias: str) -> VersionInfo:
+        if alias == LATEST:
+            raise InvalidName("'latest' always names the newest version; it cannot be removed")
+        with self._write() as db:
+            self._committed_row(db, version_id)
+            db.execute(
+                "DELETE FROM aliases WHERE version_id = ? AND alias = ?", (version_id, alias)
+            )
+            self._touch(db, version_id)
+        return self.version_by_id(version_id)
+
+    def update_version(
+        self,
+        version_id: str,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> VersionInfo:
+        """Change the mutable fields of a committed version (its files never change)."""
+        with self._write() as db:
+            self._committed_row(db, version_id)
+            if description is not None:
+                db.execute(
+                    "UPDATE versions SET description = ? WHERE id = ?", (description, version_id)
+                )
+            if metadata is not None:
+                db.execute(
+                    "UPDATE versions SET metadata = ? WHERE id = ?",
+                    (json.dumps(metadata, sort_keys=True), version_id),
+                )
+            self._touch(db, version_id)
+        return self.version_by_id(version_id)
+
+    @staticmethod
+    def _touch(db: sqlite3.Connection, version_id: str) -> None:
+        db.execute("UPDATE versions SET updated_at = ? WHERE id = ?", (time.time(), version_id))
+
+    def delete_version(self, version_id: str, *, delete_aliases: bool = False) -> None:
+        """Mark a version DELETED; its number is never reused.
+
+        Raises Conflict while it holds aliases (``latest`` included) unless ``delete_aliases``.
+        ``latest`` then moves to the newest version still committed.
+        """
+        with self._write() as db:
+            collection_id, _ = self._committed_row(db, version_id)
+            held = [
+                r[0]
+                for r in db.execute(
+                    "SELECT alias FROM aliases WHERE version_id = ? ORDER BY alias", (version_id,)
+                )
+            ]
+            if held and not delete_aliases:
+                raise Conflict(
+                    f"version holds aliases {', '.join(held)}; remove them first or pass "
+                    "delete_aliases=True (--delete-aliases)"
+                )
+            db.execute("DELETE FROM aliases WHERE version_id = ?", (version_id,))
+            db.execute(
+                "UPDATE versions SET state = ?, updated_at = ? WHERE id = ?",
+                (DELETED, time.time(), version_id),
+            )
+            newest = db.execute(
+                "SELECT id FROM versions WHERE collection_id = ? AND state = ? "
+                "ORDER BY idx DESC LIMIT 1",
+                (collection_id, COMMITTED),
+            ).fetchone()
+            if newest:
+                self._point_alias(db, collection_id, LATEST, newest[0])

@@ -1,0 +1,79 @@
+"""The embedded registry: one folder holding ``registry.sqlite3`` and the blob folders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from artifactfs.core.digests import is_md5_digest
+from artifactfs.core.errors import InvalidManifest, InvalidName
+from artifactfs.core.manifest import Manifest
+from artifactfs.core.names import validate_alias, validate_name, validate_type
+from artifactfs.core.records import VersionInfo
+from artifactfs.store.blobs import BlobDir
+from artifactfs.store.metadata import MetadataDB
+
+__all__ = ["Store"]
+
+
+class Store:
+    """Metadata and blobs of one registry folder; safe to share between processes."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).expanduser()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidName(f"cannot use {self.root} as a store folder: {exc.strerror}") from None
+        self.blobs = BlobDir(self.root)
+        self.db = MetadataDB(self.root / "registry.sqlite3")
+
+    def commit(
+        self,
+        *,
+        entity: str,
+        project: str,
+        name: str,
+        type_: str,
+        manifest: Manifest,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        aliases: Sequence[str] = (),
+    ) -> VersionInfo:
+        """Make ``manifest`` the next version of ``entity/project/name``.
+
+        Every stored (non-reference) entry's blob must already be here: the version becomes
+        visible in one transaction, after its bytes are durable. Raises InvalidManifest naming
+        the first missing blob, InvalidName on a bad name, Conflict on a type clash.
+        """
+        validate_name(entity, "entity")
+        validate_name(project, "project")
+        validate_name(name, "artifact name")
+        validate_type(type_)
+        for alias in aliases:
+            validate_alias(alias)
+        for entry in manifest:
+            if entry.ref is not None:
+                continue
+            if not is_md5_digest(entry.digest):
+                raise InvalidManifest(
+                    f"entry {entry.path!r} has digest {entry.digest!r}, not a base64 MD5"
+                )
+            if not self.blobs.has(entry.digest):
+                raise InvalidManifest(
+                    f"entry {entry.path!r}: blob {entry.digest} was not uploaded"
+                )
+        return self.db.commit_version(
+            entity=entity,
+            project=project,
+            name=name,
+            type_=type_,
+            manifest_json=manifest.to_json(),
+            digest=manifest.digest(),
+            size=manifest.size,
+            file_count=len(manifest),
+            description=description,
+            metadata=metadata or {},
+            aliases=aliases,
+        )

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages artifactfs needs, only those missing:
+#   fuse3 (fusermount3), libfuse3-dev + pkg-config + gcc + Python headers (to build pyfuse3),
+#   attr (getfattr/setfattr for the demo and tests), rsync (used by tests).
+set -euo pipefail
+
+need=()
+command -v fusermount3 >/dev/null || need+=(fuse3)
+pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev pkg-config)
+command -v gcc >/dev/null || need+=(gcc)
+command -v getfattr >/dev/null || need+=(attr)
+command -v rsync >/dev/null || need+=(rsync)
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || need+=(python3-dev)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "artifactfs needs these Debian packages: ${need[*]}" >&2
+        echo "run as root, or: sudo apt-get install -y ${need[*]}" >&2
+        exit 1
+    fi
+    echo "installing system packages: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if [ ! -e /dev/fuse ]; then
+    echo "warning: /dev/fuse is missing; mounting will not work on this machine" >&2
+fi
