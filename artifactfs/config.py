@@ -46,6 +46,7 @@ class Config:
     project: str
     cache_dir: Path
     cache_size: int
+    state_dir: Path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -53,6 +54,7 @@ class Config:
         home = Path(env.get("HOME") or Path.home())
         data_home = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
         cache_home = Path(env.get("XDG_CACHE_HOME") or home / ".cache")
+        state_home = Path(env.get("XDG_STATE_HOME") or home / ".local" / "state")
         entity = env.get("ARTIFACTFS_ENTITY") or "local"
         project = env.get("ARTIFACTFS_PROJECT") or "uncategorized"
         validate_name(entity, "ARTIFACTFS_ENTITY")
@@ -65,6 +67,7 @@ class Config:
             project=project,
             cache_dir=Path(env.get("ARTIFACTFS_CACHE_DIR") or cache_home / "artifactfs"),
             cache_size=parse_size(env.get("ARTIFACTFS_CACHE_SIZE") or "10G"),
+            state_dir=state_home / "artifactfs",
         )
 
     def replace(self, **changes: object) -> Config:

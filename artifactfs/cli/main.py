@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from artifactfs import __version__
+from artifactfs.cli.mount import mount, umount
 from artifactfs.cli.output import emit_json, fail, human_size, progress_factory, table
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError, NotFound
@@ -226,6 +227,10 @@ def delete(ref: str, delete_aliases: bool) -> None:
     art = make_api().artifact(ref)
     art.delete(delete_aliases=delete_aliases)
     click.echo(f"deleted {art.qualified_name}")
+
+
+cli.add_command(mount)
+cli.add_command(umount)
 
 
 def main() -> None:

@@ -1,0 +1,164 @@
+"""``artifactfs mount`` and ``artifactfs umount``: starting, finding and stopping daemons.
+
+Without ``--foreground`` the command starts the daemon as a new session (the same command
+with ``--foreground``, output to the log file), waits until the mount answers, prints where
+it is, its pid and its log, and returns. A mount left behind by a daemon that died is
+detected (the kernel answers ENOTCONN) and unmounted before mounting again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from artifactfs.cli.output import fail
+from artifactfs.config import Config
+from artifactfs.fs.mounts import FSTYPE, fuse_mount_type, is_stale, unmount
+from artifactfs.fs.options import MountOptions
+
+__all__ = ["mount", "umount"]
+
+_READY_TIMEOUT = 60.0
+
+
+def _log_path(config: Config, mountpoint: Path) -> Path:
+    tag = hashlib.sha256(str(mountpoint).encode()).hexdigest()[:10]
+    name = "".join(c if c.isalnum() else "_" for c in mountpoint.name)[:40] or "root"
+    return config.state_dir / "logs" / f"mount-{name}-{tag}.log"
+
+
+def _check_mountpoint(mountpoint: Path) -> None:
+    """Refuse a live mount; recover a stale one; refuse what is not a folder."""
+    kind = fuse_mount_type(mountpoint)
+    if kind is not None:
+        if not is_stale(mountpoint):
+            if kind == FSTYPE:
+                fail(f"{mountpoint} is already mounted by artifactfs; "
+                     f"run 'artifactfs umount {mountpoint}' first")
+            fail(f"{mountpoint} already has a {kind} file system mounted on it")
+        click.echo(f"{mountpoint}: found a mount left by a stopped daemon; unmounting it", err=True)
+        if unmount(mountpoint).returncode != 0 and unmount(mountpoint, lazy=True).returncode:
+            fail(f"could not clear the dead mount at {mountpoint}; run "
+                 f"'fusermount3 -uz {mountpoint}' and try again")
+    if not mountpoint.is_dir():
+        fail(f"mount point {mountpoint} is not a folder; create it with mkdir -p {mountpoint}")
+
+
+@click.command()
+@click.argument("mountpoint", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--foreground", "-f", is_flag=True, help="Stay in the foreground; log to stderr.")
+@click.option("--alias-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds NAME:ALIAS and folder listings are trusted before asked again.")
+@click.option("--read-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds a read waits on an unreachable registry before failing with EIO.")
+@click.option("--threads", type=int, default=16, show_default=True,
+              help="Worker threads for fetching, hashing and cache I/O.")
+@click.option("--memory", "memory_mb", type=int, default=256, show_default=True,
+              help="MiB of verified chunks kept in memory for re-reads and read-ahead.")
+@click.option("--readahead", type=int, default=8, show_default=True,
+              help="Maximum sequential read-ahead window, in 1 MiB chunks.")
+@click.option("--allow-other", is_flag=True,
+              help="Let other users read the mount (needs user_allow_other for non-root).")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Daemon log (default under ~/.local/state/artifactfs/logs/).")
+@click.option("--debug", is_flag=True, help="Log every request (very verbose).")
+def mount(
+    mountpoint: Path, foreground: bool, alias_timeout: float, read_timeout: float,
+    threads: int, memory_mb: int, readahead: int, allow_other: bool, log_file: Path | None,
+    debug: bool,
+) -> None:
+    """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders (read-only).
+
+    Bytes are fetched when read, checked against the manifest's digests and kept in the
+    shared cache. Returns once the mount answers; the daemon keeps running in the
+    background until 'artifactfs umount MOUNTPOINT'.
+
+    \b
+    Example:
+      mkdir -p /mnt/art && artifactfs mount /mnt/art
+      ls /mnt/art/vision/dataset/mnist:latest/
+      getfattr -d /mnt/art/vision/dataset/mnist:latest
+      artifactfs umount /mnt/art
+    """
+    config = Config.from_env()
+    mountpoint = mountpoint.expanduser().absolute()
+    if alias_timeout < 0 or read_timeout <= 0 or threads < 1 or memory_mb < 1 or readahead < 0:
+        fail("timeouts, --threads, --memory and --readahead must be positive")
+    _check_mountpoint(mountpoint)
+    log_file = (log_file or _log_path(config, mountpoint)).absolute()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    if not foreground:
+        _start_background(mountpoint, log_file)
+        return
+    from artifactfs.fs.daemon import serve_mount
+
+    logging.basicConfig(
+        filename=str(log_file) if log_file and not sys.stderr.isatty() else None,
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    options = MountOptions(
+        mountpoint=mountpoint, alias_timeout=alias_timeout, read_timeout=read_timeout,
+        threads=threads, memory_bytes=memory_mb << 20, readahead_chunks=readahead,
+        allow_other=allow_other, debug=debug,
+    )
+    try:
+        serve_mount(config, options)
+    except RuntimeError as exc:  # pyfuse3.init reports mount failures this way
+        fail(f"cannot mount {mountpoint}: {exc}")
+
+
+def _start_background(mountpoint: Path, log_file: Path) -> None:
+    args = [a for a in sys.argv[1:] if a not in ("--foreground", "-f")]
+    cmd = [sys.executable, "-m", "artifactfs.cli.main", *args, "--foreground",
+           "--log-file", str(log_file)]
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    deadline = time.monotonic() + _READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = _tail(log_file)
+            fail(f"the mount daemon stopped at start (exit {proc.returncode}); "
+                 f"its log {log_file} says:\n{tail}")
+        if fuse_mount_type(mountpoint) == FSTYPE and not is_stale(mountpoint):
+            click.echo(f"mounted {mountpoint} (pid {proc.pid}); log: {log_file}")
+            return
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    fail(f"the mount did not answer within {_READY_TIMEOUT:.0f} s; see {log_file}")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@click.command()
+@click.argument("mountpoint", type=click.Path(path_type=Path))
+@click.option("--lazy", "-z", is_flag=True, help="Detach now even if files are still open.")
+def umount(mountpoint: Path, lazy: bool) -> None:
+    """Unmount an artifactfs mount (the daemon then exits)."""
+    mountpoint = mountpoint.expanduser().absolute()
+    kind = fuse_mount_type(mountpoint)
+    if kind is None:
+        fail(f"{mountpoint} is not mounted")
+    if kind != FSTYPE:
+        fail(f"{mountpoint} holds a {kind} file system, not artifactfs")
+    result = unmount(mountpoint, lazy=lazy)
+    if result.returncode != 0:
+        reason = result.stderr.strip() or "fusermount3 failed"
+        hint = "; files are still open there: close them, or use --lazy" if "busy" in reason else ""
+        fail(f"{reason}{hint}")
+    click.echo(f"unmounted {mountpoint}")

@@ -1,0 +1,91 @@
+"""Running one mount: wiring registry, cache, tree and reader to pyfuse3 on trio.
+
+pyfuse3 keeps its session in module globals, so a process serves one mount. The daemon
+unmounts cleanly when ``artifactfs umount`` (fusermount3) detaches it, and on SIGTERM and
+SIGINT; ``auto_unmount`` makes the kernel drop the mount even if the process is killed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import pyfuse3
+import trio
+
+from artifactfs.config import Config
+from artifactfs.fs.ops import ArtifactOperations
+from artifactfs.fs.options import MountOptions
+from artifactfs.fs.reader import VerifiedReader
+from artifactfs.fs.tree import Tree
+from artifactfs.registry import open_content, open_registry
+
+__all__ = ["serve_mount"]
+
+log = logging.getLogger(__name__)
+
+
+def serve_mount(
+    config: Config, options: MountOptions, ready: Callable[[], None] | None = None
+) -> None:
+    """Mount and serve until unmounted or signalled. Blocks."""
+    registry = open_registry(config)
+    content = open_content(config, registry)
+    limiter = trio.CapacityLimiter(options.threads)
+
+    async def blocking(func: Callable[..., Any], *args: Any) -> Any:
+        with trio.fail_after(options.read_timeout):
+            return await trio.to_thread.run_sync(
+                functools.partial(func, *args), limiter=limiter, abandon_on_cancel=True
+            )
+
+    tree = Tree(registry, config.entity, blocking, listing_ttl=options.alias_timeout)
+    reader = VerifiedReader(
+        content, blocking, memory_bytes=options.memory_bytes,
+        readahead_cap=options.readahead_chunks,
+    )
+    ops = ArtifactOperations(tree, reader, options)
+    fuse_options = set(pyfuse3.default_options)
+    fuse_options |= {"fsname=artifactfs", "subtype=artifactfs", "auto_unmount"}
+    if options.allow_other:
+        fuse_options.add("allow_other")
+    if options.debug:
+        fuse_options.add("debug")
+    pyfuse3.init(ops, str(options.mountpoint), fuse_options)
+    log.info(
+        "mounted %s (%s, entity %s) pid %d", options.mountpoint, registry.description,
+        config.entity, os.getpid(),
+    )
+    detached = False
+    try:
+        detached = trio.run(_serve, ops, ready)
+    finally:
+        pyfuse3.close(unmount=not detached)
+        registry.close()
+        log.info("unmounted %s", options.mountpoint)
+
+
+async def _serve(ops: ArtifactOperations, ready: Callable[[], None] | None) -> bool:
+    """Serve requests; True when the kernel detached the mount, False when signalled."""
+    detached = False
+    async with trio.open_nursery() as nursery:
+        ops.nursery = nursery
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        if ready:
+            ready()
+        await pyfuse3.main()
+        detached = True
+        nursery.cancel_scope.cancel()
+    return detached
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s; unmounting", signal.Signals(signum).name)
+            scope.cancel()
+            return

@@ -1,0 +1,52 @@
+"""What the kernel says is mounted where: finding live and stale artifactfs mounts."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+__all__ = ["FSTYPE", "fuse_mount_type", "is_stale", "unmount"]
+
+FSTYPE = "fuse.artifactfs"
+
+
+def _unescape(field: str) -> str:
+    """Mount tables escape space, tab, newline and backslash as octal (``\\040``)."""
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def fuse_mount_type(mountpoint: Path) -> str | None:
+    """The file-system type mounted exactly at ``mountpoint``, or None."""
+    target = os.path.abspath(mountpoint)
+    found = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            if _unescape(fields[4]) == target:
+                found = fields[sep + 1]  # the last mount on top wins
+    return found
+
+
+def is_stale(mountpoint: Path) -> bool:
+    """True when a FUSE mount is there but its daemon is gone (ENOTCONN)."""
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
+    return False
+
+
+def unmount(mountpoint: Path, *, lazy: bool = False) -> subprocess.CompletedProcess[str]:
+    args = ["fusermount3", "-u"] + (["-z"] if lazy else []) + [str(mountpoint)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=30)

@@ -1,0 +1,25 @@
+"""Options of one mount, built once by the CLI and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["MountOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class MountOptions:
+    mountpoint: Path
+    alias_timeout: float = 5.0
+    """Seconds the kernel may keep ``NAME:ALIAS -> vN`` and folder listings."""
+    read_timeout: float = 30.0
+    """Seconds a read may wait on the registry (retries included) before it fails with EIO."""
+    threads: int = 16
+    """Worker threads for registry calls, hashing and cache I/O."""
+    memory_bytes: int = 256 << 20
+    """Budget for verified chunks held in memory (recent reads and read-ahead)."""
+    readahead_chunks: int = 8
+    """Cap of the sequential read-ahead window, in 1 MiB chunks."""
+    allow_other: bool = False
+    debug: bool = False
