@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from artifactfs.config import Config
 from artifactfs.sdk import Api
 
-ARTIFACTFS = str(Path(sys.executable).with_name("artifactfs"))
+from helpers import ARTIFACTFS
 
 
 @pytest.fixture

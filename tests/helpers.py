@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+ARTIFACTFS = str(Path(sys.executable).with_name("artifactfs"))
 
 
 def make_tree(root: Path, files: dict[str, bytes]) -> Path:

@@ -190,10 +190,10 @@ class ArtifactOperations(pyfuse3.Operations):
         assert entry is not None
         try:
             data = await self.reader.read(entry, off, size)
-        except DigestMismatch as exc:
+        except (DigestMismatch, NotFound, OSError) as exc:  # a missing blob is an I/O error
             version = handle.node.version
             log.error(
-                "EIO: %s path %r digest %s failed verification: %s",
+                "EIO: %s path %r digest %s: %s",
                 version.qualified_name if version else "?", entry.path, entry.digest, exc,
             )
             raise pyfuse3.FUSEError(errno.EIO) from None
