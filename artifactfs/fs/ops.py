@@ -95,6 +95,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self._fh = itertools.count(1)
         self._uid, self._gid = os.getuid(), os.getgid()
         self._mounted_at = time.time_ns()
+        self.read_requests = 0
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -185,6 +186,7 @@ class ArtifactOperations(pyfuse3.Operations):
 
     @barrier
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        self.read_requests += 1
         handle = self._handles[fh]
         entry = handle.node.entry
         assert entry is not None
@@ -239,6 +241,7 @@ class ArtifactOperations(pyfuse3.Operations):
             "cache_hits": content.cache.hits,
             "cache_misses": content.cache.misses,
             "manifest_fetches": self.tree.manifest_fetches,
+            "read_requests": self.read_requests,
             "pid": os.getpid(),
         }
 

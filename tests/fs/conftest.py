@@ -79,7 +79,8 @@ def mount_factory(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[...,
 
     def make(*options: str, name: str = "mnt") -> Mount:
         path = tmp_path / name
-        path.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):  # exists, possibly as a dead mount (ENOTCONN)
+            path.mkdir(exist_ok=True)
         log = tmp_path / f"{name}.log"
         proc = subprocess.run(
             [ARTIFACTFS, "mount", str(path), "--log-file", str(log), *options],
