@@ -8,23 +8,42 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import ARTIFACTFS, RegistryServer
 
 from artifactfs.config import Config
 from artifactfs.sdk import Api
+from artifactfs.store import Store
 
-from helpers import ARTIFACTFS
+
+@pytest.fixture(params=["embedded", "server"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Which registry transport a test runs on: every SDK, CLI and mount test runs on both."""
+    return str(request.param)
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """Environment for a CLI run against this test's own store and cache."""
+def env(tmp_path: Path, transport: str) -> Iterator[dict[str, str]]:
+    """Environment for a CLI run against this test's own store (or server) and cache.
+
+    With the server transport, ``ARTIFACTFS_STORE`` still names the folder the server
+    serves, so tests can inspect or damage it from outside the way an operator could.
+    """
     out = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTFS_")}
+    store = tmp_path / "store"
     out.update(
-        ARTIFACTFS_STORE=str(tmp_path / "store"),
+        ARTIFACTFS_STORE=str(store),
         ARTIFACTFS_CACHE_DIR=str(tmp_path / "cache"),
         HOME=str(tmp_path / "home"),
     )
-    return out
+    if transport == "embedded":
+        yield out
+        return
+    key = Store(store).db.create_key("local")
+    server = RegistryServer(store, tmp_path / "server.log", env=out)
+    try:
+        yield {**out, "ARTIFACTFS_REGISTRY": server.url, "ARTIFACTFS_API_KEY": key}
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import click
 from artifactfs import __version__
 from artifactfs.cli.mount import mount, umount
 from artifactfs.cli.output import emit_json, fail, human_size, progress_factory, table
+from artifactfs.cli.serve import key, serve
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError, NotFound
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
@@ -231,6 +232,8 @@ def delete(ref: str, delete_aliases: bool) -> None:
 
 cli.add_command(mount)
 cli.add_command(umount)
+cli.add_command(serve)
+cli.add_command(key)
 
 
 def main() -> None:

@@ -14,10 +14,9 @@ __all__ = ["LocalRegistry", "Registry", "VerifiedContent", "open_content", "open
 def open_registry(config: Config) -> Registry:
     """The registry ``config`` names: the server when a URL is set, else the embedded store."""
     if config.registry_url:
-        raise NotImplementedError(
-            "ARTIFACTFS_REGISTRY is set, but talking to a registry server is not built yet; "
-            "unset it to use the embedded store"
-        )
+        from artifactfs.registry.http import HttpRegistry
+
+        return HttpRegistry(config.registry_url, config.api_key)
     from artifactfs.store import Store
 
     return LocalRegistry(Store(config.store_dir))

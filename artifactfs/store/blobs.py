@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,7 +25,7 @@ from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
 from artifactfs.core.errors import DigestMismatch, NotFound
 from artifactfs.store.files import READ_BLOCK, atomic_writer
 
-__all__ = ["BlobDir"]
+__all__ = ["BlobDir", "BlobWriter"]
 
 
 class BlobDir:
@@ -57,6 +58,10 @@ class BlobDir:
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
 
+    def writer(self, digest: str) -> BlobWriter:
+        """An incremental writer for blob ``digest``; nothing is visible until ``commit``."""
+        return BlobWriter(self, digest)
+
     def put_stream(
         self,
         stream: BinaryIO,
@@ -69,23 +74,15 @@ class BlobDir:
         Raises DigestMismatch, storing nothing, when the bytes have another digest. Storing a
         blob that is already present reads the stream (to check it) and keeps the old copy.
         """
-        dest = self.path(digest)
-        dest.parent.mkdir(exist_ok=True)
-        hasher = ContentHasher()
-        with atomic_writer(dest, tmp_dir=self.tmp, durable=True) as out:
+        writer = self.writer(digest)
+        try:
             while block := stream.read(READ_BLOCK):
-                hasher.update(block)
-                out.write(block)
+                writer.write(block)
                 if on_bytes:
                     on_bytes(len(block))
-            result = hasher.result()
-            if result.digest != digest:
-                raise DigestMismatch(
-                    f"blob bytes have digest {result.digest}, not the promised {digest}"
-                )
-        if result.chunk_index is not None:
-            self._write_index(digest, result.chunk_index)
-        return result
+            return writer.commit()
+        finally:
+            writer.abort()
 
     def put_file(
         self, path: Path, digest: str, *, on_bytes: Callable[[int], None] | None = None
@@ -96,7 +93,7 @@ class BlobDir:
         with open(path, "rb") as f:
             return self.put_stream(f, digest, on_bytes=on_bytes)
 
-    def _write_index(self, digest: str, index: ChunkIndex) -> None:
+    def write_index(self, digest: str, index: ChunkIndex) -> None:
         dest = self._index_path(digest)
         dest.parent.mkdir(exist_ok=True)
         with atomic_writer(dest, tmp_dir=self.tmp, durable=True) as out:
@@ -134,3 +131,49 @@ class BlobDir:
             with contextlib.suppress(FileNotFoundError):
                 if entry.name.startswith(".tmp-") and entry.stat().st_mtime < limit:
                     os.unlink(entry.path)
+
+
+class BlobWriter:
+    """Receives a blob's bytes in pieces, then checks and publishes them in one rename.
+
+    ``abort`` (safe after ``commit``) removes the temporary file; a crash leaves only a
+    temporary file under ``tmp/``, never a visible blob.
+    """
+
+    def __init__(self, blobs: BlobDir, digest: str) -> None:
+        self._blobs = blobs
+        self.digest = digest
+        self.dest = blobs.path(digest)
+        self._hasher = ContentHasher()
+        fd, self._tmp = tempfile.mkstemp(dir=blobs.tmp, prefix=".tmp-")
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._file is not None, "writer already finished"
+        self._hasher.update(data)
+        self._file.write(data)
+
+    def commit(self) -> ContentDigest:
+        """Publish the blob; DigestMismatch (nothing stored) if the bytes differ."""
+        assert self._file is not None, "writer already finished"
+        result = self._hasher.result()
+        if result.digest != self.digest:
+            raise DigestMismatch(
+                f"blob bytes have digest {result.digest}, not the promised {self.digest}"
+            )
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        self.dest.parent.mkdir(exist_ok=True)
+        os.replace(self._tmp, self.dest)
+        if result.chunk_index is not None:
+            self._blobs.write_index(self.digest, result.chunk_index)
+        return result
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)

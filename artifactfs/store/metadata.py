@@ -12,6 +12,7 @@ Concurrency rules (several processes may share one store):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -48,7 +49,15 @@ CREATE TABLE IF NOT EXISTS aliases (
     collection_id INTEGER NOT NULL REFERENCES collections(id), alias TEXT NOT NULL,
     version_id TEXT NOT NULL REFERENCES versions(id), PRIMARY KEY (collection_id, alias));
 CREATE INDEX IF NOT EXISTS aliases_by_version ON aliases (version_id);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id INTEGER PRIMARY KEY, entity TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE,
+    read_only INTEGER NOT NULL, created_at REAL NOT NULL);
 """
+
+def _key_hash(key: str) -> str:
+    # keys are 256 random bits, so a plain SHA-256 is enough (no salt or stretching needed)
+    return hashlib.sha256(key.encode()).hexdigest()
+
 
 _VERSION_SELECT = """
 SELECT v.id, e.name, p.name, c.name, c.type, v.idx, v.state, v.digest, v.size, v.file_count,
@@ -190,6 +199,25 @@ class MetadataDB:
                 )
             )
         return out
+
+    # ---- API keys ------------------------------------------------------------------------
+
+    def create_key(self, entity: str, *, read_only: bool = False) -> str:
+        """Make a new API key for ``entity``; only its SHA-256 is kept, so show it once."""
+        key = "afs_" + secrets.token_urlsafe(32)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO api_keys (entity, key_hash, read_only, created_at) VALUES (?,?,?,?)",
+                (entity, _key_hash(key), int(read_only), time.time()),
+            )
+        return key
+
+    def check_key(self, key: str) -> tuple[str, bool] | None:
+        """``(entity, read_only)`` for a known key, else None."""
+        row = self._conn().execute(
+            "SELECT entity, read_only FROM api_keys WHERE key_hash = ?", (_key_hash(key),)
+        ).fetchone()
+        return (str(row[0]), bool(row[1])) if row else None
 
     # ---- writing -------------------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""``artifactfs serve`` and ``artifactfs key``: running a registry server and its API keys."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from artifactfs.cli.output import fail
+from artifactfs.config import Config
+from artifactfs.core.errors import ArtifactFSError
+from artifactfs.core.names import validate_name
+
+__all__ = ["key", "serve"]
+
+
+def _store(store_dir: Path | None):
+    from artifactfs.store import Store
+
+    return Store(store_dir or Config.from_env().store_dir)
+
+
+@click.command()
+@click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Store folder (default $ARTIFACTFS_STORE).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; loopback unless you mean to share it.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--blob-url-base", default=None,
+              help="Redirect blob reads to URL/blobs/xx/HEX, a server holding the same files.")
+def serve(store_dir: Path | None, host: str, port: int, blob_url_base: str | None) -> None:
+    """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
+
+    \b
+    Example:
+      artifactfs key create myteam            # prints a key, once
+      artifactfs serve --store /srv/artifacts --port 8080
+      # clients:
+      export ARTIFACTFS_REGISTRY=http://127.0.0.1:8080 ARTIFACTFS_API_KEY=afs_...
+      export ARTIFACTFS_ENTITY=myteam
+    """
+    import uvicorn
+
+    from artifactfs.server import create_app
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        store = _store(store_dir)
+    except ArtifactFSError as exc:
+        fail(str(exc))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: serving on {host}, reachable beyond this machine", err=True)
+    click.echo(f"serving {store.root} on http://{host}:{port}/api/v1", err=True)
+    app = create_app(store, blob_url_base=blob_url_base)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
+                timeout_graceful_shutdown=10, server_header=False)
+
+
+@click.group()
+def key() -> None:
+    """Manage API keys of a store folder (run on the server's machine)."""
+
+
+@key.command("create")
+@click.argument("entity")
+@click.option("--read-only", is_flag=True, help="The key may read but not change anything.")
+@click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Store folder (default $ARTIFACTFS_STORE).")
+def key_create(entity: str, read_only: bool, store_dir: Path | None) -> None:
+    """Create an API key for ENTITY and print it. It is shown once; only a hash is kept."""
+    try:
+        validate_name(entity, "entity")
+        key_text = _store(store_dir).db.create_key(entity, read_only=read_only)
+    except ArtifactFSError as exc:
+        fail(str(exc))
+    click.echo(key_text)

@@ -1,0 +1,114 @@
+"""The registry's HTTP protocol as plain functions: ranges, error bodies, blob paths.
+
+Both the server and the HTTP client use these, so the two ends agree by construction.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from artifactfs.core.errors import (
+    ArtifactFSError,
+    Conflict,
+    DigestMismatch,
+    InvalidManifest,
+    InvalidName,
+    NotFound,
+    PermissionDenied,
+    RegistryUnavailable,
+)
+
+__all__ = [
+    "API_PREFIX",
+    "RangeNotSatisfiable",
+    "error_body",
+    "error_from_response",
+    "parse_range",
+    "status_for",
+]
+
+API_PREFIX = "/api/v1"
+
+_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+
+_BY_NAME: dict[str, type[ArtifactFSError]] = {
+    cls.__name__: cls
+    for cls in (
+        Conflict, DigestMismatch, InvalidManifest, InvalidName, NotFound, PermissionDenied,
+        RegistryUnavailable,
+    )
+}
+_STATUS: dict[type[ArtifactFSError], int] = {
+    InvalidName: 400,
+    InvalidManifest: 400,
+    DigestMismatch: 400,
+    PermissionDenied: 403,
+    NotFound: 404,
+    Conflict: 409,
+    RegistryUnavailable: 503,
+}
+
+
+class RangeNotSatisfiable(ValueError):
+    """The Range header is well formed but lies outside the resource."""
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``[start, end)`` a single-range ``Range`` header asks for, or None for the whole.
+
+    A header that is not a single ``bytes=`` range is ignored (the whole resource is sent, as
+    RFC 9110 allows); one outside the resource raises RangeNotSatisfiable (416).
+    """
+    if not header:
+        return None
+    m = _RANGE_RE.fullmatch(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0:
+            raise RangeNotSatisfiable(header)
+        return max(0, size - n), size
+    start = int(first)
+    end = size if not last else int(last) + 1
+    if last and int(last) < start:
+        return None  # invalid, so ignored
+    if start >= size:
+        raise RangeNotSatisfiable(header)
+    return start, min(end, size)
+
+
+def status_for(exc: ArtifactFSError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]  # type: ignore[index]
+    return 400
+
+
+def error_body(kind: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message}}
+
+
+def error_from_response(status: int, body: Any) -> ArtifactFSError:
+    """The exception a client raises for an error response."""
+    message, kind = f"registry answered HTTP {status}", ""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        message = str(body["error"].get("message") or message)
+        kind = str(body["error"].get("type") or "")
+    cls = _BY_NAME.get(kind)
+    if cls is None:
+        if status == 404:
+            cls = NotFound
+        elif status in (401, 403):
+            cls = PermissionDenied
+        elif status == 409:
+            cls = Conflict
+        elif status >= 500:
+            cls = RegistryUnavailable
+        else:
+            cls = InvalidName
+    if status == 401:
+        message += "; set ARTIFACTFS_API_KEY to a key from 'artifactfs key create ENTITY'"
+    return cls(message)

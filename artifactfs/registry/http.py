@@ -1,0 +1,268 @@
+"""The registry interface over HTTP (``ARTIFACTFS_REGISTRY`` set): the server's client.
+
+One pooled ``httpx.Client`` per registry object, thread-safe, with timeouts on every request.
+Idempotent requests (GET, HEAD, PUT, DELETE and the read-only POST of ``blobs/missing``) are
+retried with exponential backoff and jitter on connection errors and 5xx answers; a commit
+(POST) is not, since it might have succeeded. Blob uploads stream from disk. Blob reads may
+be redirected to another server; the API key is not sent there (httpx drops
+``Authorization`` when a redirect leaves the origin), and callers verify every byte anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+    wait_random,
+)
+
+from artifactfs.core.chunks import ChunkIndex
+from artifactfs.core.digests import blob_key
+from artifactfs.core.errors import RegistryUnavailable
+from artifactfs.core.manifest import Manifest
+from artifactfs.core.records import CollectionInfo, VersionInfo
+from artifactfs.core.wire import API_PREFIX, error_from_response
+from artifactfs.registry.base import Registry
+
+__all__ = ["HttpRegistry"]
+
+log = logging.getLogger(__name__)
+
+_UPLOAD_BLOCK = 1 << 20
+
+
+class _Retryable(Exception):
+    """A 5xx answer or a connection failure: worth trying again."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+def _q(part: str) -> str:
+    return quote(part, safe="")
+
+
+class HttpRegistry(Registry):
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        *,
+        timeout: float = 30.0,
+        attempts: int = 4,
+        max_connections: int = 32,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.description = f"registry {self.url}"
+        headers = {"User-Agent": "artifactfs"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.Client(
+            base_url=self.url + API_PREFIX,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+            follow_redirects=True,
+        )
+        self._attempts = attempts
+        self._deadline = timeout * 2
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    def _send(
+        self, method: str, path: str, *, retry: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        def once() -> httpx.Response:
+            try:
+                response = self._client.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            if response.status_code >= 500:
+                raise _Retryable(f"HTTP {response.status_code} from {method} {path}")
+            return response
+
+        if not retry:
+            try:
+                return once()
+            except _Retryable as exc:
+                raise RegistryUnavailable(f"{self.url}: {exc}") from None
+        retrying = Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            stop=stop_after_attempt(self._attempts) | stop_after_delay(self._deadline),
+            wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        try:
+            return retrying(once)
+        except _Retryable as exc:
+            raise RegistryUnavailable(
+                f"{self.url} could not be reached after retries: {exc}"
+            ) from None
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        self._raise_for(response)
+        return response.json() if response.content else None
+
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        raise error_from_response(response.status_code, body)
+
+    def _collection(self, entity: str, project: str, name: str) -> str:
+        return f"/entities/{_q(entity)}/projects/{_q(project)}/collections/{_q(name)}"
+
+    # ---- listing ----------------------------------------------------------------------------
+
+    def list_projects(self, entity: str) -> list[str]:
+        return list(self._json("GET", f"/entities/{_q(entity)}/projects"))
+
+    def list_types(self, entity: str, project: str) -> list[str]:
+        return list(self._json("GET", f"/entities/{_q(entity)}/projects/{_q(project)}/types"))
+
+    def list_collections(
+        self, entity: str, project: str, type_: str | None = None
+    ) -> list[CollectionInfo]:
+        params = {"type": type_} if type_ else None
+        raw = self._json(
+            "GET", f"/entities/{_q(entity)}/projects/{_q(project)}/collections", params=params
+        )
+        return [CollectionInfo.from_dict(c) for c in raw]
+
+    def list_versions(self, entity: str, project: str, name: str) -> list[VersionInfo]:
+        raw = self._json("GET", self._collection(entity, project, name) + "/versions")
+        return [VersionInfo.from_dict(v) for v in raw]
+
+    def collection_type(self, entity: str, project: str, name: str) -> str | None:
+        response = self._send("GET", self._collection(entity, project, name))
+        if response.status_code == 404:
+            return None
+        self._raise_for(response)
+        return str(response.json()["type"])
+
+    # ---- versions ---------------------------------------------------------------------------
+
+    def resolve(self, entity: str, project: str, name: str, alias: str) -> VersionInfo:
+        path = self._collection(entity, project, name) + f"/resolve/{_q(alias)}"
+        return VersionInfo.from_dict(self._json("GET", path))
+
+    def version(self, version_id: str) -> VersionInfo:
+        return VersionInfo.from_dict(self._json("GET", f"/versions/{_q(version_id)}"))
+
+    def manifest(self, version_id: str) -> Manifest:
+        response = self._send("GET", f"/versions/{_q(version_id)}/manifest")
+        self._raise_for(response)
+        return Manifest.from_json(response.content)
+
+    def commit(
+        self,
+        *,
+        entity: str,
+        project: str,
+        name: str,
+        type_: str,
+        manifest: Manifest,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        aliases: Sequence[str] = (),
+    ) -> VersionInfo:
+        body = {
+            "type": type_, "manifest": manifest.to_dict(), "description": description,
+            "metadata": metadata or {}, "aliases": list(aliases),
+        }
+        path = self._collection(entity, project, name) + "/versions"
+        return VersionInfo.from_dict(self._json("POST", path, json=body, retry=False))
+
+    def add_alias(self, version_id: str, alias: str) -> VersionInfo:
+        path = f"/versions/{_q(version_id)}/aliases/{_q(alias)}"
+        return VersionInfo.from_dict(self._json("PUT", path))
+
+    def remove_alias(self, version_id: str, alias: str) -> VersionInfo:
+        path = f"/versions/{_q(version_id)}/aliases/{_q(alias)}"
+        return VersionInfo.from_dict(self._json("DELETE", path))
+
+    def update_version(
+        self,
+        version_id: str,
+        *,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> VersionInfo:
+        body = {"description": description, "metadata": metadata}
+        return VersionInfo.from_dict(
+            self._json("PATCH", f"/versions/{_q(version_id)}", json=body)
+        )
+
+    def delete_version(self, version_id: str, *, delete_aliases: bool = False) -> None:
+        params = {"delete_aliases": "true"} if delete_aliases else None
+        self._json("DELETE", f"/versions/{_q(version_id)}", params=params)
+
+    # ---- blobs ------------------------------------------------------------------------------
+
+    def missing_blobs(self, digests: Iterable[str]) -> set[str]:
+        wanted = sorted(set(digests))
+        if not wanted:
+            return set()
+        return set(self._json("POST", "/blobs/missing", json={"digests": wanted})["missing"])
+
+    def upload_blob(
+        self, path: Path, digest: str, on_bytes: Callable[[int], None] | None = None
+    ) -> None:
+        def body() -> Iterator[bytes]:
+            with open(path, "rb") as f:
+                while block := f.read(_UPLOAD_BLOCK):
+                    if on_bytes:
+                        on_bytes(len(block))
+                    yield block
+
+        size = path.stat().st_size
+        self._json(
+            "PUT", f"/blobs/{blob_key(digest)}", content=body(),
+            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+        )
+
+    def read_blob(self, digest: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""
+        response = self._send(
+            "GET", f"/blobs/{blob_key(digest)}", headers={"Range": f"bytes={start}-{end - 1}"}
+        )
+        self._raise_for(response)
+        data = response.content
+        if response.status_code == 200:  # a server that ignored Range sent everything
+            data = data[start:end]
+        return data
+
+    def chunk_index(self, digest: str) -> ChunkIndex | None:
+        response = self._send("GET", f"/blobs/{blob_key(digest)}/chunks")
+        self._raise_for(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return ChunkIndex.from_bytes(response.content)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("registry request failed (attempt %d): %s; retrying", state.attempt_number, exc)
+

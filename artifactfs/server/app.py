@@ -1,0 +1,445 @@
+"""The registry's HTTP API: an ASGI application (Starlette) over a store folder.
+
+Every route is under ``/api/v1`` and needs ``Authorization: Bearer KEY``. A key belongs to
+one entity: asking about another entity's things answers 404, as if they did not exist; a
+read-only key asking to change anything answers 403. Errors are JSON:
+``{"error": {"type": "NotFound", "message": "..."}}``. See docs/api.md.
+
+Blocking work (SQLite, file I/O, hashing) runs in worker threads (``anyio.to_thread``),
+so one slow upload does not stall other requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from artifactfs.core.digests import blob_key_or_none
+from artifactfs.core.errors import ArtifactFSError, NotFound
+from artifactfs.core.manifest import Manifest
+from artifactfs.core.names import validate_alias, validate_name, validate_type
+from artifactfs.core.records import VersionInfo
+from artifactfs.core.wire import (
+    API_PREFIX,
+    RangeNotSatisfiable,
+    error_body,
+    parse_range,
+    status_for,
+)
+from artifactfs.store import Store
+
+__all__ = ["MAX_JSON_BYTES", "create_app"]
+
+log = logging.getLogger("artifactfs.server")
+
+MAX_JSON_BYTES = 64 << 20
+"""Largest JSON body accepted (a manifest of ~300,000 entries)."""
+_STREAM_BLOCK = 1 << 20
+_IMMUTABLE = "public, max-age=31536000, immutable"
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+def _hex_to_digest(key: str) -> str:
+    """``/blobs/{hex}`` names blobs by hex MD5; turn it back into the base64 entry digest."""
+    try:
+        raw = bytes.fromhex(key)
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise HTTPError(400, "InvalidName", f"blob key {key!r} is not a hex MD5")
+    return base64.b64encode(raw).decode()
+
+
+class Registry:
+    """The route handlers, bound to one store."""
+
+    def __init__(self, store: Store, blob_url_base: str | None) -> None:
+        self.store = store
+        self.db = store.db
+        self.blob_url_base = blob_url_base.rstrip("/") if blob_url_base else None
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _entity(request: Request) -> str:
+        entity = request.path_params["entity"]
+        if entity != request.state.entity:
+            raise NotFound(f"entity {entity} not found")
+        return entity
+
+    def _version(self, request: Request) -> VersionInfo:
+        info: VersionInfo = self.db.version_by_id(request.path_params["vid"])
+        if info.entity != request.state.entity:
+            raise NotFound(f"artifact version with id {request.path_params['vid']!r} not found")
+        return info
+
+    @staticmethod
+    async def _json(request: Request) -> dict[str, Any]:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+            raise HTTPError(413, "TooLarge", f"JSON body exceeds {MAX_JSON_BYTES} bytes")
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > MAX_JSON_BYTES:
+                raise HTTPError(413, "TooLarge", f"JSON body exceeds {MAX_JSON_BYTES} bytes")
+        try:
+            value = json.loads(body)
+        except ValueError as exc:
+            raise HTTPError(400, "InvalidJSON", f"body is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise HTTPError(400, "InvalidJSON", "body must be a JSON object")
+        return value
+
+    @staticmethod
+    def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
+               default: Any = ...) -> Any:
+        if name not in body or body[name] is None:
+            if default is ...:
+                raise HTTPError(400, "InvalidRequest", f"field {name!r} is required")
+            return default
+        value = body[name]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise HTTPError(400, "InvalidRequest", f"field {name!r} has the wrong type")
+        return value
+
+    async def _run(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: func(*args))
+
+    # ---- listing ---------------------------------------------------------------------------
+
+    async def projects(self, request: Request) -> Response:
+        entity = self._entity(request)
+        return JSONResponse(await self._run(self.db.list_projects, entity))
+
+    async def types(self, request: Request) -> Response:
+        entity = self._entity(request)
+        return JSONResponse(
+            await self._run(self.db.list_types, entity, request.path_params["project"])
+        )
+
+    async def collections(self, request: Request) -> Response:
+        entity = self._entity(request)
+        type_ = request.query_params.get("type")
+        found = await self._run(
+            self.db.list_collections, entity, request.path_params["project"], type_
+        )
+        return JSONResponse([c.to_dict() for c in found])
+
+    async def collection(self, request: Request) -> Response:
+        entity = self._entity(request)
+        p = request.path_params
+        type_ = await self._run(self.db.collection_type, entity, p["project"], p["name"])
+        if type_ is None:
+            raise NotFound(f"artifact {entity}/{p['project']}/{p['name']} not found")
+        return JSONResponse({"entity": entity, "project": p["project"], "name": p["name"],
+                             "type": type_})
+
+    async def versions(self, request: Request) -> Response:
+        entity = self._entity(request)
+        p = request.path_params
+        found = await self._run(self.db.list_versions, entity, p["project"], p["name"])
+        return JSONResponse([v.to_dict() for v in found])
+
+    async def resolve(self, request: Request) -> Response:
+        entity = self._entity(request)
+        p = request.path_params
+        validate_alias(p["alias"], allow_version=True)
+        info = await self._run(self.db.resolve, entity, p["project"], p["name"], p["alias"])
+        return JSONResponse(info.to_dict())
+
+    # ---- versions --------------------------------------------------------------------------
+
+    async def version(self, request: Request) -> Response:
+        info = await self._run(self._version, request)
+        return JSONResponse(info.to_dict())
+
+    async def manifest(self, request: Request) -> Response:
+        info = await self._run(self._version, request)
+        text: str = await self._run(self.db.manifest_json, info.id)
+        body = text.encode()
+        etag = '"' + hashlib.sha256(body).hexdigest() + '"'
+        headers = {"ETag": etag, "Cache-Control": _IMMUTABLE}
+        if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type="application/json", headers=headers)
+
+    async def commit(self, request: Request) -> Response:
+        entity = self._entity(request)
+        p = request.path_params
+        body = await self._json(request)
+        type_ = validate_type(self._field(body, "type", str))
+        manifest = Manifest.from_dict(self._field(body, "manifest", dict))
+        aliases = self._field(body, "aliases", list, [])
+        if not all(isinstance(a, str) for a in aliases):
+            raise HTTPError(400, "InvalidRequest", "field 'aliases' must be a list of strings")
+        info = await self._run(
+            lambda: self.store.commit(
+                entity=entity, project=validate_name(p["project"], "project"),
+                name=validate_name(p["name"], "artifact name"), type_=type_,
+                manifest=manifest, description=self._field(body, "description", str, None),
+                metadata=self._field(body, "metadata", dict, {}), aliases=aliases,
+            )
+        )
+        log.info("committed %s", info.qualified_name)
+        return JSONResponse(info.to_dict(), status_code=201)
+
+    async def update_version(self, request: Request) -> Response:
+        info = await self._run(self._version, request)
+        body = await self._json(request)
+        info = await self._run(
+            lambda: self.db.update_version(
+                info.id, description=self._field(body, "description", str, None),
+                metadata=self._field(body, "metadata", dict, None),
+            )
+        )
+        return JSONResponse(info.to_dict())
+
+    async def delete_version(self, request: Request) -> Response:
+        info = await self._run(self._version, request)
+        force = request.query_params.get("delete_aliases", "") in ("1", "true", "yes")
+        await self._run(lambda: self.db.delete_version(info.id, delete_aliases=force))
+        return Response(status_code=204)
+
+    async def put_alias(self, request: Request) -> Response:
+        info = await self._run(self._version, request)
+        info = await self._run(self.db.add_alias, info.id, request.path_params["alias"])
+        return JSONResponse(info.to_dict())
+
+    async def delete_alias(self, request: Request) -> Response:
+        info = await self._run(self._version, request)
+        info = await self._run(self.db.remove_alias, info.id, request.path_params["alias"])
+        return JSONResponse(info.to_dict())
+
+    # ---- blobs -----------------------------------------------------------------------------
+
+    async def missing(self, request: Request) -> Response:
+        body = await self._json(request)
+        digests = self._field(body, "digests", list)
+        if not all(isinstance(d, str) and blob_key_or_none(d) for d in digests):
+            raise HTTPError(400, "InvalidRequest", "'digests' must be base64 MD5 strings")
+        missing = await self._run(self.store.blobs.missing, digests)
+        return JSONResponse({"missing": sorted(missing)})
+
+    async def get_blob(self, request: Request) -> Response:
+        digest = _hex_to_digest(request.path_params["key"])
+        key = request.path_params["key"]
+        if self.blob_url_base:
+            if not await self._run(self.store.blobs.has, digest):
+                raise NotFound(f"blob {digest} not found")
+            return RedirectResponse(f"{self.blob_url_base}/blobs/{key[:2]}/{key}",
+                                    status_code=307)
+        path = self.store.blobs.path(digest)
+        try:
+            handle = await anyio.open_file(path, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+        size = os.fstat(handle.wrapped.fileno()).st_size
+        headers = {"Accept-Ranges": "bytes", "Cache-Control": _IMMUTABLE, "ETag": f'"{key}"'}
+        try:
+            wanted = parse_range(request.headers.get("range"), size)
+        except RangeNotSatisfiable:
+            await handle.aclose()
+            return JSONResponse(
+                error_body("RangeNotSatisfiable", f"blob has {size} bytes"), status_code=416,
+                headers={"Content-Range": f"bytes */{size}", **headers},
+            )
+        start, end = wanted if wanted else (0, size)
+        status = 206 if wanted else 200
+        if wanted:
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["Content-Length"] = str(end - start)
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                await handle.seek(start)
+                left = end - start
+                while left > 0:
+                    block = await handle.read(min(_STREAM_BLOCK, left))
+                    if not block:
+                        break
+                    left -= len(block)
+                    yield block
+            finally:
+                await handle.aclose()
+
+        if request.method == "HEAD":
+            await handle.aclose()
+            return Response(status_code=status, headers=headers)
+        return StreamingResponse(stream(), status_code=status, headers=headers,
+                                 media_type="application/octet-stream")
+
+    async def chunk_index(self, request: Request) -> Response:
+        digest = _hex_to_digest(request.path_params["key"])
+        index = await self._run(self.store.blobs.chunk_index, digest)
+        if index is None:
+            return Response(status_code=204)
+        return Response(index.to_bytes(), media_type="application/octet-stream",
+                        headers={"Cache-Control": _IMMUTABLE})
+
+    async def put_blob(self, request: Request) -> Response:
+        digest = _hex_to_digest(request.path_params["key"])
+        if await self._run(self.store.blobs.has, digest):
+            async for _ in request.stream():  # drain, so the connection can be reused
+                pass
+            return JSONResponse({"digest": digest, "stored": False})
+        writer = await self._run(self.store.blobs.writer, digest)
+        pending = bytearray()
+        try:
+            async for part in request.stream():
+                pending += part
+                if len(pending) >= _STREAM_BLOCK:  # hand the thread 1 MiB at a time
+                    block, pending = bytes(pending), bytearray()
+                    await self._run(writer.write, block)
+            await self._run(writer.write, bytes(pending))
+            await self._run(writer.commit)
+        finally:
+            await self._run(writer.abort)
+        return JSONResponse({"digest": digest, "stored": True}, status_code=201)
+
+
+class AuthAndLog:
+    """Checks the bearer key and writes one log line per request (never the key)."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.db = store.db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500, "bytes": 0}
+
+        async def send_logged(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            elif message["type"] == "http.response.body":
+                status["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        request = Request(scope)
+        entity = "-"
+        try:
+            found = await self._authenticate(request)
+            if isinstance(found, Response):
+                await found(scope, receive, send_logged)
+                return
+            entity, read_only = found
+            writes = scope["method"] not in ("GET", "HEAD") and not scope["path"].endswith(
+                "/blobs/missing"
+            )
+            if read_only and writes:
+                resp = _error(403, "PermissionDenied", "this API key is read-only")
+                await resp(scope, receive, send_logged)
+                return
+            scope.setdefault("state", {})["entity"] = entity
+            await self.app(scope, receive, send_logged)
+        finally:
+            log.info(
+                '%s %s "%s %s" %d %d %.1fms', _client(scope), entity, scope["method"],
+                scope["path"], status["code"], status["bytes"],
+                (time.perf_counter() - started) * 1000,
+            )
+
+    async def _authenticate(self, request: Request) -> tuple[str, bool] | Response:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return _error(401, "Unauthorized", "an API key is required: "
+                          "send 'Authorization: Bearer KEY'")
+        found = await anyio.to_thread.run_sync(self.db.check_key, key.strip())
+        if found is None:
+            return _error(401, "Unauthorized", "unknown API key")
+        return found
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
+
+
+def _error(status: int, kind: str, message: str) -> Response:
+    return JSONResponse(error_body(kind, message), status_code=status)
+
+
+def _handle(func: Endpoint) -> Endpoint:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await func(request)
+        except HTTPError as exc:
+            return _error(exc.status, exc.kind, exc.message)
+        except ArtifactFSError as exc:
+            return _error(status_for(exc), type(exc).__name__, str(exc))
+
+    return endpoint
+
+
+def create_app(store: Store, *, blob_url_base: str | None = None) -> Starlette:
+    """The ASGI application serving ``store``."""
+    r = Registry(store, blob_url_base)
+    e = API_PREFIX + "/entities/{entity}"
+    c = e + "/projects/{project}/collections/{name}"
+    v = API_PREFIX + "/versions/{vid}"
+    b = API_PREFIX + "/blobs/{key}"
+    routes = [
+        Route(e + "/projects", _handle(r.projects)),
+        Route(e + "/projects/{project}/types", _handle(r.types)),
+        Route(e + "/projects/{project}/collections", _handle(r.collections)),
+        Route(c, _handle(r.collection)),
+        Route(c + "/versions", _handle(r.versions), methods=["GET"]),
+        Route(c + "/versions", _handle(r.commit), methods=["POST"]),
+        Route(c + "/resolve/{alias}", _handle(r.resolve)),
+        Route(v, _handle(r.version), methods=["GET"]),
+        Route(v, _handle(r.update_version), methods=["PATCH"]),
+        Route(v, _handle(r.delete_version), methods=["DELETE"]),
+        Route(v + "/manifest", _handle(r.manifest)),
+        Route(v + "/aliases/{alias}", _handle(r.put_alias), methods=["PUT"]),
+        Route(v + "/aliases/{alias}", _handle(r.delete_alias), methods=["DELETE"]),
+        Route(API_PREFIX + "/blobs/missing", _handle(r.missing), methods=["POST"]),
+        Route(b, _handle(r.get_blob), methods=["GET", "HEAD"]),
+        Route(b, _handle(r.put_blob), methods=["PUT"]),
+        Route(b + "/chunks", _handle(r.chunk_index)),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(AuthAndLog, store=store)],
+        exception_handlers={404: _not_found, 405: _not_allowed, 500: _server_error},
+    )
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return _error(404, "NotFound", f"no such endpoint: {request.url.path}")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return _error(405, "MethodNotAllowed", f"{request.method} is not allowed here")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s %s", request.method, request.url.path)
+    return _error(500, "InternalError", "internal server error; see the server log")
+
