@@ -28,12 +28,13 @@ def free_port() -> int:
 class RegistryServer:
     """A real ``artifactfs serve`` process on loopback, stopped by its pid."""
 
-    def __init__(self, store: Path, log: Path, *extra: str, env: dict[str, str] | None = None):
+    def __init__(self, store: Path, log: Path, *extra: str, env: dict[str, str] | None = None,
+                 port: int | None = None):
         import os
         import subprocess
 
         self.store = store
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._log_file = open(log, "ab")  # noqa: SIM115 - closed in stop()

@@ -24,9 +24,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import trio
 from cachetools import LRUCache, TTLCache
 
-from artifactfs.core.errors import InvalidName, NotFound
+from artifactfs.core.errors import InvalidName, NotFound, RegistryUnavailable
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.names import validate_alias, validate_name
 from artifactfs.core.records import VersionInfo
@@ -41,6 +42,7 @@ T = TypeVar("T")
 Blocking = Callable[..., Awaitable[Any]]
 
 ROOT_INODE = 1
+_DOWN_SECONDS = 5.0
 
 
 class Kind(enum.Enum):
@@ -87,9 +89,9 @@ class Tree:
         self._inodes: dict[tuple[Any, ...], int] = {}
         self._next_inode = ROOT_INODE + 1
         self._listings: LRUCache[str, VersionListing] = LRUCache(maxsize=64)
-        self._names: TTLCache[tuple[str, ...], list[str]] = TTLCache(
-            maxsize=1024, ttl=listing_ttl
-        )
+        self._fresh: TTLCache[tuple[Any, ...], Any] = TTLCache(maxsize=4096, ttl=listing_ttl)
+        self._last: dict[tuple[Any, ...], Any] = {}  # last answers, for when it is down
+        self._down_until = 0.0
         self.manifest_fetches = 0
 
     # ---- nodes ---------------------------------------------------------------------------
@@ -147,21 +149,39 @@ class Tree:
 
     # ---- registry queries, cached briefly --------------------------------------------------
 
-    async def _names_of(self, key: tuple[str, ...], query: Callable[[], list[str]]) -> list[str]:
-        found = self._names.get(key)
-        if found is None:
-            found = await self._blocking(query)
-            self._names[key] = found
-        return found
+    async def _ask(
+        self, key: tuple[Any, ...], query: Callable[..., T], *args: Any, fresh: bool = True
+    ) -> T:
+        """Ask the registry, remembering answers.
+
+        ``fresh`` answers are reused for the listing timeout. When the registry cannot be
+        reached, the last answer to the same question is used (so cached files stay
+        reachable through their folders), and further questions skip the registry for a few
+        seconds instead of each waiting out the timeout.
+        """
+        if fresh and key in self._fresh:
+            return self._fresh[key]  # type: ignore[no-any-return]
+        if trio.current_time() >= self._down_until:
+            try:
+                answer = await self._blocking(query, *args)
+            except (RegistryUnavailable, trio.TooSlowError):
+                self._down_until = trio.current_time() + _DOWN_SECONDS
+                log.warning("registry unreachable; answering %s from memory if possible", key)
+            else:
+                self._last[key] = answer
+                if fresh:
+                    self._fresh[key] = answer
+                return answer  # type: ignore[no-any-return]
+        if key in self._last:
+            return self._last[key]  # type: ignore[no-any-return]
+        raise RegistryUnavailable(f"registry unreachable and {key} never seen")
 
     async def projects(self) -> list[str]:
-        return await self._names_of(
-            ("projects",), lambda: self.registry.list_projects(self.entity)
-        )
+        return await self._ask(("projects",), self.registry.list_projects, self.entity)
 
     async def types(self, project: str) -> list[str]:
-        return await self._names_of(
-            ("types", project), lambda: self.registry.list_types(self.entity, project)
+        return await self._ask(
+            ("types", project), self.registry.list_types, self.entity, project
         )
 
     async def listing(self, folder: Node) -> VersionListing:
@@ -207,8 +227,9 @@ class Tree:
             validate_alias(label, allow_version=True)
         except InvalidName:
             raise NotFound(name) from None
-        info: VersionInfo = await self._blocking(
-            self.registry.resolve, self.entity, parent.project, collection, label
+        info: VersionInfo = await self._ask(
+            ("resolve", parent.project, collection, label), self.registry.resolve,
+            self.entity, parent.project, collection, label, fresh=False,
         )
         if info.type != parent.type:
             raise NotFound(name)
@@ -238,7 +259,7 @@ class Tree:
             return out
 
         nodes = []
-        for info in await self._blocking(query):
+        for info in await self._ask(("versions", parent.project, parent.type), query):
             nodes.append(self._version(parent.project, info.version, info))
             nodes.extend(self._version(parent.project, a, info) for a in info.aliases)
         nodes.sort(key=lambda n: n.name)
