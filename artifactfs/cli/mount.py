@@ -9,6 +9,7 @@ detected (the kernel answers ENOTCONN) and unmounted before mounting again.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -156,9 +157,32 @@ def umount(mountpoint: Path, lazy: bool) -> None:
         fail(f"{mountpoint} is not mounted")
     if kind != FSTYPE:
         fail(f"{mountpoint} holds a {kind} file system, not artifactfs")
+    pid = _daemon_pid(mountpoint)
     result = unmount(mountpoint, lazy=lazy)
     if result.returncode != 0:
         reason = result.stderr.strip() or "fusermount3 failed"
         hint = "; files are still open there: close them, or use --lazy" if "busy" in reason else ""
         fail(f"{reason}{hint}")
+    if pid is not None and not lazy:
+        _wait_exit(pid)
     click.echo(f"unmounted {mountpoint}")
+
+
+def _daemon_pid(mountpoint: Path) -> int | None:
+    try:
+        return int(json.loads(os.getxattr(mountpoint, "user.artifactfs.stats"))["pid"])
+    except (OSError, ValueError, KeyError):
+        return None  # a dead daemon, or one that does not say
+
+
+def _wait_exit(pid: int, timeout: float = 10.0) -> None:
+    """Wait until the daemon has finished (a zombie awaiting its parent counts as done)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return
+        if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+            return
+        time.sleep(0.02)
