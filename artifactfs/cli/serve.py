@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from pathlib import Path
 
 import click
@@ -54,6 +56,8 @@ def serve(store_dir: Path | None, host: str, port: int, blob_url_base: str | Non
         click.echo(f"warning: serving on {host}, reachable beyond this machine", err=True)
     click.echo(f"serving {store.root} on http://{host}:{port}/api/v1", err=True)
     app = create_app(store, blob_url_base=blob_url_base)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
                 timeout_graceful_shutdown=10, server_header=False)
 

@@ -68,7 +68,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     first, last = m.group(1), m.group(2)
     if not first:  # suffix: the last N bytes
         n = int(last)
-        if n == 0:
+        if n == 0 or size == 0:
             raise RangeNotSatisfiable(header)
         return max(0, size - n), size
     start = int(first)

@@ -23,12 +23,12 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from artifactfs.core.digests import blob_key_or_none
+from artifactfs.core.digests import blob_key, blob_key_or_none
 from artifactfs.core.errors import ArtifactFSError, NotFound
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.names import validate_alias, validate_name, validate_type
@@ -106,8 +106,8 @@ class Registry:
             if len(body) > MAX_JSON_BYTES:
                 raise HTTPError(413, "TooLarge", f"JSON body exceeds {MAX_JSON_BYTES} bytes")
         try:
-            value = json.loads(body)
-        except ValueError as exc:
+            value = json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
             raise HTTPError(400, "InvalidJSON", f"body is not valid JSON: {exc}") from None
         if not isinstance(value, dict):
             raise HTTPError(400, "InvalidJSON", "body must be a JSON object")
@@ -249,8 +249,10 @@ class Registry:
         if self.blob_url_base:
             if not await self._run(self.store.blobs.has, digest):
                 raise NotFound(f"blob {digest} not found")
-            return RedirectResponse(f"{self.blob_url_base}/blobs/{key[:2]}/{key}",
-                                    status_code=307)
+            canonical = blob_key(digest)
+            return RedirectResponse(
+                f"{self.blob_url_base}/blobs/{canonical[:2]}/{canonical}", status_code=307
+            )
         path = self.store.blobs.path(digest)
         try:
             handle = await anyio.open_file(path, "rb")
@@ -383,7 +385,12 @@ def _client(scope: Scope) -> str:
 
 
 def _error(status: int, kind: str, message: str) -> Response:
-    return JSONResponse(error_body(kind, message), status_code=status)
+    headers = {"WWW-Authenticate": 'Bearer realm="artifactfs"'} if status == 401 else None
+    return JSONResponse(error_body(kind, message), status_code=status, headers=headers)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
 
 
 def _handle(func: Endpoint) -> Endpoint:
@@ -392,6 +399,9 @@ def _handle(func: Endpoint) -> Endpoint:
             return await func(request)
         except HTTPError as exc:
             return _error(exc.status, exc.kind, exc.message)
+        except ClientDisconnect:
+            log.info("client went away during %s %s", request.method, request.url.path)
+            return Response(status_code=499)
         except ArtifactFSError as exc:
             return _error(status_for(exc), type(exc).__name__, str(exc))
 
@@ -436,7 +446,9 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
-    return _error(405, "MethodNotAllowed", f"{request.method} is not allowed here")
+    response = _error(405, "MethodNotAllowed", f"{request.method} is not allowed here")
+    response.headers.update(getattr(exc, "headers", None) or {})
+    return response
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from artifactfs.core.digests import is_md5_digest
-from artifactfs.core.errors import InvalidManifest, InvalidName
+from artifactfs.core.errors import InvalidManifest, InvalidName, NotFound
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.names import validate_alias, validate_name, validate_type
 from artifactfs.core.records import VersionInfo
@@ -60,9 +60,16 @@ class Store:
                 raise InvalidManifest(
                     f"entry {entry.path!r} has digest {entry.digest!r}, not a base64 MD5"
                 )
-            if not self.blobs.has(entry.digest):
+            try:
+                stored = self.blobs.size(entry.digest)
+            except NotFound:
                 raise InvalidManifest(
                     f"entry {entry.path!r}: blob {entry.digest} was not uploaded"
+                ) from None
+            if stored != entry.size:
+                raise InvalidManifest(
+                    f"entry {entry.path!r} says {entry.size} bytes, but blob {entry.digest} "
+                    f"has {stored}"
                 )
         return self.db.commit_version(
             entity=entity,
