@@ -20,6 +20,7 @@ from artifactfs import __version__
 from artifactfs.cli.mount import mount, umount
 from artifactfs.cli.output import emit_json, fail, human_size, progress_factory, table
 from artifactfs.cli.serve import key, serve
+from artifactfs.cli.staged import discard, save, status
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError, NotFound
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
@@ -234,6 +235,9 @@ cli.add_command(mount)
 cli.add_command(umount)
 cli.add_command(serve)
 cli.add_command(key)
+cli.add_command(save)
+cli.add_command(status)
+cli.add_command(discard)
 
 
 def main() -> None:

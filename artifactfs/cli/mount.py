@@ -68,25 +68,30 @@ def _check_mountpoint(mountpoint: Path) -> None:
               help="Maximum sequential read-ahead window, in 1 MiB chunks.")
 @click.option("--allow-other", is_flag=True,
               help="Let other users read the mount (needs user_allow_other for non-root).")
+@click.option("--staging-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where writes wait until saved (default ~/.local/state/artifactfs/staging).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Daemon log (default under ~/.local/state/artifactfs/logs/).")
 @click.option("--debug", is_flag=True, help="Log every request (very verbose).")
 def mount(
     mountpoint: Path, foreground: bool, alias_timeout: float, read_timeout: float,
-    threads: int, memory_mb: int, readahead: int, allow_other: bool, log_file: Path | None,
-    debug: bool,
+    threads: int, memory_mb: int, readahead: int, allow_other: bool,
+    staging_dir: Path | None, log_file: Path | None, debug: bool,
 ) -> None:
-    """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders (read-only).
+    """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders.
 
     Bytes are fetched when read, checked against the manifest's digests and kept in the
-    shared cache. Returns once the mount answers; the daemon keeps running in the
-    background until 'artifactfs umount MOUNTPOINT'.
+    shared cache. NAME:vN folders are read-only; writes into NAME:ALIAS folders are staged
+    on local disk until 'artifactfs save'. Returns once the mount answers; the daemon keeps
+    running in the background until 'artifactfs umount MOUNTPOINT'.
 
     \b
     Example:
       mkdir -p /mnt/art && artifactfs mount /mnt/art
       ls /mnt/art/vision/dataset/mnist:latest/
       getfattr -d /mnt/art/vision/dataset/mnist:latest
+      cp extra.csv /mnt/art/vision/dataset/mnist:latest/
+      artifactfs save /mnt/art/vision/dataset/mnist:latest -m "add extra.csv"
       artifactfs umount /mnt/art
     """
     config = Config.from_env()
@@ -107,7 +112,9 @@ def mount(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     options = MountOptions(
-        mountpoint=mountpoint, alias_timeout=alias_timeout, read_timeout=read_timeout,
+        mountpoint=mountpoint,
+        staging_dir=(staging_dir or config.state_dir / "staging").absolute(),
+        alias_timeout=alias_timeout, read_timeout=read_timeout,
         threads=threads, memory_bytes=memory_mb << 20, readahead_chunks=readahead,
         allow_other=allow_other, debug=debug,
     )

@@ -8,6 +8,7 @@ SIGINT; ``auto_unmount`` makes the kernel drop the mount even if the process is 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import signal
@@ -18,10 +19,14 @@ import pyfuse3
 import trio
 
 from artifactfs.config import Config
+from artifactfs.fs.control import serve_control
 from artifactfs.fs.ops import ArtifactOperations
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import VerifiedReader
+from artifactfs.fs.saving import FolderCommands
+from artifactfs.fs.staging import Staging
 from artifactfs.fs.tree import Tree
+from artifactfs.fs.writes import FolderWriter
 from artifactfs.registry import open_content, open_registry
 
 __all__ = ["serve_mount"]
@@ -43,12 +48,23 @@ def serve_mount(
                 functools.partial(func, *args), limiter=limiter, abandon_on_cancel=True
             )
 
-    tree = Tree(registry, config.entity, blocking, listing_ttl=options.alias_timeout)
+    async def unbounded(func: Callable[..., Any], *args: Any) -> Any:
+        """For work whose length grows with the data (copy-up, hashing, uploads on save)."""
+        return await trio.to_thread.run_sync(functools.partial(func, *args), limiter=limiter)
+
+    mount_id = hashlib.sha256(
+        f"{registry.description}|{config.entity}|{options.mountpoint}".encode()
+    ).hexdigest()[:16]
+    staging = Staging(options.staging_dir / mount_id)
+    tree = Tree(registry, config.entity, blocking, options.alias_timeout, staging)
     reader = VerifiedReader(
         content, blocking, memory_bytes=options.memory_bytes,
         readahead_cap=options.readahead_chunks,
     )
-    ops = ArtifactOperations(tree, reader, options)
+    writer = FolderWriter(tree, content, blocking, unbounded)
+    commands = FolderCommands(tree, blocking, unbounded)
+    ops = ArtifactOperations(tree, reader, writer, options)
+    ops.control_address = f"@artifactfs-{mount_id}-{os.getpid()}"
     fuse_options = set(pyfuse3.default_options)
     fuse_options |= {"fsname=artifactfs", "subtype=artifactfs", "auto_unmount"}
     if options.allow_other:
@@ -62,19 +78,22 @@ def serve_mount(
     )
     detached = False
     try:
-        detached = trio.run(_serve, ops, ready)
+        detached = trio.run(_serve, ops, commands, ready)
     finally:
         pyfuse3.close(unmount=not detached)
         registry.close()
         log.info("unmounted %s", options.mountpoint)
 
 
-async def _serve(ops: ArtifactOperations, ready: Callable[[], None] | None) -> bool:
+async def _serve(
+    ops: ArtifactOperations, commands: FolderCommands, ready: Callable[[], None] | None
+) -> bool:
     """Serve requests; True when the kernel detached the mount, False when signalled."""
     detached = False
     async with trio.open_nursery() as nursery:
         ops.nursery = nursery
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
+        await nursery.start(serve_control, commands, ops.control_address)
         if ready:
             ready()
         await pyfuse3.main()

@@ -29,9 +29,12 @@ from artifactfs.core.errors import (
     PermissionDenied,
     RegistryUnavailable,
 )
+from artifactfs.core.manifest import ManifestEntry
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import ReadAhead, VerifiedReader
+from artifactfs.fs.staging import StagedFile
 from artifactfs.fs.tree import Kind, Node, Tree
+from artifactfs.fs.writes import FolderWriter
 
 __all__ = ["ArtifactOperations"]
 
@@ -61,6 +64,10 @@ def barrier(func: F) -> F:
         except (RegistryUnavailable, trio.TooSlowError) as exc:
             log.error("%s: registry unavailable: %s", func.__name__, exc or "timed out")
             raise pyfuse3.FUSEError(errno.EIO) from None
+        except OSError as exc:  # the writes layer speaks errno already (ENOSPC, EEXIST...)
+            if exc.errno is None:
+                log.exception("%s%r failed", func.__name__, args)
+            raise pyfuse3.FUSEError(exc.errno or errno.EIO) from None
         except NotImplementedError as exc:
             log.error("%s: %s", func.__name__, exc)
             raise pyfuse3.FUSEError(errno.EIO) from None
@@ -75,21 +82,28 @@ def barrier(func: F) -> F:
 class OpenFile:
     node: Node
     readahead: ReadAhead
+    entry: ManifestEntry | None = None  # reads of a version's bytes
+    staged: StagedFile | None = None  # reads and writes of a staged copy...
+    fd: int = -1  # ...through this descriptor of its upper file
+    folder: Node | None = None
 
 
 class ArtifactOperations(pyfuse3.Operations):
-    """Read-only view of a registry: ``PROJECT/TYPE/NAME:LABEL/...``."""
+    """The registry as folders: ``PROJECT/TYPE/NAME:LABEL/...``; alias folders take writes."""
 
     supports_dot_lookup = False
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, tree: Tree, reader: VerifiedReader, options: MountOptions) -> None:
+    def __init__(self, tree: Tree, reader: VerifiedReader, writer: FolderWriter,
+                 options: MountOptions) -> None:
         super().__init__()
         self.tree = tree
         self.reader = reader
+        self.writer = writer
         self.options = options
         self.nursery: trio.Nursery | None = None  # set by the daemon before serving
+        self.control_address = ""
         self._handles: dict[int, OpenFile] = {}
         self._dir_handles: dict[int, list[Node]] = {}
         self._fh = itertools.count(1)
@@ -109,22 +123,33 @@ class ArtifactOperations(pyfuse3.Operations):
             mtime = int(node.version.created_at * 1e9)
         else:
             mtime = self._mounted_at
-        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = mtime
+        folder = self.tree.folder_of(node) if node.kind in (Kind.DIR, Kind.FILE) else node
+        writable = folder.kind is Kind.VERSION and folder.is_alias_folder
         if node.kind is Kind.FILE:
-            assert node.entry is not None
-            a.st_mode = stat.S_IFREG | 0o444
+            size = 0
+            ref = folder.staged.files.get(node.path) if folder.staged else node.entry
+            if isinstance(ref, StagedFile):
+                size, mtime = ref.size, ref.mtime_ns
+            elif ref is not None:
+                size = ref.size
+            a.st_mode = stat.S_IFREG | (0o644 if writable else 0o444)
             a.st_nlink = 1
-            a.st_size = node.entry.size
-            a.st_blocks = -(-node.entry.size // 512)
+            a.st_size = size
+            a.st_blocks = -(-size // 512)
         else:
-            a.st_mode = stat.S_IFDIR | 0o555
+            a.st_mode = stat.S_IFDIR | (0o755 if writable else 0o555)
             a.st_nlink = 2
             a.st_size = 0
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = mtime
         if node.kind in (Kind.ROOT, Kind.PROJECT, Kind.TYPE):
             a.entry_timeout = a.attr_timeout = self.options.alias_timeout
-        elif node.is_alias_folder:
+        elif node.kind is Kind.VERSION and node.is_alias_folder:
             # the name NAME:ALIAS may soon mean another inode; the inode itself never changes
             a.entry_timeout, a.attr_timeout = self.options.alias_timeout, _LONG
+        elif writable:
+            # changes come through this mount, so the kernel sees them; short all the same,
+            # so a save or discard (which replace the folder) never leaves stale sizes
+            a.entry_timeout = a.attr_timeout = 1.0
         else:
             a.entry_timeout = a.attr_timeout = _LONG
         return a
@@ -138,7 +163,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         text = _decode(name)
-        if text is None:
+        if text is None or len(name) > 255:
             raise pyfuse3.FUSEError(errno.ENOENT)
         node = await self.tree.lookup(self.tree.node(parent_inode), text)
         return self._attrs(node)
@@ -178,17 +203,52 @@ class ArtifactOperations(pyfuse3.Operations):
         node = self.tree.node(inode)
         if node.kind is not Kind.FILE:
             raise pyfuse3.FUSEError(errno.EISDIR)
-        if flags & _WRITE_FLAGS:
+        folder = self.tree.folder_of(node)
+        writing = bool(flags & _WRITE_FLAGS)
+        if writing and not folder.is_alias_folder:
             raise pyfuse3.FUSEError(errno.EROFS)
+        ref = await self.writer.current(folder, node.path) if folder.is_alias_folder else None
+        if writing or isinstance(ref, StagedFile):
+            if writing and not isinstance(ref, StagedFile):
+                ref = await self.writer.staged_file(node, truncate=bool(flags & os.O_TRUNC))
+            assert isinstance(ref, StagedFile) and folder.staged is not None
+            handle = await self._open_staged(node, folder, ref)
+            if flags & os.O_TRUNC and ref.size:
+                await self.writer.truncate(node, 0)
+            return pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=False)
+        entry = ref if isinstance(ref, ManifestEntry) else node.entry
+        if entry is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        handle = OpenFile(node, ReadAhead(cap=self.reader.readahead_cap), entry=entry)
+        return pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=True)
+
+    async def _open_staged(self, node: Node, folder: Node, ref: StagedFile) -> OpenFile:
+        assert folder.staged is not None
+        fd = await self.writer._blocking(os.open, folder.staged.upper_path(ref), os.O_RDWR)
+        return OpenFile(node, ReadAhead(), staged=ref, fd=fd, folder=folder)
+
+    def _add_handle(self, handle: OpenFile) -> int:
         fh = next(self._fh)
-        self._handles[fh] = OpenFile(node, ReadAhead(cap=self.reader.readahead_cap))
-        return pyfuse3.FileInfo(fh=fh, keep_cache=True)
+        self._handles[fh] = handle
+        return fh
+
+    @barrier
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        node, ref = await self.writer.create(self.tree.node(parent_inode), name)
+        handle = await self._open_staged(node, self.tree.folder_of(node), ref)
+        info = pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=False)
+        return info, self._attrs(node)
 
     @barrier
     async def read(self, fh: int, off: int, size: int) -> bytes:
         self.read_requests += 1
         handle = self._handles[fh]
-        entry = handle.node.entry
+        if handle.fd >= 0:
+            return await self.writer._blocking(os.pread, handle.fd, size, off)
+        entry = handle.entry
         assert entry is not None
         try:
             data = await self.reader.read(entry, off, size)
@@ -203,16 +263,88 @@ class ArtifactOperations(pyfuse3.Operations):
             self.reader.schedule_readahead(self.nursery, entry, handle.readahead, off, len(data))
         return data
 
+    @barrier
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._handles[fh]
+        if handle.fd < 0 or handle.staged is None or handle.folder is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
+        written = await self.writer._blocking(os.pwrite, handle.fd, buf, off)
+        staged = handle.folder.staged
+        if staged is not None:
+            staged.resized(handle.staged, max(handle.staged.size, off + written))
+        return int(written)
+
+    @barrier
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        handle = self._handles[fh]
+        if handle.fd >= 0:
+            await self.writer._blocking(os.fsync, handle.fd)
+            if handle.folder is not None and handle.folder.staged is not None:
+                await self.writer._blocking(handle.folder.staged.sync)
+
+    async def flush(self, fh: int) -> None:
+        """Writes go straight to the staged copy; nothing is buffered here."""
+
     async def release(self, fh: int) -> None:
-        self._handles.pop(fh, None)
+        handle = self._handles.pop(fh, None)
+        if handle is not None and handle.fd >= 0:
+            os.close(handle.fd)
+
+    @barrier
+    async def setattr(
+        self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+        fh: int | None, ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        node = self.tree.node(inode)
+        folder = self.writer.folder(node)  # EROFS outside alias folders
+        if fields.update_size:
+            if node.kind is not Kind.FILE:
+                raise pyfuse3.FUSEError(errno.EISDIR)
+            await self.writer.truncate(node, attr.st_size)
+        if fields.update_mtime and node.kind is Kind.FILE and folder.staged is not None:
+            ref = folder.staged.files.get(node.path)
+            if isinstance(ref, StagedFile):
+                ref.mtime_ns = attr.st_mtime_ns
+        # modes, owners and access times are not part of an artifact: accepted, not kept
+        return self._attrs(node)
+
+    @barrier
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        return self._attrs(await self.writer.mkdir(self.tree.node(parent_inode), name))
+
+    @barrier
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await self.writer.unlink(self.tree.node(parent_inode), name)
+
+    @barrier
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await self.writer.rmdir(self.tree.node(parent_inode), name)
+
+    @barrier
+    async def rename(
+        self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+        flags: int, ctx: pyfuse3.RequestContext,
+    ) -> None:
+        await self.writer.rename(
+            self.tree.node(parent_inode_old), name_old, self.tree.node(parent_inode_new),
+            name_new, flags,
+        )
 
     # ---- extended attributes -------------------------------------------------------------
 
     def _xattrs(self, node: Node) -> dict[str, bytes]:
         out: dict[str, str] = {}
+        if node.kind is Kind.VERSION and node.staged is not None:
+            changes = node.staged.changes()
+            out["staged"] = (
+                f"{len(changes.added)} added, {len(changes.modified)} modified, "
+                f"{len(changes.deleted)} deleted"
+            )
         if node.kind is Kind.VERSION and node.version is not None:
             v = node.version
-            out = {
+            out |= {
                 "id": v.id,
                 "name": v.qualified_name,
                 "version": v.version,
@@ -230,7 +362,8 @@ class ArtifactOperations(pyfuse3.Operations):
             if node.entry.ref:
                 out["ref"] = node.entry.ref
         elif node.kind is Kind.ROOT:
-            out = {"stats": json.dumps(self.stats(), sort_keys=True)}
+            out = {"stats": json.dumps(self.stats(), sort_keys=True),
+                   "control": self.control_address}
         return {XATTR_PREFIX + k: v.encode() for k, v in out.items()}
 
     def stats(self) -> dict[str, Any]:
@@ -278,8 +411,7 @@ class ArtifactOperations(pyfuse3.Operations):
     async def _read_only(self, *args: Any) -> Any:
         raise pyfuse3.FUSEError(errno.EROFS)
 
-    setattr = create = mkdir = mknod = symlink = link = _read_only
-    unlink = rmdir = rename = write = setxattr = removexattr = _read_only
+    mknod = symlink = link = setxattr = removexattr = _read_only
 
 
 def _decode(name: bytes) -> str | None:

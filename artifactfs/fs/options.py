@@ -11,6 +11,8 @@ __all__ = ["MountOptions"]
 @dataclass(frozen=True, slots=True)
 class MountOptions:
     mountpoint: Path
+    staging_dir: Path
+    """Where writes into alias folders are staged until saved (kept across restarts)."""
     alias_timeout: float = 5.0
     """Seconds the kernel may keep ``NAME:ALIAS -> vN`` and folder listings."""
     read_timeout: float = 30.0

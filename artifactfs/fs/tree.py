@@ -22,16 +22,18 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
 from cachetools import LRUCache, TTLCache
 
 from artifactfs.core.errors import InvalidName, NotFound, RegistryUnavailable
-from artifactfs.core.manifest import ManifestEntry
+from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.names import validate_alias, validate_name
 from artifactfs.core.records import VersionInfo
 from artifactfs.fs.listing import VersionListing
+from artifactfs.fs.staging import FolderKey, StagedFolder, Staging
 from artifactfs.registry import Registry
 
 __all__ = ["Kind", "Node", "Tree"]
@@ -65,7 +67,8 @@ class Node:
     version: VersionInfo | None = None
     folder: int = 0  # the VERSION node's inode, for DIR and FILE nodes
     path: str = ""  # path inside the version, for DIR and FILE nodes
-    entry: ManifestEntry | None = None
+    entry: ManifestEntry | None = None  # for FILE nodes of read-only folders
+    staged: StagedFolder | None = None  # for VERSION nodes with staged writes
 
     @property
     def is_dir(self) -> bool:
@@ -73,18 +76,30 @@ class Node:
 
     @property
     def is_alias_folder(self) -> bool:
-        return self.kind is Kind.VERSION and self.version is not None and (
-            self.label != self.version.version
+        """``NAME:ALIAS`` (writable), as opposed to ``NAME:vN`` (never changes)."""
+        return self.kind is Kind.VERSION and (
+            self.version is None or self.label != self.version.version
         )
+
+    @property
+    def folder_key(self) -> FolderKey:
+        return FolderKey(self.project, self.type, self.name.split(":", 1)[0], self.label)
 
 
 class Tree:
     def __init__(
-        self, registry: Registry, entity: str, blocking: Blocking, listing_ttl: float
+        self, registry: Registry, entity: str, blocking: Blocking, listing_ttl: float,
+        staging: Staging,
     ) -> None:
         self.registry = registry
         self.entity = entity
+        self.staging = staging
         self._blocking = blocking
+        # staged folders a previous daemon left, loaded when first looked up
+        self._left: dict[FolderKey, tuple[VersionInfo | None, Path]] = {
+            key: (base, path) for key, base, path in staging.on_disk()
+        }
+        self._epochs: dict[FolderKey, int] = {}  # bumped when a folder's staging ends
         self._nodes: dict[int, Node] = {ROOT_INODE: Node(ROOT_INODE, Kind.ROOT, "")}
         self._inodes: dict[tuple[Any, ...], int] = {}
         self._next_inode = ROOT_INODE + 1
@@ -118,27 +133,38 @@ class Tree:
     def _project(self, name: str) -> Node:
         return self._node_for(("p", name), lambda i: Node(i, Kind.PROJECT, name, project=name))
 
+    def type_node(self, project: str, type_: str) -> Node:
+        return self._type(project, type_)
+
     def _type(self, project: str, type_: str) -> Node:
         return self._node_for(
             ("t", project, type_),
             lambda i: Node(i, Kind.TYPE, type_, project=project, type=type_),
         )
 
-    def _version(self, project: str, label: str, info: VersionInfo) -> Node:
-        name = f"{info.name}:{label}"
-        key = ("v", project, info.type, info.name, label, info.id)
+    def _version(
+        self, project: str, type_: str, collection: str, label: str, info: VersionInfo | None,
+        staged: StagedFolder | None = None,
+    ) -> Node:
+        fkey = FolderKey(project, type_, collection, label)
+        epoch = self._epochs.get(fkey, 0)
+        key = ("v", project, type_, collection, label, info.id if info else None, epoch)
         node = self._node_for(
             key,
             lambda i: Node(
-                i, Kind.VERSION, name, project=project, type=info.type, label=label,
-                version=info,
+                i, Kind.VERSION, f"{collection}:{label}", project=project, type=type_,
+                label=label, version=info,
             ),
         )
-        node.version = info  # aliases may have changed since the node was made
+        if info is not None and node.staged is None:
+            node.version = info  # aliases may have changed since the node was made
+        if staged is not None:
+            node.staged = staged
         return node
 
-    def _in_version(self, folder: Node, path: str, entry: ManifestEntry | None) -> Node:
-        kind = Kind.FILE if entry is not None else Kind.DIR
+    def _in_version(
+        self, folder: Node, path: str, entry: ManifestEntry | None, kind: Kind
+    ) -> Node:
         return self._node_for(
             ("e", folder.inode, path),
             lambda i: Node(
@@ -184,7 +210,13 @@ class Tree:
             ("types", project), self.registry.list_types, self.entity, project
         )
 
-    async def listing(self, folder: Node) -> VersionListing:
+    async def listing(self, folder: Node) -> VersionListing | StagedFolder:
+        """The folder's files and folders: staged state, or the manifest (fetched once)."""
+        if folder.staged is not None:
+            return folder.staged
+        return await self.version_listing(folder)
+
+    async def version_listing(self, folder: Node) -> VersionListing:
         """The version's manifest as folders; fetched once per version and kept (LRU)."""
         assert folder.version is not None
         vid = folder.version.id
@@ -209,14 +241,48 @@ class Tree:
         elif parent.kind is Kind.TYPE:
             return await self._lookup_version(parent, name)
         elif parent.kind in (Kind.VERSION, Kind.DIR):
-            folder = parent if parent.kind is Kind.VERSION else self.node(parent.folder)
+            folder = self.folder_of(parent)
             listing = await self.listing(folder)
             path = f"{parent.path}/{name}" if parent.path else name
             if path in listing.files:
-                return self._in_version(folder, path, listing.files[path])
+                return self.in_folder(folder, path, is_file=True)
             if path in listing.dirs:
-                return self._in_version(folder, path, None)
+                return self.in_folder(folder, path, is_file=False)
         raise NotFound(name)
+
+    def folder_of(self, node: Node) -> Node:
+        """The NAME:LABEL folder a node lives in."""
+        return node if node.kind is Kind.VERSION else self.node(node.folder)
+
+    def in_folder(self, folder: Node, path: str, *, is_file: bool) -> Node:
+        """The node of ``path`` in a folder, made if needed (inodes follow renames)."""
+        entry = None
+        if is_file and folder.staged is None:
+            listing = self._listings.get(folder.version.id) if folder.version else None
+            entry = listing.files.get(path) if listing else None
+        node = self._in_version(folder, path, entry, Kind.FILE if is_file else Kind.DIR)
+        if entry is not None:
+            node.entry = entry
+        return node
+
+    def moved(self, folder: Node, src: str, dst: str) -> None:
+        """Re-key the nodes of a renamed file or folder so their inodes follow them."""
+        prefix = src + "/"
+        for key in [k for k in self._inodes if k[0] == "e" and k[1] == folder.inode
+                    and (k[2] == src or k[2].startswith(prefix))]:
+            inode = self._inodes.pop(key)
+            new_path = dst + key[2][len(src):]
+            self._inodes[("e", folder.inode, new_path)] = inode
+            node = self._nodes[inode]
+            node.path = new_path
+            node.name = new_path.rsplit("/", 1)[-1]
+        for key in [k for k in self._inodes if k[0] == "e" and k[1] == folder.inode
+                    and k[2] == dst and self._nodes[self._inodes[k]].path != dst]:
+            del self._inodes[key]
+
+    def forget_path(self, folder: Node, path: str) -> None:
+        """A removed path: a later file of the same name gets a new inode."""
+        self._inodes.pop(("e", folder.inode, path), None)
 
     async def _lookup_version(self, parent: Node, name: str) -> Node:
         collection, sep, label = name.partition(":")
@@ -227,13 +293,95 @@ class Tree:
             validate_alias(label, allow_version=True)
         except InvalidName:
             raise NotFound(name) from None
+        fkey = FolderKey(parent.project, parent.type, collection, label)
+        staged = await self._staged(fkey)
+        if staged is not None:
+            return self._version(parent.project, parent.type, collection, label, staged.base,
+                                 staged)
         info: VersionInfo = await self._ask(
             ("resolve", parent.project, collection, label), self.registry.resolve,
             self.entity, parent.project, collection, label, fresh=False,
         )
         if info.type != parent.type:
             raise NotFound(name)
-        return self._version(parent.project, label, info)
+        return self._version(parent.project, parent.type, collection, label, info)
+
+    async def _staged(self, key: FolderKey) -> StagedFolder | None:
+        """The staged folder for ``key``, loading one a previous daemon left."""
+        found = self.staging.folders.get(key)
+        if found is not None or key not in self._left:
+            return found
+        base, path = self._left[key]
+        manifest = (
+            await self._blocking(self.registry.manifest, base.id) if base else Manifest()
+        )
+        found = await self._blocking(StagedFolder.load, path, manifest)
+        self.staging.folders[key] = found
+        del self._left[key]
+        log.info("recovered staged changes of %s", key)
+        return found
+
+    async def begin_staging(self, folder: Node) -> StagedFolder:
+        """Make an alias folder writable: its current version becomes the staging base."""
+        if folder.staged is not None:
+            return folder.staged
+        key = folder.folder_key
+        listing = await self.version_listing(folder)
+        manifest = Manifest(listing.files.values())
+        staged = await self._blocking(
+            StagedFolder.begin, self.staging.path_for(key), key, folder.version, manifest
+        )
+        self.staging.folders[key] = staged
+        folder.staged = staged
+        log.info("staging began for %s on %s", key,
+                 folder.version.qualified_name if folder.version else "a new collection")
+        return staged
+
+    async def new_collection(self, parent: Node, name: str) -> Node:
+        """``mkdir PROJECT/TYPE/NAME:latest``: stage a collection that does not exist yet."""
+        collection, _, label = name.partition(":")
+        key = FolderKey(parent.project, parent.type, collection, label)
+        staged = await self._blocking(
+            StagedFolder.begin, self.staging.path_for(key), key, None, Manifest()
+        )
+        self.staging.folders[key] = staged
+        return self._version(parent.project, parent.type, collection, label, None, staged)
+
+    def saved(self, folder: Node, info: VersionInfo, manifest: Manifest) -> None:
+        """After a save: the folder now shows ``info``, with the same inodes.
+
+        The new version holds exactly the bytes the folder showed, so the folder and its
+        files keep their inode numbers (and the kernel its cached pages), and a shell whose
+        working directory is the folder sees the saved state.
+        """
+        key = folder.folder_key
+        self.staging.forget(key)
+        old_key = next(k for k, i in self._inodes.items() if i == folder.inode)
+        del self._inodes[old_key]
+        epoch = self._epochs.get(key, 0)
+        self._inodes[("v", key.project, key.type, key.name, key.alias, info.id, epoch)] = (
+            folder.inode
+        )
+        folder.version = info
+        folder.staged = None
+        self._listings[info.id] = VersionListing(manifest)
+        self._last[("resolve", key.project, key.name, key.alias)] = info
+        self._fresh.pop(("versions", key.project, key.type), None)
+        self._fresh.pop(("types", key.project), None)
+        self._fresh.pop(("projects",), None)
+        for node in self._nodes.values():
+            if node.folder == folder.inode:
+                node.version = info
+                if node.kind is Kind.FILE:
+                    node.entry = manifest.get(node.path)
+
+    def end_staging(self, folder: Node) -> None:
+        """Forget a folder's staged state; its next lookup gets a fresh node."""
+        key = folder.folder_key
+        self.staging.forget(key)
+        self._epochs[key] = self._epochs.get(key, 0) + 1
+        self._last.pop(("resolve", key.project, key.name, key.alias), None)
+        self._fresh.pop(("versions", key.project, key.type), None)
 
     async def children(self, parent: Node) -> list[Node]:
         """Every child of a folder, in a stable order."""
@@ -243,12 +391,12 @@ class Tree:
             return [self._type(parent.project, t) for t in await self.types(parent.project)]
         if parent.kind is Kind.TYPE:
             return await self._version_folders(parent)
-        folder = parent if parent.kind is Kind.VERSION else self.node(parent.folder)
+        folder = self.folder_of(parent)
         listing = await self.listing(folder)
         out = []
-        for child in listing.dirs.get(parent.path, ()):
+        for child in sorted(listing.dirs.get(parent.path, ())):
             path = f"{parent.path}/{child}" if parent.path else child
-            out.append(self._in_version(folder, path, listing.files.get(path)))
+            out.append(self.in_folder(folder, path, is_file=path in listing.files))
         return out
 
     async def _version_folders(self, parent: Node) -> list[Node]:
@@ -258,9 +406,17 @@ class Tree:
                 out.extend(self.registry.list_versions(self.entity, parent.project, c.name))
             return out
 
-        nodes = []
+        nodes: dict[str, Node] = {}
         for info in await self._ask(("versions", parent.project, parent.type), query):
-            nodes.append(self._version(parent.project, info.version, info))
-            nodes.extend(self._version(parent.project, a, info) for a in info.aliases)
-        nodes.sort(key=lambda n: n.name)
-        return nodes
+            for label in (info.version, *info.aliases):
+                fkey = FolderKey(parent.project, parent.type, info.name, label)
+                if fkey in self.staging.folders or fkey in self._left:
+                    node = await self._lookup_version(parent, f"{info.name}:{label}")
+                else:
+                    node = self._version(parent.project, parent.type, info.name, label, info)
+                nodes[node.name] = node
+        for key in [*self.staging.folders, *self._left]:
+            if (key.project, key.type) == (parent.project, parent.type):
+                node = await self._lookup_version(parent, f"{key.name}:{key.alias}")
+                nodes[node.name] = node
+        return [nodes[n] for n in sorted(nodes)]

@@ -1,0 +1,388 @@
+"""Staged writes: copy-on-write changes to alias folders, journaled on disk.
+
+Each alias folder written in a mount has its own staging folder::
+
+    STAGING/<mount id>/<project>/<type>/<name>:<alias>/
+        journal.jsonl   one JSON line per change, replayed on load
+        upper/          the bytes of every file created or changed (flat, by number)
+
+The journal's first line names the base version (the one the alias named when staging
+began; none for a new collection). Every later line is one of ``put`` (a path now has the
+bytes of an upper file), ``rm``, ``mkdir``, ``rmdir``, ``mv``. Lines are appended with one
+``write`` each, so a daemon killed at any moment (even by SIGKILL) leaves a journal whose
+lines all replay; ``sync`` (run on fsync and before a save) makes it survive a power loss
+too. Upper files are never renamed, so a rename is a journal line, whatever the file's size.
+
+The merged view (``files`` and ``dirs``) is the base manifest with the journal applied, kept
+in memory and changed in step with the journal under one lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
+from artifactfs.core.manifest import Manifest, ManifestEntry
+from artifactfs.core.records import VersionInfo
+from artifactfs.store.files import hash_file
+
+__all__ = ["FolderKey", "StagedFile", "StagedFolder", "Staging"]
+
+
+@dataclass(frozen=True, slots=True)
+class FolderKey:
+    project: str
+    type: str
+    name: str
+    alias: str
+
+    def relpath(self) -> Path:
+        return Path(self.project, self.type, f"{self.name}:{quote(self.alias, safe='')}")
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.type}/{self.name}:{self.alias}"
+
+
+@dataclass(slots=True)
+class StagedFile:
+    """A file whose bytes are in ``upper/<upper>``."""
+
+    upper: str
+    size: int = 0
+    mtime_ns: int = field(default_factory=time.time_ns)
+
+
+FileRef = ManifestEntry | StagedFile
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    added: list[str]
+    modified: list[str]
+    deleted: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.modified or self.deleted)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"added": self.added, "modified": self.modified, "deleted": self.deleted}
+
+
+def _parent(path: str) -> tuple[str, str]:
+    head, _, tail = path.rpartition("/")
+    return head, tail
+
+
+class StagedFolder:
+    """The staged state of one alias folder; every method is thread-safe."""
+
+    def __init__(self, root: Path, key: FolderKey, base: VersionInfo | None,
+                 base_manifest: Manifest) -> None:
+        self.root = root
+        self.key = key
+        self.base = base
+        self.upper = root / "upper"
+        self._base_entries = dict(base_manifest.entries)
+        self.files: dict[str, FileRef] = dict(self._base_entries)
+        self.dirs: dict[str, set[str]] = {"": set()}
+        for path in self.files:
+            self._link(path)
+        self._lock = threading.RLock()
+        self._counter = itertools.count(1)
+        self._journal_fd = -1
+
+    # ---- life ---------------------------------------------------------------------------
+
+    @classmethod
+    def begin(cls, root: Path, key: FolderKey, base: VersionInfo | None,
+              base_manifest: Manifest) -> StagedFolder:
+        """Start staging: a journal whose first line names the base version."""
+        (root / "upper").mkdir(parents=True, exist_ok=True)
+        folder = cls(root, key, base, base_manifest)
+        header = {"op": "begin", "key": [key.project, key.type, key.name, key.alias],
+                  "base": base.to_dict() if base else None}
+        folder._open_journal(truncate=True)
+        folder._append(header)
+        folder.sync()
+        return folder
+
+    @classmethod
+    def read_header(cls, root: Path) -> tuple[FolderKey, VersionInfo | None]:
+        with open(root / "journal.jsonl", "rb") as f:
+            header = json.loads(f.readline())
+        key = FolderKey(*header["key"])
+        base = VersionInfo.from_dict(header["base"]) if header["base"] else None
+        return key, base
+
+    @classmethod
+    def load(cls, root: Path, base_manifest: Manifest) -> StagedFolder:
+        """Rebuild the state a previous daemon left: base manifest plus the journal."""
+        key, base = cls.read_header(root)
+        folder = cls(root, key, base, base_manifest)
+        highest = 0
+        with open(root / "journal.jsonl", "rb") as f:
+            f.readline()
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    break  # a torn last line: the change it began never completed
+                folder._replay(record)
+                if record.get("op") == "put":
+                    highest = max(highest, int(record["upper"]))
+        folder._counter = itertools.count(highest + 1)
+        folder._open_journal(truncate=False)
+        return folder
+
+    def _open_journal(self, *, truncate: bool) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        self._journal_fd = os.open(self.root / "journal.jsonl", flags, 0o600)
+
+    def close(self) -> None:
+        if self._journal_fd >= 0:
+            os.close(self._journal_fd)
+            self._journal_fd = -1
+
+    def destroy(self) -> None:
+        """Drop everything staged (after a save, or on discard)."""
+        with self._lock:
+            self.close()
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def sync(self) -> None:
+        """Make the journal and the upper folder's entries durable."""
+        with self._lock:
+            os.fsync(self._journal_fd)
+            dir_fd = os.open(self.upper, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        os.write(self._journal_fd, json.dumps(record, separators=(",", ":")).encode() + b"\n")
+
+    # ---- the merged view ------------------------------------------------------------------
+
+    def _link(self, path: str) -> None:
+        parts = path.split("/")
+        for i in range(len(parts)):
+            parent, name = "/".join(parts[:i]), parts[i]
+            self.dirs.setdefault(parent, set()).add(name)
+
+    def _unlink(self, path: str) -> None:
+        parent, name = _parent(path)
+        self.dirs.get(parent, set()).discard(name)
+
+    def kind(self, path: str) -> str | None:
+        """``"file"``, ``"dir"`` or None."""
+        if path in self.files:
+            return "file"
+        if path in self.dirs:
+            return "dir"
+        return None
+
+    def children(self, path: str) -> list[str]:
+        with self._lock:
+            return sorted(self.dirs.get(path, ()))
+
+    def upper_path(self, ref: StagedFile) -> Path:
+        return self.upper / ref.upper
+
+    # ---- changes --------------------------------------------------------------------------
+
+    def _replay(self, record: dict[str, Any]) -> None:
+        op = record.get("op")
+        if op == "put":
+            upper = str(record["upper"])
+            try:
+                st = os.stat(self.upper / upper)
+                ref = StagedFile(upper, st.st_size, st.st_mtime_ns)
+            except FileNotFoundError:
+                ref = StagedFile(upper)
+            self._put(record["path"], ref)
+        elif op == "rm":
+            self._rm(record["path"])
+        elif op == "mkdir":
+            self._mkdir(record["path"])
+        elif op == "rmdir":
+            self._rmdir(record["path"])
+        elif op == "mv":
+            self._mv(record["src"], record["dst"])
+
+    def new_upper(self) -> StagedFile:
+        """A new, empty upper file (not yet part of the view; ``put`` makes it so)."""
+        with self._lock:
+            upper = str(next(self._counter))
+        fd = os.open(self.upper / upper, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        return StagedFile(upper)
+
+    def put(self, path: str, ref: StagedFile) -> None:
+        with self._lock:
+            self._append({"op": "put", "path": path, "upper": ref.upper})
+            self._put(path, ref)
+
+    def _put(self, path: str, ref: StagedFile) -> None:
+        old = self.files.get(path)
+        self.files[path] = ref
+        self._link(path)
+        if isinstance(old, StagedFile) and old.upper != ref.upper:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.upper / old.upper)
+
+    def remove(self, path: str) -> None:
+        with self._lock:
+            self._append({"op": "rm", "path": path})
+            self._rm(path)
+
+    def _rm(self, path: str) -> None:
+        old = self.files.pop(path, None)
+        self._unlink(path)
+        if isinstance(old, StagedFile):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.upper / old.upper)
+
+    def mkdir(self, path: str) -> None:
+        with self._lock:
+            self._append({"op": "mkdir", "path": path})
+            self._mkdir(path)
+
+    def _mkdir(self, path: str) -> None:
+        self.dirs.setdefault(path, set())
+        self._link(path)
+
+    def rmdir(self, path: str) -> None:
+        with self._lock:
+            self._append({"op": "rmdir", "path": path})
+            self._rmdir(path)
+
+    def _rmdir(self, path: str) -> None:
+        self.dirs.pop(path, None)
+        self._unlink(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Move a file or folder; a file at ``dst`` is replaced, a folder there must be empty."""
+        with self._lock:
+            self._append({"op": "mv", "src": src, "dst": dst})
+            self._mv(src, dst)
+
+    def _mv(self, src: str, dst: str) -> None:
+        if src in self.files:
+            ref = self.files.pop(src)
+            self._unlink(src)
+            if dst in self.dirs:
+                self._rmdir(dst)
+            if dst in self.files:
+                self._rm(dst)
+            self.files[dst] = ref
+            self._link(dst)
+            return
+        if src not in self.dirs:
+            return
+        if dst in self.dirs:
+            self._rmdir(dst)
+        prefix = src + "/"
+        for path in [p for p in self.files if p.startswith(prefix)]:
+            self.files[dst + path[len(src):]] = self.files.pop(path)
+        for folder in [d for d in self.dirs if d == src or d.startswith(prefix)]:
+            self.dirs[dst + folder[len(src):]] = self.dirs.pop(folder)
+        self._unlink(src)
+        self._link(dst)
+
+    def resized(self, ref: StagedFile, size: int) -> None:
+        """Record a staged file's new size after a write or truncate (no journal needed:
+        the size is read from the upper file on load)."""
+        ref.size = size
+        ref.mtime_ns = time.time_ns()
+
+    # ---- what a save needs ----------------------------------------------------------------
+
+    def changes(self) -> Changes:
+        with self._lock:
+            base = self._base_entries
+            added, modified = [], []
+            for path, ref in self.files.items():
+                old = base.get(path)
+                if old is None:
+                    added.append(path)
+                elif isinstance(ref, StagedFile) or ref.digest != old.digest:
+                    modified.append(path)
+            deleted = [p for p in base if p not in self.files]
+        return Changes(sorted(added), sorted(modified), sorted(deleted))
+
+    def build_manifest(
+        self, target: Manifest, on_hashed: Callable[[str], None] | None = None
+    ) -> tuple[Manifest, dict[str, Path]]:
+        """``target`` with this folder's changes applied, and the files to upload by digest.
+
+        ``target`` is the base manifest, or the alias's current one for a forced save.
+        Raises InvalidManifest when a change cannot apply to ``target``.
+        """
+        changes = self.changes()
+        with self._lock:
+            refs = {p: self.files[p] for p in changes.added + changes.modified}
+        result = target.copy()
+        for path in changes.deleted:
+            if path in result:
+                result.remove(path)
+        uploads: dict[str, Path] = {}
+        for path, ref in sorted(refs.items()):
+            if isinstance(ref, StagedFile):
+                local = self.upper / ref.upper
+                digest = hash_file(local)
+                extra = {}
+                if digest.chunk_index is not None:
+                    extra[CHUNK_INDEX_EXTRA_KEY] = digest.chunk_index.sha256()
+                entry = ManifestEntry(path, digest.digest, digest.size, extra=extra)
+                uploads[digest.digest] = local
+                if on_hashed:
+                    on_hashed(path)
+            else:
+                entry = ManifestEntry(path, ref.digest, ref.size, ref.ref, ref.birth_artifact_id,
+                                      dict(ref.extra), dict(ref.unknown))
+            if path in result:
+                result.remove(path)
+            result.add(entry)
+        return result, uploads
+
+
+class Staging:
+    """Every staged folder of one mount (``root`` is this mount's staging folder)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.folders: dict[FolderKey, StagedFolder] = {}
+
+    def path_for(self, key: FolderKey) -> Path:
+        return self.root / key.relpath()
+
+    def on_disk(self) -> Iterator[tuple[FolderKey, VersionInfo | None, Path]]:
+        """Staged folders a previous daemon left (journal present), loaded or not."""
+        if not self.root.is_dir():
+            return
+        for journal in self.root.glob("*/*/*/journal.jsonl"):
+            try:
+                key, base = StagedFolder.read_header(journal.parent)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            yield key, base, journal.parent
+
+    def forget(self, key: FolderKey) -> None:
+        folder = self.folders.pop(key, None)
+        if folder is not None:
+            folder.destroy()
+        else:
+            shutil.rmtree(self.path_for(key), ignore_errors=True)
+
