@@ -77,6 +77,14 @@ with open(f"{base}/images/img-042.bin", "rb") as f:
 print("labels:", dict(labels), "| 16 bytes of img-042 at offset 1024:", chunk.hex())
 PY
 step getfattr -d "$mnt/demo/dataset/pets:first"
+
+echo
+echo "== writing into an alias folder stages changes; save makes them a version =="
+step cp "$work/data/labels.csv" "$mnt/demo/dataset/pets:latest/labels-copy.csv"
+step rm "$mnt/demo/dataset/pets:latest/images/img-099.bin"
+step "$bin/artifactfs" status "$mnt/demo/dataset/pets:latest"
+step "$bin/artifactfs" save "$mnt/demo/dataset/pets:latest" -m "copy labels, drop img-099"
+step "$bin/artifactfs" ls demo/pets
 step "$bin/artifactfs" umount "$mnt"
 echo
 echo "Done. Everything lives in $work; run 'make demo' again to start over."
