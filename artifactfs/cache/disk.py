@@ -96,8 +96,9 @@ class ContentCache:
     def put(self, name: str, data: bytes | memoryview) -> None:
         """Store verified bytes under ``name`` atomically, then keep the bound."""
         path = self.path(name)
-        path.parent.mkdir(exist_ok=True)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp.mkdir(parents=True, exist_ok=True)  # someone may have emptied the cache
             with atomic_writer(path, tmp_dir=self.tmp) as f:
                 f.write(data)
         except OSError as exc:  # a full disk must not fail the read that fetched the bytes
@@ -130,6 +131,7 @@ class ContentCache:
 
     def evict(self) -> None:
         """Bring the cache under its bound, oldest access first, across all processes."""
+        self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / "evict.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             files = self._scan()
@@ -149,6 +151,8 @@ class ContentCache:
 
     def _scan(self) -> list[tuple[int, str, int]]:
         out: list[tuple[int, str, int]] = []
+        if not self.objects.is_dir():
+            return out
         for sub in os.scandir(self.objects):
             if not sub.is_dir():
                 continue

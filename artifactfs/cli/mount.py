@@ -66,6 +66,8 @@ def _check_mountpoint(mountpoint: Path) -> None:
               help="MiB of verified chunks kept in memory for re-reads and read-ahead.")
 @click.option("--readahead", type=int, default=8, show_default=True,
               help="Maximum sequential read-ahead window, in 1 MiB chunks.")
+@click.option("--kernel-readahead", type=int, default=4096, show_default=True,
+              help="KiB the kernel reads ahead on the mount (root only); 0 keeps its default.")
 @click.option("--allow-other", is_flag=True,
               help="Let other users read the mount (needs user_allow_other for non-root).")
 @click.option("--staging-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -75,7 +77,7 @@ def _check_mountpoint(mountpoint: Path) -> None:
 @click.option("--debug", is_flag=True, help="Log every request (very verbose).")
 def mount(
     mountpoint: Path, foreground: bool, alias_timeout: float, read_timeout: float,
-    threads: int, memory_mb: int, readahead: int, allow_other: bool,
+    threads: int, memory_mb: int, readahead: int, kernel_readahead: int, allow_other: bool,
     staging_dir: Path | None, log_file: Path | None, debug: bool,
 ) -> None:
     """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders.
@@ -116,6 +118,7 @@ def mount(
         staging_dir=(staging_dir or config.state_dir / "staging").absolute(),
         alias_timeout=alias_timeout, read_timeout=read_timeout,
         threads=threads, memory_bytes=memory_mb << 20, readahead_chunks=readahead,
+        kernel_readahead_kib=kernel_readahead,
         allow_other=allow_other, debug=debug,
     )
     try:

@@ -76,6 +76,7 @@ def serve_mount(
         "mounted %s (%s, entity %s) pid %d", options.mountpoint, registry.description,
         config.entity, os.getpid(),
     )
+
     detached = False
     try:
         detached = trio.run(_serve, ops, commands, ready)

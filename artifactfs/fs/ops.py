@@ -30,6 +30,7 @@ from artifactfs.core.errors import (
     RegistryUnavailable,
 )
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.fs.mounts import set_readahead
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import ReadAhead, VerifiedReader
 from artifactfs.fs.staging import StagedFile
@@ -110,6 +111,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self._uid, self._gid = os.getuid(), os.getgid()
         self._mounted_at = time.time_ns()
         self.read_requests = 0
+        self._tuned = False
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -154,14 +156,32 @@ class ArtifactOperations(pyfuse3.Operations):
             a.entry_timeout = a.attr_timeout = _LONG
         return a
 
+    def _after_init(self) -> None:
+        """Once the kernel has applied the INIT reply (any later request proves it), raise
+        its read-ahead: INIT would reset a value set earlier."""
+        if self._tuned or self.nursery is None or not self.options.kernel_readahead_kib:
+            return
+        self._tuned = True
+
+        async def tune() -> None:
+            done = await self.writer._blocking(
+                set_readahead, self.options.mountpoint, self.options.kernel_readahead_kib
+            )
+            if not done:
+                log.info("kernel read-ahead left at its default (needs root)")
+
+        self.nursery.start_soon(tune)
+
     @barrier
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        self._after_init()
         return self._attrs(self.tree.node(inode))
 
     @barrier
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        self._after_init()
         text = _decode(name)
         if text is None or len(name) > 255:
             raise pyfuse3.FUSEError(errno.ENOENT)
