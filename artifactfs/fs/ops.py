@@ -400,6 +400,10 @@ class ArtifactOperations(pyfuse3.Operations):
 
     @barrier
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if not name.startswith(b"user."):
+            # ACLs and security labels are not supported; saying so (rather than "no such
+            # attribute") lets ls and friends stop asking for every file of the mount
+            raise pyfuse3.FUSEError(errno.ENOTSUP)
         found = self._xattrs(self.tree.node(inode)).get(_decode(name) or "")
         if found is None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
