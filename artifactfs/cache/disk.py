@@ -51,7 +51,7 @@ class ContentCache:
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._checked: LRUCache[str, tuple[int, int, int]] = LRUCache(maxsize=200_000)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _checked (cachetools is not thread-safe), _usage
         self._usage: int | None = None  # this process's estimate; None until first scanned
         self.hits = 0
         self.misses = 0
@@ -74,13 +74,16 @@ class ContentCache:
             st = os.fstat(fd)
             data = _read_all(fd, st.st_size)
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-            if self._checked.get(name) != stamp:
+            with self._lock:
+                known = self._checked.get(name) == stamp
+            if not known:
                 if not check(data):
                     log.warning("cache file %s failed its check; dropping it", path)
                     self._drop(path, st.st_size)
                     self.misses += 1
                     return None
-                self._checked[name] = stamp
+                with self._lock:
+                    self._checked[name] = stamp
             now = time.time_ns()
             if now - st.st_atime_ns > _TOUCH_EVERY_NS:
                 with contextlib.suppress(OSError):
@@ -120,8 +123,8 @@ class ContentCache:
     def _drop(self, path: Path, size: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self._checked.pop(path.name, None)
         with self._lock:
+            self._checked.pop(path.name, None)
             if self._usage is not None:
                 self._usage -= size
 
@@ -144,7 +147,8 @@ class ContentCache:
                         break
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)
-                    self._checked.pop(os.path.basename(path), None)
+                    with self._lock:
+                        self._checked.pop(os.path.basename(path), None)
                     total -= size
             with self._lock:
                 self._usage = total

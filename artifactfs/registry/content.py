@@ -59,6 +59,7 @@ class VerifiedContent:
         self.cache = cache
         self.stats = FetchStats()
         self._indexes: LRUCache[str, ChunkIndex] = LRUCache(maxsize=4096)
+        self._lock = threading.Lock()  # cachetools caches are not thread-safe
 
     # ---- pieces --------------------------------------------------------------------------
 
@@ -106,7 +107,8 @@ class VerifiedContent:
     def index(self, entry: ManifestEntry) -> ChunkIndex:
         """The chunk index of a large entry, checked against the manifest when it can be."""
         key = self._stored_key(entry)
-        found = self._indexes.get(key)
+        with self._lock:
+            found = self._indexes.get(key)
         if found is not None:
             return found
         expected = entry.chunk_index_sha256
@@ -135,7 +137,8 @@ class VerifiedContent:
                     "does not match the manifest"
                 )
         index = ChunkIndex.from_bytes(raw)
-        self._indexes[key] = index
+        with self._lock:
+            self._indexes[key] = index
         return index
 
     def chunk(self, entry: ManifestEntry, n: int) -> bytes:
