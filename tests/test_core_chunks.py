@@ -49,7 +49,8 @@ def test_chunk_size_is_one_mib() -> None:
 
 @pytest.mark.parametrize(
     ("size", "count"),
-    [(0, 0), (1, 1), (SMALL - 1, 1), (SMALL, 1), (SMALL + 1, 2), (2 * SMALL, 2), (2 * SMALL + 1, 3)],
+    [(0, 0), (1, 1), (SMALL - 1, 1), (SMALL, 1), (SMALL + 1, 2), (2 * SMALL, 2),
+     (2 * SMALL + 1, 3)],
 )
 def test_chunk_count(size: int, count: int) -> None:
     assert chunk_count(size, SMALL) == count

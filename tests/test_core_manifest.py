@@ -299,7 +299,8 @@ def test_non_string_paths_are_refused(path: object) -> None:
 @pytest.mark.parametrize(
     "path",
     ["a", "a.txt", "dir/sub/file.bin", ".hidden", "a/.b", "...", "a/...", "a b/c d.txt",
-     "x" * 255, "\u00e9" * 127 + "x", "d/" + "z" * 255, "back\\slash", "weird:name", "\u00fcml/\u00e4"],
+     "x" * 255, "\u00e9" * 127 + "x", "d/" + "z" * 255, "back\\slash", "weird:name",
+     "\u00fcml/\u00e4"],
 )
 def test_good_paths_are_accepted(path: str) -> None:
     assert validate_entry_path(path) == path

@@ -71,7 +71,7 @@ def test_type_follows_the_name_rules_and_says_type() -> None:
         validate_type("my type")
     with pytest.raises(InvalidName, match=r"^type must not be empty"):
         validate_type("")
-    with pytest.raises(InvalidName, match="^type .* longer than 128"):
+    with pytest.raises(InvalidName, match=r"^type .* longer than 128"):
         validate_type("t" * 129)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import multiprocessing
 import os
@@ -170,15 +171,15 @@ def test_remove_alias(store: Store) -> None:
 
 def test_update_version_changes_only_mutable_fields(store: Store) -> None:
     v0 = commit(store, {"f": b"0"}, description="old")
+    manifest_before = store.db.manifest_json(v0.id)
     info = store.db.update_version(v0.id, description="new", metadata={"acc": 0.9})
     assert info.description == "new"
     assert info.metadata == {"acc": 0.9}
     assert info.digest == v0.digest
     assert info.index == 0
     assert info.updated_at >= v0.updated_at
-    assert store.db.manifest_json(v0.id) == Manifest.from_json(
-        store.db.manifest_json(v0.id)
-    ).to_json()
+    assert store.db.manifest_json(v0.id) == manifest_before
+    assert store.db.resolve(ENTITY, PROJECT, "data", "v0").description == "new"
     assert indexes(store) == [0]
 
 
@@ -298,7 +299,7 @@ def test_commit_with_a_missing_blob_is_refused_and_leaves_nothing(store: Store) 
             ManifestEntry("absent.txt", md5_b64(b"absent"), 6),
         ]
     )
-    with pytest.raises(InvalidManifest, match="absent.txt"):
+    with pytest.raises(InvalidManifest, match=r"absent\.txt"):
         store.commit(entity=ENTITY, project=PROJECT, name="data", type_="dataset",
                      manifest=manifest, aliases=("best",))
     assert indexes(store) == []
@@ -308,7 +309,7 @@ def test_commit_with_a_missing_blob_is_refused_and_leaves_nothing(store: Store) 
         resolve(store, "latest")
     # an existing collection keeps its versions and aliases
     v0 = commit(store, {"f": b"0"}, aliases=("best",))
-    with pytest.raises(InvalidManifest, match="absent.txt"):
+    with pytest.raises(InvalidManifest, match=r"absent\.txt"):
         store.commit(entity=ENTITY, project=PROJECT, name="data", type_="dataset",
                      manifest=manifest, aliases=("best",))
     assert indexes(store) == [0]
@@ -356,9 +357,9 @@ def test_blob_round_trip(store: Store) -> None:
     assert blobs.read(digest) == data
     assert blobs.read(digest, 10, 20) == data[10:20]
     assert blobs.read(digest, 995, 5000) == data[995:]
-    assert blobs.path(digest) == store.root / "blobs" / blobs.path(digest).name[:2] / (
-        blobs.path(digest).name
-    )
+    key = hashlib.md5(data).hexdigest()
+    assert blobs.path(digest) == store.root / "blobs" / key[:2] / key
+    assert blobs.path(digest).read_bytes() == data
     assert blobs.chunk_index(digest) is None
     out = io.BytesIO()
     blobs.copy_to(digest, out)
@@ -455,9 +456,9 @@ def test_remove_tmp_leftovers_keeps_young_files(store: Store) -> None:
 
 def _commit_worker(root: str, worker: int, count: int, barrier, results) -> None:
     barrier.wait()
-    store = Store(root)
     done = []
     try:
+        store = Store(root)
         for i in range(count):
             data = f"worker {worker} commit {i}".encode()
             digest = md5_b64(data)
@@ -474,6 +475,7 @@ def _commit_worker(root: str, worker: int, count: int, barrier, results) -> None
 
 def test_two_processes_commit_to_one_collection_at_once(tmp_path: Path) -> None:
     root = str(tmp_path / "store")
+    Store(root)  # the store exists; opening it at once is tested below
     ctx = multiprocessing.get_context("spawn")
     workers, per_worker = 2, 10
     barrier = ctx.Barrier(workers)
@@ -576,3 +578,43 @@ def test_killed_upload_leaves_no_version_and_no_blob(tmp_path: Path) -> None:
     # the half-written temporary file is invisible and can be cleaned up
     store.blobs.remove_tmp_leftovers(older_than=-1)
     assert files_under(root / "tmp") == []
+
+
+def _open_worker(base: str, rounds: int, barrier, results) -> None:
+    errors = []
+    for r in range(rounds):
+        barrier.wait()
+        try:
+            Store(Path(base) / f"store{r}")
+        except BaseException as exc:
+            errors.append(f"round {r}: {exc!r}")
+    results.put(errors)
+
+
+def test_several_processes_open_a_new_store_at_once(tmp_path: Path) -> None:
+    """Jobs started together against a store folder that does not exist yet must all work.
+
+    Every round, four processes open one fresh store folder at the same moment.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    workers, rounds = 4, 100
+    barrier = ctx.Barrier(workers)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_worker, args=(str(tmp_path), rounds, barrier, results))
+        for _ in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        reports = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    errors = [e for report in reports for e in report]
+    assert errors == []
+    for r in range(rounds):
+        assert Store(tmp_path / f"store{r}").db.list_entities() == []

@@ -28,6 +28,7 @@ LATEST = "latest"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)")
+_VERSION_LIKE_RE = re.compile(r"v[0-9]+")  # v01 is no version, but too close to be a label
 _ALIAS_FORBIDDEN = re.compile(r"[/:\x00-\x1f\x7f]")
 
 
@@ -70,7 +71,7 @@ def validate_alias(alias: str, *, allow_version: bool = False) -> str:
         raise InvalidName(f"alias {alias!r} may not contain '/', ':' or control characters")
     if alias in (".", ".."):
         raise InvalidName(f"alias may not be {alias!r}")
-    if not allow_version and _VERSION_RE.fullmatch(alias):
+    if not allow_version and _VERSION_LIKE_RE.fullmatch(alias):
         raise InvalidName(
             f"alias {alias!r} looks like a version index (v<digits>); choose another label"
         )

@@ -112,9 +112,8 @@ class Artifact:
 
     @property
     def name(self) -> str:
-        """``NAME:vN`` once committed, the bare name for a new draft (as in W&B)."""
-        if self._committed:
-            assert self._info is not None
+        """``NAME:vN`` once saved (deleted too), the bare name for a new draft (as in W&B)."""
+        if self._info is not None and self._base is None:
             return f"{self._name}:{self._info.version}"
         return self._name
 

@@ -14,9 +14,9 @@ __all__ = ["safe_join"]
 def safe_join(root: Path, entry_path: str) -> Path:
     """``root / entry_path``, refusing anything that would land outside ``root``.
 
-    The path rules already exclude ``..`` and absolute paths; this also resolves symbolic
-    links to folders already under ``root`` (a link ``root/a -> /etc`` must not let
-    ``a/passwd`` out).
+    The path rules already exclude ``..`` and absolute paths; this also refuses a symbolic
+    link to a folder on the way (a link ``root/a -> /etc`` must not let ``a/passwd`` out, and
+    ``root/x -> y`` must not send ``x/f`` and ``y/f`` to one file).
     Raises InvalidManifest.
     """
     validate_entry_path(entry_path)
@@ -24,7 +24,11 @@ def safe_join(root: Path, entry_path: str) -> Path:
     *folders, name = entry_path.split("/")
     # resolve the folders (a linked folder must not lead out), never the file itself: the
     # file is replaced by a rename, which replaces a link rather than writing through it
-    parent = os.path.realpath(os.path.join(real_root, *folders))
-    if os.path.commonpath([real_root, parent]) != real_root:
-        raise InvalidManifest(f"entry path {entry_path!r} would be written outside {root}")
+    expected = os.path.join(real_root, *folders)
+    parent = os.path.realpath(expected)
+    if parent != expected:
+        raise InvalidManifest(
+            f"entry path {entry_path!r}: a folder on the way under {root} is a symbolic link; "
+            "downloads do not follow links (remove it, or download to an empty folder)"
+        )
     return Path(parent, name)

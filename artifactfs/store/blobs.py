@@ -72,7 +72,7 @@ class BlobDir:
         """Store the bytes of ``stream`` as the blob ``digest``.
 
         Raises DigestMismatch, storing nothing, when the bytes have another digest. Storing a
-        blob that is already present reads the stream (to check it) and keeps the old copy.
+        blob that is already present checks the bytes and replaces it with the same bytes.
         """
         writer = self.writer(digest)
         try:

@@ -12,6 +12,7 @@ Concurrency rules (several processes may share one store):
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import secrets
@@ -73,7 +74,11 @@ class MetadataDB:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._conn().executescript(_SCHEMA)
+        # several processes may open a new store at once: switching to WAL and creating the
+        # schema take locks SQLite does not wait for, so do them one process at a time
+        with open(path.with_name(path.name + ".init.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

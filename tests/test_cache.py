@@ -1,0 +1,279 @@
+"""The shared, bounded, content-addressed cache (artifactfs.cache.ContentCache)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from artifactfs.cache import ContentCache
+
+
+def _name(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def _check_for(data: bytes):
+    digest = hashlib.md5(data).digest()
+    return lambda got: hashlib.md5(got).digest() == digest
+
+
+def _blob(i: int, size: int = 1000) -> bytes:
+    return (f"blob {i:06d} ".encode() * (size // 12 + 1))[:size]
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> ContentCache:
+    return ContentCache(tmp_path / "cache", max_bytes=1 << 20)
+
+
+def _age(cache: ContentCache, name: str, seconds_ago: float) -> None:
+    """Mark ``name`` as last used ``seconds_ago`` (recency is the file's atime)."""
+    path = cache.path(name)
+    st = path.stat()
+    when = time.time_ns() - int(seconds_ago * 1e9)
+    os.utime(path, ns=(when, st.st_mtime_ns))
+
+
+def test_put_then_get(cache: ContentCache) -> None:
+    data = b"some verified bytes"
+    name = _name(data)
+    assert not cache.contains(name)
+    cache.put(name, data)
+    assert cache.contains(name)
+    assert cache.path(name) == cache.root / "objects" / name[:2] / name
+    assert cache.path(name).read_bytes() == data
+    assert cache.get(name, _check_for(data)) == data
+    assert cache.get(name, _check_for(data)) == data
+    assert cache.hits == 2
+    assert cache.usage() == len(data)
+
+
+def test_put_accepts_memoryview_and_empty(cache: ContentCache) -> None:
+    cache.put("aa-view", memoryview(b"view bytes"))
+    assert cache.get("aa-view", lambda d: d == b"view bytes") == b"view bytes"
+    cache.put("bb-empty", b"")
+    assert cache.get("bb-empty", lambda d: d == b"") == b""
+
+
+def test_get_of_a_missing_name_is_a_miss(cache: ContentCache) -> None:
+    assert cache.get("00deadbeef", lambda d: True) is None
+    assert cache.misses == 1
+    assert cache.hits == 0
+
+
+def test_failed_check_removes_the_file(cache: ContentCache) -> None:
+    cache.put("abc", b"bytes")
+    assert cache.get("abc", lambda d: False) is None
+    assert not cache.path("abc").exists()
+    assert cache.get("abc", lambda d: True) is None
+    assert cache.misses == 2
+
+
+def test_truncated_file_is_detected(cache: ContentCache) -> None:
+    data = os.urandom(5000)
+    name = _name(data)
+    cache.put(name, data)
+    assert cache.get(name, _check_for(data)) == data  # checked once by this process
+    with open(cache.path(name), "r+b") as f:
+        f.truncate(4000)
+    assert cache.get(name, _check_for(data)) is None
+    assert not cache.path(name).exists()
+    assert not cache.contains(name)
+
+
+def test_truncated_to_empty_is_detected(cache: ContentCache) -> None:
+    data = os.urandom(100)
+    name = _name(data)
+    cache.put(name, data)
+    cache.path(name).write_bytes(b"")
+    assert cache.get(name, _check_for(data)) is None
+    assert not cache.path(name).exists()
+
+
+def test_altered_file_is_detected(cache: ContentCache) -> None:
+    data = os.urandom(5000)
+    name = _name(data)
+    cache.put(name, data)
+    path = cache.path(name)
+    altered = bytearray(data)
+    altered[1234] ^= 0xFF
+    with open(path, "r+b") as f:
+        f.write(altered)
+    assert cache.get(name, _check_for(data)) is None
+    assert not path.exists()
+
+
+def test_file_altered_after_a_checked_read_is_detected(cache: ContentCache) -> None:
+    data = os.urandom(5000)
+    name = _name(data)
+    cache.put(name, data)
+    assert cache.get(name, _check_for(data)) == data
+    path = cache.path(name)
+    st = path.stat()
+    altered = bytearray(data)
+    altered[0] ^= 0xFF
+    with open(path, "r+b") as f:
+        f.write(altered)
+    # the change happened later than the checked read (made explicit: clocks are coarse)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert cache.get(name, _check_for(data)) is None
+    assert not path.exists()
+
+
+def test_file_replaced_by_another_process_is_detected(cache: ContentCache) -> None:
+    data = os.urandom(3000)
+    name = _name(data)
+    cache.put(name, data)
+    assert cache.get(name, _check_for(data)) == data
+    other = ContentCache(cache.root, cache.max_bytes)
+    path = cache.path(name)
+    bad = os.urandom(3000)
+    tmp = path.with_name("replacement")
+    tmp.write_bytes(bad)
+    os.replace(tmp, path)  # a new inode under the same name
+    assert other.get(name, _check_for(data)) is None
+    assert not path.exists()
+    assert cache.get(name, _check_for(data)) is None
+
+
+def test_check_sees_the_bytes_on_disk(cache: ContentCache) -> None:
+    cache.put("f00d", b"abc")
+    seen: list[bytes] = []
+
+    def check(data: bytes) -> bool:
+        seen.append(data)
+        return True
+
+    assert cache.get("f00d", check) == b"abc"
+    assert seen == [b"abc"]
+
+
+def test_put_replaces_and_is_checked_again(cache: ContentCache) -> None:
+    cache.put("cafe", b"one")
+    assert cache.get("cafe", lambda d: d == b"one") == b"one"
+    cache.put("cafe", b"two")
+    assert cache.path("cafe").read_bytes() == b"two"
+    # the new file is checked on its first read, not trusted from the old one's check
+    assert cache.get("cafe", lambda d: d == b"one") is None
+    assert not cache.contains("cafe")
+
+
+def test_discard(cache: ContentCache) -> None:
+    cache.put("beef", b"x" * 10)
+    cache.discard("beef")
+    assert not cache.contains("beef")
+    cache.discard("beef")  # twice is fine
+    assert cache.usage() == 0
+
+
+def test_no_temporary_files_are_left(cache: ContentCache) -> None:
+    for i in range(20):
+        cache.put(_name(_blob(i)), _blob(i))
+    assert list((cache.root / "tmp").iterdir()) == []
+
+
+def test_cache_survives_a_restart(tmp_path: Path) -> None:
+    first = ContentCache(tmp_path / "c", max_bytes=1 << 20)
+    first.put("a1b2", b"kept")
+    second = ContentCache(tmp_path / "c", max_bytes=1 << 20)
+    assert second.get("a1b2", lambda d: d == b"kept") == b"kept"
+
+
+# ---- bound and eviction -----------------------------------------------------------------
+
+
+def test_usage_stays_under_the_bound(tmp_path: Path) -> None:
+    bound = 10_000
+    cache = ContentCache(tmp_path / "cache", max_bytes=bound)
+    written = 0
+    for i in range(60):
+        data = _blob(i, 1000)
+        cache.put(_name(data), data)
+        written += len(data)
+        assert cache.usage() <= bound
+    assert written > 5 * bound
+    assert cache.usage() > 0
+    newest = _blob(59, 1000)
+    assert cache.get(_name(newest), _check_for(newest)) == newest
+
+
+def test_reading_more_than_the_bound_keeps_it(tmp_path: Path) -> None:
+    """Objects of mixed sizes, some of them read again, never hold more than the bound."""
+    bound = 50_000
+    cache = ContentCache(tmp_path / "cache", max_bytes=bound)
+    sizes = [700, 3000, 12_000, 1, 9000, 25_000]
+    for i in range(40):
+        data = _blob(i, sizes[i % len(sizes)])
+        cache.put(_name(data), data)
+        if i >= 3:
+            old = _blob(i - 3, sizes[(i - 3) % len(sizes)])
+            cache.get(_name(old), _check_for(old))
+        assert cache.usage() <= bound
+
+
+def test_object_larger_than_the_bound_does_not_stay(tmp_path: Path) -> None:
+    cache = ContentCache(tmp_path / "cache", max_bytes=1000)
+    cache.put("small", b"s" * 100)
+    cache.put("large", b"L" * 5000)
+    assert cache.usage() <= 1000
+
+
+def test_eviction_removes_the_least_recently_used_first(tmp_path: Path) -> None:
+    cache = ContentCache(tmp_path / "cache", max_bytes=4500)
+    blobs = {k: _blob(i, 1000) for i, k in enumerate("abcd")}
+    for data in blobs.values():
+        cache.put(_name(data), data)
+    assert cache.usage() == 4000
+    # a was used longest ago, then b, c, d
+    for age, k in zip((4000, 3000, 2000, 1000), "abcd", strict=True):
+        _age(cache, _name(blobs[k]), age)
+    extra = _blob(99, 1000)
+    cache.put(_name(extra), extra)  # 5000 > 4500: evict down to 90%
+    present = {k for k, data in blobs.items() if cache.contains(_name(data))}
+    assert present == {"b", "c", "d"}
+    assert cache.contains(_name(extra))
+    assert cache.usage() <= 4500
+
+
+def test_a_hit_makes_an_object_recently_used(tmp_path: Path) -> None:
+    cache = ContentCache(tmp_path / "cache", max_bytes=4500)
+    blobs = {k: _blob(i, 1000) for i, k in enumerate("abcd")}
+    for data in blobs.values():
+        cache.put(_name(data), data)
+    for age, k in zip((4000, 3000, 2000, 1000), "abcd", strict=True):
+        _age(cache, _name(blobs[k]), age)
+    assert cache.get(_name(blobs["a"]), _check_for(blobs["a"])) == blobs["a"]
+    extra = _blob(99, 1000)
+    cache.put(_name(extra), extra)
+    present = {k for k, data in blobs.items() if cache.contains(_name(data))}
+    assert present == {"a", "c", "d"}  # b is now the least recently used
+
+
+def test_eviction_goes_on_in_order_of_last_use(tmp_path: Path) -> None:
+    cache = ContentCache(tmp_path / "cache", max_bytes=6000)
+    blobs = [_blob(i, 1000) for i in range(6)]
+    for data in blobs:
+        cache.put(_name(data), data)
+    order = [3, 0, 5, 1, 4, 2]  # least recently used first
+    for rank, i in enumerate(order):
+        _age(cache, _name(blobs[i]), 10_000 - rank * 100)
+    big = _blob(50, 2500)
+    cache.put(_name(big), big)  # 8500 > 6000: down to 5400 or less -> drop 4 objects
+    present = [i for i, data in enumerate(blobs) if cache.contains(_name(data))]
+    assert sorted(present) == sorted(order[4:])
+    assert cache.contains(_name(big))
+
+
+def test_two_caches_on_one_folder_share_the_bound(tmp_path: Path) -> None:
+    one = ContentCache(tmp_path / "cache", max_bytes=8000)
+    two = ContentCache(tmp_path / "cache", max_bytes=8000)
+    for i in range(30):
+        data = _blob(i, 1000)
+        (one if i % 2 else two).put(_name(data), data)
+    one.evict()
+    assert one.usage() <= 8000
+    assert two.usage() == one.usage()
