@@ -25,7 +25,7 @@ def _locate(path: Path) -> tuple[Path, str]:
 
 
 def _ask(path: Path, body: dict[str, Any]) -> dict[str, Any]:
-    from artifactfs.fs.control import request
+    from artifactfs.fs.control_client import request
 
     mountpoint, rel = _locate(path)
     try:

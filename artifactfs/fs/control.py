@@ -19,9 +19,10 @@ from typing import Any
 import trio
 
 from artifactfs.core.errors import ArtifactFSError
+from artifactfs.fs.control_client import encode
 from artifactfs.fs.saving import FolderCommands
 
-__all__ = ["MAX_REQUEST", "request", "serve_control"]
+__all__ = ["MAX_REQUEST", "serve_control"]
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ async def serve_control(commands: FolderCommands, address: str,
     async def handle(stream: trio.SocketStream) -> None:
         async with stream:
             if _peer_uid(stream.socket) not in (0, os.getuid()):
-                await stream.send_all(_answer({"ok": False, "error": "permission denied"}))
+                await stream.send_all(encode({"ok": False, "error": "permission denied"}))
                 return
             data = b""
             while not data.endswith(b"\n") and len(data) < MAX_REQUEST:
@@ -53,7 +54,7 @@ async def serve_control(commands: FolderCommands, address: str,
                 if not chunk:
                     break
                 data += chunk
-            await stream.send_all(_answer(await _dispatch(commands, data)))
+            await stream.send_all(encode(await _dispatch(commands, data)))
 
     await trio.serve_listeners(handle, [listener])
 
@@ -84,24 +85,3 @@ async def _dispatch(commands: FolderCommands, data: bytes) -> dict[str, Any]:
         return {"ok": False, "error": f"the mount failed to do it: {exc}; see its log"}
     return {"ok": True, **result}
 
-
-def _answer(body: dict[str, Any]) -> bytes:
-    return json.dumps(body).encode() + b"\n"
-
-
-def request(address: str, body: dict[str, Any], timeout: float = 3600.0) -> dict[str, Any]:
-    """Send one request to a mount's control socket and return its answer (blocking)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(address.replace("@", "\0", 1))
-        sock.sendall(_answer(body))
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    answer = json.loads(data)
-    if not isinstance(answer, dict):
-        raise ValueError("the mount answered something that is not a JSON object")
-    return answer

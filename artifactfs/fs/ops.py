@@ -240,6 +240,11 @@ class ArtifactOperations(pyfuse3.Operations):
         if entry is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         handle = OpenFile(node, ReadAhead(cap=self.reader.readahead_cap), entry=entry)
+        if self.nursery is not None and self.options.prefetch_files:
+            self.reader.schedule_small(
+                self.nursery, await self.tree.next_files(folder, node.path,
+                                                         self.options.prefetch_files)
+            )
         return pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=True)
 
     async def _open_staged(self, node: Node, folder: Node, ref: StagedFile) -> OpenFile:

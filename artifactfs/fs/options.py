@@ -23,6 +23,8 @@ class MountOptions:
     """Budget for verified chunks held in memory (recent reads and read-ahead)."""
     readahead_chunks: int = 8
     """Cap of the sequential read-ahead window, in 1 MiB chunks."""
+    prefetch_files: int = 16
+    """Small files after the one opened, in listing order, fetched ahead in parallel."""
     kernel_readahead_kib: int = 4096
     """Kernel read-ahead on the mount; larger means fewer, larger read requests."""
     allow_other: bool = False

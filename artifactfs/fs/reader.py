@@ -24,12 +24,20 @@ from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.registry import VerifiedContent
 
-__all__ = ["ReadAhead", "VerifiedReader"]
+__all__ = ["ReadAhead", "VerifiedReader", "first_error"]
 
 log = logging.getLogger(__name__)
 
 Blocking = Callable[..., Awaitable[Any]]
 PieceKey = tuple[str, int]  # (digest, chunk number; -1 for a whole small file)
+
+
+def first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf of an exception group: what a caller outside the nursery expects."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 @dataclass(slots=True)
@@ -120,9 +128,12 @@ class VerifiedReader:
         async def fetch(i: int) -> None:
             parts[i] = await self.piece(entry, first + i)
 
-        async with trio.open_nursery() as nursery:
-            for i in range(len(parts)):
-                nursery.start_soon(fetch, i)
+        try:
+            async with trio.open_nursery() as nursery:
+                for i in range(len(parts)):
+                    nursery.start_soon(fetch, i)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
         base = first * CHUNK_SIZE
         return b"".join(parts)[offset - base : end - base]
 
@@ -141,6 +152,19 @@ class VerifiedReader:
             if (entry.digest, n) not in self._memory and (entry.digest, n) not in self._inflight:
                 nursery.start_soon(self._prefetch, entry, n)
         state.fetched_to = max(state.fetched_to, stop)
+
+    def schedule_small(self, nursery: trio.Nursery, entries: list[ManifestEntry]) -> None:
+        """Fetch small files a reader is likely to open next (siblings after the one opened).
+
+        Each costs a round trip that a reader going through a folder would otherwise wait
+        for one at a time; fetched ahead, in parallel, they are in memory when opened.
+        """
+        for entry in entries:
+            if entry.ref is not None or self.content.is_chunked(entry) or entry.size == 0:
+                continue
+            key = (entry.digest, -1)
+            if key not in self._memory and key not in self._inflight:
+                nursery.start_soon(self._prefetch, entry, -1)
 
     async def _prefetch(self, entry: ManifestEntry, n: int) -> None:
         try:

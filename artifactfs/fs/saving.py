@@ -20,6 +20,7 @@ from artifactfs.core.errors import ArtifactFSError, Conflict, NotFound
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.names import LATEST, validate_alias
 from artifactfs.core.records import VersionInfo
+from artifactfs.fs.reader import first_error
 from artifactfs.fs.staging import FolderKey
 from artifactfs.fs.tree import ROOT_INODE, Node, Tree
 
@@ -28,6 +29,7 @@ __all__ = ["FolderCommands"]
 log = logging.getLogger(__name__)
 
 Blocking = Callable[..., Awaitable[Any]]
+_UPLOADS_AT_ONCE = 8
 
 
 class FolderCommands:
@@ -104,10 +106,21 @@ class FolderCommands:
             registry = self.tree.registry
             missing = await self._blocking(registry.missing_blobs, list(uploads))
             sent = 0
-            for digest in sorted(missing):
-                path = uploads[digest]
-                await self._unbounded(registry.upload_blob, path, digest)
-                sent += path.stat().st_size
+            parallel = trio.CapacityLimiter(_UPLOADS_AT_ONCE)
+
+            async def upload(digest: str) -> None:
+                nonlocal sent
+                async with parallel:
+                    path = uploads[digest]
+                    await self._unbounded(registry.upload_blob, path, digest)
+                    sent += path.stat().st_size
+
+            try:
+                async with trio.open_nursery() as nursery:  # a failure cancels the rest
+                    for digest in sorted(missing):
+                        nursery.start_soon(upload, digest)
+            except BaseExceptionGroup as group:
+                raise first_error(group) from None
             self.uploaded_bytes += sent
             labels = sorted({key.alias, *aliases} - {LATEST})
             origin = current or base

@@ -18,6 +18,7 @@ touched on the event loop, so it needs no lock.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -249,6 +250,21 @@ class Tree:
             if path in listing.dirs:
                 return self.in_folder(folder, path, is_file=False)
         raise NotFound(name)
+
+    async def next_files(self, folder: Node, path: str, count: int) -> list[ManifestEntry]:
+        """Up to ``count`` files that follow ``path`` in its folder's listing order."""
+        listing = await self.listing(folder)
+        if not isinstance(listing, VersionListing):
+            return []
+        parent, _, name = path.rpartition("/")
+        names = listing.dirs.get(parent, [])
+        start = bisect.bisect_right(names, name)
+        out = []
+        for sibling in names[start : start + count]:
+            entry = listing.files.get(f"{parent}/{sibling}" if parent else sibling)
+            if entry is not None:
+                out.append(entry)
+        return out
 
     def folder_of(self, node: Node) -> Node:
         """The NAME:LABEL folder a node lives in."""

@@ -229,16 +229,9 @@ class HttpRegistry(Registry):
     def upload_blob(
         self, path: Path, digest: str, on_bytes: Callable[[int], None] | None = None
     ) -> None:
-        def body() -> Iterator[bytes]:
-            with open(path, "rb") as f:
-                while block := f.read(_UPLOAD_BLOCK):
-                    if on_bytes:
-                        on_bytes(len(block))
-                    yield block
-
         size = path.stat().st_size
         self._json(
-            "PUT", f"/blobs/{blob_key(digest)}", content=body(),
+            "PUT", f"/blobs/{blob_key(digest)}", content=_FileBody(path, on_bytes),
             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
         )
 
@@ -260,6 +253,22 @@ class HttpRegistry(Registry):
         if response.status_code == 204 or not response.content:
             return None
         return ChunkIndex.from_bytes(response.content)
+
+
+class _FileBody:
+    """A request body read from a file in blocks; iterating again starts over, so a retried
+    upload sends the whole file again (a generator would send nothing the second time)."""
+
+    def __init__(self, path: Path, on_bytes: Callable[[int], None] | None) -> None:
+        self.path = path
+        self.on_bytes = on_bytes
+
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as f:
+            while block := f.read(_UPLOAD_BLOCK):
+                if self.on_bytes:
+                    self.on_bytes(len(block))
+                yield block
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -1,0 +1,1 @@
+"""The FUSE daemon: inode tree, verified reader, staged writes, save, control channel."""
