@@ -62,8 +62,8 @@ def serve_mount(
         readahead_cap=options.readahead_chunks,
     )
     writer = FolderWriter(tree, content, blocking, unbounded)
-    commands = FolderCommands(tree, blocking, unbounded)
     ops = ArtifactOperations(tree, reader, writer, options)
+    commands = FolderCommands(tree, blocking, unbounded, ops.writers)
     ops.control_address = f"@artifactfs-{mount_id}-{os.getpid()}"
     fuse_options = set(pyfuse3.default_options)
     fuse_options |= {"fsname=artifactfs", "subtype=artifactfs", "auto_unmount"}

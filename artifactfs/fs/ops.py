@@ -87,6 +87,7 @@ class OpenFile:
     staged: StagedFile | None = None  # reads and writes of a staged copy...
     fd: int = -1  # ...through this descriptor of its upper file
     folder: Node | None = None
+    writable: bool = False
 
 
 class ArtifactOperations(pyfuse3.Operations):
@@ -233,6 +234,7 @@ class ArtifactOperations(pyfuse3.Operations):
                 ref = await self.writer.staged_file(node, truncate=bool(flags & os.O_TRUNC))
             assert isinstance(ref, StagedFile) and folder.staged is not None
             handle = await self._open_staged(node, folder, ref)
+            handle.writable = writing
             if flags & os.O_TRUNC and ref.size:
                 await self.writer.truncate(node, 0)
             return pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=False)
@@ -252,6 +254,13 @@ class ArtifactOperations(pyfuse3.Operations):
         fd = await self.writer._blocking(os.open, folder.staged.upper_path(ref), os.O_RDWR)
         return OpenFile(node, ReadAhead(), staged=ref, fd=fd, folder=folder)
 
+    def writers(self, folder: Node) -> list[str]:
+        """Paths open for writing in an alias folder (a save must not race them)."""
+        return sorted(
+            h.node.path for h in self._handles.values()
+            if h.writable and h.folder is not None and h.folder.inode == folder.inode
+        )
+
     def _add_handle(self, handle: OpenFile) -> int:
         fh = next(self._fh)
         self._handles[fh] = handle
@@ -264,6 +273,7 @@ class ArtifactOperations(pyfuse3.Operations):
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         node, ref = await self.writer.create(self.tree.node(parent_inode), name)
         handle = await self._open_staged(node, self.tree.folder_of(node), ref)
+        handle.writable = True
         info = pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=False)
         return info, self._attrs(node)
 

@@ -33,8 +33,12 @@ _UPLOADS_AT_ONCE = 8
 
 
 class FolderCommands:
-    def __init__(self, tree: Tree, blocking: Blocking, unbounded: Blocking) -> None:
+    def __init__(
+        self, tree: Tree, blocking: Blocking, unbounded: Blocking,
+        writers: Callable[[Node], list[str]] = lambda folder: [],
+    ) -> None:
         self.tree = tree
+        self._writers = writers
         self._blocking = blocking
         self._unbounded = unbounded
         self._locks: dict[FolderKey, trio.Lock] = {}
@@ -95,6 +99,13 @@ class FolderCommands:
             staged = folder.staged
             if staged is None or not staged.changes():
                 raise ArtifactFSError(f"nothing is staged in {key}; write files there first")
+            busy = self._writers(folder)
+            if busy:
+                shown = ", ".join(busy[:5]) + (" ..." if len(busy) > 5 else "")
+                raise ArtifactFSError(
+                    f"{len(busy)} file(s) in {key} are still open for writing ({shown}); "
+                    "close them, then save (their next writes would not be in the version)"
+                )
             current = await self._current(key)
             base = staged.base
             self._check_conflict(key, base, current, force)

@@ -5,6 +5,7 @@ Each alias folder written in a mount has its own staging folder::
     STAGING/<mount id>/<project>/<type>/<name>:<alias>/
         journal.jsonl   one JSON line per change, replayed on load
         upper/          the bytes of every file created or changed (flat, by number)
+        reserve         64 KiB given up when the disk is full, so removals still journal
 
 The journal's first line names the base version (the one the alias named when staging
 began; none for a new collection). Every later line is one of ``put`` (a path now has the
@@ -20,6 +21,7 @@ in memory and changed in step with the journal under one lock.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -38,6 +40,10 @@ from artifactfs.core.records import VersionInfo
 from artifactfs.store.files import hash_file
 
 __all__ = ["FolderKey", "StagedFile", "StagedFolder", "Staging"]
+
+_RESERVE = "reserve"
+_RESERVE_BYTES = 64 * 1024
+"""Room kept back in each staging folder so a removal can be journaled on a full disk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,7 @@ class StagedFolder:
                   "base": base.to_dict() if base else None}
         folder._open_journal(truncate=True)
         folder._append(header)
+        folder.keep_reserve()
         folder.sync()
         return folder
 
@@ -171,7 +178,54 @@ class StagedFolder:
                 os.close(dir_fd)
 
     def _append(self, record: dict[str, Any]) -> None:
-        os.write(self._journal_fd, json.dumps(record, separators=(",", ":")).encode() + b"\n")
+        """Append one journal line, whole or not at all (raises OSError, e.g. ENOSPC).
+
+        A full disk can cut a write short; the torn line is cut off again, so the journal
+        never holds half a line that would stop a replay. If there is no room, the folder's
+        reserve file is given up, so a change that frees space (rm, truncate) can still be
+        recorded.
+        """
+        line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+        try:
+            self._write_line(line)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or not self._release_reserve():
+                raise
+            self._write_line(line)
+
+    def _write_line(self, line: bytes) -> None:
+        fd = self._journal_fd
+        start = os.lseek(fd, 0, os.SEEK_END)
+        view = memoryview(line)
+        try:
+            while view:
+                written = os.write(fd, view)
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+
+    def _release_reserve(self) -> bool:
+        try:
+            os.unlink(self.root / _RESERVE)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def keep_reserve(self) -> None:
+        """Put back the reserve after space was freed (best effort)."""
+        path = self.root / _RESERVE
+        if path.exists():
+            return
+        try:
+            with open(path, "wb") as f:
+                f.write(bytes(_RESERVE_BYTES))
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     # ---- the merged view ------------------------------------------------------------------
 
@@ -246,6 +300,7 @@ class StagedFolder:
         with self._lock:
             self._append({"op": "rm", "path": path})
             self._rm(path)
+            self.keep_reserve()
 
     def _rm(self, path: str) -> None:
         old = self.files.pop(path, None)

@@ -380,6 +380,7 @@ class Tree:
         )
         folder.version = info
         folder.staged = None
+        self._down_until = 0.0  # the registry just answered a commit
         self._listings[info.id] = VersionListing(manifest)
         self._last[("resolve", key.project, key.name, key.alias)] = info
         self._fresh.pop(("versions", key.project, key.type), None)

@@ -164,7 +164,8 @@ def test_non_utf8_and_long_names_give_enoent(dataset: Artifact, mounted: Mount):
 
 WRITES = [
         lambda p: (p / "mnist:v0/new.txt").write_bytes(b"x"),
-        lambda p: (p / "mnist:latest/README.txt").write_bytes(b"x"),
+        lambda p: (p / "mnist:v0/README.txt").write_bytes(b"x"),
+        lambda p: (p / "mnist:v0/train/deep").rename(p / "mnist:v0/deeper"),
         lambda p: os.close(os.open(p / "mnist:v0/README.txt", os.O_RDWR)),
         lambda p: (p / "mnist:v0/train/a.bin").unlink(),
         lambda p: (p / "mnist:v0/train").rmdir(),
