@@ -145,7 +145,7 @@ class FolderCommands:
                     aliases=labels,
                 )
             )
-            await self._blocking(self.tree.saved, folder, info, manifest)
+            await self._blocking(self.tree.saved(folder, info, manifest))
         log.info("saved %s as %s (%d blobs uploaded)", key, info.qualified_name, len(missing))
         return {"folder": str(key), "version": f"{key.project}/{key.name}:{info.version}",
                 "id": info.id, "uploaded": len(missing), "uploaded_bytes": sent}
@@ -176,8 +176,7 @@ class FolderCommands:
 
     async def _end(self, folder: Node) -> None:
         """Drop the folder's staging and make the kernel look the alias up again."""
-        await self._blocking(self.tree.end_staging, folder)
-        folder.staged = None
+        await self._blocking(self.tree.end_staging(folder))
         type_node = self.tree.type_node(folder.project, folder.type)
         try:
             pyfuse3.invalidate_entry_async(type_node.inode, folder.name.encode())

@@ -434,10 +434,11 @@ class Staging:
                 continue
             yield key, base, journal.parent
 
-    def forget(self, key: FolderKey) -> None:
+    def detach(self, key: FolderKey) -> Callable[[], None]:
+        """Stop tracking a folder's staging; returns the (blocking) removal of its files."""
         folder = self.folders.pop(key, None)
         if folder is not None:
-            folder.destroy()
-        else:
-            shutil.rmtree(self.path_for(key), ignore_errors=True)
+            return folder.destroy
+        path = self.path_for(key)
+        return lambda: shutil.rmtree(path, ignore_errors=True)
 

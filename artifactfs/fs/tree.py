@@ -363,7 +363,9 @@ class Tree:
         self.staging.folders[key] = staged
         return self._version(parent.project, parent.type, collection, label, None, staged)
 
-    def saved(self, folder: Node, info: VersionInfo, manifest: Manifest) -> None:
+    def saved(
+        self, folder: Node, info: VersionInfo, manifest: Manifest
+    ) -> Callable[[], None]:
         """After a save: the folder now shows ``info``, with the same inodes.
 
         The new version holds exactly the bytes the folder showed, so the folder and its
@@ -371,7 +373,7 @@ class Tree:
         working directory is the folder sees the saved state.
         """
         key = folder.folder_key
-        self.staging.forget(key)
+        cleanup = self.staging.detach(key)
         old_key = next(k for k, i in self._inodes.items() if i == folder.inode)
         del self._inodes[old_key]
         epoch = self._epochs.get(key, 0)
@@ -391,14 +393,20 @@ class Tree:
                 node.version = info
                 if node.kind is Kind.FILE:
                     node.entry = manifest.get(node.path)
+        return cleanup
 
-    def end_staging(self, folder: Node) -> None:
-        """Forget a folder's staged state; its next lookup gets a fresh node."""
+    def end_staging(self, folder: Node) -> Callable[[], None]:
+        """Forget a folder's staged state; its next lookup gets a fresh node.
+
+        Returns the removal of the staged files, for a worker thread to run.
+        """
         key = folder.folder_key
-        self.staging.forget(key)
+        cleanup = self.staging.detach(key)
         self._epochs[key] = self._epochs.get(key, 0) + 1
         self._last.pop(("resolve", key.project, key.name, key.alias), None)
         self._fresh.pop(("versions", key.project, key.type), None)
+        folder.staged = None
+        return cleanup
 
     async def children(self, parent: Node) -> list[Node]:
         """Every child of a folder, in a stable order."""
