@@ -138,29 +138,23 @@ class FolderWriter:
         return await self.tree.new_collection(parent, name)
 
     async def unlink(self, parent: Node, raw_name: bytes) -> None:
-        name = check_name(raw_name)
-        folder, staged = await self.staged(parent)
-        path = child_path(parent, name)
-        kind = staged.kind(path)
-        if kind is None:
-            fail(errno.ENOENT)
-        if kind == "dir":
-            fail(errno.EISDIR)
-        await self._blocking(staged.remove, path)
-        self.tree.forget_path(folder, path)
+        await self._remove(parent, raw_name, want="file")
 
     async def rmdir(self, parent: Node, raw_name: bytes) -> None:
-        name = check_name(raw_name)
+        await self._remove(parent, raw_name, want="dir")
+
+    async def _remove(self, parent: Node, raw_name: bytes, *, want: str) -> None:
+        """unlink (``want="file"``) or rmdir (``"dir"``), with their errnos."""
         folder, staged = await self.staged(parent)
-        path = child_path(parent, name)
+        path = child_path(parent, check_name(raw_name))
         kind = staged.kind(path)
         if kind is None:
             fail(errno.ENOENT)
-        if kind == "file":
-            fail(errno.ENOTDIR)
-        if staged.children(path):
+        if kind != want:
+            fail(errno.EISDIR if want == "file" else errno.ENOTDIR)
+        if want == "dir" and staged.children(path):
             fail(errno.ENOTEMPTY)
-        await self._blocking(staged.rmdir, path)
+        await self._blocking(staged.remove if want == "file" else staged.rmdir, path)
         self.tree.forget_path(folder, path)
 
     async def rename(self, old_parent: Node, old_raw: bytes, new_parent: Node, new_raw: bytes,
