@@ -165,7 +165,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self._tuned = True
 
         async def tune() -> None:
-            done = await self.writer._blocking(
+            done = await self.writer.blocking(
                 set_readahead, self.options.mountpoint, self.options.kernel_readahead_kib
             )
             if not done:
@@ -251,7 +251,7 @@ class ArtifactOperations(pyfuse3.Operations):
 
     async def _open_staged(self, node: Node, folder: Node, ref: StagedFile) -> OpenFile:
         assert folder.staged is not None
-        fd = await self.writer._blocking(os.open, folder.staged.upper_path(ref), os.O_RDWR)
+        fd = await self.writer.blocking(os.open, folder.staged.upper_path(ref), os.O_RDWR)
         return OpenFile(node, ReadAhead(), staged=ref, fd=fd, folder=folder)
 
     def writers(self, folder: Node) -> list[str]:
@@ -282,7 +282,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self.read_requests += 1
         handle = self._handles[fh]
         if handle.fd >= 0:
-            return await self.writer._blocking(os.pread, handle.fd, size, off)
+            return await self.writer.blocking(os.pread, handle.fd, size, off)
         entry = handle.entry
         assert entry is not None
         try:
@@ -303,7 +303,7 @@ class ArtifactOperations(pyfuse3.Operations):
         handle = self._handles[fh]
         if handle.fd < 0 or handle.staged is None or handle.folder is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        written = await self.writer._blocking(os.pwrite, handle.fd, buf, off)
+        written = await self.writer.blocking(os.pwrite, handle.fd, buf, off)
         staged = handle.folder.staged
         if staged is not None:
             staged.resized(handle.staged, max(handle.staged.size, off + written))
@@ -313,9 +313,9 @@ class ArtifactOperations(pyfuse3.Operations):
     async def fsync(self, fh: int, datasync: bool) -> None:
         handle = self._handles[fh]
         if handle.fd >= 0:
-            await self.writer._blocking(os.fsync, handle.fd)
+            await self.writer.blocking(os.fsync, handle.fd)
             if handle.folder is not None and handle.folder.staged is not None:
-                await self.writer._blocking(handle.folder.staged.sync)
+                await self.writer.blocking(handle.folder.staged.sync)
 
     async def flush(self, fh: int) -> None:
         """Writes go straight to the staged copy; nothing is buffered here."""

@@ -54,7 +54,7 @@ class FolderWriter:
                  unbounded: Blocking) -> None:
         self.tree = tree
         self.content = content
-        self._blocking = blocking
+        self.blocking = blocking
         self._unbounded = unbounded  # copying a large file up may take longer than a read
 
     def folder(self, node: Node) -> Node:
@@ -83,12 +83,12 @@ class FolderWriter:
         if ref is None:
             fail(errno.ENOENT)
         assert isinstance(ref, ManifestEntry)
-        fresh = await self._blocking(staged.new_upper)
+        fresh = await self.blocking(staged.new_upper)
         if not truncate and ref.size:
             await self._unbounded(self.content.download, ref, staged.upper_path(fresh))
         size = 0 if truncate else ref.size
         staged.resized(fresh, size)
-        await self._blocking(staged.put, node.path, fresh)
+        await self.blocking(staged.put, node.path, fresh)
         log.info("copied %s/%s up for writing (%d bytes)", staged.key, node.path, size)
         return fresh
 
@@ -98,8 +98,8 @@ class FolderWriter:
         path = child_path(parent, name)
         if staged.kind(path) is not None:
             fail(errno.EEXIST)
-        ref = await self._blocking(staged.new_upper)
-        await self._blocking(staged.put, path, ref)
+        ref = await self.blocking(staged.new_upper)
+        await self.blocking(staged.put, path, ref)
         self.tree.forget_path(folder, path)
         return self.tree.in_folder(folder, path, is_file=True), ref
 
@@ -111,7 +111,7 @@ class FolderWriter:
         path = child_path(parent, name)
         if staged.kind(path) is not None:
             fail(errno.EEXIST)
-        await self._blocking(staged.mkdir, path)
+        await self.blocking(staged.mkdir, path)
         self.tree.forget_path(folder, path)
         return self.tree.in_folder(folder, path, is_file=False)
 
@@ -130,7 +130,7 @@ class FolderWriter:
             pass
         else:
             fail(errno.EEXIST)
-        found = await self._blocking(
+        found = await self.blocking(
             self.tree.registry.collection_type, self.tree.entity, parent.project, collection
         )
         if found is not None:
@@ -154,7 +154,7 @@ class FolderWriter:
             fail(errno.EISDIR if want == "file" else errno.ENOTDIR)
         if want == "dir" and staged.children(path):
             fail(errno.ENOTEMPTY)
-        await self._blocking(staged.remove if want == "file" else staged.rmdir, path)
+        await self.blocking(staged.remove if want == "file" else staged.rmdir, path)
         self.tree.forget_path(folder, path)
 
     async def rename(self, old_parent: Node, old_raw: bytes, new_parent: Node, new_raw: bytes,
@@ -183,7 +183,7 @@ class FolderWriter:
                 fail(errno.EINVAL)
             if dst_kind == "dir" and staged.children(dst):
                 fail(errno.ENOTEMPTY)
-        await self._blocking(staged.rename, src, dst)
+        await self.blocking(staged.rename, src, dst)
         self.tree.forget_path(folder, dst)
         self.tree.moved(folder, src, dst)
 
@@ -191,6 +191,6 @@ class FolderWriter:
         ref = await self.staged_file(node, truncate=size == 0)
         folder = self.tree.folder_of(node)
         assert folder.staged is not None
-        await self._blocking(os.truncate, folder.staged.upper_path(ref), size)
+        await self.blocking(os.truncate, folder.staged.upper_path(ref), size)
         folder.staged.resized(ref, size)
         return ref
