@@ -33,8 +33,10 @@ test: system-deps $(TSTAMP)
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check artifactfs tests benchmarks scripts
 
+# make bench BENCH_ARGS=--quick for a smoke run of a few minutes
 bench: system-deps $(TSTAMP)
-	$(PY) benchmarks/read_throughput.py
+	@scripts/install-bench-deps.sh
+	$(PY) benchmarks/peers.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

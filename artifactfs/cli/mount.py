@@ -62,7 +62,7 @@ def _check_mountpoint(mountpoint: Path) -> None:
               help="Seconds a read waits on an unreachable registry before failing with EIO.")
 @click.option("--threads", type=int, default=16, show_default=True,
               help="Worker threads for fetching, hashing and cache I/O.")
-@click.option("--memory", "memory_mb", type=int, default=256, show_default=True,
+@click.option("--memory", "memory_mb", type=int, default=64, show_default=True,
               help="MiB of verified chunks kept in memory for re-reads and read-ahead.")
 @click.option("--readahead", type=int, default=8, show_default=True,
               help="Maximum sequential read-ahead window, in 1 MiB chunks.")

@@ -19,7 +19,7 @@ class MountOptions:
     """Seconds a read may wait on the registry (retries included) before it fails with EIO."""
     threads: int = 16
     """Worker threads for registry calls, hashing and cache I/O."""
-    memory_bytes: int = 256 << 20
+    memory_bytes: int = 64 << 20
     """Budget for verified chunks held in memory (recent reads and read-ahead)."""
     readahead_chunks: int = 8
     """Cap of the sequential read-ahead window, in 1 MiB chunks."""

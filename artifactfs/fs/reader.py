@@ -73,7 +73,7 @@ class VerifiedReader:
         content: VerifiedContent,
         blocking: Blocking,
         *,
-        memory_bytes: int = 256 << 20,
+        memory_bytes: int = 64 << 20,
         readahead_cap: int = 8,
     ) -> None:
         self.content = content
@@ -164,7 +164,17 @@ class VerifiedReader:
                 continue
             key = (entry.digest, -1)
             if key not in self._memory and key not in self._inflight:
-                nursery.start_soon(self._prefetch, entry, -1)
+                nursery.start_soon(self._prefetch_small, entry)
+
+    async def _prefetch_small(self, entry: ManifestEntry) -> None:
+        """Fetch a small file from the registry unless the disk cache has it already: a
+        cached file is as quick to read when it is opened, and loading it into memory early
+        would only push out pieces that are in use."""
+        try:
+            if not await self._blocking(self.content.is_cached, entry):
+                await self.piece(entry, -1)
+        except Exception as exc:
+            log.debug("prefetch of %s failed: %s", entry.digest, exc)
 
     async def _prefetch(self, entry: ManifestEntry, n: int) -> None:
         try:

@@ -31,7 +31,7 @@ from cachetools import LRUCache, TTLCache
 
 from artifactfs.core.errors import InvalidName, NotFound, RegistryUnavailable
 from artifactfs.core.manifest import Manifest, ManifestEntry
-from artifactfs.core.names import validate_alias, validate_name
+from artifactfs.core.names import parse_version_label, validate_alias, validate_name
 from artifactfs.core.records import VersionInfo
 from artifactfs.fs.listing import VersionListing
 from artifactfs.fs.staging import FolderKey, StagedFolder, Staging
@@ -314,10 +314,15 @@ class Tree:
         if staged is not None:
             return self._version(parent.project, parent.type, collection, label, staged.base,
                                  staged)
-        info: VersionInfo = await self._ask(
-            ("resolve", parent.project, collection, label), self.registry.resolve,
-            self.entity, parent.project, collection, label, fresh=False,
-        )
+        question = ("resolve", parent.project, collection, label)
+        known = self._last.get(question)
+        if known is not None and parse_version_label(label) is not None:
+            info: VersionInfo = known  # vN never changes: no need to ask again
+        else:
+            info = await self._ask(
+                question, self.registry.resolve, self.entity, parent.project, collection,
+                label, fresh=False,
+            )
         if info.type != parent.type:
             raise NotFound(name)
         return self._version(parent.project, parent.type, collection, label, info)
@@ -433,6 +438,7 @@ class Tree:
 
         nodes: dict[str, Node] = {}
         for info in await self._ask(("versions", parent.project, parent.type), query):
+            self._last[("resolve", parent.project, info.name, info.version)] = info
             for label in (info.version, *info.aliases):
                 fkey = FolderKey(parent.project, parent.type, info.name, label)
                 if fkey in self.staging.folders or fkey in self._left:

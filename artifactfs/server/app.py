@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
+from cachetools import TTLCache
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -328,6 +329,9 @@ class AuthAndLog:
     def __init__(self, app: ASGIApp, store: Store) -> None:
         self.app = app
         self.db = store.db
+        # a key lookup costs a thread hop and a query on every request; known keys are
+        # trusted for a minute (so a removed key stops working within a minute)
+        self._known: TTLCache[str, tuple[str, bool]] = TTLCache(maxsize=1024, ttl=60.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -373,9 +377,13 @@ class AuthAndLog:
         if scheme.lower() != "bearer" or not key.strip():
             return _error(401, "Unauthorized", "an API key is required: "
                           "send 'Authorization: Bearer KEY'")
-        found = await anyio.to_thread.run_sync(self.db.check_key, key.strip())
+        key = key.strip()
+        found = self._known.get(key)
         if found is None:
-            return _error(401, "Unauthorized", "unknown API key")
+            found = await anyio.to_thread.run_sync(self.db.check_key, key)
+            if found is None:
+                return _error(401, "Unauthorized", "unknown API key")
+            self._known[key] = found
         return found
 
 
