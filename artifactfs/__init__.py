@@ -10,6 +10,8 @@
     artifactfs.Api().artifact("vision/mnist:latest").download()
 """
 
+from typing import TYPE_CHECKING, Any
+
 from artifactfs.core.errors import (
     ArtifactFSError,
     Conflict,
@@ -20,9 +22,21 @@ from artifactfs.core.errors import (
     PermissionDenied,
     RegistryUnavailable,
 )
-from artifactfs.sdk import Api, Artifact, ArtifactManifestEntry
+
+if TYPE_CHECKING:
+    from artifactfs.sdk import Api, Artifact, ArtifactManifestEntry
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # the SDK is imported on first use, so the mount daemon and the CLI's other commands
+    # start without it
+    if name in ("Api", "Artifact", "ArtifactManifestEntry"):
+        import artifactfs.sdk
+
+        return getattr(artifactfs.sdk, name)
+    raise AttributeError(f"module 'artifactfs' has no attribute {name!r}")
 
 __all__ = [
     "Api",

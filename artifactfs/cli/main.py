@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,7 +24,9 @@ from artifactfs.cli.staged import discard, save, status
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError, NotFound
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
-from artifactfs.sdk import Api, Artifact
+
+if TYPE_CHECKING:
+    from artifactfs.sdk import Api
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +58,8 @@ def user_errors(func: F) -> F:
 
 
 def make_api() -> Api:
+    from artifactfs.sdk import Api
+
     return Api(config=Config.from_env(), progress=progress_factory())
 
 
@@ -104,6 +108,8 @@ def push(
     api = make_api()
     if ref.entity:
         api.config = api.config.replace(entity=ref.entity)
+    from artifactfs.sdk import Artifact
+
     art = Artifact(ref.name, type_, description=description, metadata=meta)
     art._client = api
     for source in sources:
