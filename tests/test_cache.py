@@ -65,8 +65,14 @@ def test_get_of_a_missing_name_is_a_miss(cache: ContentCache) -> None:
     assert cache.hits == 0
 
 
+def _unstamp(cache: ContentCache, name: str) -> None:
+    """Forget that ``put`` verified the file (as for a file from an older cache)."""
+    os.removexattr(cache.path(name), "user.artifactfs.verified")
+
+
 def test_failed_check_removes_the_file(cache: ContentCache) -> None:
     cache.put("abc", b"bytes")
+    _unstamp(cache, "abc")
     assert cache.get("abc", lambda d: False) is None
     assert not cache.path("abc").exists()
     assert cache.get("abc", lambda d: True) is None
@@ -142,6 +148,7 @@ def test_file_replaced_by_another_process_is_detected(cache: ContentCache) -> No
 
 def test_check_sees_the_bytes_on_disk(cache: ContentCache) -> None:
     cache.put("f00d", b"abc")
+    _unstamp(cache, "f00d")
     seen: list[bytes] = []
 
     def check(data: bytes) -> bool:
@@ -154,12 +161,36 @@ def test_check_sees_the_bytes_on_disk(cache: ContentCache) -> None:
 
 def test_put_replaces_and_is_checked_again(cache: ContentCache) -> None:
     cache.put("cafe", b"one")
+    _unstamp(cache, "cafe")
     assert cache.get("cafe", lambda d: d == b"one") == b"one"
     cache.put("cafe", b"two")
+    _unstamp(cache, "cafe")
     assert cache.path("cafe").read_bytes() == b"two"
     # the new file is checked on its first read, not trusted from the old one's check
     assert cache.get("cafe", lambda d: d == b"one") is None
     assert not cache.contains("cafe")
+
+
+def test_a_new_process_trusts_the_stamp_of_an_unchanged_file(tmp_path: Path) -> None:
+    first = ContentCache(tmp_path / "cache", max_bytes=1 << 20)
+    first.put("beef", b"verified once")
+    later = ContentCache(tmp_path / "cache", max_bytes=1 << 20)  # as after a restart
+    checks: list[bytes] = []
+    assert later.get("beef", lambda d: checks.append(d) or True) == b"verified once"
+    assert checks == []  # not hashed again
+
+
+def test_the_stamp_does_not_cover_a_rewritten_file(tmp_path: Path) -> None:
+    first = ContentCache(tmp_path / "cache", max_bytes=1 << 20)
+    first.put("beef", b"verified once")
+    path = first.path("beef")
+    stamp = os.getxattr(path, "user.artifactfs.verified")
+    time.sleep(0.05)
+    path.write_bytes(b"verified twice")  # same inode, new size and mtime
+    assert os.getxattr(path, "user.artifactfs.verified") == stamp  # the attribute survives
+    later = ContentCache(tmp_path / "cache", max_bytes=1 << 20)
+    assert later.get("beef", lambda d: d == b"verified once") is None
+    assert not path.exists()
 
 
 def test_discard(cache: ContentCache) -> None:

@@ -9,10 +9,12 @@ need no coordination beyond atomic renames::
 
 Rules:
 
-- Only verified bytes are put here (callers check before ``put``), and every ``get`` checks
-  again with the caller's ``check`` unless this process already checked that very file
-  (same inode, mtime and size): a file truncated or altered on disk is noticed, deleted and
-  reported as a miss.
+- Only verified bytes are put here (callers check before ``put``), and ``get`` checks again
+  with the caller's ``check`` unless the file is known to be unchanged since it was
+  verified: same inode, mtime and size as when this process checked it, or as the stamp
+  ``put`` left in the file's ``user.artifactfs.verified`` attribute (so a restarted mount
+  does not re-hash its whole cache). A file truncated or altered on disk changes its size
+  or mtime, so it is checked, found bad, deleted and reported as a miss.
 - Recency is the file's atime, set explicitly on a hit (at most once a minute per file), so
   least-recently-used eviction works across processes and restarts with no index to corrupt.
 - When this process's running total passes the bound, it takes ``ROOT/evict.lock`` (flock),
@@ -39,6 +41,7 @@ __all__ = ["ContentCache"]
 log = logging.getLogger(__name__)
 
 _TOUCH_EVERY_NS = 60 * 1_000_000_000
+_VERIFIED_XATTR = "user.artifactfs.verified"
 _LOW_WATER = 0.9
 
 
@@ -77,6 +80,8 @@ class ContentCache:
             with self._lock:
                 known = self._checked.get(name) == stamp
             if not known:
+                known = _stamp_of(fd) == _stamp_text(stamp)
+            if not known:
                 if not check(data):
                     log.warning("cache file %s failed its check; dropping it", path)
                     self._drop(path, st.st_size)
@@ -104,6 +109,8 @@ class ContentCache:
             self.tmp.mkdir(parents=True, exist_ok=True)  # someone may have emptied the cache
             with atomic_writer(path, tmp_dir=self.tmp) as f:
                 f.write(data)
+                f.flush()
+                _set_stamp(f.fileno())
         except OSError as exc:  # a full disk must not fail the read that fetched the bytes
             log.warning("could not cache %s: %s", name, exc)
             return
@@ -165,6 +172,24 @@ class ContentCache:
                     st = entry.stat()
                     out.append((st.st_atime_ns, entry.path, st.st_size))
         return out
+
+
+def _stamp_text(stamp: tuple[int, int, int]) -> bytes:
+    return ":".join(map(str, stamp)).encode()
+
+
+def _set_stamp(fd: int) -> None:
+    """Record on the file itself that its bytes were verified as they are now."""
+    st = os.fstat(fd)
+    with contextlib.suppress(OSError):  # no user xattrs here: every process checks once
+        os.setxattr(fd, _VERIFIED_XATTR, _stamp_text((st.st_ino, st.st_mtime_ns, st.st_size)))
+
+
+def _stamp_of(fd: int) -> bytes | None:
+    try:
+        return os.getxattr(fd, _VERIFIED_XATTR)
+    except OSError:
+        return None
 
 
 def _read_all(fd: int, size: int) -> bytes:
