@@ -70,6 +70,7 @@ from read_throughput import (
     Workspace,
     artifactfs_cli,
     become_subreaper,
+    bench_main,
     drop_page_cache,
     is_mounted,
     log,
@@ -80,9 +81,9 @@ from read_throughput import (
     preflight,
     push,
     read_all,
-    sigterm_as_exit,
     stat_delta,
     wait_gone,
+    write_json,
 )
 from server_transfer import ENTITY, Server, cpu_seconds, free_port, project_and_package
 
@@ -1582,23 +1583,12 @@ def run(args: argparse.Namespace) -> int:
         "table": table.splitlines(),
         "warnings": warnings,
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {json_path}")
+    write_json(json_path, result)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with sigterm_as_exit():
-            return run(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return bench_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -695,23 +695,36 @@ def run(args: argparse.Namespace) -> int:
         "table": table.splitlines(),
         "warnings": warnings,
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {json_path}")
+    write_json(json_path, result)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def bench_main(
+    parse: Callable[[list[str] | None], argparse.Namespace],
+    run_bench: Callable[[argparse.Namespace], int],
+    argv: list[str] | None,
+) -> int:
+    """The entry point every benchmark shares: clear errors, SIGTERM and Ctrl-C clean up."""
+    args = parse(argv)
     try:
         with sigterm_as_exit():
-            return run(args)
+            return run_bench(args)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def write_json(json_path: Path, result: dict[str, Any]) -> None:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {json_path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return bench_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import resource
@@ -59,6 +58,7 @@ from read_throughput import (
     Workspace,
     artifactfs_cli,
     become_subreaper,
+    bench_main,
     blob_path,
     drop_page_cache,
     listing_order,
@@ -72,8 +72,8 @@ from read_throughput import (
     project_info,
     push,
     read_all,
-    sigterm_as_exit,
     stat_delta,
+    write_json,
 )
 
 ENTITY = "local"  # the clients' default entity; the API key is made for it
@@ -773,23 +773,12 @@ def run(args: argparse.Namespace) -> int:
         "table": table.splitlines(),
         "warnings": warnings,
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {json_path}")
+    write_json(json_path, result)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with sigterm_as_exit():
-            return run(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return bench_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from read_throughput import (
     Workspace,
     artifactfs_cli,
     become_subreaper,
+    bench_main,
     drop_page_cache,
     log,
     log_problems,
@@ -68,7 +69,7 @@ from read_throughput import (
     mounts_under,
     preflight,
     project_info,
-    sigterm_as_exit,
+    write_json,
 )
 
 SMALL_SIZE = 4 << 10
@@ -573,23 +574,12 @@ def run(args: argparse.Namespace) -> int:
         "table": table.splitlines(),
         "warnings": warnings,
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {json_path}")
+    write_json(json_path, result)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        with sigterm_as_exit():
-            return run(args)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return bench_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":
