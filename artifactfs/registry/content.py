@@ -17,6 +17,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cachetools import LRUCache
@@ -60,6 +61,7 @@ class VerifiedContent:
         self.stats = FetchStats()
         self._indexes: LRUCache[str, ChunkIndex] = LRUCache(maxsize=4096)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
+        self._side = ThreadPoolExecutor(4, thread_name_prefix="artifactfs-index")
 
     # ---- pieces --------------------------------------------------------------------------
 
@@ -143,16 +145,35 @@ class VerifiedContent:
 
     def chunk(self, entry: ManifestEntry, n: int) -> bytes:
         """Chunk ``n`` of a large entry, SHA-256-checked."""
-        index = self.index(entry)
         key = blob_key(entry.digest)
         name = f"{key}.c{n}"
+        early: bytes | None = None
+        with self._lock:
+            known = self._indexes.get(key)
+        if known is None and not self.cache.contains(name):
+            # the first read of a file: its index and the chunk are both needed, so ask for
+            # both at once rather than one after the other (time to first byte)
+            start = n * CHUNK_SIZE
+            pending = self._side.submit(self.index, entry)
+            early = self.registry.read_blob(entry.digest, start, min(entry.size,
+                                                                     start + CHUNK_SIZE))
+            self.stats.add(len(early))
+            index = pending.result()
+        else:
+            index = self.index(entry)
+        if early is not None and index.check(n, early):
+            self.cache.put(name, early)
+            return early
         cached = self.cache.get(name, lambda data: index.check(n, data))
         if cached is not None:
             return cached
         start, end = index.bounds(n)
         for attempt in range(_ATTEMPTS):
-            data = self.registry.read_blob(entry.digest, start, end)
-            self.stats.add(len(data))
+            if attempt == 0 and early is not None:
+                data = early  # fetched above and already found bad: counts as the first try
+            else:
+                data = self.registry.read_blob(entry.digest, start, end)
+                self.stats.add(len(data))
             if index.check(n, data):
                 self.cache.put(name, data)
                 return data

@@ -1,0 +1,58 @@
+"""Verified content through the cache, against a real embedded store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from artifactfs.cache import ContentCache
+from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY, CHUNK_SIZE
+from artifactfs.core.digests import blob_key
+from artifactfs.core.errors import DigestMismatch
+from artifactfs.core.manifest import ManifestEntry
+from artifactfs.registry import LocalRegistry, VerifiedContent
+from artifactfs.store import Store
+from artifactfs.store.files import hash_file
+
+
+def stored_entry(store: Store, tmp_path: Path, data: bytes) -> ManifestEntry:
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    digest = hash_file(src)
+    store.blobs.put_file(src, digest.digest)
+    assert digest.chunk_index is not None
+    extra = {CHUNK_INDEX_EXTRA_KEY: digest.chunk_index.sha256()}
+    return ManifestEntry("big.bin", digest.digest, digest.size, extra=extra)
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[Store, VerifiedContent]:
+    store = Store(tmp_path / "store")
+    return store, VerifiedContent(LocalRegistry(store), ContentCache(tmp_path / "cache", 1 << 30))
+
+
+def test_first_chunk_of_a_cold_file_is_verified_and_cached(parts, tmp_path: Path):
+    store, content = parts
+    data = os.urandom(3 * CHUNK_SIZE + 5)
+    entry = stored_entry(store, tmp_path, data)
+    assert content.chunk(entry, 0) == data[:CHUNK_SIZE]
+    assert content.chunk(entry, 3) == data[3 * CHUNK_SIZE :]
+    key = blob_key(entry.digest)
+    assert content.cache.contains(f"{key}.c0") and content.cache.contains(f"{key}.idx")
+    assert content.stats.bytes == CHUNK_SIZE + 5  # each chunk fetched once
+
+
+def test_a_bad_first_chunk_is_fetched_once_more_then_refused(parts, tmp_path: Path):
+    store, content = parts
+    data = os.urandom(2 * CHUNK_SIZE)
+    entry = stored_entry(store, tmp_path, data)
+    with open(store.blobs.path(entry.digest), "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00" if data[100] else b"\x01")
+    with pytest.raises(DigestMismatch):
+        content.chunk(entry, 0)
+    assert content.stats.bytes == 2 * CHUNK_SIZE  # the first try and one more
+    assert not content.cache.contains(f"{blob_key(entry.digest)}.c0")
+    assert content.chunk(entry, 1) == data[CHUNK_SIZE:]  # the good chunk still reads
