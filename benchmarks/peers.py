@@ -68,6 +68,7 @@ from read_throughput import (
     BenchError,
     Mount,
     Workspace,
+    add_output_options,
     artifactfs_cli,
     become_subreaper,
     bench_main,
@@ -1356,12 +1357,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds one ls -lR or find may take before the run fails")
     p.add_argument("--afs-mount-args", default="",
                    help="extra options for 'artifactfs mount', e.g. '--memory 128'")
-    p.add_argument("--workdir", type=Path, default=None,
-                   help="folder to make the work folder in (default: the system temp folder)")
-    p.add_argument("--json", type=Path, default=None,
-                   help="where to write the results (default "
-                        "benchmarks/results/peers-<UTC timestamp>.json)")
-    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    add_output_options(p, "peers", "data, stores, caches, logs")
     args = p.parse_args(argv)
     try:
         only = {int(x) for x in args.only.split(",") if x.strip()} if args.only else set(

@@ -502,8 +502,15 @@ def render_table(rows: list[Row]) -> str:
             f"{r.seconds:.2f}",
             f"{r.fetch['fetch_bytes'] / 2**20:,.1f}" if r.fetch else "-",
         ))
+    return aligned_table(head, body, {2, 3, 5, 6}, [r.workload for r in rows])
+
+
+def aligned_table(
+    head: tuple[str, ...], body: list[tuple[str, ...]], numeric: set[int],
+    groups: list[object],
+) -> str:
+    """Padded columns (``numeric`` ones right-aligned), a blank line where ``groups`` changes."""
     widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
-    numeric = {2, 3, 5, 6}
 
     def line(cells: tuple[str, ...]) -> str:
         return "  ".join(
@@ -511,13 +518,23 @@ def render_table(rows: list[Row]) -> str:
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
-    rule = "  ".join("-" * w for w in widths)
-    out = [line(head), rule]
+    out = [line(head), "  ".join("-" * w for w in widths)]
     for i, cells in enumerate(body):
-        if i and rows[i].workload != rows[i - 1].workload:
+        if i and groups[i] != groups[i - 1]:
             out.append("")
         out.append(line(cells))
     return "\n".join(out)
+
+
+def add_output_options(p: argparse.ArgumentParser, name: str, kept: str) -> None:
+    """--workdir, --json and --keep, which every benchmark takes."""
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="folder to make the temporary work folder in (default: the system "
+                        "temporary folder, normally /tmp); it is removed at the end")
+    p.add_argument("--json", type=Path, default=None,
+                   help=f"where to write the results (default "
+                        f"benchmarks/results/{name}-<UTC timestamp>.json)")
+    p.add_argument("--keep", action="store_true", help=f"keep the work folder ({kept})")
 
 
 def log_problems(logs: list[Path]) -> list[str]:
@@ -546,14 +563,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="size of the big file in MiB (default 1024; 0 skips it)")
     p.add_argument("--small-count", type=int, default=2000,
                    help="number of 64 KiB files in 20 folders (default 2000; 0 skips them)")
-    p.add_argument("--workdir", type=Path, default=None,
-                   help="folder to make the temporary work folder in (default: the system "
-                        "temporary folder, normally /tmp); it is removed at the end")
-    p.add_argument("--json", type=Path, default=None,
-                   help="where to write the results (default "
-                        "benchmarks/results/read_throughput-<UTC timestamp>.json)")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the work folder (data, store, cache, daemon logs) for inspection")
+    add_output_options(p, "read_throughput", "data, store, cache, daemon logs")
     args = p.parse_args(argv)
     if args.size_mib < 0 or args.small_count < 0:
         p.error("--size-mib and --small-count must not be negative")

@@ -56,6 +56,8 @@ from read_throughput import (
     BenchError,
     Mount,
     Workspace,
+    add_output_options,
+    aligned_table,
     artifactfs_cli,
     become_subreaper,
     bench_main,
@@ -592,21 +594,7 @@ def render_table(rows: list[Row]) -> str:
             f"{r.ratio:.2f}x" if r.ratio is not None else "-",
             r.baseline or "(local limit)",
         ))
-    widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
-    numeric = {3, 4, 5, 6}
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    out = [line(head), "  ".join("-" * w for w in widths)]
-    for i, cells in enumerate(body):
-        if i and rows[i].workload != rows[i - 1].workload:
-            out.append("")
-        out.append(line(cells))
-    return "\n".join(out)
+    return aligned_table(head, body, {3, 4, 5, 6}, [r.workload for r in rows])
 
 
 def default_json_path(stamp: str) -> Path:
@@ -625,14 +613,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="size of the big file in MiB (default 1024; 0 skips it)")
     p.add_argument("--small-count", type=int, default=2000,
                    help="number of 64 KiB files in 20 folders (default 2000; 0 skips them)")
-    p.add_argument("--workdir", type=Path, default=None,
-                   help="folder to make the temporary work folder in (default: the system "
-                        "temporary folder, normally /tmp); it is removed at the end")
-    p.add_argument("--json", type=Path, default=None,
-                   help="where to write the results (default "
-                        "benchmarks/results/server_transfer-<UTC timestamp>.json)")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the work folder (data, stores, logs) for inspection")
+    add_output_options(p, "server_transfer", "data, stores, logs")
     args = p.parse_args(argv)
     if args.size_mib < 0 or args.small_count < 0:
         p.error("--size-mib and --small-count must not be negative")

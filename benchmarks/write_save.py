@@ -59,6 +59,8 @@ from read_throughput import (
     BenchError,
     Mount,
     Workspace,
+    add_output_options,
+    aligned_table,
     artifactfs_cli,
     become_subreaper,
     bench_main,
@@ -408,21 +410,7 @@ def render_table(rows: list[Row]) -> str:
             str(r.uploaded_blobs) if r.uploaded_blobs is not None else "-",
             r.version or "-",
         ))
-    widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
-    numeric = {2, 3, 4, 5, 6, 7}
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(
-            c.rjust(w) if i in numeric else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    out = [line(head), "  ".join("-" * w for w in widths)]
-    for i, cells in enumerate(body):
-        if i and rows[i].backend != rows[i - 1].backend:
-            out.append("")
-        out.append(line(cells))
-    return "\n".join(out)
+    return aligned_table(head, body, {2, 3, 4, 5, 6, 7}, [r.backend for r in rows])
 
 
 def load_average() -> dict[str, float]:
@@ -443,14 +431,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="4 KiB files added next to the big file (default 1000)")
     p.add_argument("--no-server", action="store_true",
                    help="only the embedded store; skip the run against 'artifactfs serve'")
-    p.add_argument("--workdir", type=Path, default=None,
-                   help="folder to make the temporary work folder in (default: the system "
-                        "temporary folder, normally /tmp); it is removed at the end")
-    p.add_argument("--json", type=Path, default=None,
-                   help="where to write the results (default "
-                        "benchmarks/results/write_save-<UTC timestamp>.json)")
-    p.add_argument("--keep", action="store_true",
-                   help="keep the work folder (stores, staging, daemon and server logs)")
+    add_output_options(p, "write_save", "stores, staging, daemon and server logs")
     args = p.parse_args(argv)
     if args.size_mib < 1 or args.small_count < 1:
         p.error("--size-mib and --small-count must be at least 1")
