@@ -320,10 +320,11 @@ class ArtifactOperations(pyfuse3.Operations):
     async def flush(self, fh: int) -> None:
         """Writes go straight to the staged copy; nothing is buffered here."""
 
+    @barrier
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
         if handle is not None and handle.fd >= 0:
-            os.close(handle.fd)
+            await self.writer.blocking(os.close, handle.fd)
 
     @barrier
     async def setattr(
@@ -369,14 +370,18 @@ class ArtifactOperations(pyfuse3.Operations):
 
     # ---- extended attributes -------------------------------------------------------------
 
-    def _xattrs(self, node: Node) -> dict[str, bytes]:
-        out: dict[str, str] = {}
-        if node.kind is Kind.VERSION and node.staged is not None:
-            changes = node.staged.changes()
-            out["staged"] = (
-                f"{len(changes.added)} added, {len(changes.modified)} modified, "
-                f"{len(changes.deleted)} deleted"
-            )
+    def _xattrs(self, node: Node) -> dict[str, Callable[[], str]]:
+        """The node's attributes, each computed only when asked for (``getfattr -d`` lists
+        them, then asks for each: counting a large staging once per name would add up)."""
+        out: dict[str, str | Callable[[], str]] = {}
+        staged = node.staged if node.kind is Kind.VERSION else None
+        if staged is not None:
+
+            def summary() -> str:
+                c = staged.changes()
+                return f"{len(c.added)} added, {len(c.modified)} modified, {len(c.deleted)} deleted"
+
+            out["staged"] = summary
         if node.kind is Kind.VERSION and node.version is not None:
             v = node.version
             out |= {
@@ -397,9 +402,12 @@ class ArtifactOperations(pyfuse3.Operations):
             if node.entry.ref:
                 out["ref"] = node.entry.ref
         elif node.kind is Kind.ROOT:
-            out = {"stats": json.dumps(self.stats(), sort_keys=True),
+            out = {"stats": lambda: json.dumps(self.stats(), sort_keys=True),
                    "control": self.control_address}
-        return {XATTR_PREFIX + k: v.encode() for k, v in out.items()}
+        return {
+            XATTR_PREFIX + k: v if callable(v) else functools.partial(str, v)
+            for k, v in out.items()
+        }
 
     def stats(self) -> dict[str, Any]:
         """Counters for tests and benchmarks (``getfattr -n user.artifactfs.stats MNT``)."""
@@ -422,7 +430,7 @@ class ArtifactOperations(pyfuse3.Operations):
         found = self._xattrs(self.tree.node(inode)).get(_decode(name) or "")
         if found is None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        return found
+        return found().encode()
 
     @barrier
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:

@@ -119,12 +119,15 @@ class FolderCommands:
             sent = 0
             parallel = trio.CapacityLimiter(_UPLOADS_AT_ONCE)
 
+            def upload_one(digest: str) -> int:
+                path = uploads[digest]
+                registry.upload_blob(path, digest)
+                return path.stat().st_size
+
             async def upload(digest: str) -> None:
                 nonlocal sent
                 async with parallel:
-                    path = uploads[digest]
-                    await self._unbounded(registry.upload_blob, path, digest)
-                    sent += path.stat().st_size
+                    sent += await self._unbounded(upload_one, digest)
 
             try:
                 async with trio.open_nursery() as nursery:  # a failure cancels the rest

@@ -147,9 +147,7 @@ class Tree:
         self, project: str, type_: str, collection: str, label: str, info: VersionInfo | None,
         staged: StagedFolder | None = None,
     ) -> Node:
-        fkey = FolderKey(project, type_, collection, label)
-        epoch = self._epochs.get(fkey, 0)
-        key = ("v", project, type_, collection, label, info.id if info else None, epoch)
+        key = self._folder_node_key(FolderKey(project, type_, collection, label), info)
         node = self._node_for(
             key,
             lambda i: Node(
@@ -162,6 +160,13 @@ class Tree:
         if staged is not None:
             node.staged = staged
         return node
+
+    def _folder_node_key(self, key: FolderKey, info: VersionInfo | None) -> tuple[Any, ...]:
+        """What a NAME:LABEL folder node is keyed by: the version it shows, and how many
+        times its staging ended (a discard must give it fresh inodes)."""
+        epoch = self._epochs.get(key, 0)
+        return ("v", key.project, key.type, key.name, key.alias, info.id if info else None,
+                epoch)
 
     def _in_version(
         self, folder: Node, path: str, entry: ManifestEntry | None, kind: Kind
@@ -379,12 +384,8 @@ class Tree:
         """
         key = folder.folder_key
         cleanup = self.staging.detach(key)
-        old_key = next(k for k, i in self._inodes.items() if i == folder.inode)
-        del self._inodes[old_key]
-        epoch = self._epochs.get(key, 0)
-        self._inodes[("v", key.project, key.type, key.name, key.alias, info.id, epoch)] = (
-            folder.inode
-        )
+        del self._inodes[self._folder_node_key(key, folder.version)]
+        self._inodes[self._folder_node_key(key, info)] = folder.inode
         folder.version = info
         folder.staged = None
         self._down_until = 0.0  # the registry just answered a commit

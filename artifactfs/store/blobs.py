@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -116,10 +115,6 @@ class BlobDir:
             if not self.has(digest):
                 raise NotFound(f"blob {digest} not found") from None
             return None
-
-    def copy_to(self, digest: str, dest: BinaryIO) -> None:
-        with open(self.path(digest), "rb") as f:
-            shutil.copyfileobj(f, dest, READ_BLOCK)
 
     def remove_tmp_leftovers(self, older_than: float = 86400.0) -> None:
         """Drop temporary files a crashed writer left behind (they were never visible).

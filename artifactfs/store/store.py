@@ -27,6 +27,7 @@ class Store:
         except OSError as exc:
             raise InvalidName(f"cannot use {self.root} as a store folder: {exc.strerror}") from None
         self.blobs = BlobDir(self.root)
+        self.blobs.remove_tmp_leftovers()  # what writers that crashed a day ago left behind
         self.db = MetadataDB(self.root / "registry.sqlite3")
 
     def commit(
