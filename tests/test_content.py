@@ -56,3 +56,54 @@ def test_a_bad_first_chunk_is_fetched_once_more_then_refused(parts, tmp_path: Pa
     assert content.stats.bytes == 2 * CHUNK_SIZE  # the first try and one more
     assert not content.cache.contains(f"{blob_key(entry.digest)}.c0")
     assert content.chunk(entry, 1) == data[CHUNK_SIZE:]  # the good chunk still reads
+
+
+def test_a_run_of_missing_chunks_is_fetched_with_one_request(parts, tmp_path: Path):
+    store, content = parts
+    data = os.urandom(6 * CHUNK_SIZE + 7)
+    entry = stored_entry(store, tmp_path, data)
+    got = content.chunks(entry, 0, 4)
+    assert b"".join(got) == data[: 4 * CHUNK_SIZE]
+    assert content.stats.requests == 2  # the chunk index and one range of four chunks
+    key = blob_key(entry.digest)
+    assert all(content.cache.contains(f"{key}.c{n}") for n in range(4))
+    assert not content.cache.contains(f"{key}.c4")
+
+
+def test_chunks_in_the_cache_split_a_run_instead_of_being_fetched_again(parts, tmp_path):
+    store, content = parts
+    data = os.urandom(5 * CHUNK_SIZE)
+    entry = stored_entry(store, tmp_path, data)
+    content.chunk(entry, 2)
+    before = content.stats.as_dict()
+    assert b"".join(content.chunks(entry, 0, 5)) == data
+    after = content.stats.as_dict()
+    assert after["requests"] - before["requests"] == 2  # [0, 2) and [3, 5)
+    assert after["bytes"] - before["bytes"] == 4 * CHUNK_SIZE
+
+
+def test_a_bad_chunk_inside_a_run_is_retried_alone_and_the_good_ones_are_kept(
+    parts, tmp_path: Path
+):
+    store, content = parts
+    data = os.urandom(4 * CHUNK_SIZE)
+    entry = stored_entry(store, tmp_path, data)
+    with open(store.blobs.path(entry.digest), "r+b") as f:  # spoil chunk 2 in the store
+        f.seek(2 * CHUNK_SIZE + 10)
+        f.write(b"\x00" if data[2 * CHUNK_SIZE + 10] else b"\x01")
+    with pytest.raises(DigestMismatch, match="chunk 2"):
+        content.chunks(entry, 0, 4)
+    key = blob_key(entry.digest)
+    assert [content.cache.contains(f"{key}.c{n}") for n in range(4)] == [True, True, False, True]
+    assert content.stats.bytes == 5 * CHUNK_SIZE  # the run, then chunk 2 once more
+    assert content.read(entry, 0, 2 * CHUNK_SIZE) == data[: 2 * CHUNK_SIZE]
+
+
+def test_download_of_a_large_entry_asks_for_runs_not_single_chunks(parts, tmp_path: Path):
+    store, content = parts
+    data = os.urandom(20 * CHUNK_SIZE + 3)
+    entry = stored_entry(store, tmp_path, data)
+    dest = tmp_path / "out.bin"
+    content.download(entry, dest)
+    assert dest.read_bytes() == data
+    assert content.stats.requests <= 1 + 3  # the index and three runs of at most eight

@@ -56,6 +56,8 @@ class ContentCache:
         self._checked: LRUCache[str, tuple[int, int, int]] = LRUCache(maxsize=200_000)
         self._lock = threading.Lock()  # guards _checked (cachetools is not thread-safe), _usage
         self._usage: int | None = None  # this process's estimate; None until first scanned
+        self._scanning = False
+        self._unscanned = 0  # bytes put before the first scan finished
         self.hits = 0
         self.misses = 0
 
@@ -116,11 +118,30 @@ class ContentCache:
             return
         with self._lock:
             self._checked.pop(name, None)
-            if self._usage is not None:
+            if self._usage is None:
+                # the first puts of this process: count what is on disk in the background,
+                # since a large cache takes a while to scan and a read is waiting on us;
+                # unless what this process added alone is already over the bound
+                self._unscanned += len(data)
+                first, over = not self._scanning, self._unscanned > self.max_bytes
+                self._scanning = True
+            else:
                 self._usage += len(data)
-            over = self._usage is None or self._usage > self.max_bytes
+                first, over = False, self._usage > self.max_bytes
+        if first:
+            threading.Thread(target=self._first_evict, name="artifactfs-cache-scan",
+                             daemon=True).start()
         if over:
             self.evict()
+
+    def _first_evict(self) -> None:
+        try:
+            self.evict()
+        except OSError as exc:
+            log.warning("could not scan the cache at %s: %s", self.root, exc)
+        finally:
+            with self._lock:
+                self._scanning = False
 
     def discard(self, name: str) -> None:
         path = self.path(name)

@@ -64,8 +64,11 @@ def _check_mountpoint(mountpoint: Path) -> None:
               help="Worker threads for fetching, hashing and cache I/O.")
 @click.option("--memory", "memory_mb", type=int, default=64, show_default=True,
               help="MiB of verified chunks kept in memory for re-reads and read-ahead.")
-@click.option("--readahead", type=int, default=8, show_default=True,
-              help="Maximum sequential read-ahead window, in 1 MiB chunks.")
+@click.option("--readahead", type=int, default=16, show_default=True,
+              help="Maximum sequential read-ahead window, in 1 MiB chunks (at most half "
+                   "of --memory).")
+@click.option("--request-size", type=int, default=8, show_default=True,
+              help="MiB one range request may ask for while reading ahead.")
 @click.option("--prefetch-files", type=int, default=16, show_default=True,
               help="Small files after the one opened (listing order) to fetch ahead.")
 @click.option("--kernel-readahead", type=int, default=4096, show_default=True,
@@ -79,8 +82,8 @@ def _check_mountpoint(mountpoint: Path) -> None:
 @click.option("--debug", is_flag=True, help="Log every request (very verbose).")
 def mount(
     mountpoint: Path, foreground: bool, alias_timeout: float, read_timeout: float,
-    threads: int, memory_mb: int, readahead: int, prefetch_files: int, kernel_readahead: int,
-    allow_other: bool,
+    threads: int, memory_mb: int, readahead: int, request_size: int, prefetch_files: int,
+    kernel_readahead: int, allow_other: bool,
     staging_dir: Path | None, log_file: Path | None, debug: bool,
 ) -> None:
     """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders.
@@ -102,9 +105,10 @@ def mount(
     config = Config.from_env()
     mountpoint = mountpoint.expanduser().absolute()
     if (alias_timeout < 0 or read_timeout <= 0 or threads < 1 or memory_mb < 1
-            or readahead < 0 or prefetch_files < 0 or kernel_readahead < 0):
-        fail("timeouts, --threads and --memory must be positive; the read-ahead and "
-             "prefetch options may be 0 (off)")
+            or request_size < 1 or readahead < 0 or prefetch_files < 0
+            or kernel_readahead < 0):
+        fail("timeouts, --threads, --memory and --request-size must be positive; the "
+             "read-ahead and prefetch options may be 0 (off)")
     _check_mountpoint(mountpoint)
     log_file = (log_file or _log_path(config, mountpoint)).absolute()
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -118,11 +122,14 @@ def mount(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not debug:  # one line per request would cost more than some of the requests
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     options = MountOptions(
         mountpoint=mountpoint,
         staging_dir=(staging_dir or config.state_dir / "staging").absolute(),
         alias_timeout=alias_timeout, read_timeout=read_timeout,
         threads=threads, memory_bytes=memory_mb << 20, readahead_chunks=readahead,
+        request_chunks=request_size,
         kernel_readahead_kib=kernel_readahead, prefetch_files=prefetch_files,
         allow_other=allow_other, debug=debug,
     )

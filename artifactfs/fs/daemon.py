@@ -7,6 +7,8 @@ SIGINT; ``auto_unmount`` makes the kernel drop the mount even if the process is 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import hashlib
 import logging
@@ -34,10 +36,26 @@ __all__ = ["serve_mount"]
 log = logging.getLogger(__name__)
 
 
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Let the worker threads share two malloc arenas instead of one per thread.
+
+    Each worker allocates megabyte buffers for fetched runs; with an arena per thread
+    (glibc's default, up to eight per core) every arena keeps its own freed megabytes, and
+    the daemon's resident size grew by a third with no gain in speed. Must run before the
+    threads start; a libc without mallopt is left alone.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas)
+
+
 def serve_mount(
     config: Config, options: MountOptions, ready: Callable[[], None] | None = None
 ) -> None:
     """Mount and serve until unmounted or signalled. Blocks."""
+    _limit_malloc_arenas()
     registry = open_registry(config)
     content = open_content(config, registry)
     limiter = trio.CapacityLimiter(options.threads)
@@ -59,7 +77,7 @@ def serve_mount(
     tree = Tree(registry, config.entity, blocking, options.alias_timeout, staging)
     reader = VerifiedReader(
         content, blocking, memory_bytes=options.memory_bytes,
-        readahead_cap=options.readahead_chunks,
+        readahead_cap=options.readahead_chunks, run_chunks=options.request_chunks,
     )
     writer = FolderWriter(tree, content, blocking, unbounded)
     ops = ArtifactOperations(tree, reader, writer, options)

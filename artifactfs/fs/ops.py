@@ -278,13 +278,20 @@ class ArtifactOperations(pyfuse3.Operations):
         return info, self._attrs(node)
 
     @barrier
-    async def read(self, fh: int, off: int, size: int) -> bytes:
+    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
         self.read_requests += 1
         handle = self._handles[fh]
         if handle.fd >= 0:
             return await self.writer.blocking(os.pread, handle.fd, size, off)
         entry = handle.entry
         assert entry is not None
+        # Read-ahead is decided when a read arrives, since reads may complete out of order;
+        # but a handle's first read is answered before anything is fetched ahead of it, so
+        # that it does not share the first round trip (time to first byte).
+        ahead = handle.readahead if self.nursery is not None else None
+        fresh = ahead is not None and ahead.next_offset == -1
+        if ahead is not None and not fresh and self.nursery is not None:
+            self.reader.schedule_readahead(self.nursery, entry, ahead, off, size)
         try:
             data = await self.reader.read(entry, off, size)
         except (DigestMismatch, NotFound, OSError) as exc:  # a missing blob is an I/O error
@@ -294,8 +301,8 @@ class ArtifactOperations(pyfuse3.Operations):
                 version.qualified_name if version else "?", entry.path, entry.digest, exc,
             )
             raise pyfuse3.FUSEError(errno.EIO) from None
-        if self.nursery is not None:
-            self.reader.schedule_readahead(self.nursery, entry, handle.readahead, off, len(data))
+        if fresh and ahead is not None and self.nursery is not None:
+            self.reader.schedule_readahead(self.nursery, entry, ahead, off, size)
         return data
 
     @barrier

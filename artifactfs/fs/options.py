@@ -21,8 +21,10 @@ class MountOptions:
     """Worker threads for registry calls, hashing and cache I/O."""
     memory_bytes: int = 64 << 20
     """Budget for verified chunks held in memory (recent reads and read-ahead)."""
-    readahead_chunks: int = 8
-    """Cap of the sequential read-ahead window, in 1 MiB chunks."""
+    readahead_chunks: int = 16
+    """Cap of the sequential read-ahead window, in 1 MiB chunks (at most half of memory)."""
+    request_chunks: int = 8
+    """Most chunks one range request asks for while reading ahead."""
     prefetch_files: int = 16
     """Small files after the one opened, in listing order, fetched ahead in parallel."""
     kernel_readahead_kib: int = 4096

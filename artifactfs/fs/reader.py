@@ -12,6 +12,7 @@ blocking fetch runs in a thread through ``VerifiedContent``, which is thread-saf
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from cachetools import LRUCache
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.registry import VerifiedContent
+from artifactfs.registry.content import Piece
 
 __all__ = ["ReadAhead", "VerifiedReader", "first_error"]
 
@@ -42,7 +44,11 @@ def first_error(group: BaseExceptionGroup) -> BaseException:
 
 @dataclass(slots=True)
 class ReadAhead:
-    """Per-handle state: how far sequential reading got and how far ahead to fetch."""
+    """Per-handle state: how far sequential reading got and how far ahead to fetch.
+
+    The window starts at one chunk and doubles with each sequential read up to ``cap``; a
+    read elsewhere in the file resets it, so random reads fetch only their own chunks.
+    """
 
     next_offset: int = -1
     window: int = 0  # chunks
@@ -50,14 +56,29 @@ class ReadAhead:
     cap: int = 8
 
     def advance(self, offset: int, size: int) -> bool:
-        """Record a read; True when it continues the previous one (sequential)."""
-        sequential = offset == self.next_offset or (offset == 0 and self.next_offset == -1)
-        self.next_offset = offset + size
-        if sequential:
-            self.window = min(self.cap, max(1, self.window * 2))
+        """Record a read; True when it continues the previous one (sequential).
+
+        The kernel has several reads of one file in flight and they may be answered out of
+        order, so a read a little behind the furthest one seen does not count as a seek.
+        """
+        if self.next_offset == -1:
+            sequential = offset == 0
         else:
+            sequential = self.next_offset - _REORDER_SLACK <= offset <= self.next_offset
+        if sequential:
+            if offset + size > self.next_offset:
+                self.next_offset = offset + size
+                self.window = min(self.cap, max(1, self.window * 2))
+        else:
+            self.next_offset = offset + size
             self.window = 0
+            self.fetched_to = 0
         return sequential
+
+
+# How far behind the furthest read a read may land and still count as sequential: the
+# kernel's own read-ahead keeps up to a few MiB of requests in flight.
+_REORDER_SLACK = 8 * CHUNK_SIZE
 
 
 @dataclass(slots=True)
@@ -74,15 +95,19 @@ class VerifiedReader:
         blocking: Blocking,
         *,
         memory_bytes: int = 64 << 20,
-        readahead_cap: int = 8,
+        readahead_cap: int = 16,
+        run_chunks: int = 8,
     ) -> None:
         self.content = content
         self._blocking = blocking
         self._memory: LRUCache[PieceKey, bytes] = LRUCache(maxsize=memory_bytes, getsizeof=len)
         self._inflight: dict[PieceKey, _Flight] = {}
-        self.readahead_cap = readahead_cap
+        # chunks fetched ahead wait in memory until read: a window larger than half the
+        # budget would push out its own chunks before they are read
+        self.readahead_cap = min(readahead_cap, memory_bytes // CHUNK_SIZE // 2)
+        self.run_chunks = max(1, run_chunks)
 
-    async def piece(self, entry: ManifestEntry, n: int) -> bytes:
+    async def piece(self, entry: ManifestEntry, n: int) -> Piece:
         """Verified chunk ``n`` of ``entry`` (``-1``: the whole of a small entry)."""
         key = (entry.digest, n)
         found = self._memory.get(key)
@@ -90,40 +115,56 @@ class VerifiedReader:
             return found
         flight = self._inflight.get(key)
         if flight is None:
-            flight = _Flight()
-            self._inflight[key] = flight
-            try:
-                if n < 0:
-                    flight.data = await self._blocking(self.content.whole, entry)
-                else:
-                    flight.data = await self._blocking(self.content.chunk, entry, n)
-                self._memory[key] = flight.data
-            except BaseException as exc:
-                flight.error = exc
-                raise
-            finally:
-                del self._inflight[key]
-                flight.done.set()
-            return flight.data
+            return (await self._fetch(entry, n, n + 1))[0]
         await flight.done.wait()
         if flight.error is not None:
             raise flight.error
         assert flight.data is not None
         return flight.data
 
-    async def read(self, entry: ManifestEntry, offset: int, size: int) -> bytes:
-        """Verified bytes ``[offset, offset + size)``, shorter only at the end of the file."""
+    async def _fetch(self, entry: ManifestEntry, first: int, stop: int) -> list[Piece]:
+        """Fetch ``[first, stop)`` as one run (``first == -1``: a whole small entry), with
+        a flight per piece so concurrent readers of any of them wait instead of fetching."""
+        keys = [(entry.digest, n) for n in range(first, stop)]
+        flights = [_Flight() for _ in keys]
+        for key, flight in zip(keys, flights, strict=True):
+            self._inflight[key] = flight
+        try:
+            if first < 0:
+                pieces: list[Piece] = [await self._blocking(self.content.whole, entry)]
+            else:
+                pieces = await self._blocking(self.content.chunks, entry, first, stop)
+            for key, flight, data in zip(keys, flights, pieces, strict=True):
+                flight.data = data
+                with contextlib.suppress(ValueError):  # larger than the whole budget
+                    self._memory[key] = data
+            return pieces
+        except BaseException as exc:
+            for flight in flights:
+                flight.error = exc
+            raise
+        finally:
+            for key, flight in zip(keys, flights, strict=True):
+                del self._inflight[key]
+                flight.done.set()
+
+    async def read(self, entry: ManifestEntry, offset: int, size: int) -> Piece:
+        """Verified bytes ``[offset, offset + size)``, shorter only at the end of the file.
+
+        Answers with a view into the cached piece where the range lies within one, so the
+        bytes are copied once, into the kernel, and not on the way.
+        """
         end = min(entry.size, offset + size)
         if offset >= end:
             return b""
         if not self.content.is_chunked(entry):
-            return (await self.piece(entry, -1))[offset:end]
+            return memoryview(await self.piece(entry, -1))[offset:end]
         first, last = offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
+        base = first * CHUNK_SIZE
         if first == last:
             data = await self.piece(entry, first)
-            base = first * CHUNK_SIZE
-            return data[offset - base : end - base]
-        parts: list[bytes] = [b""] * (last - first + 1)
+            return memoryview(data)[offset - base : end - base]
+        parts: list[Piece] = [b""] * (last - first + 1)
 
         async def fetch(i: int) -> None:
             parts[i] = await self.piece(entry, first + i)
@@ -134,24 +175,43 @@ class VerifiedReader:
                     nursery.start_soon(fetch, i)
         except BaseExceptionGroup as group:
             raise first_error(group) from None
-        base = first * CHUNK_SIZE
-        return b"".join(parts)[offset - base : end - base]
+        views = [memoryview(p) for p in parts]
+        views[0] = views[0][offset - base :]
+        views[-1] = views[-1][: end - (last * CHUNK_SIZE)]
+        return b"".join(views)
 
     def schedule_readahead(
         self, nursery: trio.Nursery, entry: ManifestEntry, state: ReadAhead, offset: int,
         size: int,
     ) -> None:
-        """After a read, start fetching the next chunks if the handle reads sequentially."""
+        """When a read arrives, start fetching the chunks after it if the handle reads
+        sequentially.
+
+        Fetching starts again only once half the window has been read, and then asks for
+        the whole gap in runs of up to ``run_chunks``: steady sequential reading becomes a
+        few large range requests instead of one per chunk.
+        """
         if not self.content.is_chunked(entry) or not state.advance(offset, size):
             return
         count = -(-entry.size // CHUNK_SIZE)
-        current = (offset + size - 1) // CHUNK_SIZE
+        current = (min(entry.size, offset + size) - 1) // CHUNK_SIZE
         start = max(current + 1, state.fetched_to)
         stop = min(count, current + 1 + state.window)
-        for n in range(start, stop):
-            if (entry.digest, n) not in self._memory and (entry.digest, n) not in self._inflight:
-                nursery.start_soon(self._prefetch, entry, n)
-        state.fetched_to = max(state.fetched_to, stop)
+        if stop <= start or (start - current - 1) > state.window // 2:
+            return
+        state.fetched_to = stop
+        run_start = -1
+        for n in range(start, stop + 1):
+            wanted = n < stop and not self._has(entry, n)
+            if wanted and run_start < 0:
+                run_start = n
+            if run_start >= 0 and (not wanted or n - run_start == self.run_chunks):
+                nursery.start_soon(self._prefetch, entry, run_start, n)
+                run_start = n if wanted else -1
+
+    def _has(self, entry: ManifestEntry, n: int) -> bool:
+        key = (entry.digest, n)
+        return key in self._memory or key in self._inflight
 
     def schedule_small(self, nursery: trio.Nursery, entries: list[ManifestEntry]) -> None:
         """Fetch small files a reader is likely to open next (siblings after the one opened).
@@ -176,8 +236,9 @@ class VerifiedReader:
         except Exception as exc:
             log.debug("prefetch of %s failed: %s", entry.digest, exc)
 
-    async def _prefetch(self, entry: ManifestEntry, n: int) -> None:
+    async def _prefetch(self, entry: ManifestEntry, first: int, stop: int) -> None:
         try:
-            await self.piece(entry, n)
+            await self._fetch(entry, first, stop)
         except Exception as exc:  # the reader will meet the error itself, and report it
-            log.debug("read-ahead of chunk %d of %s failed: %s", n, entry.digest, exc)
+            log.debug("read-ahead of chunks %d-%d of %s failed: %s", first, stop - 1,
+                      entry.digest, exc)

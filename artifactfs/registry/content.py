@@ -13,11 +13,12 @@ Thread-safe: the mount calls it from worker threads.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cachetools import LRUCache
@@ -30,11 +31,17 @@ from artifactfs.core.manifest import ManifestEntry
 from artifactfs.registry.base import Registry
 from artifactfs.store.files import atomic_writer
 
-__all__ = ["FetchStats", "VerifiedContent"]
+__all__ = ["FetchStats", "Piece", "VerifiedContent"]
 
 log = logging.getLogger(__name__)
 
 _ATTEMPTS = 2
+
+# Verified bytes: a view into a larger fetched run where that saves a copy.
+Piece = bytes | memoryview
+
+# Chunks a download asks for per request: few requests per GiB, bounded memory per thread.
+DOWNLOAD_RUN = 8
 
 
 class FetchStats:
@@ -62,6 +69,7 @@ class VerifiedContent:
         self._indexes: LRUCache[str, ChunkIndex] = LRUCache(maxsize=4096)
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._side = ThreadPoolExecutor(4, thread_name_prefix="artifactfs-index")
+        self._index_flights: dict[str, Future[ChunkIndex]] = {}
 
     # ---- pieces --------------------------------------------------------------------------
 
@@ -143,44 +151,112 @@ class VerifiedContent:
             self._indexes[key] = index
         return index
 
-    def chunk(self, entry: ManifestEntry, n: int) -> bytes:
+    def chunk(self, entry: ManifestEntry, n: int) -> Piece:
         """Chunk ``n`` of a large entry, SHA-256-checked."""
+        return self.chunks(entry, n, n + 1)[0]
+
+    def chunks(self, entry: ManifestEntry, first: int, stop: int) -> list[Piece]:
+        """Chunks ``[first, stop)`` of a large entry, each SHA-256-checked.
+
+        Chunks the disk cache holds come from there; each run of missing ones is fetched with
+        one range request, since per-request cost, not bandwidth, is what limits a stream of
+        1 MiB requests. A chunk that fails its check is fetched once more on its own.
+        """
         key = blob_key(entry.digest)
-        name = f"{key}.c{n}"
-        early: bytes | None = None
         with self._lock:
-            known = self._indexes.get(key)
-        if known is None and not self.cache.contains(name):
-            # the first read of a file: its index and the chunk are both needed, so ask for
-            # both at once rather than one after the other (time to first byte)
-            start = n * CHUNK_SIZE
-            pending = self._side.submit(self.index, entry)
-            early = self.registry.read_blob(entry.digest, start, min(entry.size,
-                                                                     start + CHUNK_SIZE))
-            self.stats.add(len(early))
-            index = pending.result()
-        else:
-            index = self.index(entry)
-        if early is not None and index.check(n, early):
-            self.cache.put(name, early)
-            return early
-        cached = self.cache.get(name, lambda data: index.check(n, data))
-        if cached is not None:
-            return cached
-        start, end = index.bounds(n)
-        for attempt in range(_ATTEMPTS):
-            if attempt == 0 and early is not None:
-                data = early  # fetched above and already found bad: counts as the first try
+            index = self._indexes.get(key)
+        found: list[Piece | None] = [None] * (stop - first)
+        tried = [False] * (stop - first)
+        if index is None:
+            # the first read of a file needs its index and its bytes: ask for both at once
+            # rather than one after the other (time to first byte)
+            pending = self._index_soon(entry)
+            if not self.cache.contains(f"{key}.c{first}"):
+                early = self._fetch_run(entry, first, stop)
+                index = pending.result()
+                self._accept_run(entry, index, first, early, found, tried, 0)
             else:
-                data = self.registry.read_blob(entry.digest, start, end)
-                self.stats.add(len(data))
-            if index.check(n, data):
-                self.cache.put(name, data)
-                return data
-            log.warning(
-                "chunk %d of blob %s for %r failed its check (attempt %d)", n, entry.digest,
-                entry.path, attempt + 1,
-            )
+                index = pending.result()
+        if not any(tried):
+            for i in range(stop - first):
+                n = first + i
+                found[i] = self.cache.get(f"{key}.c{n}", functools.partial(index.check, n))
+        i = 0
+        while i < len(found):  # fetch each run of chunks still missing in one request
+            if found[i] is not None or tried[i]:
+                i += 1
+                continue
+            j = i
+            while j < len(found) and found[j] is None and not tried[j]:
+                j += 1
+            run = self._fetch_run(entry, first + i, first + j)
+            self._accept_run(entry, index, first, run, found, tried, i)
+            i = j
+        out: list[Piece] = []
+        for i, piece in enumerate(found):
+            if piece is None:
+                piece = self._refetch(entry, index, first + i)
+            out.append(piece)
+        return out
+
+    def _index_soon(self, entry: ManifestEntry) -> Future[ChunkIndex]:
+        """The index of ``entry`` fetched in the side pool, one fetch however many ask."""
+        key = blob_key(entry.digest)
+        with self._lock:
+            pending = self._index_flights.get(key)
+            if pending is None:
+                pending = self._side.submit(self.index, entry)
+                self._index_flights[key] = pending
+        pending.add_done_callback(lambda _: self._forget_index_flight(key, pending))
+        return pending
+
+    def _forget_index_flight(self, key: str, pending: Future[ChunkIndex]) -> None:
+        with self._lock:
+            if self._index_flights.get(key) is pending:
+                del self._index_flights[key]
+
+    def _fetch_run(self, entry: ManifestEntry, first: int, stop: int) -> memoryview:
+        start = first * CHUNK_SIZE
+        data = self.registry.read_blob(entry.digest, start, min(entry.size, stop * CHUNK_SIZE))
+        self.stats.add(len(data))
+        return memoryview(data)
+
+    def _accept_run(
+        self, entry: ManifestEntry, index: ChunkIndex, first: int, run: memoryview,
+        found: list[Piece | None], tried: list[bool], offset: int,
+    ) -> None:
+        """Check each chunk of a fetched run and cache the good ones; bad ones stay None."""
+        key = blob_key(entry.digest)
+        pos = 0
+        i = offset
+        while pos < len(run) and i < len(found):
+            n = first + i
+            start, end = index.bounds(n)
+            piece = run[pos : pos + end - start]
+            pos += end - start
+            tried[i] = True
+            if index.check(n, piece):
+                self.cache.put(f"{key}.c{n}", piece)
+                found[i] = piece
+            else:
+                log.warning(
+                    "chunk %d of blob %s for %r failed its check (attempt 1)", n, entry.digest,
+                    entry.path,
+                )
+            i += 1
+
+    def _refetch(self, entry: ManifestEntry, index: ChunkIndex, n: int) -> Piece:
+        """The last try for a chunk that was bad (or short) in its run."""
+        start, end = index.bounds(n)
+        data = self.registry.read_blob(entry.digest, start, end)
+        self.stats.add(len(data))
+        if index.check(n, data):
+            self.cache.put(f"{blob_key(entry.digest)}.c{n}", data)
+            return data
+        log.warning(
+            "chunk %d of blob %s for %r failed its check (attempt 2)", n, entry.digest,
+            entry.path,
+        )
         raise DigestMismatch(
             f"chunk {n} of blob {entry.digest} ({entry.path!r}) failed verification twice"
         )
@@ -199,10 +275,10 @@ class VerifiedContent:
         if not self.is_chunked(entry):
             return self.whole(entry)[offset:end]
         first, last = offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
-        parts = [self.chunk(entry, n) for n in range(first, last + 1)]
+        parts = self.chunks(entry, first, last + 1)
         joined = parts[0] if len(parts) == 1 else b"".join(parts)
         base = first * CHUNK_SIZE
-        return joined[offset - base : end - base]
+        return bytes(joined[offset - base : end - base])
 
     def download(
         self, entry: ManifestEntry, dest: Path, on_bytes: Callable[[int], None] | None = None
@@ -211,12 +287,13 @@ class VerifiedContent:
         md5 = hashlib.md5()
         with atomic_writer(dest) as out:
             if self.is_chunked(entry):
-                for n in range(self.index(entry).count):
-                    data = self.chunk(entry, n)
-                    md5.update(data)
-                    out.write(data)
-                    if on_bytes:
-                        on_bytes(len(data))
+                count = self.index(entry).count
+                for first in range(0, count, DOWNLOAD_RUN):
+                    for data in self.chunks(entry, first, min(count, first + DOWNLOAD_RUN)):
+                        md5.update(data)
+                        out.write(data)
+                        if on_bytes:
+                            on_bytes(len(data))
             else:
                 data = self.whole(entry)
                 md5.update(data)

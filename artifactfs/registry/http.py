@@ -11,12 +11,15 @@ be redirected to another server; the API key is not sent there (httpx drops
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
+import httpcore
 import httpx
+from cachetools import TTLCache
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -40,6 +43,14 @@ __all__ = ["HttpRegistry"]
 log = logging.getLogger(__name__)
 
 _UPLOAD_BLOCK = 1 << 20
+_REDIRECT_TTL = 300.0
+_T = TypeVar("_T")
+
+# httpcore reads a response 64 KiB at a time, and every read costs a pass through h11 and
+# the GIL; blob bodies are megabytes, so read up to 1 MiB per call. A class attribute of
+# httpcore's public HTTP/1.1 connection, so this sets it for the process; recv() still
+# returns what is there, so small answers are unaffected.
+httpcore.HTTP11Connection.READ_NUM_BYTES = 1 << 20
 
 
 class _Retryable(Exception):
@@ -78,6 +89,9 @@ class HttpRegistry(Registry):
         )
         self._attempts = attempts
         self._deadline = timeout * 2
+        # blob key -> where the registry last redirected its reads (a static server, a
+        # presigned URL); kept briefly so presigned URLs are not used after they expire
+        self._redirects: TTLCache[str, str] = _LockedTTLCache(maxsize=4096, ttl=_REDIRECT_TTL)
 
     def close(self) -> None:
         self._client.close()
@@ -101,6 +115,10 @@ class HttpRegistry(Registry):
                 return once()
             except _Retryable as exc:
                 raise RegistryUnavailable(f"{self.url}: {exc}") from None
+        return self._retrying(once)
+
+    def _retrying(self, once: Callable[[], _T]) -> _T:
+        """Run ``once`` again on _Retryable failures, with backoff, within the deadline."""
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
             stop=stop_after_attempt(self._attempts) | stop_after_delay(self._deadline),
@@ -235,17 +253,53 @@ class HttpRegistry(Registry):
             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
         )
 
-    def read_blob(self, digest: str, start: int, end: int) -> bytes:
+    def read_blob(self, digest: str, start: int, end: int) -> bytes | bytearray:
         if end <= start:
             return b""
-        response = self._send(
-            "GET", f"/blobs/{blob_key(digest)}", headers={"Range": f"bytes={start}-{end - 1}"}
+        key = blob_key(digest)
+        headers = {"Range": f"bytes={start}-{end - 1}"}
+        target = self._redirects.get(key)
+        if target is not None:
+            # the registry sent reads of this blob elsewhere not long ago: go there directly
+            # and save a round trip per request; any trouble and we ask the registry again
+            try:
+                response, body = self._read_body(target, headers, start, end, direct=True)
+                if response.status_code in (200, 206):
+                    return body
+            except (_Retryable, httpx.HTTPError) as exc:
+                log.info("remembered blob location failed (%s); asking the registry", exc)
+            self._redirects.pop(key, None)
+        response, body = self._retrying(
+            lambda: self._read_body(f"/blobs/{key}", headers, start, end, direct=False),
         )
-        self._raise_for(response)
-        data = response.content
-        if response.status_code == 200:  # a server that ignored Range sent everything
-            data = data[start:end]
-        return data
+        if response.history and response.status_code in (200, 206):
+            self._redirects[key] = str(response.url)
+        return body
+
+    def _read_body(
+        self, url: str, headers: dict[str, str], start: int, end: int, *, direct: bool
+    ) -> tuple[httpx.Response, bytes | bytearray]:
+        """One ranged GET, its body read into a single preallocated buffer."""
+        request = self._client.build_request("GET", url, headers=headers)
+        if direct:  # another origin: the key stays with the registry
+            request.headers.pop("Authorization", None)
+        try:
+            response = self._client.send(request, stream=True, follow_redirects=not direct)
+            try:
+                if response.status_code >= 500:
+                    raise _Retryable(f"HTTP {response.status_code} from GET {url}")
+                if response.status_code >= 400:
+                    response.read()
+                    if direct:
+                        return response, b""
+                    self._raise_for(response)
+                if response.status_code == 200:  # a server that ignored Range sent everything
+                    return response, response.read()[start:end]
+                return response, _read_exact(response, end - start)
+            finally:
+                response.close()
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:
         response = self._send("GET", f"/blobs/{blob_key(digest)}/chunks")
@@ -253,6 +307,42 @@ class HttpRegistry(Registry):
         if response.status_code == 204 or not response.content:
             return None
         return ChunkIndex.from_bytes(response.content)
+
+
+def _read_exact(response: httpx.Response, size: int) -> bytes | bytearray:
+    """The body of a 206 answer, which must be exactly ``size`` bytes, in one buffer."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    pos = 0
+    for piece in response.iter_bytes():
+        n = len(piece)
+        if pos + n > size:
+            raise _Retryable(f"range answer longer than the {size} bytes asked for")
+        view[pos : pos + n] = piece
+        pos += n
+    if pos != size:
+        raise _Retryable(f"range answer ended after {pos} of {size} bytes")
+    return buf
+
+
+class _LockedTTLCache(TTLCache[str, str]):
+    """A TTLCache safe to share between the worker threads that read blobs."""
+
+    def __init__(self, maxsize: int, ttl: float) -> None:
+        super().__init__(maxsize=maxsize, ttl=ttl)
+        self._lock = threading.Lock()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            return super().get(key, default)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        with self._lock:
+            super().__setitem__(key, value)
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            return super().pop(key, default)
 
 
 class _FileBody:

@@ -942,6 +942,35 @@ def test_http_client_reads_through_redirect(redirecting: tuple[Any, Static]) -> 
     assert reg.rw_key not in text
 
 
+def test_http_client_remembers_where_blob_reads_were_sent(
+    redirecting: tuple[Any, Static],
+) -> None:
+    reg, static = redirecting
+    data = rand_bytes(3 * CHUNK_SIZE, 6)
+    digest = reg.upload(data)
+    key = blob_key(digest)
+    client = HttpRegistry(reg.url, reg.rw_key)
+    try:
+        for n in range(3):
+            assert client.read_blob(digest, n * CHUNK_SIZE, (n + 1) * CHUNK_SIZE) == (
+                data[n * CHUNK_SIZE : (n + 1) * CHUNK_SIZE]
+            )
+        asked = reg.server.log_text().count(f'"GET /api/v1/blobs/{key}" 307')
+        assert asked == 1  # the later reads went straight to the static server
+        seen = static.requests()
+        assert len(seen) == 3 and all(s["authorization"] is None for s in seen)
+
+        # a remembered place that stopped answering: back to the registry, which redirects
+        dead = f"http://127.0.0.1:{free_port()}/blobs/{key[:2]}/{key}"
+        client._redirects[key] = dead
+        assert client.read_blob(digest, 5, 500) == data[5:500]
+        assert client._redirects.get(key) == f"{static.url}/blobs/{key[:2]}/{key}"
+        assert reg.server.log_text().count(f'"GET /api/v1/blobs/{key}" 307') == 2
+    finally:
+        client.close()
+    assert reg.rw_key not in reg.server.log_text()
+
+
 def test_redirect_of_uppercase_blob_key(redirecting: tuple[Any, Static]) -> None:
     reg, _ = redirecting
     data = b"upper and lower"
