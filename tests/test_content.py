@@ -107,3 +107,38 @@ def test_download_of_a_large_entry_asks_for_runs_not_single_chunks(parts, tmp_pa
     content.download(entry, dest)
     assert dest.read_bytes() == data
     assert content.stats.requests <= 1 + 3  # the index and three runs of at most eight
+
+
+def small_entries(store: Store, tmp_path: Path, blobs: list[bytes]) -> list[ManifestEntry]:
+    out = []
+    for i, data in enumerate(blobs):
+        src = tmp_path / f"s{i}.bin"
+        src.write_bytes(data)
+        digest = hash_file(src)
+        store.blobs.put_file(src, digest.digest)
+        out.append(ManifestEntry(f"s{i}.bin", digest.digest, digest.size))
+    return out
+
+
+def test_small_entries_are_read_together_and_cached(parts, tmp_path: Path):
+    store, content = parts
+    blobs = [os.urandom(1000 + i) for i in range(5)] + [b""]
+    entries = small_entries(store, tmp_path, blobs)
+    content.whole(entries[2])  # already cached: not fetched again
+    before = content.stats.bytes
+    assert [bytes(p) for p in content.wholes(entries)] == blobs
+    assert content.stats.bytes - before == sum(map(len, blobs)) - len(blobs[2])
+    assert all(content.cache.contains(blob_key(e.digest)) for e in entries[:5])
+
+
+def test_a_bad_small_entry_in_a_batch_is_retried_alone_then_refused(parts, tmp_path: Path):
+    store, content = parts
+    blobs = [os.urandom(2000) for _ in range(3)]
+    entries = small_entries(store, tmp_path, blobs)
+    with open(store.blobs.path(entries[1].digest), "r+b") as f:
+        f.write(b"\x00" if blobs[1][0] else b"\x01")
+    with pytest.raises(DigestMismatch):
+        content.wholes(entries)
+    assert content.stats.bytes == 4 * 2000  # three in the batch, the bad one once more
+    assert not content.cache.contains(blob_key(entries[1].digest))
+    assert content.cache.contains(blob_key(entries[0].digest))

@@ -107,12 +107,12 @@ class ContentCache:
         """Store verified bytes under ``name`` atomically, then keep the bound."""
         path = self.path(name)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp.mkdir(parents=True, exist_ok=True)  # someone may have emptied the cache
-            with atomic_writer(path, tmp_dir=self.tmp) as f:
-                f.write(data)
-                f.flush()
-                _set_stamp(f.fileno())
+            try:
+                self._write(path, data)
+            except FileNotFoundError:  # a new fan-out folder, or someone emptied the cache
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.tmp.mkdir(parents=True, exist_ok=True)
+                self._write(path, data)
         except OSError as exc:  # a full disk must not fail the read that fetched the bytes
             log.warning("could not cache %s: %s", name, exc)
             return
@@ -135,13 +135,27 @@ class ContentCache:
             self.evict()
 
     def _first_evict(self) -> None:
+        with self._lock:
+            since = self._unscanned
         try:
-            self.evict()
+            # puts that land while the scan runs may be missed by it: count them on top
+            # (some twice, which errs toward evicting early, never toward overflowing)
+            self.evict(extra_since=since)
+            with self._lock:
+                over = self._usage is not None and self._usage > self.max_bytes
+            if over:
+                self.evict()
         except OSError as exc:
             log.warning("could not scan the cache at %s: %s", self.root, exc)
         finally:
             with self._lock:
                 self._scanning = False
+
+    def _write(self, path: Path, data: bytes | memoryview) -> None:
+        with atomic_writer(path, tmp_dir=self.tmp) as f:
+            f.write(data)
+            f.flush()
+            _set_stamp(f.fileno())
 
     def discard(self, name: str) -> None:
         path = self.path(name)
@@ -160,7 +174,7 @@ class ContentCache:
         """Bytes held now, counted on disk."""
         return sum(size for _, _, size in self._scan())
 
-    def evict(self) -> None:
+    def evict(self, extra_since: int | None = None) -> None:
         """Bring the cache under its bound, oldest access first, across all processes."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / "evict.lock", "a") as lock:
@@ -179,7 +193,8 @@ class ContentCache:
                         self._checked.pop(os.path.basename(path), None)
                     total -= size
             with self._lock:
-                self._usage = total
+                extra = 0 if extra_since is None else self._unscanned - extra_since
+                self._usage = total + extra
 
     def _scan(self) -> list[tuple[int, str, int]]:
         out: list[tuple[int, str, int]] = []

@@ -69,7 +69,7 @@ def _check_mountpoint(mountpoint: Path) -> None:
                    "of --memory).")
 @click.option("--request-size", type=int, default=8, show_default=True,
               help="MiB one range request may ask for while reading ahead.")
-@click.option("--prefetch-files", type=int, default=16, show_default=True,
+@click.option("--prefetch-files", type=int, default=64, show_default=True,
               help="Small files after the one opened (listing order) to fetch ahead.")
 @click.option("--kernel-readahead", type=int, default=4096, show_default=True,
               help="KiB the kernel reads ahead on the mount (root only); 0 keeps its default.")

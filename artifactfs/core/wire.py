@@ -5,6 +5,7 @@ Both the server and the HTTP client use these, so the two ends agree by construc
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -21,14 +22,23 @@ from artifactfs.core.errors import (
 
 __all__ = [
     "API_PREFIX",
+    "BATCH_MAX_BLOBS",
+    "BATCH_MAX_BYTES",
     "RangeNotSatisfiable",
+    "batch_body",
     "error_body",
     "error_from_response",
     "parse_range",
+    "split_batch",
     "status_for",
 ]
 
 API_PREFIX = "/api/v1"
+
+# ``POST /blobs/batch``: whole small blobs in one answer, so a reader going through a
+# folder of small files pays one request per batch instead of one per file.
+BATCH_MAX_BLOBS = 256
+BATCH_MAX_BYTES = 16 << 20
 
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -112,3 +122,36 @@ def error_from_response(status: int, body: Any) -> ArtifactFSError:
     if status == 401:
         message += "; set ARTIFACTFS_API_KEY to a key from 'artifactfs key create ENTITY'"
     return cls(message)
+
+
+def batch_body(parts: list[bytes | None]) -> list[bytes]:
+    """The pieces of a batch answer: a JSON line of sizes (-1: no such blob), then the bytes
+    of each blob in the order asked, back to back."""
+    sizes = [-1 if p is None else len(p) for p in parts]
+    head = json.dumps({"sizes": sizes}, separators=(",", ":")).encode() + b"\n"
+    return [head, *(p for p in parts if p)]
+
+
+def split_batch(body: bytes | bytearray | memoryview, count: int) -> list[memoryview | None]:
+    """Parse a batch answer for ``count`` blobs; raises ValueError when it is malformed."""
+    view = memoryview(body)
+    end = bytes(view[:4096]).find(b"\n")
+    if end < 0:
+        raise ValueError("batch answer has no header line")
+    sizes = json.loads(bytes(view[:end])).get("sizes")
+    if (not isinstance(sizes, list) or len(sizes) != count
+            or not all(isinstance(n, int) and n >= -1 for n in sizes)):
+        raise ValueError("batch answer header does not match the request")
+    out: list[memoryview | None] = []
+    pos = end + 1
+    for n in sizes:
+        if n < 0:
+            out.append(None)
+            continue
+        if pos + n > len(view):
+            raise ValueError("batch answer is shorter than its header says")
+        out.append(view[pos : pos + n])
+        pos += n
+    if pos != len(view):
+        raise ValueError("batch answer is longer than its header says")
+    return out

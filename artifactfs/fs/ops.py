@@ -325,7 +325,9 @@ class ArtifactOperations(pyfuse3.Operations):
                 await self.writer.blocking(handle.folder.staged.sync)
 
     async def flush(self, fh: int) -> None:
-        """Writes go straight to the staged copy; nothing is buffered here."""
+        """Writes go straight to the staged copy; nothing is buffered here. ENOSYS tells
+        the kernel so, once, and it stops asking on every close (a round trip per file)."""
+        raise pyfuse3.FUSEError(errno.ENOSYS)
 
     @barrier
     async def release(self, fh: int) -> None:

@@ -25,7 +25,7 @@ class MountOptions:
     """Cap of the sequential read-ahead window, in 1 MiB chunks (at most half of memory)."""
     request_chunks: int = 8
     """Most chunks one range request asks for while reading ahead."""
-    prefetch_files: int = 16
+    prefetch_files: int = 64
     """Small files after the one opened, in listing order, fetched ahead in parallel."""
     kernel_readahead_kib: int = 4096
     """Kernel read-ahead on the mount; larger means fewer, larger read requests."""

@@ -13,6 +13,7 @@ blocking fetch runs in a thread through ``VerifiedContent``, which is thread-saf
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ class ReadAhead:
 # kernel's own read-ahead keeps up to a few MiB of requests in flight.
 _REORDER_SLACK = 8 * CHUNK_SIZE
 
+_ON_DISK_REMEMBERED = 200_000
+
 
 @dataclass(slots=True)
 class _Flight:
@@ -102,6 +105,8 @@ class VerifiedReader:
         self._blocking = blocking
         self._memory: LRUCache[PieceKey, bytes] = LRUCache(maxsize=memory_bytes, getsizeof=len)
         self._inflight: dict[PieceKey, _Flight] = {}
+        # digests of small files seen in the disk cache, so prefetch does not ask again
+        self._on_disk: LRUCache[str, bool] = LRUCache(maxsize=_ON_DISK_REMEMBERED)
         # chunks fetched ahead wait in memory until read: a window larger than half the
         # budget would push out its own chunks before they are read
         self.readahead_cap = min(readahead_cap, memory_bytes // CHUNK_SIZE // 2)
@@ -113,39 +118,56 @@ class VerifiedReader:
         found = self._memory.get(key)
         if found is not None:
             return found
-        flight = self._inflight.get(key)
-        if flight is None:
-            return (await self._fetch(entry, n, n + 1))[0]
-        await flight.done.wait()
-        if flight.error is not None:
-            raise flight.error
-        assert flight.data is not None
-        return flight.data
+        while True:
+            flight = self._inflight.get(key)
+            if flight is None:
+                return (await self._fetch(entry, n, n + 1))[0]
+            await flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            if flight.data is not None:
+                return flight.data
+            found = self._memory.get(key)  # a prefetch that gave up: fetch it ourselves
+            if found is not None:
+                return found
 
     async def _fetch(self, entry: ManifestEntry, first: int, stop: int) -> list[Piece]:
-        """Fetch ``[first, stop)`` as one run (``first == -1``: a whole small entry), with
-        a flight per piece so concurrent readers of any of them wait instead of fetching."""
+        """Fetch ``[first, stop)`` as one run (``first == -1``: a whole small entry)."""
         keys = [(entry.digest, n) for n in range(first, stop)]
+        if first < 0:
+            return await self._flights(keys, self.content.whole, entry)
+        return await self._flights(keys, self.content.chunks, entry, first, stop)
+
+    async def _flights(
+        self, keys: list[PieceKey], fetch: Callable[..., Any], *args: Any, quiet: bool = False
+    ) -> list[Piece]:
+        """Run ``fetch(*args)`` in a worker thread for the pieces ``keys``, with a flight per
+        piece so that readers of any of them wait for it instead of fetching it again.
+
+        Callers check that no key is in flight, with no await between that check and this
+        call. ``quiet`` (prefetch): a failure is not handed to the waiting readers, who
+        then fetch for themselves and meet (and report) the error on their own.
+        """
         flights = [_Flight() for _ in keys]
         for key, flight in zip(keys, flights, strict=True):
             self._inflight[key] = flight
         try:
-            if first < 0:
-                pieces: list[Piece] = [await self._blocking(self.content.whole, entry)]
-            else:
-                pieces = await self._blocking(self.content.chunks, entry, first, stop)
+            result = await self._blocking(fetch, *args)
+            pieces: list[Piece] = result if isinstance(result, list) else [result]
             for key, flight, data in zip(keys, flights, pieces, strict=True):
                 flight.data = data
                 with contextlib.suppress(ValueError):  # larger than the whole budget
                     self._memory[key] = data
             return pieces
         except BaseException as exc:
-            for flight in flights:
-                flight.error = exc
+            if not quiet:
+                for flight in flights:
+                    flight.error = exc
             raise
         finally:
             for key, flight in zip(keys, flights, strict=True):
-                del self._inflight[key]
+                if self._inflight.get(key) is flight:
+                    del self._inflight[key]
                 flight.done.set()
 
     async def read(self, entry: ManifestEntry, offset: int, size: int) -> Piece:
@@ -217,28 +239,62 @@ class VerifiedReader:
         """Fetch small files a reader is likely to open next (siblings after the one opened).
 
         Each costs a round trip that a reader going through a folder would otherwise wait
-        for one at a time; fetched ahead, in parallel, they are in memory when opened.
+        for one at a time; fetched ahead, in parallel, they are in memory when opened. Files
+        the disk cache holds are skipped (as quick to read when opened, and loading them
+        early would only push out pieces in use); which ones those are is asked once per
+        batch, in one worker thread, and remembered.
         """
+        wanted = []
         for entry in entries:
             if entry.ref is not None or self.content.is_chunked(entry) or entry.size == 0:
                 continue
             key = (entry.digest, -1)
-            if key not in self._memory and key not in self._inflight:
-                nursery.start_soon(self._prefetch_small, entry)
+            if key in self._memory or key in self._inflight or entry.digest in self._on_disk:
+                continue
+            wanted.append(entry)
+        # wait until a quarter of the window is missing, then fetch it all in one batch:
+        # steady reading asks for many files per request instead of one per open
+        if wanted and len(wanted) >= len(entries) // 4:
+            nursery.start_soon(self._prefetch_small, wanted)
 
-    async def _prefetch_small(self, entry: ManifestEntry) -> None:
-        """Fetch a small file from the registry unless the disk cache has it already: a
-        cached file is as quick to read when it is opened, and loading it into memory early
-        would only push out pieces that are in use."""
+    async def _prefetch_small(self, entries: list[ManifestEntry]) -> None:
         try:
-            if not await self._blocking(self.content.is_cached, entry):
-                await self.piece(entry, -1)
+            cached = await self._blocking(self.content.which_cached, entries)
         except Exception as exc:
-            log.debug("prefetch of %s failed: %s", entry.digest, exc)
+            log.debug("could not look in the cache for prefetch: %s", exc)
+            return
+        batch: dict[str, ManifestEntry] = {}
+        for entry, on_disk in zip(entries, cached, strict=True):
+            if on_disk:
+                self._on_disk[entry.digest] = True
+            elif not self._has(entry, -1):
+                batch.setdefault(entry.digest, entry)
+        if not batch:
+            return
+        todo = list(batch.values())  # no await since the _has checks above
+        keys = [(entry.digest, -1) for entry in todo]
+        try:
+            await self._flights(keys, functools.partial(self.content.wholes, uncached=True),
+                                todo, quiet=True)
+        except Exception as exc:
+            log.debug("prefetch of %d small files failed: %s", len(todo), exc)
 
     async def _prefetch(self, entry: ManifestEntry, first: int, stop: int) -> None:
+        # a reader may have asked for some of these since this task was scheduled: fetch
+        # only what is still missing (no await between this check and _fetch's flights)
+        while first < stop and self._has(entry, first):
+            first += 1
+        end = first
+        while end < stop and not self._has(entry, end):
+            end += 1
+        if end <= first:
+            return
+        keys = [(entry.digest, n) for n in range(first, end)]
         try:
-            await self._fetch(entry, first, stop)
+            if first < 0:
+                await self._flights(keys, self.content.whole, entry, quiet=True)
+            else:
+                await self._flights(keys, self.content.chunks, entry, first, end, quiet=True)
         except Exception as exc:  # the reader will meet the error itself, and report it
-            log.debug("read-ahead of chunks %d-%d of %s failed: %s", first, stop - 1,
+            log.debug("prefetch of chunks %d-%d of %s failed: %s", first, end - 1,
                       entry.digest, exc)

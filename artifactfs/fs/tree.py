@@ -171,6 +171,9 @@ class Tree:
     def _in_version(
         self, folder: Node, path: str, entry: ManifestEntry | None, kind: Kind
     ) -> Node:
+        inode = self._inodes.get(("e", folder.inode, path))
+        if inode is not None:  # the common case when listing: no closure to build
+            return self._nodes[inode]
         return self._node_for(
             ("e", folder.inode, path),
             lambda i: Node(
@@ -228,9 +231,9 @@ class Tree:
         vid = folder.version.id
         found = self._listings.get(vid)
         if found is None:
-            manifest = await self._blocking(self.registry.manifest, vid)
+            # parsing and indexing a large manifest takes a while: not on the event loop
+            found = await self._blocking(lambda: VersionListing(self.registry.manifest(vid)))
             self.manifest_fetches += 1
-            found = VersionListing(manifest)
             self._listings[vid] = found
         return found
 
@@ -424,10 +427,22 @@ class Tree:
             return await self._version_folders(parent)
         folder = self.folder_of(parent)
         listing = await self.listing(folder)
+        prefix = f"{parent.path}/" if parent.path else ""
+        names = listing.dirs.get(parent.path, ())
+        if not isinstance(listing, VersionListing):
+            return [
+                self.in_folder(folder, prefix + child, is_file=prefix + child in listing.files)
+                for child in sorted(names)
+            ]
         out = []
-        for child in sorted(listing.dirs.get(parent.path, ())):
-            path = f"{parent.path}/{child}" if parent.path else child
-            out.append(self.in_folder(folder, path, is_file=path in listing.files))
+        files = listing.files
+        for child in names:  # already sorted, and immutable: build the nodes directly
+            path = prefix + child
+            entry = files.get(path)
+            node = self._in_version(folder, path, entry, Kind.DIR if entry is None else Kind.FILE)
+            if entry is not None:
+                node.entry = entry
+            out.append(node)
         return out
 
     async def _version_folders(self, parent: Node) -> list[Node]:

@@ -104,6 +104,11 @@ class Registry(ABC):
         """Bytes ``[start, end)`` of a blob, unverified: callers check them."""
 
     @abstractmethod
+    def read_blobs(self, digests: Sequence[str]) -> list[bytes | memoryview | None]:
+        """Whole blobs, unverified, in the order asked; None for one the registry lacks.
+        For small blobs: the HTTP transport asks for all of them in one request."""
+
+    @abstractmethod
     def chunk_index(self, digest: str) -> ChunkIndex | None: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -44,6 +44,10 @@ Piece = bytes | memoryview
 DOWNLOAD_RUN = 8
 
 
+def _md5_matches(entry: ManifestEntry, data: bytes | memoryview) -> bool:
+    return len(data) == entry.size and md5_b64(data) == entry.digest
+
+
 class FetchStats:
     """Counters of what crossed from the registry, for tests and benchmarks."""
 
@@ -85,19 +89,16 @@ class VerifiedContent:
             )
         return blob_key(entry.digest)
 
-    def whole(self, entry: ManifestEntry) -> bytes:
+    def whole(self, entry: ManifestEntry, attempts: int = _ATTEMPTS) -> bytes:
         """All bytes of an entry no larger than one chunk, MD5-checked."""
         key = self._stored_key(entry)
         if entry.size == 0:
             return self._checked_empty(entry)
-
-        def check(data: bytes) -> bool:
-            return len(data) == entry.size and md5_b64(data) == entry.digest
-
+        check = functools.partial(_md5_matches, entry)
         cached = self.cache.get(key, check)
         if cached is not None:
             return cached
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS - attempts, _ATTEMPTS):
             data = self.registry.read_blob(entry.digest, 0, entry.size)
             self.stats.add(len(data))
             if check(data):
@@ -108,6 +109,41 @@ class VerifiedContent:
                 attempt + 1,
             )
         raise DigestMismatch(f"blob {entry.digest} of {entry.path!r} failed verification twice")
+
+    def wholes(self, entries: list[ManifestEntry], *, uncached: bool = False) -> list[Piece]:
+        """``whole`` of several small entries: the ones the disk cache lacks are fetched in
+        one request (``Registry.read_blobs``); one that fails its check, or that the batch
+        lacked, goes through ``whole`` on its own (a second try, then DigestMismatch).
+        ``uncached``: the caller just found none of them in the cache; do not look again."""
+        found: list[Piece | None] = []
+        missing: list[int] = []
+        tried: set[int] = set()
+        for i, entry in enumerate(entries):
+            key = self._stored_key(entry)
+            cached = None
+            if entry.size > 0 and not uncached:
+                cached = self.cache.get(key, functools.partial(_md5_matches, entry))
+            found.append(cached)
+            if cached is None and entry.size > 0:
+                missing.append(i)
+        if missing:
+            fetched = self.registry.read_blobs([entries[i].digest for i in missing])
+            for i, data in zip(missing, fetched, strict=True):
+                entry = entries[i]
+                if data is None:
+                    continue
+                self.stats.add(len(data))
+                tried.add(i)
+                if _md5_matches(entry, data):
+                    self.cache.put(self._stored_key(entry), data)
+                    found[i] = data
+                else:
+                    log.warning("blob %s for %r failed its MD5 check (attempt 1)",
+                                entry.digest, entry.path)
+        return [
+            p if p is not None else self.whole(e, attempts=1 if i in tried else _ATTEMPTS)
+            for i, (e, p) in enumerate(zip(entries, found, strict=True))
+        ]
 
     def _checked_empty(self, entry: ManifestEntry) -> bytes:
         if entry.digest != md5_b64(b""):
@@ -261,9 +297,9 @@ class VerifiedContent:
             f"chunk {n} of blob {entry.digest} ({entry.path!r}) failed verification twice"
         )
 
-    def is_cached(self, entry: ManifestEntry, n: int | None = None) -> bool:
-        key = blob_key(entry.digest)
-        return self.cache.contains(key if n is None else f"{key}.c{n}")
+    def which_cached(self, entries: list[ManifestEntry]) -> list[bool]:
+        """For each entry, whether the disk cache holds its whole bytes."""
+        return [self.cache.contains(self._stored_key(entry)) for entry in entries]
 
     # ---- whole reads ---------------------------------------------------------------------
 

@@ -35,7 +35,12 @@ from artifactfs.core.digests import blob_key
 from artifactfs.core.errors import RegistryUnavailable
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
-from artifactfs.core.wire import API_PREFIX, error_from_response
+from artifactfs.core.wire import (
+    API_PREFIX,
+    BATCH_MAX_BLOBS,
+    error_from_response,
+    split_batch,
+)
 from artifactfs.registry.base import Registry
 
 __all__ = ["HttpRegistry"]
@@ -300,6 +305,18 @@ class HttpRegistry(Registry):
                 response.close()
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+    def read_blobs(self, digests: Sequence[str]) -> list[bytes | memoryview | None]:
+        out: list[bytes | memoryview | None] = []
+        for start in range(0, len(digests), BATCH_MAX_BLOBS):
+            part = list(digests[start : start + BATCH_MAX_BLOBS])
+            response = self._send("POST", "/blobs/batch", json={"digests": part})
+            self._raise_for(response)
+            try:
+                out.extend(split_batch(response.content, len(part)))
+            except ValueError as exc:
+                raise RegistryUnavailable(f"{self.url}: bad batch answer: {exc}") from None
+        return out
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:
         response = self._send("GET", f"/blobs/{blob_key(digest)}/chunks")

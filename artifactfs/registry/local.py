@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from artifactfs.core.chunks import ChunkIndex
+from artifactfs.core.errors import NotFound
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
 from artifactfs.registry.base import Registry
@@ -93,6 +94,15 @@ class LocalRegistry(Registry):
 
     def read_blob(self, digest: str, start: int, end: int) -> bytes:
         return self.store.blobs.read(digest, start, end)
+
+    def read_blobs(self, digests: Sequence[str]) -> list[bytes | memoryview | None]:
+        out: list[bytes | memoryview | None] = []
+        for digest in digests:
+            try:
+                out.append(self.store.blobs.read(digest))
+            except NotFound:
+                out.append(None)
+        return out
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:
         return self.store.blobs.chunk_index(digest)

@@ -36,7 +36,10 @@ from artifactfs.core.names import validate_alias, validate_name, validate_type
 from artifactfs.core.records import VersionInfo
 from artifactfs.core.wire import (
     API_PREFIX,
+    BATCH_MAX_BLOBS,
+    BATCH_MAX_BYTES,
     RangeNotSatisfiable,
+    batch_body,
     error_body,
     parse_range,
     status_for,
@@ -60,6 +63,15 @@ class HTTPError(Exception):
     def __init__(self, status: int, kind: str, message: str) -> None:
         super().__init__(message)
         self.status, self.kind, self.message = status, kind, message
+
+
+# POSTs that only read: their bodies are too long for a URL
+_READ_POSTS = frozenset({API_PREFIX + "/blobs/missing", API_PREFIX + "/blobs/batch"})
+
+
+async def _iterate(parts: list[bytes]) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
 
 
 def _hex_to_digest(key: str) -> str:
@@ -244,6 +256,37 @@ class Registry:
         missing = await self._run(self.store.blobs.missing, digests)
         return JSONResponse({"missing": sorted(missing)})
 
+    async def batch(self, request: Request) -> Response:
+        """Whole blobs, several at once (see ``core.wire.batch_body``). Served from the store
+        even behind --blob-url-base: a redirect per small blob is what batching avoids."""
+        body = await self._json(request)
+        digests = self._field(body, "digests", list)
+        if not all(isinstance(d, str) and blob_key_or_none(d) for d in digests):
+            raise HTTPError(400, "InvalidRequest", "'digests' must be base64 MD5 strings")
+        if len(digests) > BATCH_MAX_BLOBS:
+            raise HTTPError(400, "InvalidRequest",
+                            f"at most {BATCH_MAX_BLOBS} digests per batch")
+        parts = await self._run(self._read_batch, digests)
+        return StreamingResponse(_iterate(batch_body(parts)),
+                                 media_type="application/octet-stream")
+
+    def _read_batch(self, digests: list[str]) -> list[bytes | None]:
+        sizes = []
+        for digest in digests:
+            try:
+                sizes.append(self.store.blobs.size(digest))
+            except NotFound:
+                sizes.append(-1)
+        if sum(n for n in sizes if n > 0) > BATCH_MAX_BYTES:
+            raise HTTPError(413, "TooLarge", f"blobs of a batch exceed {BATCH_MAX_BYTES} bytes")
+        parts: list[bytes | None] = []
+        for digest, size in zip(digests, sizes, strict=True):
+            try:
+                parts.append(self.store.blobs.read(digest) if size >= 0 else None)
+            except NotFound:  # deleted since
+                parts.append(None)
+        return parts
+
     async def get_blob(self, request: Request) -> Response:
         digest = _hex_to_digest(request.path_params["key"])
         key = request.path_params["key"]
@@ -355,9 +398,7 @@ class AuthAndLog:
                 await found(scope, receive, send_logged)
                 return
             entity, read_only = found
-            writes = scope["method"] not in ("GET", "HEAD") and not scope["path"].endswith(
-                "/blobs/missing"
-            )
+            writes = scope["method"] not in ("GET", "HEAD") and scope["path"] not in _READ_POSTS
             if read_only and writes:
                 resp = _error(403, "PermissionDenied", "this API key is read-only")
                 await resp(scope, receive, send_logged)
@@ -438,6 +479,7 @@ def create_app(store: Store, *, blob_url_base: str | None = None) -> Starlette:
         Route(v + "/aliases/{alias}", _handle(r.put_alias), methods=["PUT"]),
         Route(v + "/aliases/{alias}", _handle(r.delete_alias), methods=["DELETE"]),
         Route(API_PREFIX + "/blobs/missing", _handle(r.missing), methods=["POST"]),
+        Route(API_PREFIX + "/blobs/batch", _handle(r.batch), methods=["POST"]),
         Route(b, _handle(r.get_blob), methods=["GET", "HEAD"]),
         Route(b, _handle(r.put_blob), methods=["PUT"]),
         Route(b + "/chunks", _handle(r.chunk_index)),

@@ -28,6 +28,7 @@ from helpers import free_port
 from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex
 from artifactfs.core.digests import ContentHasher, blob_key, md5_b64
 from artifactfs.core.manifest import Manifest
+from artifactfs.core.wire import BATCH_MAX_BLOBS, BATCH_MAX_BYTES, split_batch
 from artifactfs.registry.http import HttpRegistry
 from artifactfs.server import MAX_JSON_BYTES
 
@@ -330,6 +331,53 @@ def test_blobs_missing(reg: Any) -> None:
     assert r.json() == {"missing": [absent]}
     r = reg.rw.post("/blobs/missing", json={"digests": []})
     assert r.json() == {"missing": []}
+
+
+def test_blob_batch_answers_whole_blobs_in_the_order_asked(reg: Any) -> None:
+    blobs = [rand_bytes(n) for n in (10, 70_000, 0, 3000)]
+    digests = [reg.upload(b) for b in blobs]
+    absent = md5_b64(b"not stored anywhere")
+    asked = [digests[1], absent, digests[0], digests[2], digests[3], digests[1]]
+    r = reg.rw.post("/blobs/batch", json={"digests": asked})
+    assert r.status_code == 200, r.text
+    parts = split_batch(r.content, len(asked))
+    want = [blobs[1], None, blobs[0], blobs[2], blobs[3], blobs[1]]
+    assert [None if p is None else bytes(p) for p in parts] == want
+    head = r.content.split(b"\n", 1)[0]
+    assert json.loads(head) == {"sizes": [70_000, -1, 10, 0, 3000, 70_000]}
+    assert split_batch(reg.rw.post("/blobs/batch", json={"digests": []}).content, 0) == []
+
+
+def test_blob_batch_refuses_bad_requests(reg: Any) -> None:
+    present = reg.upload(rand_bytes(100))
+    assert_error(reg.rw.post("/blobs/batch", json={"digests": ["nope"]}), 400, "InvalidRequest")
+    assert_error(reg.rw.post("/blobs/batch", json={"digests": "x"}), 400, "InvalidRequest")
+    assert_error(reg.rw.post("/blobs/batch", json={}), 400, "InvalidRequest")
+    too_many = [present] * (BATCH_MAX_BLOBS + 1)
+    assert_error(reg.rw.post("/blobs/batch", json={"digests": too_many}), 400, "InvalidRequest")
+    assert_error(reg.anon.post("/blobs/batch", json={"digests": [present]}), 401)
+    r = reg.ro.post("/blobs/batch", json={"digests": [present]})  # reading: a read key will do
+    assert r.status_code == 200, r.text
+
+
+def test_blob_batch_over_the_byte_limit_is_refused(reg: Any) -> None:
+    big = reg.upload(rand_bytes(BATCH_MAX_BYTES // 3 + 1, 8))
+    r = reg.rw.post("/blobs/batch", json={"digests": [big, big, big]})
+    assert_error(r, 413, "TooLarge")
+    r = reg.rw.post("/blobs/batch", json={"digests": [big, big]})
+    assert r.status_code == 200 and len(r.content) > 2 * (BATCH_MAX_BYTES // 3)
+
+
+def test_http_client_reads_blobs_in_batches(reg: Any) -> None:
+    blobs = [rand_bytes(500 + n, n) for n in range(BATCH_MAX_BLOBS + 5)]
+    digests = [reg.upload(b) for b in blobs]
+    client = HttpRegistry(reg.url, reg.rw_key)
+    try:
+        got = client.read_blobs([*digests, md5_b64(b"absent")])
+    finally:
+        client.close()
+    assert [bytes(g) for g in got[:-1]] == blobs and got[-1] is None
+    assert reg.server.log_text().count('"POST /api/v1/blobs/batch" 200') >= 2
 
 
 def test_put_blob_then_get_it(reg: Any) -> None:
