@@ -94,6 +94,21 @@ def test_mount_point_that_is_not_a_folder_is_refused(tmp_path: Path, run_cli):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("option", [
+    ("--request-size", "0"), ("--readahead", "-1"), ("--memory", "0"), ("--threads", "0"),
+    ("--prefetch-files", "-3"),
+])
+def test_mount_options_out_of_range_are_refused_before_mounting(
+    tmp_path: Path, run_cli, option: tuple[str, str]
+):
+    target = tmp_path / "mnt"
+    target.mkdir()
+    proc = run_cli("mount", str(target), *option)
+    assert proc.returncode != 0 and "must be positive" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert str(target) not in Path("/proc/mounts").read_text()
+
+
 def test_umount_of_something_not_mounted_fails_clearly(tmp_path: Path, run_cli):
     proc = run_cli("umount", str(tmp_path))
     assert proc.returncode != 0 and "not mounted" in proc.stderr
