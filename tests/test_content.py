@@ -142,3 +142,23 @@ def test_a_bad_small_entry_in_a_batch_is_retried_alone_then_refused(parts, tmp_p
     assert content.stats.bytes == 4 * 2000  # three in the batch, the bad one once more
     assert not content.cache.contains(blob_key(entries[1].digest))
     assert content.cache.contains(blob_key(entries[0].digest))
+
+
+def test_small_entries_past_the_batch_byte_limit_are_split_into_several_batches(
+    parts, tmp_path: Path
+):
+    from artifactfs.core.wire import BATCH_MAX_BYTES
+
+    store, content = parts
+    calls: list[int] = []
+    read_blobs = content.registry.read_blobs
+
+    def counting(digests):  # the real store behind it; only the call sizes are recorded
+        calls.append(len(digests))
+        return read_blobs(digests)
+
+    content.registry.read_blobs = counting  # type: ignore[method-assign]
+    blobs = [os.urandom(CHUNK_SIZE) for _ in range(BATCH_MAX_BYTES // CHUNK_SIZE + 3)]
+    entries = small_entries(store, tmp_path, blobs)
+    assert [bytes(p) for p in content.wholes(entries)] == blobs
+    assert calls == [BATCH_MAX_BYTES // CHUNK_SIZE, 3]

@@ -103,7 +103,7 @@ class VerifiedReader:
     ) -> None:
         self.content = content
         self._blocking = blocking
-        self._memory: LRUCache[PieceKey, bytes] = LRUCache(maxsize=memory_bytes, getsizeof=len)
+        self._memory: LRUCache[PieceKey, Piece] = LRUCache(maxsize=memory_bytes, getsizeof=len)
         self._inflight: dict[PieceKey, _Flight] = {}
         # digests of small files seen in the disk cache, so prefetch does not ask again
         self._on_disk: LRUCache[str, bool] = LRUCache(maxsize=_ON_DISK_REMEMBERED)

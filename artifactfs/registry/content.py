@@ -28,6 +28,7 @@ from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import DigestMismatch, InvalidManifest
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.core.wire import BATCH_MAX_BLOBS, BATCH_MAX_BYTES
 from artifactfs.registry.base import Registry
 from artifactfs.store.files import atomic_writer
 
@@ -46,6 +47,22 @@ DOWNLOAD_RUN = 8
 
 def _md5_matches(entry: ManifestEntry, data: bytes | memoryview) -> bool:
     return len(data) == entry.size and md5_b64(data) == entry.digest
+
+
+def _batches(indexes: list[int], sizes: list[int]) -> list[list[int]]:
+    """Split ``indexes`` into groups a registry answers in one batch (count and bytes)."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i in indexes:
+        if current and (len(current) == BATCH_MAX_BLOBS or total + sizes[i] > BATCH_MAX_BYTES):
+            groups.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += sizes[i]
+    if current:
+        groups.append(current)
+    return groups
 
 
 class FetchStats:
@@ -126,9 +143,9 @@ class VerifiedContent:
             found.append(cached)
             if cached is None and entry.size > 0:
                 missing.append(i)
-        if missing:
-            fetched = self.registry.read_blobs([entries[i].digest for i in missing])
-            for i, data in zip(missing, fetched, strict=True):
+        for group in _batches(missing, [e.size for e in entries]):
+            fetched = self.registry.read_blobs([entries[i].digest for i in group])
+            for i, data in zip(group, fetched, strict=True):
                 entry = entries[i]
                 if data is None:
                     continue
