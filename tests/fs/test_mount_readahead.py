@@ -159,7 +159,6 @@ def test_small_memory_budget_reads_exactly_and_stays_bounded(
     assert mount.alive()
 
 
-
 def test_small_files_read_in_listing_order_are_exact_and_fetched_in_batches(
     api: Api, tmp_path: Path, transport: str, mount_factory
 ):
