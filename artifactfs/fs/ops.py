@@ -288,10 +288,10 @@ class ArtifactOperations(pyfuse3.Operations):
         # Read-ahead is decided when a read arrives, since reads may complete out of order;
         # but a handle's first read is answered before anything is fetched ahead of it, so
         # that it does not share the first round trip (time to first byte).
-        ahead = handle.readahead if self.nursery is not None else None
-        fresh = ahead is not None and ahead.next_offset == -1
-        if ahead is not None and not fresh and self.nursery is not None:
-            self.reader.schedule_readahead(self.nursery, entry, ahead, off, size)
+        nursery, ahead = self.nursery, handle.readahead
+        first_read = ahead.next_offset == -1
+        if nursery is not None and not first_read:
+            self.reader.schedule_readahead(nursery, entry, ahead, off, size)
         try:
             data = await self.reader.read(entry, off, size)
         except (DigestMismatch, NotFound, OSError) as exc:  # a missing blob is an I/O error
@@ -301,8 +301,8 @@ class ArtifactOperations(pyfuse3.Operations):
                 version.qualified_name if version else "?", entry.path, entry.digest, exc,
             )
             raise pyfuse3.FUSEError(errno.EIO) from None
-        if fresh and ahead is not None and self.nursery is not None:
-            self.reader.schedule_readahead(self.nursery, entry, ahead, off, size)
+        if nursery is not None and first_read:
+            self.reader.schedule_readahead(nursery, entry, ahead, off, size)
         return data
 
     @barrier

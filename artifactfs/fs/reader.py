@@ -1,10 +1,11 @@
 """Verified reads for the daemon: chunk fetches in worker threads, deduplicated, with a
 bounded in-memory LRU of recent pieces and sequential read-ahead.
 
-The kernel splits a read into requests of at most 128 KiB, often several in flight at once;
-without this layer each of them would fetch (or read from the disk cache and check) the
-whole 1 MiB chunk it falls in. Here the first request for a piece starts the fetch, the others
-wait for it, and the verified piece stays in memory for the next requests.
+The kernel has several read requests of a file in flight at once, and they straddle chunk
+boundaries; without this layer each of them would fetch (or read from the disk cache and
+check) the chunks it touches. Here each piece has one flight that every reader of it waits
+on, fetched alone, in a run of chunks (read-ahead) or in a batch of small files (prefetch),
+and the verified piece stays in memory for the next requests.
 
 Concurrency rules: ``_inflight`` and ``_memory`` are only touched on the event loop; the
 blocking fetch runs in a thread through ``VerifiedContent``, which is thread-safe.
@@ -33,6 +34,13 @@ log = logging.getLogger(__name__)
 
 Blocking = Callable[..., Awaitable[Any]]
 PieceKey = tuple[str, int]  # (digest, chunk number; -1 for a whole small file)
+
+# How far behind the furthest read a read may land and still count as sequential: the
+# kernel's own read-ahead keeps up to a few MiB of requests in flight.
+_REORDER_SLACK = 8 * CHUNK_SIZE
+
+# Small-file digests remembered as present in the disk cache (prefetch skips them).
+_ON_DISK_REMEMBERED = 200_000
 
 
 def first_error(group: BaseExceptionGroup) -> BaseException:
@@ -75,13 +83,6 @@ class ReadAhead:
             self.window = 0
             self.fetched_to = 0
         return sequential
-
-
-# How far behind the furthest read a read may land and still count as sequential: the
-# kernel's own read-ahead keeps up to a few MiB of requests in flight.
-_REORDER_SLACK = 8 * CHUNK_SIZE
-
-_ON_DISK_REMEMBERED = 200_000
 
 
 @dataclass(slots=True)

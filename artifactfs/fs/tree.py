@@ -171,9 +171,6 @@ class Tree:
     def _in_version(
         self, folder: Node, path: str, entry: ManifestEntry | None, kind: Kind
     ) -> Node:
-        inode = self._inodes.get(("e", folder.inode, path))
-        if inode is not None:  # the common case when listing: no closure to build
-            return self._nodes[inode]
         return self._node_for(
             ("e", folder.inode, path),
             lambda i: Node(
@@ -284,6 +281,11 @@ class Tree:
         if is_file and folder.staged is None:
             listing = self._listings.get(folder.version.id) if folder.version else None
             entry = listing.files.get(path) if listing else None
+        return self._child(folder, path, entry, is_file)
+
+    def _child(
+        self, folder: Node, path: str, entry: ManifestEntry | None, is_file: bool
+    ) -> Node:
         node = self._in_version(folder, path, entry, Kind.FILE if is_file else Kind.DIR)
         if entry is not None:
             node.entry = entry
@@ -434,16 +436,12 @@ class Tree:
                 self.in_folder(folder, prefix + child, is_file=prefix + child in listing.files)
                 for child in sorted(names)
             ]
-        out = []
-        files = listing.files
-        for child in names:  # already sorted, and immutable: build the nodes directly
-            path = prefix + child
-            entry = files.get(path)
-            node = self._in_version(folder, path, entry, Kind.DIR if entry is None else Kind.FILE)
-            if entry is not None:
-                node.entry = entry
-            out.append(node)
-        return out
+        files = listing.files  # already sorted, and the entries are at hand
+        return [
+            self._child(folder, prefix + child, files.get(prefix + child),
+                        prefix + child in files)
+            for child in names
+        ]
 
     async def _version_folders(self, parent: Node) -> list[Node]:
         def query() -> list[VersionInfo]:

@@ -257,10 +257,12 @@ class VerifiedContent:
         key = blob_key(entry.digest)
         with self._lock:
             pending = self._index_flights.get(key)
+            created = pending is None
             if pending is None:
                 pending = self._side.submit(self.index, entry)
                 self._index_flights[key] = pending
-        pending.add_done_callback(lambda _: self._forget_index_flight(key, pending))
+        if created:  # outside the lock: a future already done runs its callback right here
+            pending.add_done_callback(lambda _: self._forget_index_flight(key, pending))
         return pending
 
     def _forget_index_flight(self, key: str, pending: Future[ChunkIndex]) -> None:
