@@ -61,7 +61,11 @@ _STATUS: dict[type[ArtifactFSError], int] = {
 
 
 class RangeNotSatisfiable(ValueError):
-    """The Range header is well formed but lies outside the resource."""
+    """The Range header is well formed but lies outside the resource of ``size`` bytes."""
+
+    def __init__(self, header: str, size: int) -> None:
+        super().__init__(header)
+        self.size = size
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -79,14 +83,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first:  # suffix: the last N bytes
         n = int(last)
         if n == 0 or size == 0:
-            raise RangeNotSatisfiable(header)
+            raise RangeNotSatisfiable(header, size)
         return max(0, size - n), size
     start = int(first)
     end = size if not last else int(last) + 1
     if last and int(last) < start:
         return None  # invalid, so ignored
     if start >= size:
-        raise RangeNotSatisfiable(header)
+        raise RangeNotSatisfiable(header, size)
     return start, min(end, size)
 
 

@@ -1,6 +1,8 @@
 """The registry interface over HTTP (``ARTIFACTFS_REGISTRY`` set): the server's client.
 
-One pooled ``httpx.Client`` per registry object, thread-safe, with timeouts on every request.
+Two pooled ``httpx.Client`` per registry object, thread-safe, with timeouts on every request:
+the default transport for the API, and ``StdlibTransport`` for bulk reads (blob bytes, chunk
+indexes, manifests), where the transport's CPU per byte is what limits a mount.
 Idempotent requests (GET, HEAD, PUT, DELETE and the read-only POST of ``blobs/missing``) are
 retried with exponential backoff and jitter on connection errors and 5xx answers; a commit
 (POST) is not, since it might have succeeded. Blob uploads stream from disk. Blob reads may
@@ -42,6 +44,7 @@ from artifactfs.core.wire import (
     split_batch,
 )
 from artifactfs.registry.base import Registry
+from artifactfs.registry.transport import StdlibTransport
 
 __all__ = ["HttpRegistry"]
 
@@ -84,14 +87,21 @@ class HttpRegistry(Registry):
         headers = {"User-Agent": "artifactfs"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
+        common: dict[str, Any] = {
+            "base_url": self.url + API_PREFIX,
+            "headers": headers,
+            "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            "follow_redirects": True,
+        }
         self._client = httpx.Client(
-            base_url=self.url + API_PREFIX,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             limits=httpx.Limits(max_connections=max_connections,
                                 max_keepalive_connections=max_connections),
-            follow_redirects=True,
+            **common,
         )
+        # bulk reads (blob bytes, chunk indexes, manifests) go over the standard library's
+        # http.client, which costs a fifth of the CPU per byte (see registry/transport.py)
+        self._reads = httpx.Client(transport=StdlibTransport(max_idle=max_connections),
+                                   **common)
         self._attempts = attempts
         self._deadline = timeout * 2
         # blob key -> where the registry last redirected its reads (a static server, a
@@ -100,15 +110,20 @@ class HttpRegistry(Registry):
 
     def close(self) -> None:
         self._client.close()
+        self._reads.close()
 
     # ---- plumbing ---------------------------------------------------------------------------
 
     def _send(
-        self, method: str, path: str, *, retry: bool = True, **kwargs: Any
+        self, method: str, path: str, *, retry: bool = True, bulk: bool = False, **kwargs: Any
     ) -> httpx.Response:
+        """One request, retried unless ``retry`` is false; ``bulk`` reads take the
+        lighter client (idempotent reads whose answers are large)."""
+        client = self._reads if bulk else self._client
+
         def once() -> httpx.Response:
             try:
-                response = self._client.request(method, path, **kwargs)
+                response = client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
             if response.status_code >= 500:
@@ -194,7 +209,7 @@ class HttpRegistry(Registry):
         return VersionInfo.from_dict(self._json("GET", f"/versions/{_q(version_id)}"))
 
     def manifest(self, version_id: str) -> Manifest:
-        response = self._send("GET", f"/versions/{_q(version_id)}/manifest")
+        response = self._send("GET", f"/versions/{_q(version_id)}/manifest", bulk=True)
         self._raise_for(response)
         return Manifest.from_json(response.content)
 
@@ -285,11 +300,11 @@ class HttpRegistry(Registry):
         self, url: str, headers: dict[str, str], start: int, end: int, *, direct: bool
     ) -> tuple[httpx.Response, bytes | bytearray]:
         """One ranged GET, its body read into a single preallocated buffer."""
-        request = self._client.build_request("GET", url, headers=headers)
+        request = self._reads.build_request("GET", url, headers=headers)
         if direct:  # another origin: the key stays with the registry
             request.headers.pop("Authorization", None)
         try:
-            response = self._client.send(request, stream=True, follow_redirects=not direct)
+            response = self._reads.send(request, stream=True, follow_redirects=not direct)
             try:
                 if response.status_code >= 500:
                     raise _Retryable(f"HTTP {response.status_code} from GET {url}")
@@ -310,7 +325,7 @@ class HttpRegistry(Registry):
         out: list[bytes | memoryview | None] = []
         for start in range(0, len(digests), BATCH_MAX_BLOBS):
             part = list(digests[start : start + BATCH_MAX_BLOBS])
-            response = self._send("POST", "/blobs/batch", json={"digests": part})
+            response = self._send("POST", "/blobs/batch", bulk=True, json={"digests": part})
             self._raise_for(response)
             try:
                 out.extend(split_batch(response.content, len(part)))
@@ -319,7 +334,7 @@ class HttpRegistry(Registry):
         return out
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:
-        response = self._send("GET", f"/blobs/{blob_key(digest)}/chunks")
+        response = self._send("GET", f"/blobs/{blob_key(digest)}/chunks", bulk=True)
         self._raise_for(response)
         if response.status_code == 204 or not response.content:
             return None
@@ -328,14 +343,20 @@ class HttpRegistry(Registry):
 
 def _read_exact(response: httpx.Response, size: int) -> bytes | bytearray:
     """The body of a 206 answer, which must be exactly ``size`` bytes, in one buffer."""
-    buf = bytearray(size)
-    view = memoryview(buf)
+    buf: bytes | bytearray = b""
+    view: memoryview | None = None
     pos = 0
     for piece in response.iter_bytes():
         n = len(piece)
         if pos + n > size:
             raise _Retryable(f"range answer longer than the {size} bytes asked for")
-        view[pos : pos + n] = piece
+        if pos == 0 and n == size:
+            buf = piece  # the whole body in one block, as the bulk transport reads it
+        else:
+            if view is None:
+                buf = bytearray(size)
+                view = memoryview(buf)
+            view[pos : pos + n] = piece
         pos += n
     if pos != size:
         raise _Retryable(f"range answer ended after {pos} of {size} bytes")

@@ -404,12 +404,20 @@ def test_put_blob_then_get_it(reg: Any) -> None:
 
 
 def test_get_large_blob_streams_whole(reg: Any) -> None:
-    data = rand_bytes(3 * CHUNK_SIZE + 17, 3)
-    digest = reg.upload(data)
-    r = reg.rw.get(f"/blobs/{blob_key(digest)}")
+    # past the size the server reads in one go (16 MiB): whole answers and long ranges are
+    # streamed, short ranges read at once; every byte must land where it belongs
+    data = rand_bytes(17 * CHUNK_SIZE + 17, 3)
+    url = f"/blobs/{blob_key(reg.upload(data))}"
+    r = reg.rw.get(url)
     assert r.status_code == 200
     assert r.headers["content-length"] == str(len(data))
     assert r.content == data
+    for start, end in [(5, 17 * CHUNK_SIZE + 17), (CHUNK_SIZE - 3, 9 * CHUNK_SIZE + 1),
+                       (16 * CHUNK_SIZE + 1, 17 * CHUNK_SIZE + 17)]:
+        r = reg.rw.get(url, headers={"Range": f"bytes={start}-{end - 1}"})
+        assert r.status_code == 206
+        assert r.headers["content-range"] == f"bytes {start}-{end - 1}/{len(data)}"
+        assert r.content == data[start:end]
 
 
 def test_head_blob(reg: Any) -> None:
