@@ -32,7 +32,7 @@ from artifactfs.core.errors import (
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.fs.mounts import set_readahead
 from artifactfs.fs.options import MountOptions
-from artifactfs.fs.reader import ReadAhead, VerifiedReader
+from artifactfs.fs.reader import ReadAhead, SiblingWindow, VerifiedReader
 from artifactfs.fs.staging import StagedFile
 from artifactfs.fs.tree import Kind, Node, Tree
 from artifactfs.fs.writes import FolderWriter
@@ -113,6 +113,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self._mounted_at = time.time_ns()
         self.read_requests = 0
         self._tuned = False
+        self.siblings = SiblingWindow(options.prefetch_files)
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -243,11 +244,20 @@ class ArtifactOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         handle = OpenFile(node, ReadAhead(cap=self.reader.readahead_cap), entry=entry)
         if self.nursery is not None and self.options.prefetch_files:
-            self.reader.schedule_small(
-                self.nursery, await self.tree.next_files(folder, node.path,
-                                                         self.options.prefetch_files)
-            )
+            await self._look_ahead(folder, node)
         return pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=True)
+
+    async def _look_ahead(self, folder: Node, node: Node) -> None:
+        """Prefetch the siblings after an opened file, when the window says it is time."""
+        position = await self.tree.file_position(folder, node.path)
+        if position is None:
+            return
+        parent, index = position
+        if self.siblings.due((folder.inode, parent), index):
+            self.reader.schedule_small(
+                self.nursery,
+                self.tree.files_after(folder, parent, index, self.options.prefetch_files),
+            )
 
     async def _open_staged(self, node: Node, folder: Node, ref: StagedFile) -> OpenFile:
         assert folder.staged is not None

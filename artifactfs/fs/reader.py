@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ from artifactfs.core.manifest import ManifestEntry
 from artifactfs.registry import VerifiedContent
 from artifactfs.registry.content import Piece
 
-__all__ = ["ReadAhead", "VerifiedReader", "first_error"]
+__all__ = ["ReadAhead", "SiblingWindow", "VerifiedReader", "first_error"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,28 @@ def first_error(group: BaseExceptionGroup) -> BaseException:
     while isinstance(error, BaseExceptionGroup):
         error = error.exceptions[0]
     return error
+
+
+class SiblingWindow:
+    """When an open should look at the files after it for prefetching.
+
+    A reader going through a folder in order needs the next ``window`` files looked at
+    once per quarter window, not at every open: the look itself (which of them are in
+    memory, in flight, on disk) was a quarter of the daemon's time per warm open. Any
+    other order (shuffled, or two readers in one folder) looks at every open, as before.
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._folders: LRUCache[Hashable, tuple[int, int]] = LRUCache(maxsize=4096)
+
+    def due(self, folder: Hashable, index: int) -> bool:
+        last, horizon = self._folders.get(folder, (-2, -1))
+        if index == last + 1 and index + self.window - self.window // 4 < horizon:
+            self._folders[folder] = (index, horizon)
+            return False
+        self._folders[folder] = (index, index + 1 + self.window)
+        return True
 
 
 @dataclass(slots=True)

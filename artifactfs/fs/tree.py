@@ -256,17 +256,28 @@ class Tree:
                 return self.in_folder(folder, path, is_file=False)
         raise NotFound(name)
 
-    async def next_files(self, folder: Node, path: str, count: int) -> list[ManifestEntry]:
-        """Up to ``count`` files that follow ``path`` in its folder's listing order."""
+    async def file_position(self, folder: Node, path: str) -> tuple[str, int] | None:
+        """The folder ``path`` is in and its index in that folder's listing order; None
+        for staged folders, whose listing changes."""
         listing = await self.listing(folder)
         if not isinstance(listing, VersionListing):
-            return []
+            return None
         parent, _, name = path.rpartition("/")
-        names = listing.dirs.get(parent, [])
-        start = bisect.bisect_right(names, name)
+        return parent, bisect.bisect_left(listing.dirs.get(parent, ()), name)
+
+    def files_after(
+        self, folder: Node, parent: str, index: int, count: int
+    ) -> list[ManifestEntry]:
+        """Up to ``count`` files that follow position ``index`` of folder ``parent`` (after
+        ``file_position``, which loaded the listing)."""
+        listing = self._listings.get(folder.version.id) if folder.version else None
+        if listing is None:
+            return []
+        prefix = f"{parent}/" if parent else ""
+        files = listing.files
         out = []
-        for sibling in names[start : start + count]:
-            entry = listing.files.get(f"{parent}/{sibling}" if parent else sibling)
+        for sibling in listing.dirs.get(parent, [])[index + 1 : index + 1 + count]:
+            entry = files.get(prefix + sibling)
             if entry is not None:
                 out.append(entry)
         return out
