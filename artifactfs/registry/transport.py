@@ -101,7 +101,9 @@ class StdlibTransport(httpx.BaseTransport):
         url = request.url
         if url.scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        # the ASCII (IDNA) form of the host: what DNS and the Host header need
+        host = url.raw_host.decode("ascii")
+        origin = (url.scheme, host, url.port or (443 if url.scheme == "https" else 80))
         timeouts: dict[str, Any] = request.extensions.get("timeout", {})
         body = request.read() or None
         target = url.raw_path.decode("ascii")
@@ -126,11 +128,11 @@ class StdlibTransport(httpx.BaseTransport):
                 if reused:  # closed by the server while idle: a fresh connection, once
                     conn = None
                     continue
-                raise httpx.RemoteProtocolError(f"{url.host} closed the connection: {exc}"
+                raise httpx.RemoteProtocolError(f"{host} closed the connection: {exc}"
                                                 ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                raise _mapped(exc, url.host) from exc
+                raise _mapped(exc, host) from exc
             except BaseException:
                 conn.close()
                 raise
