@@ -114,6 +114,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self.read_requests = 0
         self._tuned = False
         self.siblings = SiblingWindow(options.prefetch_files)
+        self._profiles: dict[int, tuple[bool, int]] = {}  # see _folder_profile
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -123,13 +124,26 @@ class ArtifactOperations(pyfuse3.Operations):
         a.generation = 0
         a.st_uid, a.st_gid = self._uid, self._gid
         a.st_blksize = 128 * 1024
-        if node.version is not None:
-            mtime = int(node.version.created_at * 1e9)
+        kind = node.kind
+        if kind is Kind.FILE or kind is Kind.DIR:
+            folder = self.tree.node(node.folder)
+            writable, mtime = self._folder_profile(folder)
+            # writable: changes come through this mount, so the kernel sees them; short all
+            # the same, so a save or discard (which replace the folder) never leaves stale
+            # sizes
+            a.entry_timeout = a.attr_timeout = 1.0 if writable else _LONG
+        elif kind is Kind.VERSION:
+            folder = node
+            writable, mtime = self._folder_profile(node)
+            # an alias folder: the name NAME:ALIAS may soon mean another inode; the inode
+            # itself never changes
+            a.entry_timeout = self.options.alias_timeout if writable else _LONG
+            a.attr_timeout = _LONG
         else:
-            mtime = self._mounted_at
-        folder = self.tree.folder_of(node) if node.kind in (Kind.DIR, Kind.FILE) else node
-        writable = folder.kind is Kind.VERSION and folder.is_alias_folder
-        if node.kind is Kind.FILE:
+            folder = node
+            writable, mtime = False, self._mounted_at
+            a.entry_timeout = a.attr_timeout = self.options.alias_timeout
+        if kind is Kind.FILE:
             size = 0
             ref = folder.staged.files.get(node.path) if folder.staged else node.entry
             if isinstance(ref, StagedFile):
@@ -145,18 +159,20 @@ class ArtifactOperations(pyfuse3.Operations):
             a.st_nlink = 2
             a.st_size = 0
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = mtime
-        if node.kind in (Kind.ROOT, Kind.PROJECT, Kind.TYPE):
-            a.entry_timeout = a.attr_timeout = self.options.alias_timeout
-        elif node.kind is Kind.VERSION and node.is_alias_folder:
-            # the name NAME:ALIAS may soon mean another inode; the inode itself never changes
-            a.entry_timeout, a.attr_timeout = self.options.alias_timeout, _LONG
-        elif writable:
-            # changes come through this mount, so the kernel sees them; short all the same,
-            # so a save or discard (which replace the folder) never leaves stale sizes
-            a.entry_timeout = a.attr_timeout = 1.0
-        else:
-            a.entry_timeout = a.attr_timeout = _LONG
         return a
+
+    def _folder_profile(self, folder: Node) -> tuple[bool, int]:
+        """Whether a NAME:LABEL folder is writable (an alias folder) and its time stamp.
+
+        Both are fixed for the life of the node (its key holds the version it shows), and
+        every entry of a listing asks: remembered per folder inode.
+        """
+        profile = self._profiles.get(folder.inode)
+        if profile is None:
+            version = folder.version
+            mtime = int(version.created_at * 1e9) if version is not None else self._mounted_at
+            profile = self._profiles[folder.inode] = (folder.is_alias_folder, mtime)
+        return profile
 
     def _after_init(self) -> None:
         """Once the kernel has applied the INIT reply (any later request proves it), raise
