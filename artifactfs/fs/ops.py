@@ -30,6 +30,7 @@ from artifactfs.core.errors import (
     RegistryUnavailable,
 )
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.core.records import VersionInfo
 from artifactfs.fs.mounts import set_readahead
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import ReadAhead, SiblingWindow, VerifiedReader
@@ -114,7 +115,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self.read_requests = 0
         self._tuned = False
         self.siblings = SiblingWindow(options.prefetch_files)
-        self._profiles: dict[int, tuple[bool, int]] = {}  # see _folder_profile
+        self._profiles: dict[int, tuple[VersionInfo | None, bool, int]] = {}  # _folder_profile
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -164,15 +165,18 @@ class ArtifactOperations(pyfuse3.Operations):
     def _folder_profile(self, folder: Node) -> tuple[bool, int]:
         """Whether a NAME:LABEL folder is writable (an alias folder) and its time stamp.
 
-        Both are fixed for the life of the node (its key holds the version it shows), and
-        every entry of a listing asks: remembered per folder inode.
+        Every entry of a listing asks, so the answer is remembered per folder inode, for
+        as long as the folder shows the same version (a save keeps the inode and moves the
+        folder to the version it made).
         """
-        profile = self._profiles.get(folder.inode)
-        if profile is None:
-            version = folder.version
-            mtime = int(version.created_at * 1e9) if version is not None else self._mounted_at
-            profile = self._profiles[folder.inode] = (folder.is_alias_folder, mtime)
-        return profile
+        version = folder.version
+        cached = self._profiles.get(folder.inode)
+        if cached is not None and cached[0] is version:
+            return cached[1], cached[2]
+        mtime = int(version.created_at * 1e9) if version is not None else self._mounted_at
+        writable = folder.is_alias_folder
+        self._profiles[folder.inode] = (version, writable, mtime)
+        return writable, mtime
 
     def _after_init(self) -> None:
         """Once the kernel has applied the INIT reply (any later request proves it), raise

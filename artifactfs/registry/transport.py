@@ -113,6 +113,7 @@ class StdlibTransport(httpx.BaseTransport):
             reused = conn is not None
             if conn is None:
                 conn = self._connect(origin, timeouts)
+            sending = True
             try:
                 _set_timeout(conn, timeouts.get("write"))
                 conn.putrequest(request.method, target, skip_host=True,
@@ -120,6 +121,7 @@ class StdlibTransport(httpx.BaseTransport):
                 for name, value in headers:
                     conn.putheader(name, value)
                 conn.endheaders(body)
+                sending = False
                 _set_timeout(conn, timeouts.get("read"))
                 answer = conn.getresponse()
                 break
@@ -132,6 +134,8 @@ class StdlibTransport(httpx.BaseTransport):
                                                 ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
+                if sending and isinstance(exc, TimeoutError):
+                    raise httpx.WriteTimeout(f"sending to {host} timed out") from exc
                 raise _mapped(exc, host) from exc
             except BaseException:
                 conn.close()
@@ -163,8 +167,14 @@ class _Body(httpx.SyncByteStream):
             elif answer.length == 0:
                 answer.read()  # closes the answer, so the connection can be reused
             else:  # long, chunked, or until the server closes
+                expected, got = answer.length, 0
                 while block := answer.read(_BLOCK):
+                    got += len(block)
                     yield block
+                if expected is not None and got < expected:  # read(n) returns b"" early
+                    raise httpx.RemoteProtocolError(
+                        f"{self._origin[1]} ended its answer after {got} of {expected} bytes"
+                    )
         except (OSError, http.client.HTTPException) as exc:
             self._discard()
             raise _mapped(exc, self._origin[1]) from exc

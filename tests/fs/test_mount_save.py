@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,14 @@ def test_copied_folder_is_saved_as_a_new_version_and_the_old_one_is_unchanged(
     check_version(api, mounted, "vision/mnist:v0", BASE)
     assert read_tree(folder) == expected  # the alias folder shows the saved version
     assert api.artifact("vision/mnist:reviewed").version == "v1"
+    # the folder keeps its inode through the save, and its time stamps are now v1's
+    # (after the 1 s attribute timeout of a writable folder's contents)
+    v1_time = datetime.fromisoformat(v1.created_at).timestamp()
+    v0_time = datetime.fromisoformat(v0.created_at).timestamp()
+    assert v1_time != v0_time
+    time.sleep(1.5)
+    for path in (folder / "data", folder / "keep.txt", folder / "extra/sub/b.bin"):
+        assert abs(path.stat().st_mtime - v1_time) < 1e-3, path
 
 
 def test_adding_a_file_to_a_1gib_version_uploads_only_that_file(

@@ -468,7 +468,7 @@ def test_request_dropped_again_after_the_retry_fails(
     assert [(q.conn, q.target) for q in server.requests][3:] == [(2, "/dropped")]
 
 
-@pytest.mark.parametrize("how", ["short-length", "short-chunked", "reset"])
+@pytest.mark.parametrize("how", ["short-length", "short-long-length", "short-chunked", "reset"])
 def test_connection_lost_mid_body_raises_a_transport_error(
     how: str, serve: Callable[[Handler], ScriptedServer], client: httpx.Client
 ) -> None:
@@ -480,6 +480,10 @@ def test_connection_lost_mid_body_raises_a_transport_error(
         if how == "short-chunked":
             wire.send(reply(200, b"3e8\r\n" + part, [("Transfer-Encoding", "chunked")],
                             length=-1))
+        elif how == "short-long-length":
+            # past what the transport reads into one buffer: the streamed path, where
+            # http.client's read(n) returns b"" at the early end instead of raising
+            wire.send(reply(200, part, length=100 * MiB))
         else:
             wire.send(reply(200, part, length=1000))  # promises 1000 bytes, sends 100
         if how == "reset":
