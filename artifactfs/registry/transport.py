@@ -200,9 +200,12 @@ class _Body(httpx.SyncByteStream):
             self._answer.close()
 
     def close(self) -> None:
-        # a body not read to its end leaves the connection mid-answer: it cannot be reused
-        if self._conn is not None and not self._answer.isclosed():
-            self._discard()
+        answer = self._answer
+        if self._conn is not None and not answer.isclosed():
+            if answer.length == 0:  # HEAD, 204: nothing on the wire, the connection is fine
+                answer.read()
+            else:  # a body not read to its end leaves the connection mid-answer
+                self._discard()
         self._release()
 
 

@@ -360,7 +360,14 @@ def test_head_and_204_have_no_body_and_keep_the_connection(
     r = client.delete(server.url + "/blob")
     assert r.status_code == 204 and r.content == b"" and r.headers["x-done"] == "yes"
     assert client.get(server.url + "/blob").content == b"after"
-    assert [q.method for q in server.requests] == ["HEAD", "DELETE", "GET"]
+    # closed without reading their (empty) bodies: nothing is left on the wire either
+    with client.stream("HEAD", server.url + "/blob") as r:
+        assert r.status_code == 200
+    with client.stream("DELETE", server.url + "/blob") as r:
+        assert r.status_code == 204
+    assert client.get(server.url + "/blob").content == b"after"
+    assert [q.method for q in server.requests] == ["HEAD", "DELETE", "GET", "HEAD", "DELETE",
+                                                   "GET"]
     assert server.accepted == 1
 
 
