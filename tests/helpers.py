@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ARTIFACTFS = str(Path(sys.executable).with_name("artifactfs"))
 
@@ -15,6 +19,21 @@ def make_tree(root: Path, files: dict[str, bytes]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return root
+
+
+def rand_bytes(n: int, seed: int | None = None) -> bytes:
+    """``n`` random bytes, the same for the same seed."""
+    return random.Random(seed).randbytes(n)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
 
 
 def free_port() -> int:

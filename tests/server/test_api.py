@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import free_port
+from helpers import free_port, rand_bytes, wait_until
 
 from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex
 from artifactfs.core.digests import ContentHasher, blob_key, md5_b64
@@ -40,15 +39,6 @@ def reg(shared_registry: Any) -> Any:
     return shared_registry
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
 def assert_error(r: httpx.Response, status: int, kind: str | None = None) -> dict[str, Any]:
     """``r`` is a JSON error ``{"error": {"type", "message"}}`` with this status."""
     assert r.status_code == status, (r.status_code, r.text)
@@ -62,10 +52,6 @@ def assert_error(r: httpx.Response, status: int, kind: str | None = None) -> dic
     if kind is not None:
         assert err["type"] == kind, body
     return dict(err)
-
-
-def rand_bytes(n: int, seed: int | None = None) -> bytes:
-    return random.Random(seed).randbytes(n)
 
 
 # ---- listing ---------------------------------------------------------------------------------

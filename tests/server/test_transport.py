@@ -14,13 +14,11 @@ import http
 import http.client
 import json
 import os
-import random
 import re
 import select
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import RegistryServer, free_port
+from helpers import RegistryServer, free_port, rand_bytes, wait_until
 
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.registry.http import HttpRegistry
@@ -189,19 +187,6 @@ def chunked(pieces: Iterable[bytes]) -> bytes:
     """``pieces`` as a chunked body, with a chunk extension and a trailer to skip."""
     out = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces if p)
     return out + b"0\r\nX-Trailer: ignored\r\n\r\n"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
-
-
-def rand_bytes(n: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(n)
 
 
 @pytest.fixture
