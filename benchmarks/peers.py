@@ -969,6 +969,14 @@ class Bench:
                fn: Callable[[], tuple[float, dict[str, Any]]], *, seconds_of: bool = True,
                nbytes: int | None = None, files: int | None = None) -> Row:
         """Run ``fn`` (returning seconds or a value, and extra details) under observation."""
+        return self.results.add(self.measure(c, workload, case, label, unit, fn,
+                                             seconds_of=seconds_of, nbytes=nbytes,
+                                             files=files))
+
+    def measure(self, c: Contender, workload: int, case: str, label: str, unit: str,
+                fn: Callable[[], tuple[float, dict[str, Any]]], *, seconds_of: bool = True,
+                nbytes: int | None = None, files: int | None = None) -> Row:
+        """``record`` without adding the row (see ``add_median``)."""
         with observe(c) as details:
             measured, extra = fn()
         details.update(extra)
@@ -980,51 +988,68 @@ class Bench:
         else:
             value = measured
         seconds = measured if seconds_of and unit in ("MB/s", "files/s", "s") else None
-        return self.results.add(Row(workload, case, label, c.key, value, unit, seconds,
-                                    nbytes, files, details))
+        return Row(workload, case, label, c.key, value, unit, seconds, nbytes, files, details)
+
+    def add_median(self, rows: list[Row]) -> Row:
+        """One row for several rounds of the same measurement: the median round's, with
+        every round's value in its details."""
+        ordered = sorted(rows, key=lambda r: r.value)
+        row = ordered[(len(ordered) - 1) // 2]
+        row.details["rounds"] = [round(r.value, 3) for r in rows]
+        return self.results.add(row)
 
     # -- 1 -------------------------------------------------------------------------------------
 
     def w1(self) -> None:
+        """Rounds of every contender in turn, each row the median round: on a shared VM one
+        read of 1 GiB moves by a fifth between runs, and interleaving the contenders
+        spreads that over all of them instead of favouring whoever ran in a quiet minute."""
         big = self.data["big"]
         rel = big.rels[0]
         size = big.nbytes
         title = f"1 seq read {self.sizes.big_mib} MiB"
         labels = {"cold": f"{title}: cold", "disk_warm": f"{title}: disk-cache warm",
                   "page_warm": f"{title}: page-cache warm"}
+        rows: dict[tuple[str, str], list[Row]] = {}
         self.phase(1)
 
         def seq(c: Contender, case: str) -> None:
             path = c.path(big, rel)
-            self.record(c, 1, case, labels[case], "MB/s",
-                        lambda: (read_all([path], size)[1], {}), nbytes=size)
+            row = self.measure(c, 1, case, labels[case], "MB/s",
+                               lambda: (read_all([path], size)[1], {}), nbytes=size)
+            log(f"  {case}: {fmt(row.value, row.unit)} {row.unit}")
+            rows.setdefault((c.key, case), []).append(row)
 
-        for c in self.each(MOUNTED):
-            log(f"1: {c.label}: cold")
-            c.reset(empty_cache=True)
-            drop_page_cache()
-            seq(c, "cold")
-            if c.has_disk_cache:
-                c.reset(empty_cache=False)
+        for n in range(self.args.seq_rounds):
+            for c in self.each(MOUNTED):
+                log(f"1: {c.label}: cold (round {n + 1} of {self.args.seq_rounds})")
+                c.reset(empty_cache=True)
                 drop_page_cache()
-                seq(c, "disk_warm")
-            seq(c, "page_warm")
-            c.stop()
-        for c in self.each((LOCAL,)):
-            drop_page_cache()
-            seq(c, "cold")
-            seq(c, "page_warm")
-        for c in self.each((CURL,)):
-            assert isinstance(c, CurlContender)
-            url = c.url(big, rel)
-
-            def fetch(url: str = url) -> tuple[float, dict[str, Any]]:
-                return curl_files([url], 1, self.root, size), {}
-
-            for case in ("cold", "page_warm"):
-                if case == "cold":
+                seq(c, "cold")
+                if c.has_disk_cache:
+                    c.reset(empty_cache=False)
                     drop_page_cache()
-                self.record(c, 1, case, labels[case], "MB/s", fetch, nbytes=size)
+                    seq(c, "disk_warm")
+                seq(c, "page_warm")
+                c.stop()
+            for c in self.each((LOCAL,)):
+                drop_page_cache()
+                seq(c, "cold")
+                seq(c, "page_warm")
+            for c in self.each((CURL,)):
+                assert isinstance(c, CurlContender)
+                url = c.url(big, rel)
+
+                def fetch(url: str = url) -> tuple[float, dict[str, Any]]:
+                    return curl_files([url], 1, self.root, size), {}
+
+                for case in ("cold", "page_warm"):
+                    if case == "cold":
+                        drop_page_cache()
+                    row = self.measure(c, 1, case, labels[case], "MB/s", fetch, nbytes=size)
+                    rows.setdefault((c.key, case), []).append(row)
+        for found in rows.values():
+            self.add_median(found)
         self.done()
 
     # -- 2 -------------------------------------------------------------------------------------
@@ -1353,6 +1378,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="time-to-first-byte samples (default 10, --quick 3)")
     p.add_argument("--mount-reps", type=int, default=None,
                    help="mount-time samples (default 5, --quick 3)")
+    p.add_argument("--seq-rounds", type=int, default=None,
+                   help="rounds of workload 1 over all contenders; each row is the median "
+                        "round (default 3, --quick 1)")
     p.add_argument("--listing-timeout", type=float, default=1800.0,
                    help="seconds one ls -lR or find may take before the run fails")
     p.add_argument("--afs-mount-args", default="",
@@ -1377,6 +1405,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.fio_seconds = args.fio_seconds or (3 if args.quick else 10)
     args.ttfb_reps = args.ttfb_reps or (3 if args.quick else 10)
     args.mount_reps = args.mount_reps or (3 if args.quick else 5)
+    args.seq_rounds = args.seq_rounds or (1 if args.quick else 3)
+    if min(args.ttfb_reps, args.mount_reps, args.seq_rounds) < 1:
+        p.error("repetitions and rounds must be at least 1")
     args.afs_args = shlex.split(args.afs_mount_args)
     return args
 
@@ -1564,6 +1595,7 @@ def run(args: argparse.Namespace) -> int:
             "quick": args.quick, "workloads": sorted(w), "contenders": list(contenders),
             "sizes": asdict(sizes), "fio_seconds": args.fio_seconds,
             "ttfb_reps": args.ttfb_reps, "mount_reps": args.mount_reps,
+            "seq_rounds": args.seq_rounds,
             "afs_mount_args": args.afs_args, "workdir": str(root), "kept": bool(args.keep),
             "cache_size": cache_size, "versions": {k: d.version for k, d in data.items()},
         },
