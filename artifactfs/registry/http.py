@@ -44,7 +44,7 @@ from artifactfs.core.wire import (
     split_batch,
 )
 from artifactfs.registry.base import Registry
-from artifactfs.registry.transport import StdlibTransport
+from artifactfs.registry.transport import KEEPALIVE_EXPIRY, StdlibTransport
 
 __all__ = ["HttpRegistry"]
 
@@ -95,7 +95,8 @@ class HttpRegistry(Registry):
         }
         self._client = httpx.Client(
             limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
+                                max_keepalive_connections=max_connections,
+                                keepalive_expiry=KEEPALIVE_EXPIRY),
             **common,
         )
         # bulk reads (blob bytes, chunk indexes, manifests) go over the standard library's

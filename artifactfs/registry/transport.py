@@ -21,14 +21,19 @@ import http.client
 import select
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-__all__ = ["StdlibTransport"]
+__all__ = ["KEEPALIVE_EXPIRY", "StdlibTransport"]
 
 _Origin = tuple[str, str, int]
+# Seconds an idle connection is kept. Below the 5 s after which uvicorn (artifactfs serve)
+# closes an idle connection: with equal timeouts a request could go out on a connection the
+# server was closing at that instant.
+KEEPALIVE_EXPIRY = 4.0
 _BLOCK = 1 << 20  # read size when a body is streamed in blocks
 # a body up to this size is read into one buffer; a longer one (a server that ignored Range
 # and sends a whole blob, or a bogus Content-Length) is streamed in blocks instead
@@ -38,10 +43,13 @@ _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class StdlibTransport(httpx.BaseTransport):
-    def __init__(self, *, max_idle: int = 32, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, max_idle: int = 32, idle_expiry: float = KEEPALIVE_EXPIRY,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._max_idle = max_idle
+        self._idle_expiry = idle_expiry
         self._ssl_context = ssl_context
-        self._idle: dict[_Origin, list[http.client.HTTPConnection]] = {}
+        # per origin, idle connections with the time each was given back (newest last)
+        self._idle: dict[_Origin, list[tuple[http.client.HTTPConnection, float]]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -54,11 +62,12 @@ class StdlibTransport(httpx.BaseTransport):
             return self._ssl_context
 
     def _take(self, origin: _Origin) -> http.client.HTTPConnection | None:
+        oldest = time.monotonic() - self._idle_expiry
         with self._lock:
             idle = self._idle.get(origin)
             while idle:
-                conn = idle.pop()
-                if _usable(conn):
+                conn, since = idle.pop()
+                if since >= oldest and _usable(conn):
                     return conn
                 conn.close()
         return None
@@ -67,7 +76,7 @@ class StdlibTransport(httpx.BaseTransport):
         with self._lock:
             idle = self._idle.setdefault(origin, [])
             if not self._closed and len(idle) < self._max_idle:
-                idle.append(conn)
+                idle.append((conn, time.monotonic()))
                 return
         conn.close()
 
@@ -92,7 +101,7 @@ class StdlibTransport(httpx.BaseTransport):
             self._closed = True  # a body still being read does not bring its connection back
             idle, self._idle = self._idle, {}
         for conns in idle.values():
-            for conn in conns:
+            for conn, _ in conns:
                 conn.close()
 
     # ---- requests ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -376,6 +377,24 @@ def test_concurrent_requests_share_the_pool_safely(
 
 
 # ---- connections closed, broken or silent ----------------------------------------------------
+
+
+def test_connection_idle_past_the_expiry_is_not_reused(
+    serve: Callable[[Handler], ScriptedServer]
+) -> None:
+    # servers close idle connections after a few seconds (uvicorn after 5); the client gives
+    # them up first, so no request goes out on a connection the server is closing
+    def handler(req: Received, wire: Wire) -> None:
+        wire.send(reply(200, req.target.encode()))
+
+    server = serve(handler)
+    with httpx.Client(transport=StdlibTransport(idle_expiry=0.3), trust_env=False) as c:
+        assert c.get(server.url + "/a").content == b"/a"
+        assert c.get(server.url + "/b").content == b"/b"  # at once: the same connection
+        time.sleep(0.6)
+        assert c.get(server.url + "/c").content == b"/c"
+    assert [(q.conn, q.target) for q in server.requests] == [(0, "/a"), (0, "/b"), (1, "/c")]
+    assert wait_until(lambda: 0 in server.closed_by_client)  # and it was closed, not leaked
 
 
 def test_idle_connection_closed_by_server_is_replaced(
