@@ -142,7 +142,8 @@ def split_batch(body: bytes | bytearray | memoryview, count: int) -> list[memory
     end = bytes(view[:4096]).find(b"\n")
     if end < 0:
         raise ValueError("batch answer has no header line")
-    sizes = json.loads(bytes(view[:end])).get("sizes")
+    head = json.loads(bytes(view[:end]))
+    sizes = head.get("sizes") if isinstance(head, dict) else None
     if (not isinstance(sizes, list) or len(sizes) != count
             or not all(isinstance(n, int) and n >= -1 for n in sizes)):
         raise ValueError("batch answer header does not match the request")
