@@ -334,6 +334,16 @@ def test_blob_batch_answers_whole_blobs_in_the_order_asked(reg: Any) -> None:
     assert split_batch(reg.rw.post("/blobs/batch", json={"digests": []}).content, 0) == []
 
 
+@pytest.mark.parametrize("body", [
+    b"no header line", b"[1, 2]\n", b'{"sizes": [5]}\nabc', b'{"sizes": [1]}\nab',
+    b'{"sizes": [2, 1]}\nab', b"not json\n",
+])
+def test_malformed_batch_answers_are_refused_as_value_errors(body: bytes) -> None:
+    # HttpRegistry turns ValueError into RegistryUnavailable: nothing else may escape
+    with pytest.raises(ValueError):
+        split_batch(body, 1)
+
+
 def test_blob_batch_refuses_bad_requests(reg: Any) -> None:
     present = reg.upload(rand_bytes(100))
     assert_error(reg.rw.post("/blobs/batch", json={"digests": ["nope"]}), 400, "InvalidRequest")
