@@ -313,11 +313,8 @@ class VerifiedReader:
         if end <= first:
             return
         keys = [(entry.digest, n) for n in range(first, end)]
-        try:
-            if first < 0:
-                await self._flights(keys, self.content.whole, entry, quiet=True)
-            else:
-                await self._flights(keys, self.content.chunks, entry, first, end, quiet=True)
+        try:  # chunks only: small files are prefetched in batches (_prefetch_small)
+            await self._flights(keys, self.content.chunks, entry, first, end, quiet=True)
         except Exception as exc:  # the reader will meet the error itself, and report it
             log.debug("prefetch of chunks %d-%d of %s failed: %s", first, end - 1,
                       entry.digest, exc)

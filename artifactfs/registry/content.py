@@ -111,20 +111,13 @@ class VerifiedContent:
         key = self._stored_key(entry)
         if entry.size == 0:
             return self._checked_empty(entry)
-        check = functools.partial(_md5_matches, entry)
-        cached = self.cache.get(key, check)
+        cached = self.cache.get(key, functools.partial(_md5_matches, entry))
         if cached is not None:
             return cached
         for attempt in range(_ATTEMPTS - attempts, _ATTEMPTS):
             data = self.registry.read_blob(entry.digest, 0, entry.size)
-            self.stats.add(len(data))
-            if check(data):
-                self.cache.put(key, data)
+            if self._accept_whole(entry, data, attempt):
                 return data
-            log.warning(
-                "blob %s for %r failed its MD5 check (attempt %d)", entry.digest, entry.path,
-                attempt + 1,
-            )
         raise DigestMismatch(f"blob {entry.digest} of {entry.path!r} failed verification twice")
 
     def wholes(self, entries: list[ManifestEntry], *, uncached: bool = False) -> list[Piece]:
@@ -149,18 +142,23 @@ class VerifiedContent:
                 entry = entries[i]
                 if data is None:
                     continue
-                self.stats.add(len(data))
                 tried.add(i)
-                if _md5_matches(entry, data):
-                    self.cache.put(self._stored_key(entry), data)
+                if self._accept_whole(entry, data, 0):
                     found[i] = data
-                else:
-                    log.warning("blob %s for %r failed its MD5 check (attempt 1)",
-                                entry.digest, entry.path)
         return [
             p if p is not None else self.whole(e, attempts=1 if i in tried else _ATTEMPTS)
             for i, (e, p) in enumerate(zip(entries, found, strict=True))
         ]
+
+    def _accept_whole(self, entry: ManifestEntry, data: Piece, attempt: int) -> bool:
+        """Count fetched bytes of a small entry and cache them if they pass the MD5 check."""
+        self.stats.add(len(data))
+        if _md5_matches(entry, data):
+            self.cache.put(self._stored_key(entry), data)
+            return True
+        log.warning("blob %s for %r failed its MD5 check (attempt %d)", entry.digest,
+                    entry.path, attempt + 1)
+        return False
 
     def _checked_empty(self, entry: ManifestEntry) -> bytes:
         if entry.digest != md5_b64(b""):

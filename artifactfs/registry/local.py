@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from artifactfs.core.chunks import ChunkIndex
-from artifactfs.core.errors import NotFound
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
 from artifactfs.registry.base import Registry
@@ -96,13 +95,7 @@ class LocalRegistry(Registry):
         return self.store.blobs.read(digest, start, end)
 
     def read_blobs(self, digests: Sequence[str]) -> list[bytes | memoryview | None]:
-        out: list[bytes | memoryview | None] = []
-        for digest in digests:
-            try:
-                out.append(self.store.blobs.read(digest))
-            except NotFound:
-                out.append(None)
-        return out
+        return list(self.store.blobs.read_many(digests))
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:
         return self.store.blobs.chunk_index(digest)

@@ -282,13 +282,7 @@ class Registry:
                 sizes.append(-1)
         if sum(n for n in sizes if n > 0) > BATCH_MAX_BYTES:
             raise HTTPError(413, "TooLarge", f"blobs of a batch exceed {BATCH_MAX_BYTES} bytes")
-        parts: list[bytes | None] = []
-        for digest, size in zip(digests, sizes, strict=True):
-            try:
-                parts.append(self.store.blobs.read(digest) if size >= 0 else None)
-            except NotFound:  # deleted since
-                parts.append(None)
-        return parts
+        return self.store.blobs.read_many(digests)  # None for any missing, or deleted since
 
     async def get_blob(self, request: Request) -> Response:
         digest = _hex_to_digest(request.path_params["key"])

@@ -107,6 +107,16 @@ class BlobDir:
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
 
+    def read_many(self, digests: Iterable[str]) -> list[bytes | None]:
+        """Whole blobs in the order asked; None for one that is not here."""
+        out: list[bytes | None] = []
+        for digest in digests:
+            try:
+                out.append(self.read(digest))
+            except NotFound:
+                out.append(None)
+        return out
+
     def chunk_index(self, digest: str) -> ChunkIndex | None:
         """The blob's chunk index, None for a blob of one chunk or less."""
         try:

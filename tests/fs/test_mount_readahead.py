@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fs.conftest import Mount, drop_caches
 from fs.test_mount_tree import push
@@ -45,6 +47,17 @@ def read_range(path: Path, start: int, stop: int, block: int = CHUNK_SIZE) -> by
     return bytes(out)
 
 
+def run_threads(target: Callable[[Any], None], args: list[Any], timeout: float
+                ) -> list[threading.Thread]:
+    """One thread per argument, all started, then each waited for up to ``timeout``."""
+    threads = [threading.Thread(target=target, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return threads
+
+
 def vm_hwm_bytes(pid: int) -> int:
     """Peak resident memory of process ``pid`` (VmHWM in /proc/PID/status)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -53,19 +66,28 @@ def vm_hwm_bytes(pid: int) -> int:
     raise AssertionError(f"no VmHWM for pid {pid}")
 
 
-def test_sequential_read_is_exact_and_fetched_in_batched_runs(
-    api: Api, tmp_path: Path, mount_factory
-):
-    data = make_data(48, seed=1)
+def read_all_once(
+    api: Api, tmp_path: Path, mount_factory, seed: int, *mount_args: str
+) -> tuple[Mount, dict, bytes]:
+    """Push 48 chunks and a tail, mount with ``mount_args`` and read it all in order: the
+    bytes must be exact and fetched about once. Returns the mount, its stats and the data."""
+    data = make_data(48, seed=seed)
     rel = push_big(api, tmp_path, data)
-    mount: Mount = mount_factory()
+    mount: Mount = mount_factory(*mount_args)
     got = read_range(mount.path / rel, 0, len(data))
     assert len(got) == len(data)
     assert sha(got) == sha(data)
     stats = mount.stats()
+    assert len(data) <= stats["fetch_bytes"] <= len(data) + 4 * MIB, stats
+    return mount, stats, data
+
+
+def test_sequential_read_is_exact_and_fetched_in_batched_runs(
+    api: Api, tmp_path: Path, mount_factory
+):
+    mount, stats, data = read_all_once(api, tmp_path, mount_factory, 1)
     chunks = -(-len(data) // CHUNK_SIZE)
     assert 0 < stats["fetch_requests"] <= chunks // 3 + 3, stats
-    assert len(data) <= stats["fetch_bytes"] <= len(data) + 4 * MIB, stats
     assert mount.alive()
 
 
@@ -131,11 +153,7 @@ def test_concurrent_readers_from_different_offsets_get_the_right_bytes(
         except BaseException as exc:  # reported by the test thread below
             errors.append(exc)
 
-    threads = [threading.Thread(target=reader, args=(s,)) for s in starts]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=240)
+    run_threads(reader, starts, timeout=240)
     assert not errors, errors
     for start in starts:
         assert results.get(start) == sha(data[start:] + data[:start]), start
@@ -147,15 +165,9 @@ def test_concurrent_readers_from_different_offsets_get_the_right_bytes(
 def test_small_memory_budget_reads_exactly_and_stays_bounded(
     api: Api, tmp_path: Path, mount_factory
 ):
-    data = make_data(48, seed=5)
-    rel = push_big(api, tmp_path, data)
-    mount: Mount = mount_factory("--memory", "8")
-    got = read_range(mount.path / rel, 0, len(data))
-    assert sha(got) == sha(data)
-    stats = mount.stats()
+    mount, stats, _ = read_all_once(api, tmp_path, mount_factory, 5, "--memory", "8")
     assert stats["pid"] == mount.pid
     assert vm_hwm_bytes(stats["pid"]) < 400 * MIB
-    assert len(data) <= stats["fetch_bytes"] <= len(data) + 4 * MIB, stats
     assert mount.alive()
 
 
@@ -201,10 +213,6 @@ def test_small_files_read_while_their_prefetch_runs_never_hang_or_mix(
             if (base / rel).read_bytes() != files[rel]:
                 bad.append(rel)
 
-    threads = [threading.Thread(target=reader, args=(o,)) for o in orders]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    threads = run_threads(reader, orders, timeout=120)
     assert not any(t.is_alive() for t in threads), "a reader hung"
     assert bad == []
