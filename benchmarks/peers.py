@@ -82,6 +82,7 @@ from read_throughput import (
     preflight,
     push,
     read_all,
+    read_buffer,
     stat_delta,
     wait_gone,
     write_json,
@@ -811,7 +812,7 @@ def observe(c: Contender) -> Iterator[dict[str, Any]]:
 
 
 def _reader(paths: list[str], barrier: Any, queue: Any) -> None:
-    buf = bytearray(BLOCK)
+    buf = read_buffer()
     total = 0
     try:
         barrier.wait()
