@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from artifactfs.cache import ContentCache
+from artifactfs.store import files
+from artifactfs.store.files import write_atomically
 
 
 def _name(data: bytes) -> str:
@@ -308,3 +310,49 @@ def test_two_caches_on_one_folder_share_the_bound(tmp_path: Path) -> None:
     one.evict()
     assert one.usage() <= 8000
     assert two.usage() == one.usage()
+
+
+def test_write_atomically_leaves_only_the_finished_file(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    dest = tmp_path / "dest"
+    dest.write_bytes(b"old")
+    seen: list[int] = []
+
+    def stamp(fd: int) -> None:  # runs once every byte is written, before the rename
+        seen.append(os.fstat(fd).st_size)
+        assert dest.read_bytes() == b"old"
+
+    write_atomically(str(dest), memoryview(b"new bytes"), tmp_dir=str(tmp), before_rename=stamp)
+    assert dest.read_bytes() == b"new bytes"
+    assert seen == [9]
+    assert list(tmp.iterdir()) == []
+
+
+def test_write_atomically_cleans_up_when_it_fails(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    dest = tmp_path / "dest"
+
+    def refuse(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        write_atomically(str(dest), b"x" * 1000, tmp_dir=str(tmp), before_rename=refuse)
+    with pytest.raises(FileNotFoundError):  # the folder of dest is missing: nothing is left
+        write_atomically(str(tmp_path / "no" / "dest"), b"x", tmp_dir=str(tmp))
+    assert not dest.exists()
+    assert list(tmp.iterdir()) == []
+
+
+def test_write_atomically_steps_over_names_a_dead_process_left(tmp_path: Path) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    # the next temporary names this process would use, taken by stale files
+    upcoming = next(files._NEXT) + 1
+    stale = [tmp / f".tmp-{files._RUN}-{os.getpid()}-{n}" for n in range(upcoming, upcoming + 3)]
+    for path in stale:
+        path.write_bytes(b"stale")
+    write_atomically(str(tmp_path / "dest"), b"fresh", tmp_dir=str(tmp))
+    assert (tmp_path / "dest").read_bytes() == b"fresh"
+    assert sorted(tmp.iterdir()) == sorted(stale)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
-from artifactfs.store.files import atomic_writer
+from artifactfs.store.files import write_atomically
 
 __all__ = ["ContentCache"]
 
@@ -51,6 +51,9 @@ class ContentCache:
         self.max_bytes = max_bytes
         self.objects = root / "objects"
         self.tmp = root / "tmp"
+        # string paths on the hot paths: a Path per lookup cost more than the lookup
+        self._objects = os.fspath(self.objects)
+        self._tmp = os.fspath(self.tmp)
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._checked: LRUCache[str, tuple[int, int, int]] = LRUCache(maxsize=200_000)
@@ -62,14 +65,17 @@ class ContentCache:
         self.misses = 0
 
     def path(self, name: str) -> Path:
-        return self.objects / name[:2] / name
+        return Path(self._where(name))
+
+    def _where(self, name: str) -> str:
+        return f"{self._objects}/{name[:2]}/{name}"
 
     def get(self, name: str, check: Callable[[bytes], bool]) -> bytes | None:
         """Cached bytes of ``name`` if present and passing ``check``; else None.
 
         A file that fails its check is deleted, so it is fetched again rather than served.
         """
-        path = self.path(name)
+        path = self._where(name)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -101,18 +107,18 @@ class ContentCache:
         return data
 
     def contains(self, name: str) -> bool:
-        return self.path(name).is_file()
+        return os.path.isfile(self._where(name))
 
     def put(self, name: str, data: bytes | memoryview) -> None:
         """Store verified bytes under ``name`` atomically, then keep the bound."""
-        path = self.path(name)
+        path = self._where(name)
         try:
             try:
-                self._write(path, data)
+                write_atomically(path, data, tmp_dir=self._tmp, before_rename=_set_stamp)
             except FileNotFoundError:  # a new fan-out folder, or someone emptied the cache
-                path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 self.tmp.mkdir(parents=True, exist_ok=True)
-                self._write(path, data)
+                write_atomically(path, data, tmp_dir=self._tmp, before_rename=_set_stamp)
         except OSError as exc:  # a full disk must not fail the read that fetched the bytes
             log.warning("could not cache %s: %s", name, exc)
             return
@@ -151,22 +157,16 @@ class ContentCache:
             with self._lock:
                 self._scanning = False
 
-    def _write(self, path: Path, data: bytes | memoryview) -> None:
-        with atomic_writer(path, tmp_dir=self.tmp) as f:
-            f.write(data)
-            f.flush()
-            _set_stamp(f.fileno())
-
     def discard(self, name: str) -> None:
-        path = self.path(name)
+        path = self._where(name)
         with contextlib.suppress(FileNotFoundError):
-            self._drop(path, path.stat().st_size)
+            self._drop(path, os.stat(path).st_size)
 
-    def _drop(self, path: Path, size: int) -> None:
+    def _drop(self, path: str, size: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         with self._lock:
-            self._checked.pop(path.name, None)
+            self._checked.pop(os.path.basename(path), None)
             if self._usage is not None:
                 self._usage -= size
 

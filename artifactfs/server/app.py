@@ -269,9 +269,11 @@ class Registry:
         if len(digests) > BATCH_MAX_BLOBS:
             raise HTTPError(400, "InvalidRequest",
                             f"at most {BATCH_MAX_BLOBS} digests per batch")
-        parts = await self._run(self._read_batch, digests)
-        return StreamingResponse(_iterate(batch_body(parts)),
-                                 media_type="application/octet-stream")
+        pieces = batch_body(await self._run(self._read_batch, digests))
+        # the length is known: a client reads one body of that length, not one HTTP chunk
+        # per blob
+        return StreamingResponse(_iterate(pieces), media_type="application/octet-stream",
+                                 headers={"Content-Length": str(sum(map(len, pieces)))})
 
     def _read_batch(self, digests: list[str]) -> list[bytes | None]:
         sizes = []

@@ -331,6 +331,9 @@ def test_blob_batch_answers_whole_blobs_in_the_order_asked(reg: Any) -> None:
     assert [None if p is None else bytes(p) for p in parts] == want
     head = r.content.split(b"\n", 1)[0]
     assert json.loads(head) == {"sizes": [70_000, -1, 10, 0, 3000, 70_000]}
+    # one body of known length, so a client reads it in one go rather than chunk by chunk
+    assert r.headers["content-length"] == str(len(r.content))
+    assert "transfer-encoding" not in r.headers
     assert split_batch(reg.rw.post("/blobs/batch", json={"digests": []}).content, 0) == []
 
 
