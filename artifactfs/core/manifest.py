@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
+from artifactfs.core.collector import collector_paused
 from artifactfs.core.digests import artifact_digest
 from artifactfs.core.errors import InvalidManifest
 
@@ -244,8 +245,9 @@ class Manifest:
             storage_policy_config=dict(config),
             unknown=unknown,
         )
-        for path, value in contents.items():  # from_dict validates each path once
-            manifest._add(path, ManifestEntry.from_dict(path, value))
+        with collector_paused():
+            for path, value in contents.items():  # from_dict validates each path once
+                manifest._add(path, ManifestEntry.from_dict(path, value))
         return manifest
 
     @classmethod

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import gc
 import hashlib
 import logging
 import os
@@ -52,20 +51,11 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         ctypes.CDLL(None).mallopt(_M_ARENA_MAX, arenas)
 
 
-# Allocations between the collector's young passes (CPython's default is 700). Loading a
-# version of 100,000 entries and listing it makes a few hundred thousand long-lived objects
-# (entries, nodes); at the default the collector kept traversing them, a quarter of the
-# listing's time in-process. The daemon makes little cyclic garbage, so rarer passes cost
-# no measurable memory (docs/performance.md).
-_GC_THRESHOLDS = (50_000, 20, 20)
-
-
 def serve_mount(
     config: Config, options: MountOptions, ready: Callable[[], None] | None = None
 ) -> None:
     """Mount and serve until unmounted or signalled. Blocks."""
     _limit_malloc_arenas()
-    gc.set_threshold(*_GC_THRESHOLDS)
     registry = open_registry(config)
     content = open_content(config, registry)
     limiter = trio.CapacityLimiter(options.threads)

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import trio
 from cachetools import LRUCache, TTLCache
 
+from artifactfs.core.collector import collector_paused
 from artifactfs.core.errors import InvalidName, NotFound, RegistryUnavailable
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.names import parse_version_label, validate_alias, validate_name
@@ -89,6 +90,11 @@ class Node:
 
 def _never(_: str) -> bool:
     return False
+
+
+def _listing(manifest: Manifest) -> VersionListing:
+    with collector_paused():
+        return VersionListing(manifest)
 
 
 class Tree:
@@ -183,6 +189,13 @@ class Tree:
         A listing of 100,000 entries comes through here once: ``_node_for`` is written out
         and ``Node`` built from positional arguments, a third less time per entry.
         """
+        with collector_paused():
+            return self._make_entry_nodes(folder, prefix, names, entries, is_file)
+
+    def _make_entry_nodes(
+        self, folder: Node, prefix: str, names: Iterable[str],
+        entries: Mapping[str, ManifestEntry | None] | None, is_file: Callable[[str], bool],
+    ) -> list[Node]:
         inodes, nodes = self._inodes, self._nodes
         finode, project, type_, version = folder.inode, folder.project, folder.type, folder.version
         get = entries.get if entries is not None else None
@@ -257,7 +270,7 @@ class Tree:
         found = self._listings.get(vid)
         if found is None:
             # parsing and indexing a large manifest takes a while: not on the event loop
-            found = await self._blocking(lambda: VersionListing(self.registry.manifest(vid)))
+            found = await self._blocking(lambda: _listing(self.registry.manifest(vid)))
             self.manifest_fetches += 1
             self._listings[vid] = found
         return found
