@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import pytest
+import trio
 
 from artifactfs.cache import ContentCache
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY, CHUNK_SIZE
 from artifactfs.core.digests import blob_key
 from artifactfs.core.errors import DigestMismatch
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.fs.reader import VerifiedReader
 from artifactfs.registry import LocalRegistry, VerifiedContent
 from artifactfs.store import Store
 from artifactfs.store.files import hash_file
@@ -162,3 +165,29 @@ def test_small_entries_past_the_batch_byte_limit_are_split_into_several_batches(
     entries = small_entries(store, tmp_path, blobs)
     assert [bytes(p) for p in content.wholes(entries)] == blobs
     assert calls == [BATCH_MAX_BYTES // CHUNK_SIZE, 3]
+
+
+def test_small_files_once_read_are_not_prefetched_again(parts, tmp_path: Path):
+    store, content = parts
+    blobs = [os.urandom(2000 + i) for i in range(8)]
+    entries = small_entries(store, tmp_path, blobs)
+    reader = VerifiedReader(content, _in_thread, memory_bytes=8 << 20)
+    scheduled: list[int] = []
+
+    async def main() -> None:
+        for entry, data in zip(entries[:4], blobs, strict=False):
+            assert bytes(await reader.read(entry, 0, entry.size)) == data
+        reader._memory.clear()  # pushed out of memory; still in the disk cache
+        async with trio.open_nursery() as nursery:
+            reader.schedule_small(nursery, entries[:4])  # all read before: nothing to do
+            scheduled.append(len(nursery.child_tasks))
+            reader.schedule_small(nursery, entries)  # four new ones: one batch for them
+            scheduled.append(len(nursery.child_tasks))
+
+    trio.run(main)
+    assert scheduled == [0, 1]
+    assert all(content.cache.contains(blob_key(e.digest)) for e in entries)
+
+
+async def _in_thread(func, *args):
+    return await trio.to_thread.run_sync(functools.partial(func, *args))

@@ -181,6 +181,12 @@ class VerifiedReader:
                 flight.data = data
                 with contextlib.suppress(ValueError):  # larger than the whole budget
                     self._memory[key] = data
+                if key[1] == -1:
+                    # a whole small file came from the disk cache or was just put there:
+                    # prefetch need not ask (a hint only; a file evicted since is fetched
+                    # when opened). Without it, reading out of listing order asked the
+                    # cache about the same siblings at open after open.
+                    self._on_disk[key[0]] = True
             return pieces
         except BaseException as exc:
             if not quiet:
