@@ -83,6 +83,7 @@ from read_throughput import (
     push,
     read_all,
     read_buffer,
+    read_through,
     stat_delta,
     wait_gone,
     write_json,
@@ -813,16 +814,11 @@ def observe(c: Contender) -> Iterator[dict[str, Any]]:
 
 def _reader(paths: list[str], barrier: Any, queue: Any) -> None:
     buf = read_buffer()
-    total = 0
     try:
         barrier.wait()
-        for p in paths:
-            with open(p, "rb", buffering=0) as f:
-                while n := f.readinto(buf):
-                    total += n
-        queue.put((total, None))
+        queue.put((read_through(paths, buf), None))
     except BaseException as exc:  # reported to the parent, which raises
-        queue.put((total, f"{type(exc).__name__}: {exc}"))
+        queue.put((0, f"{type(exc).__name__}: {exc}"))
 
 
 def read_files(paths: list[Path], readers: int, expected: int) -> float:

@@ -7,6 +7,7 @@ plain file name.
 
 from __future__ import annotations
 
+from artifactfs.core.collector import collector_paused
 from artifactfs.core.manifest import Manifest, ManifestEntry
 
 __all__ = ["VersionListing"]
@@ -16,13 +17,14 @@ class VersionListing:
     __slots__ = ("dirs", "files")
 
     def __init__(self, manifest: Manifest) -> None:
-        self.files: dict[str, ManifestEntry] = dict(manifest.entries)
-        children: dict[str, set[str]] = {"": set()}
-        for path in self.files:
-            parent = ""
-            for part in path.split("/"):
-                here = f"{parent}/{part}" if parent else part
-                children.setdefault(parent, set()).add(part)
-                parent = here
-        # a file's own path never becomes a key: only parents do
-        self.dirs: dict[str, list[str]] = {d: sorted(n) for d, n in children.items()}
+        with collector_paused():  # as many objects again as the manifest has entries
+            self.files: dict[str, ManifestEntry] = dict(manifest.entries)
+            children: dict[str, set[str]] = {"": set()}
+            for path in self.files:
+                parent = ""
+                for part in path.split("/"):
+                    here = f"{parent}/{part}" if parent else part
+                    children.setdefault(parent, set()).add(part)
+                    parent = here
+            # a file's own path never becomes a key: only parents do
+            self.dirs: dict[str, list[str]] = {d: sorted(n) for d, n in children.items()}

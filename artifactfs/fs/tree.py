@@ -92,11 +92,6 @@ def _never(_: str) -> bool:
     return False
 
 
-def _listing(manifest: Manifest) -> VersionListing:
-    with collector_paused():
-        return VersionListing(manifest)
-
-
 class Tree:
     def __init__(
         self, registry: Registry, entity: str, blocking: Blocking, listing_ttl: float,
@@ -189,35 +184,29 @@ class Tree:
         A listing of 100,000 entries comes through here once: ``_node_for`` is written out
         and ``Node`` built from positional arguments, a third less time per entry.
         """
-        with collector_paused():
-            return self._make_entry_nodes(folder, prefix, names, entries, is_file)
-
-    def _make_entry_nodes(
-        self, folder: Node, prefix: str, names: Iterable[str],
-        entries: Mapping[str, ManifestEntry | None] | None, is_file: Callable[[str], bool],
-    ) -> list[Node]:
         inodes, nodes = self._inodes, self._nodes
         finode, project, type_, version = folder.inode, folder.project, folder.type, folder.version
         get = entries.get if entries is not None else None
-        out = []
-        for name in names:
-            path = prefix + name
-            entry = get(path) if get is not None else None
-            key = ("e", finode, path)
-            inode = inodes.get(key)
-            if inode is None:
-                inode = self._next_inode
-                self._next_inode += 1
-                inodes[key] = inode
-                kind = Kind.FILE if entry is not None or is_file(path) else Kind.DIR
-                node = nodes[inode] = Node(
-                    inode, kind, name, project, type_, "", version, finode, path, entry
-                )
-            else:
-                node = nodes[inode]
-                if entry is not None:
-                    node.entry = entry
-            out.append(node)
+        with collector_paused():  # many long-lived objects at once
+            out = []
+            for name in names:
+                path = prefix + name
+                entry = get(path) if get is not None else None
+                key = ("e", finode, path)
+                inode = inodes.get(key)
+                if inode is None:
+                    inode = self._next_inode
+                    self._next_inode += 1
+                    inodes[key] = inode
+                    kind = Kind.FILE if entry is not None or is_file(path) else Kind.DIR
+                    node = nodes[inode] = Node(
+                        inode, kind, name, project, type_, "", version, finode, path, entry
+                    )
+                else:
+                    node = nodes[inode]
+                    if entry is not None:
+                        node.entry = entry
+                out.append(node)
         return out
 
     # ---- registry queries, cached briefly --------------------------------------------------
@@ -270,7 +259,7 @@ class Tree:
         found = self._listings.get(vid)
         if found is None:
             # parsing and indexing a large manifest takes a while: not on the event loop
-            found = await self._blocking(lambda: _listing(self.registry.manifest(vid)))
+            found = await self._blocking(lambda: VersionListing(self.registry.manifest(vid)))
             self.manifest_fetches += 1
             self._listings[vid] = found
         return found

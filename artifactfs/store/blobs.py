@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import BinaryIO
 from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
 from artifactfs.core.errors import DigestMismatch, NotFound
-from artifactfs.store.files import READ_BLOCK, atomic_writer
+from artifactfs.store.files import READ_BLOCK, atomic_writer, create_temporary
 
 __all__ = ["BlobDir", "BlobWriter"]
 
@@ -150,7 +149,7 @@ class BlobWriter:
         self.digest = digest
         self.dest = blobs.path(digest)
         self._hasher = ContentHasher()
-        fd, self._tmp = tempfile.mkstemp(dir=blobs.tmp, prefix=".tmp-")
+        fd, self._tmp = create_temporary(blobs.tmp)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
 
     def write(self, data: bytes | memoryview) -> None:

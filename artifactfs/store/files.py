@@ -6,7 +6,6 @@ import contextlib
 import itertools
 import os
 import secrets
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -14,11 +13,14 @@ from typing import BinaryIO
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import ContentDigest, ContentHasher
 
-__all__ = ["READ_BLOCK", "atomic_writer", "hash_file", "hash_stream", "write_atomically"]
+__all__ = [
+    "READ_BLOCK", "atomic_writer", "create_temporary", "hash_file", "hash_stream",
+    "write_atomically",
+]
 
 READ_BLOCK = 4 * CHUNK_SIZE
 
-# temporary names for write_atomically: this run, then the pid (which a fork changes)
+# temporary file names: this run, then the pid (which a fork changes)
 _RUN = secrets.token_hex(4)
 _NEXT = itertools.count()
 
@@ -40,6 +42,39 @@ def hash_file(path: str | os.PathLike[str]) -> ContentDigest:
         return hash_stream(f)
 
 
+def create_temporary(folder: str | os.PathLike[str], mode: int = 0o600) -> tuple[int, str]:
+    """A new, empty file in ``folder``, open for writing: (descriptor, path).
+
+    Its name is this process's own (``.tmp-``, a token of this run, the pid, a counter),
+    created exclusively. Cheaper than ``mkstemp``, whose random names were a measurable
+    part of the content cache's write of every small file a mount reads.
+    """
+    while True:
+        path = f"{os.fspath(folder)}/.tmp-{_RUN}-{os.getpid()}-{next(_NEXT)}"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode), path
+        except FileExistsError:  # left by a dead process forked from this one
+            continue
+
+
+@contextlib.contextmanager
+def _replacing(dest: str | os.PathLike[str], folder: str | os.PathLike[str], mode: int
+               ) -> Iterator[int]:
+    """A temporary file in ``folder`` (its descriptor) that is renamed over ``dest`` when
+    the block ends without an error, and removed when it does not."""
+    fd, tmp = create_temporary(folder, mode)
+    try:
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_writer(
     dest: Path, *, tmp_dir: Path | None = None, durable: bool = False
@@ -50,57 +85,30 @@ def atomic_writer(
     renamed over ``dest`` only when the block ends without an error; on error it is removed.
     ``durable`` adds fsync of the file and its folder, for data that must survive a crash.
     """
-    folder = tmp_dir or dest.parent
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, dest)
+    with _replacing(dest, tmp_dir or dest.parent, 0o600) as fd, \
+            open(fd, "wb", closefd=False) as f:
+        yield f
         if durable:
-            dir_fd = os.open(dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+            f.flush()
+            os.fsync(fd)
+    if durable:
+        dir_fd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def write_atomically(
     dest: str, data: bytes | memoryview, *, tmp_dir: str,
     before_rename: Callable[[int], None] | None = None,
 ) -> None:
-    """``atomic_writer`` for bytes already in memory, with no file object.
-
-    The content cache writes a file for every small file a mount reads; there,
-    ``mkstemp``'s random names and a buffered writer took a third of each write. The
-    temporary name is this process's own (run token, pid, counter), created exclusively.
-    ``before_rename`` gets the descriptor once every byte is written. Raises OSError,
-    leaving no temporary file behind.
-    """
-    while True:
-        tmp = f"{tmp_dir}/.tmp-{_RUN}-{os.getpid()}-{next(_NEXT)}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        except FileExistsError:  # left by a dead process that had this pid
-            continue
-        break
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if before_rename is not None:
-                before_rename(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """``atomic_writer`` for bytes already in memory, with no file object (the content
+    cache writes one file per small file a mount reads). ``before_rename`` gets the
+    descriptor once every byte is written. Raises OSError, leaving no temporary file."""
+    with _replacing(dest, tmp_dir, 0o644) as fd:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if before_rename is not None:
+            before_rename(fd)
