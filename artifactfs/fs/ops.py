@@ -80,6 +80,29 @@ def barrier(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@dataclass(frozen=True, slots=True)
+class _Profile:
+    """What the attributes of one NAME:LABEL folder's entries share."""
+
+    version: VersionInfo | None  # the version it was made for
+    writable: bool
+    mtime_ns: int
+    timeout: float  # entry and attribute timeout of its files and folders
+    file_mode: int
+    dir_mode: int
+
+    @classmethod
+    def of(cls, writable: bool, mtime_ns: int, version: VersionInfo | None) -> _Profile:
+        # writable: changes come through this mount, so the kernel sees them; a short
+        # timeout all the same, so a save or discard (which replace the folder) never
+        # leaves stale sizes
+        return cls(
+            version, writable, mtime_ns, 1.0 if writable else _LONG,
+            stat.S_IFREG | (0o644 if writable else 0o444),
+            stat.S_IFDIR | (0o755 if writable else 0o555),
+        )
+
+
 @dataclass(slots=True)
 class OpenFile:
     node: Node
@@ -115,55 +138,59 @@ class ArtifactOperations(pyfuse3.Operations):
         self.read_requests = 0
         self._tuned = False
         self.siblings = SiblingWindow(options.prefetch_files)
-        self._profiles: dict[int, tuple[VersionInfo | None, bool, int]] = {}  # _folder_profile
+        self._profiles: dict[int, _Profile] = {}  # _folder_profile
+        self._top_profile = _Profile.of(False, self._mounted_at, None)  # root, projects, types
 
     # ---- attributes ----------------------------------------------------------------------
 
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+        # A listing asks once per entry (100,000 times for a large version), so fields that
+        # a fresh EntryAttributes already holds (generation 0) are not set again, and what
+        # depends only on the folder comes from its profile.
         a = pyfuse3.EntryAttributes()
         a.st_ino = node.inode
-        a.generation = 0
-        a.st_uid, a.st_gid = self._uid, self._gid
+        a.st_uid = self._uid
+        a.st_gid = self._gid
         a.st_blksize = 128 * 1024
         kind = node.kind
-        if kind is Kind.FILE or kind is Kind.DIR:
-            folder = self.tree.node(node.folder)
-            writable, mtime = self._folder_profile(folder)
-            # writable: changes come through this mount, so the kernel sees them; short all
-            # the same, so a save or discard (which replace the folder) never leaves stale
-            # sizes
-            a.entry_timeout = a.attr_timeout = 1.0 if writable else _LONG
-        elif kind is Kind.VERSION:
-            folder = node
-            writable, mtime = self._folder_profile(node)
-            # an alias folder: the name NAME:ALIAS may soon mean another inode; the inode
-            # itself never changes
-            a.entry_timeout = self.options.alias_timeout if writable else _LONG
-            a.attr_timeout = _LONG
-        else:
-            folder = node
-            writable, mtime = False, self._mounted_at
-            a.entry_timeout = a.attr_timeout = self.options.alias_timeout
         if kind is Kind.FILE:
-            size = 0
+            folder = self.tree.node(node.folder)
+            profile = self._folder_profile(folder)
+            mtime = profile.mtime_ns
+            a.entry_timeout = a.attr_timeout = profile.timeout
             ref = folder.staged.files.get(node.path) if folder.staged else node.entry
+            size = 0
             if isinstance(ref, StagedFile):
                 size, mtime = ref.size, ref.mtime_ns
             elif ref is not None:
                 size = ref.size
-            a.st_mode = stat.S_IFREG | (0o644 if writable else 0o444)
+            a.st_mode = profile.file_mode
             a.st_nlink = 1
             a.st_size = size
             a.st_blocks = -(-size // 512)
+            a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = mtime
+            return a
+        if kind is Kind.DIR:
+            profile = self._folder_profile(self.tree.node(node.folder))
+            a.entry_timeout = a.attr_timeout = profile.timeout
+        elif kind is Kind.VERSION:
+            profile = self._folder_profile(node)
+            # an alias folder: the name NAME:ALIAS may soon mean another inode; the inode
+            # itself never changes
+            a.entry_timeout = self.options.alias_timeout if profile.writable else _LONG
+            a.attr_timeout = _LONG
         else:
-            a.st_mode = stat.S_IFDIR | (0o755 if writable else 0o555)
-            a.st_nlink = 2
-            a.st_size = 0
-        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = mtime
+            profile = self._top_profile
+            a.entry_timeout = a.attr_timeout = self.options.alias_timeout
+        a.st_mode = profile.dir_mode
+        a.st_nlink = 2
+        a.st_size = 0
+        a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = profile.mtime_ns
         return a
 
-    def _folder_profile(self, folder: Node) -> tuple[bool, int]:
-        """Whether a NAME:LABEL folder is writable (an alias folder) and its time stamp.
+    def _folder_profile(self, folder: Node) -> _Profile:
+        """What the attributes of a NAME:LABEL folder's entries share: whether it is
+        writable (an alias folder), its time stamp, modes and cache timeout.
 
         Every entry of a listing asks, so the answer is remembered per folder inode, for
         as long as the folder shows the same version (a save keeps the inode and moves the
@@ -171,12 +198,13 @@ class ArtifactOperations(pyfuse3.Operations):
         """
         version = folder.version
         cached = self._profiles.get(folder.inode)
-        if cached is not None and cached[0] is version:
-            return cached[1], cached[2]
+        if cached is not None and cached.version is version:
+            return cached
         mtime = int(version.created_at * 1e9) if version is not None else self._mounted_at
-        writable = folder.is_alias_folder
-        self._profiles[folder.inode] = (version, writable, mtime)
-        return writable, mtime
+        profile = self._profiles[folder.inode] = _Profile.of(
+            folder.is_alias_folder, mtime, version
+        )
+        return profile
 
     def _after_init(self) -> None:
         """Once the kernel has applied the INIT reply (any later request proves it), raise
