@@ -8,17 +8,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from artifactfs.core.collector import collector_paused
+from artifactfs.core.collector import FULL_PASS_EVERY, collector_paused, rarer_full_passes
 from artifactfs.core.manifest import Manifest
 
 
 @pytest.fixture(autouse=True)
 def collector_on() -> Iterator[None]:
     gc.enable()
+    thresholds = gc.get_threshold()
     try:
         yield
     finally:
         gc.enable()
+        gc.set_threshold(*thresholds)
 
 
 def test_the_collector_is_off_inside_and_back_on_after() -> None:
@@ -70,3 +72,10 @@ def test_loading_a_manifest_leaves_the_collector_as_it_was() -> None:
     raw = {"version": 1, "contents": {f"d/{i}": {"digest": "x", "size": 1} for i in range(50)}}
     assert len(Manifest.from_dict(raw)) == 50
     assert gc.isenabled()
+
+
+def test_rarer_full_passes_leaves_the_young_generations_alone() -> None:
+    gc.set_threshold(700, 10, 10)
+    rarer_full_passes()
+    assert gc.get_threshold() == (700, 10, FULL_PASS_EVERY)
+    assert FULL_PASS_EVERY > 10

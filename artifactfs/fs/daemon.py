@@ -21,6 +21,7 @@ import pyfuse3
 import trio
 
 from artifactfs.config import Config
+from artifactfs.core.collector import rarer_full_passes
 from artifactfs.fs.control import serve_control
 from artifactfs.fs.ops import ArtifactOperations
 from artifactfs.fs.options import MountOptions
@@ -56,6 +57,7 @@ def serve_mount(
 ) -> None:
     """Mount and serve until unmounted or signalled. Blocks."""
     _limit_malloc_arenas()
+    rarer_full_passes()
     registry = open_registry(config)
     content = open_content(config, registry)
     limiter = trio.CapacityLimiter(options.threads)
