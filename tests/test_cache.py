@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import threading
 import time
 from pathlib import Path
 
@@ -253,6 +255,70 @@ def test_object_larger_than_the_bound_does_not_stay(tmp_path: Path) -> None:
     cache.put("small", b"s" * 100)
     cache.put("large", b"L" * 5000)
     assert cache.usage() <= 1000
+
+
+def _bytes_under(top: Path) -> int:
+    """Bytes of every file under ``top`` (objects and temporary files), counted by inode
+    so that a file renamed while the walk runs counts once."""
+    sizes: dict[int, int] = {}
+    for folder, _, names in os.walk(top):
+        for name in names:
+            try:
+                st = os.stat(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue
+            sizes[st.st_ino] = st.st_size
+    return sum(sizes.values())
+
+
+def test_the_bound_holds_at_every_moment_with_puts_from_many_threads(tmp_path: Path) -> None:
+    """Room is made before a write, so not even a write in flight takes the folder past the
+    bound (the old order, write and then evict, overshot by the objects in flight)."""
+    bound = 40_000
+    cache = ContentCache(tmp_path / "cache", max_bytes=bound)
+    stop = threading.Event()
+    peak = 0
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _bytes_under(tmp_path / "cache"))
+
+    def writer(seed: int) -> None:
+        rng = random.Random(seed)
+        for i in range(60):
+            data = _blob(seed * 1000 + i, rng.randrange(500, 6000))
+            cache.put(_name(data), data)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert 0 < peak <= bound
+    assert 0 < cache.usage() <= bound
+
+
+def test_an_object_larger_than_the_bound_is_not_written(tmp_path: Path) -> None:
+    cache = ContentCache(tmp_path / "cache", max_bytes=1000)
+    cache.put("large", b"L" * 5000)
+    assert not cache.contains("large")
+    assert _bytes_under(tmp_path / "cache") == 0
+
+
+def test_a_failed_write_gives_its_room_back(tmp_path: Path) -> None:
+    cache = ContentCache(tmp_path / "cache", max_bytes=5000)
+    (cache.objects / "ab").write_bytes(b"")  # a file where a fan-out folder should be
+    for i in range(20):  # 20,000 bytes of writes that fail
+        cache.put(f"ab{i:030d}", _blob(i, 1000))
+    data = _blob(99, 1000)
+    cache.put(_name(data), data)
+    assert cache.get(_name(data), _check_for(data)) == data
+    assert list(cache.tmp.iterdir()) == []
 
 
 def test_eviction_removes_the_least_recently_used_first(tmp_path: Path) -> None:

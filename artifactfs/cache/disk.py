@@ -17,8 +17,11 @@ Rules:
   or mtime, so it is checked, found bad, deleted and reported as a miss.
 - Recency is the file's atime, set explicitly on a hit (at most once a minute per file), so
   least-recently-used eviction works across processes and restarts with no index to corrupt.
-- When this process's running total passes the bound, it takes ``ROOT/evict.lock`` (flock),
-  scans the real usage and deletes the least recently used files down to 90% of the bound.
+- Before a write that would take this process's running total (bytes being written
+  included) past the bound, it takes ``ROOT/evict.lock`` (flock), scans the real usage and
+  deletes the least recently used files down to 90% of the bound. Within one process the
+  bound holds at every moment; processes sharing a folder may overshoot it by what the
+  others are writing at that moment.
 """
 
 from __future__ import annotations
@@ -57,10 +60,11 @@ class ContentCache:
         self.objects.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._checked: LRUCache[str, tuple[int, int, int]] = LRUCache(maxsize=200_000)
-        self._lock = threading.Lock()  # guards _checked (cachetools is not thread-safe), _usage
+        self._lock = threading.Lock()  # guards _checked (not thread-safe) and the counts
         self._usage: int | None = None  # this process's estimate; None until first scanned
         self._scanning = False
-        self._unscanned = 0  # bytes put before the first scan finished
+        self._written = 0  # bytes put by this process, ever: what a scan may have missed
+        self._pending = 0  # bytes being written by puts of this process
         self.hits = 0
         self.misses = 0
 
@@ -110,7 +114,18 @@ class ContentCache:
         return os.path.isfile(self._where(name))
 
     def put(self, name: str, data: bytes | memoryview) -> None:
-        """Store verified bytes under ``name`` atomically, then keep the bound."""
+        """Store verified bytes under ``name`` atomically, within the bound.
+
+        Room is made before the bytes are written, and bytes being written count against
+        the bound, so this process never holds more than the bound on disk, not even for
+        the moment between a write and the eviction it would cause. Bytes that cannot fit
+        (larger than the bound, or too many other writes in flight) are not cached; the
+        read that fetched them has them anyway.
+        """
+        size = len(data)
+        if not self._reserve(size):
+            log.debug("not caching %s: %d bytes do not fit in the bound", name, size)
+            return
         path = self._where(name)
         try:
             try:
@@ -120,35 +135,51 @@ class ContentCache:
                 self.tmp.mkdir(parents=True, exist_ok=True)
                 write_atomically(path, data, tmp_dir=self._tmp, before_rename=_set_stamp)
         except OSError as exc:  # a full disk must not fail the read that fetched the bytes
+            with self._lock:
+                self._pending -= size
             log.warning("could not cache %s: %s", name, exc)
             return
         with self._lock:
+            self._pending -= size
+            self._written += size
             self._checked.pop(name, None)
             if self._usage is None:
                 # the first puts of this process: count what is on disk in the background,
-                # since a large cache takes a while to scan and a read is waiting on us;
-                # unless what this process added alone is already over the bound
-                self._unscanned += len(data)
-                first, over = not self._scanning, self._unscanned > self.max_bytes
+                # since a large cache takes a while to scan and a read is waiting on us
+                first = not self._scanning
                 self._scanning = True
             else:
-                self._usage += len(data)
-                first, over = False, self._usage > self.max_bytes
+                self._usage += size
+                first = False
         if first:
             threading.Thread(target=self._first_evict, name="artifactfs-cache-scan",
                              daemon=True).start()
+
+    def _reserve(self, size: int) -> bool:
+        """Count ``size`` bytes about to be written against the bound, evicting first if
+        they would not fit; False (nothing reserved) when they cannot fit."""
+        with self._lock:
+            self._pending += size
+            over = self._held() > self.max_bytes
         if over:
             self.evict()
+        with self._lock:
+            if self._held() <= self.max_bytes:
+                return True
+            self._pending -= size
+            return False
+
+    def _held(self) -> int:
+        """Bytes this process counts against the bound: on disk (or put since the first
+        put, until the first scan ends) and being written. Call with ``_lock`` held."""
+        on_disk = self._written if self._usage is None else self._usage
+        return on_disk + self._pending
 
     def _first_evict(self) -> None:
-        with self._lock:
-            since = self._unscanned
         try:
-            # puts that land while the scan runs may be missed by it: count them on top
-            # (some twice, which errs toward evicting early, never toward overflowing)
-            self.evict(extra_since=since)
+            self.evict()
             with self._lock:
-                over = self._usage is not None and self._usage > self.max_bytes
+                over = self._held() > self.max_bytes
             if over:
                 self.evict()
         except OSError as exc:
@@ -174,15 +205,22 @@ class ContentCache:
         """Bytes held now, counted on disk."""
         return sum(size for _, _, size in self._scan())
 
-    def evict(self, extra_since: int | None = None) -> None:
-        """Bring the cache under its bound, oldest access first, across all processes."""
+    def evict(self) -> None:
+        """Bring the cache under its bound, oldest access first, across all processes;
+        bytes this process is writing count as held."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / "evict.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            with self._lock:
+                since = self._written
             files = self._scan()
             total = sum(size for _, _, size in files)
-            if total > self.max_bytes:
-                target = int(self.max_bytes * _LOW_WATER)
+            # puts that finish while the scan runs may be missed by it: they count on top
+            # (some twice, which errs toward evicting early, never toward overflowing)
+            with self._lock:
+                pending, landed = self._pending, self._written - since
+            if total + landed + pending > self.max_bytes:
+                target = int(self.max_bytes * _LOW_WATER) - pending - landed
                 files.sort()
                 for _, path, size in files:
                     if total <= target:
@@ -193,8 +231,7 @@ class ContentCache:
                         self._checked.pop(os.path.basename(path), None)
                     total -= size
             with self._lock:
-                extra = 0 if extra_since is None else self._unscanned - extra_since
-                self._usage = total + extra
+                self._usage = total + self._written - since
 
     def _scan(self) -> list[tuple[int, str, int]]:
         out: list[tuple[int, str, int]] = []
