@@ -20,8 +20,9 @@ and plain reads of the source folder. Workloads (see benchmarks/README.md for th
 1 sequential read of the big file; 2 reading all small files (1 and 4 readers, listing order
 and shuffled); 3 fio random 4 KiB reads; 4 ``ls -lR`` and ``find | wc -l`` over the many-entry
 version; 5 time to first byte; 6 ``artifactfs mount`` until the mount answers; 7 the daemon's
-peak memory (VmHWM) during 1, 2 and 4. Every cold figure starts from a fresh mount with the
-contender's cache emptied and the page cache dropped.
+peak memory (VmHWM) during 1, 2 and 4; 8 the disk cache's size on disk while the big file and
+every small file are read through a cache bounded to a fraction of them. Every cold figure
+starts from a fresh mount with the contender's cache emptied and the page cache dropped.
 
 It prints one table of absolute figures, then the targets with the measured ratios and
 PASS/MISS, and writes both with machine information and the load average as JSON under
@@ -50,6 +51,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -92,7 +94,7 @@ from server_transfer import ENTITY, Server, cpu_seconds, free_port, project_and_
 
 SMALL_SIZE = 64 << 10
 TINY = b"artifactfs peer benchmark: one small blob behind every entry\n"
-ALL_WORKLOADS = (1, 2, 3, 4, 5, 6, 7)
+ALL_WORKLOADS = (1, 2, 3, 4, 5, 6, 7, 8)
 ORDERS = ("listing", "shuffled")
 READERS = (1, 4)
 
@@ -523,6 +525,17 @@ class Contender:
     def mount_times(self) -> list[dict[str, Any]]:
         return []
 
+    @property
+    def cache_dir(self) -> Path | None:
+        """The folder of its disk cache, for contenders that have one."""
+        return None
+
+    @contextlib.contextmanager
+    def cache_bound(self, nbytes: int) -> Iterator[None]:
+        """Mounts started inside the block bound their disk cache to ``nbytes``."""
+        raise NotImplementedError(f"{self.key} has no disk cache to bound")
+        yield
+
 
 class LocalContender(Contender):
     key = LOCAL
@@ -586,6 +599,19 @@ class AfsContender(Contender):
     def mount_times(self) -> list[dict[str, Any]]:
         return self.mount.mount_times
 
+    @property
+    def cache_dir(self) -> Path | None:
+        return self.client.cache
+
+    @contextlib.contextmanager
+    def cache_bound(self, nbytes: int) -> Iterator[None]:
+        before = self.client.cache_size
+        self.client.cache_size = nbytes  # ARTIFACTFS_CACHE_SIZE of the mounts started here
+        try:
+            yield
+        finally:
+            self.client.cache_size = before
+
 
 class RcloneContender(Contender):
     """``rclone mount :http: MNT --http-url NGINX/tree/ --vfs-cache-mode MODE``."""
@@ -605,9 +631,23 @@ class RcloneContender(Contender):
         self.started_phase = ""
         self._peaks: list[dict[str, Any]] = []
         self._mount_times: list[dict[str, Any]] = []
+        self.extra_args: list[str] = []
 
     def top(self, data: Dataset) -> Path:
         return self.mnt / data.name
+
+    @property
+    def cache_dir(self) -> Path | None:
+        return self.cache if self.has_disk_cache else None
+
+    @contextlib.contextmanager
+    def cache_bound(self, nbytes: int) -> Iterator[None]:
+        # rclone's own bound, checked at its default poll interval (one minute)
+        self.extra_args = ["--vfs-cache-max-size", f"{nbytes >> 20}M"]
+        try:
+            yield
+        finally:
+            self.extra_args = []
 
     @property
     def pid(self) -> int | None:
@@ -623,7 +663,7 @@ class RcloneContender(Contender):
             "--http-url", f"{self.nginx.url}/tree/", "--read-only",
             "--vfs-cache-mode", self.mode, "--cache-dir", str(self.cache),
             "--config", str(self.config), "--log-file", str(self.log_path),
-            "--log-level", "NOTICE",
+            "--log-level", "NOTICE", *self.extra_args,
         ]
         t0 = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -757,9 +797,13 @@ class Results:
         return row
 
     def get(self, workload: int, case: str, contender: str) -> float | None:
+        row = self.row(workload, case, contender)
+        return row.value if row is not None else None
+
+    def row(self, workload: int, case: str, contender: str) -> Row | None:
         for r in self.rows:
             if (r.workload, r.case, r.contender) == (workload, case, contender):
-                return r.value
+                return r
         return None
 
 
@@ -919,6 +963,53 @@ def run_fio(path: Path, size: int, seconds: int) -> dict[str, Any]:
         "clat_p99_us": round(pct.get("99.000000", 0) / 1000, 1),
         "clat_max_us": round(job["clat_ns"]["max"] / 1000, 1),
     }
+
+
+def folder_bytes(top: Path) -> int:
+    """What the files under ``top`` take on disk (allocated blocks), temporary files
+    included. Counted by inode: a file renamed from one folder to another while the walk
+    runs is one file, not two; a file removed while it is counted is skipped."""
+    blocks: dict[int, int] = {}
+    stack = [str(top)]
+    while stack:
+        with contextlib.suppress(FileNotFoundError), os.scandir(stack.pop()) as found:
+            for entry in found:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                        blocks[st.st_ino] = st.st_blocks * 512
+    return sum(blocks.values())
+
+
+class FolderWatch:
+    """``folder_bytes`` of a folder every ``interval`` seconds in a thread, while the block
+    runs and once more at its end; keeps the largest."""
+
+    def __init__(self, top: Path, interval: float = 0.2) -> None:
+        self.top, self.interval = top, interval
+        self.peak = self.last = self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="folder-watch", daemon=True)
+
+    def _sample(self) -> None:
+        self.last = folder_bytes(self.top)
+        self.peak = max(self.peak, self.last)
+        self.count += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> FolderWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
 
 
 def timed_shell(args: list[str], timeout: float) -> tuple[float, str]:
@@ -1202,6 +1293,43 @@ class Bench:
                                           "load_1m": round(os.getloadavg()[0], 2)}))
         self.done()
 
+    # -- 8 -------------------------------------------------------------------------------------
+
+    def w8(self) -> None:
+        """Reading more than the disk cache may hold: the big file, then every small file,
+        through mounts whose cache is bounded to ``--cache-bound-mib``, the cache folder's
+        size on disk sampled as they go and for a second after. rclone full gets the same
+        bound as ``--vfs-cache-max-size``."""
+        big, small = self.data["big"], self.data["small"]
+        bound = self.args.cache_bound_mib << 20
+        total = big.nbytes + small.nbytes
+        label = (f"8 disk cache peak, {total / 2**20:,.0f} MiB read through a "
+                 f"{bound >> 20} MiB bound")
+        self.phase(8)
+        for c in self.each((*AFS, RC_FULL)):
+            top = c.cache_dir
+            if top is None:
+                continue
+            log(f"8: {c.label}: {total / 2**20:,.0f} MiB through a {bound >> 20} MiB cache")
+            paths = [c.path(big, r) for r in big.rels] + [c.path(small, r) for r in small.rels]
+
+            def fn(paths: list[Path] = paths, top: Path = top) -> tuple[float, dict[str, Any]]:
+                with FolderWatch(top) as watch:
+                    _, seconds = read_all(paths, total)
+                    time.sleep(1.0)  # writes to the cache that finish after the last read
+                return watch.peak / 1e6, {
+                    "bound_bytes": bound, "peak_bytes": watch.peak, "end_bytes": watch.last,
+                    "samples": watch.count, "read_s": round(seconds, 3),
+                    "read_mb_per_s": round(total / 1e6 / seconds, 1),
+                }
+
+            with c.cache_bound(bound):
+                c.reset(empty_cache=True)
+                drop_page_cache()
+                self.record(c, 8, "cache_peak", label, "MB", fn, seconds_of=False)
+                c.stop()
+        self.done()
+
     # -- 7 -------------------------------------------------------------------------------------
 
     def w7(self, ran: set[int]) -> None:
@@ -1256,12 +1384,14 @@ def evaluate_targets(res: Results) -> list[Target]:
             t.result = "PASS" if t.ratio >= need else "MISS"
         out.append(t)
 
-    def limit_target(text: str, c: str, w: int, case: str, unit: str, limit: float) -> None:
+    def limit_target(text: str, c: str, w: int, case: str, unit: str, limit: float,
+                     *, at_most: bool = False) -> None:
         measured = res.get(w, case, c)
-        t = Target(text, c, measured, unit, required=f"< {limit:g} {unit}")
+        t = Target(text, c, measured, unit,
+                   required=f"{'<=' if at_most else '<'} {limit:g} {unit}")
         if measured is not None:
             t.margin = limit / measured if measured > 0 else float("inf")
-            t.result = "PASS" if measured < limit else "MISS"
+            t.result = "PASS" if measured < limit or (at_most and measured == limit) else "MISS"
         out.append(t)
 
     ratio_target("1 cold, via nginx redirect", AFS_NGX, 1, "cold", "MB/s", [RC_OFF], "cold",
@@ -1289,6 +1419,11 @@ def evaluate_targets(res: Results) -> list[Target]:
         limit_target("5 time to first byte, cold", c, 5, "ttfb", "ms", 20.0)
         limit_target("6 mount until it answers", c, 6, "mount", "s", 1.0)
         limit_target("7 daemon peak memory", c, 7, "vmhwm", "MB", 250.0)
+    for c in (AFS_NGX, AFS_REG):
+        found = res.row(8, "cache_peak", c)
+        if found is not None:  # "the cache size bound holds while reading more than it"
+            limit_target("8 disk cache within its bound", c, 8, "cache_peak", "MB",
+                         found.details["bound_bytes"] / 1e6, at_most=True)
     return out
 
 
@@ -1378,6 +1513,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seq-rounds", type=int, default=None,
                    help="rounds of workload 1 over all contenders; each row is the median "
                         "round (default 3, --quick 1)")
+    p.add_argument("--cache-bound-mib", type=int, default=None,
+                   help="disk cache bound of workload 8 (default 256, --quick 16)")
     p.add_argument("--listing-timeout", type=float, default=1800.0,
                    help="seconds one ls -lR or find may take before the run fails")
     p.add_argument("--afs-mount-args", default="",
@@ -1390,7 +1527,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     except ValueError:
         p.error("--only takes workload numbers, e.g. --only 1,3")
     if not only or not only <= set(ALL_WORKLOADS):
-        p.error("--only takes workload numbers from 1 to 7")
+        p.error(f"--only takes workload numbers from 1 to {max(ALL_WORKLOADS)}")
     if only == {7}:
         p.error("workload 7 is measured while 1, 2 and 4 run: add at least one of them")
     args.workloads = only
@@ -1403,6 +1540,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.ttfb_reps = args.ttfb_reps or (3 if args.quick else 10)
     args.mount_reps = args.mount_reps or (3 if args.quick else 5)
     args.seq_rounds = args.seq_rounds or (1 if args.quick else 3)
+    args.cache_bound_mib = args.cache_bound_mib or (16 if args.quick else 256)
     if min(args.ttfb_reps, args.mount_reps, args.seq_rounds) < 1:
         p.error("repetitions and rounds must be at least 1")
     args.afs_args = shlex.split(args.afs_mount_args)
@@ -1428,8 +1566,8 @@ def run(args: argparse.Namespace) -> int:
     parent = (args.workdir or Path(tempfile.gettempdir())).absolute()
     sizes = sizes_for(args)
     w = args.workloads
-    need_big = bool(w & {1, 3, 5})
-    need_small = 2 in w
+    need_big = bool(w & {1, 3, 5, 8})
+    need_small = bool(w & {2, 8})
     need_many = 4 in w
     data_bytes = (need_big * sizes.big_mib * BLOCK + need_small * sizes.small_count
                   * SMALL_SIZE)
@@ -1520,7 +1658,7 @@ def run(args: argparse.Namespace) -> int:
                 contenders[k] = LocalContender(data_root)
         bench = Bench(root, contenders, data, args, sizes, results)
         steps = {1: bench.w1, 2: bench.w2, 3: bench.w3, 4: bench.w4, 5: bench.w5,
-                 6: bench.w6}
+                 6: bench.w6, 8: bench.w8}
         for number, step in steps.items():
             if number in w:
                 t0 = time.perf_counter()
@@ -1592,7 +1730,7 @@ def run(args: argparse.Namespace) -> int:
             "quick": args.quick, "workloads": sorted(w), "contenders": list(contenders),
             "sizes": asdict(sizes), "fio_seconds": args.fio_seconds,
             "ttfb_reps": args.ttfb_reps, "mount_reps": args.mount_reps,
-            "seq_rounds": args.seq_rounds,
+            "seq_rounds": args.seq_rounds, "cache_bound_mib": args.cache_bound_mib,
             "afs_mount_args": args.afs_args, "workdir": str(root), "kept": bool(args.keep),
             "cache_size": cache_size, "versions": {k: d.version for k, d in data.items()},
         },
