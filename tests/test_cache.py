@@ -117,6 +117,41 @@ def test_altered_file_is_detected(cache: ContentCache) -> None:
     assert not path.exists()
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_get_many_answers_like_get_and_leaves_no_file_open(cache: ContentCache) -> None:
+    blobs = [os.urandom(3000 + i) for i in range(6)]
+    for data in blobs:
+        cache.put(_name(data), data)
+    bad = blobs[2]
+    with open(cache.path(_name(bad)), "r+b") as f:
+        f.write(b"\x00" * 10)  # altered (a fresh mtime): found bad on the next read
+    names = [_name(d) for d in blobs] + ["0" * 32]  # the last one was never cached
+    before = _open_fds()
+    got = cache.get_many(names, [_check_for(d) for d in blobs] + [lambda _: True])
+    assert _open_fds() == before
+    assert got == [blobs[0], blobs[1], None, *blobs[3:], None]
+    assert not cache.contains(_name(bad))  # dropped, to be fetched again
+    assert cache.misses == 2
+
+
+def test_get_many_closes_every_file_when_a_check_raises(cache: ContentCache) -> None:
+    blobs = [os.urandom(2000 + i) for i in range(4)]
+    for data in blobs:
+        cache.put(_name(data), data)
+    cache.path(_name(blobs[1])).write_bytes(b"changed")  # so its check runs and raises
+
+    def explode(_: bytes) -> bool:
+        raise RuntimeError("check failed to run")
+
+    before = _open_fds()
+    with pytest.raises(RuntimeError):
+        cache.get_many([_name(d) for d in blobs], [explode] * len(blobs))
+    assert _open_fds() == before
+
+
 def test_file_altered_after_a_checked_read_is_detected(cache: ContentCache) -> None:
     data = os.urandom(5000)
     name = _name(data)

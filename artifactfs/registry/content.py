@@ -229,9 +229,10 @@ class VerifiedContent:
             else:
                 index = pending.result()
         if not any(tried):
-            for i in range(stop - first):
-                n = first + i
-                found[i] = self.cache.get(f"{key}.c{n}", functools.partial(index.check, n))
+            found = self.cache.get_many(
+                [f"{key}.c{n}" for n in range(first, stop)],
+                [functools.partial(index.check, n) for n in range(first, stop)],
+            )
         i = 0
         while i < len(found):  # fetch each run of chunks still missing in one request
             if found[i] is not None or tried[i]:
