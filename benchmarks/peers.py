@@ -1433,8 +1433,9 @@ def evaluate_targets(res: Results) -> list[Target]:
 def render(res: Results, targets: list[Target], present: list[str]) -> str:
     cols = [c for c in CONTENDERS if c in present]
     head = ("workload", "unit", *(LABELS[c] for c in cols))
+    order = sorted(res.order, key=lambda k: k[0])  # 7 is measured after 8 has run
     body = []
-    for w, case, label, unit in res.order:
+    for w, case, label, unit in order:
         body.append((label, unit, *(fmt(res.get(w, case, c), unit) for c in cols)))
     widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
 
@@ -1446,7 +1447,7 @@ def render(res: Results, targets: list[Target], present: list[str]) -> str:
 
     out = [line(head, 2), "  ".join("-" * w for w in widths)]
     for i, cells in enumerate(body):
-        if i and res.order[i][0] != res.order[i - 1][0]:
+        if i and order[i][0] != order[i - 1][0]:
             out.append("")
         out.append(line(cells, 2))
 

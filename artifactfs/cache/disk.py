@@ -20,8 +20,10 @@ Rules:
 - Before a write that would take this process's running total (bytes being written
   included) past the bound, it takes ``ROOT/evict.lock`` (flock), scans the real usage and
   deletes the least recently used files down to 90% of the bound. Within one process the
-  bound holds at every moment; processes sharing a folder may overshoot it by what the
-  others are writing at that moment.
+  bound then holds at every moment, once the first scan (started in the background by the
+  first put, so that no read waits for it) has counted what earlier processes left;
+  processes sharing a folder may overshoot it by what the others are writing at that
+  moment.
 """
 
 from __future__ import annotations
@@ -150,8 +152,8 @@ class ContentCache:
         """Store verified bytes under ``name`` atomically, within the bound.
 
         Room is made before the bytes are written, and bytes being written count against
-        the bound, so this process never holds more than the bound on disk, not even for
-        the moment between a write and the eviction it would cause. Bytes that cannot fit
+        the bound, so the folder never holds more than the bound as this process counts
+        it, not even between a write and the eviction it would cause. Bytes that cannot fit
         (larger than the bound, or too many other writes in flight) are not cached; the
         read that fetched them has them anyway.
         """
