@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -94,3 +95,17 @@ class RegistryServer:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def folder_bytes(top: Path) -> int:
+    """Bytes of every file under ``top``, counted by inode: a file renamed from one folder
+    to another while the walk runs counts once; a file removed meanwhile is skipped."""
+    sizes: dict[int, int] = {}
+    for folder, _, names in os.walk(top):
+        for name in names:
+            try:
+                st = os.stat(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue
+            sizes[st.st_ino] = st.st_size
+    return sum(sizes.values())

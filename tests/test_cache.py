@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import folder_bytes
 
 from artifactfs.cache import ContentCache
 from artifactfs.store import files
@@ -292,20 +293,6 @@ def test_object_larger_than_the_bound_does_not_stay(tmp_path: Path) -> None:
     assert cache.usage() <= 1000
 
 
-def _bytes_under(top: Path) -> int:
-    """Bytes of every file under ``top`` (objects and temporary files), counted by inode
-    so that a file renamed while the walk runs counts once."""
-    sizes: dict[int, int] = {}
-    for folder, _, names in os.walk(top):
-        for name in names:
-            try:
-                st = os.stat(os.path.join(folder, name))
-            except FileNotFoundError:
-                continue
-            sizes[st.st_ino] = st.st_size
-    return sum(sizes.values())
-
-
 def test_the_bound_holds_at_every_moment_with_puts_from_many_threads(tmp_path: Path) -> None:
     """Room is made before a write, so not even a write in flight takes the folder past the
     bound (the old order, write and then evict, overshot by the objects in flight)."""
@@ -317,7 +304,7 @@ def test_the_bound_holds_at_every_moment_with_puts_from_many_threads(tmp_path: P
     def watch() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, _bytes_under(tmp_path / "cache"))
+            peak = max(peak, folder_bytes(tmp_path / "cache"))
 
     def writer(seed: int) -> None:
         rng = random.Random(seed)
@@ -342,7 +329,7 @@ def test_an_object_larger_than_the_bound_is_not_written(tmp_path: Path) -> None:
     cache = ContentCache(tmp_path / "cache", max_bytes=1000)
     cache.put("large", b"L" * 5000)
     assert not cache.contains("large")
-    assert _bytes_under(tmp_path / "cache") == 0
+    assert folder_bytes(tmp_path / "cache") == 0
 
 
 def test_a_failed_write_gives_its_room_back(tmp_path: Path) -> None:

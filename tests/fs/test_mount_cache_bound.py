@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 from collections.abc import Callable
@@ -11,25 +10,12 @@ from pathlib import Path
 from fs.conftest import Mount, drop_caches
 from fs.test_mount_readahead import make_data, read_range, sha
 from fs.test_mount_tree import push
+from helpers import folder_bytes
 
 from artifactfs.sdk import Api
 
 MIB = 1 << 20
 BOUND = 8 * MIB
-
-
-def folder_bytes(top: Path) -> int:
-    """Bytes of every file under ``top``, temporary files included. Counted by inode: a
-    file renamed from the temporary folder while the walk runs is one file, not two."""
-    sizes: dict[int, int] = {}
-    for folder, _, names in os.walk(top):
-        for name in names:
-            try:
-                st = os.stat(os.path.join(folder, name))
-            except FileNotFoundError:
-                continue
-            sizes[st.st_ino] = st.st_size
-    return sum(sizes.values())
 
 
 class Watch:
