@@ -530,11 +530,9 @@ class Contender:
         """The folder of its disk cache, for contenders that have one."""
         return None
 
-    @contextlib.contextmanager
-    def cache_bound(self, nbytes: int) -> Iterator[None]:
+    def cache_bound(self, nbytes: int) -> contextlib.AbstractContextManager[None]:
         """Mounts started inside the block bound their disk cache to ``nbytes``."""
         raise NotImplementedError(f"{self.key} has no disk cache to bound")
-        yield
 
 
 class LocalContender(Contender):

@@ -326,10 +326,14 @@ def test_the_bound_holds_at_every_moment_with_puts_from_many_threads(tmp_path: P
 
 
 def test_an_object_larger_than_the_bound_is_not_written(tmp_path: Path) -> None:
+    """Nothing is written for it, and nothing evicted to make room it could never have
+    (writing it first and evicting after emptied the cache of everything else)."""
     cache = ContentCache(tmp_path / "cache", max_bytes=1000)
+    cache.put("small", b"s" * 100)
     cache.put("large", b"L" * 5000)
     assert not cache.contains("large")
-    assert folder_bytes(tmp_path / "cache") == 0
+    assert cache.get("small", lambda d: d == b"s" * 100) == b"s" * 100
+    assert folder_bytes(tmp_path / "cache") == 100
 
 
 def test_a_failed_write_gives_its_room_back(tmp_path: Path) -> None:

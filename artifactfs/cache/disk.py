@@ -95,7 +95,7 @@ class ContentCache:
         of the run announced (``POSIX_FADV_WILLNEED``) before the first read.
         """
         fds = [self._open(name) for name in names]
-        for fd in fds:
+        for fd in fds if len(fds) > 1 else ():  # one file: nothing to read ahead of
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
@@ -193,6 +193,8 @@ class ContentCache:
     def _reserve(self, size: int) -> bool:
         """Count ``size`` bytes about to be written against the bound, evicting first if
         they would not fit; False (nothing reserved) when they cannot fit."""
+        if size > self.max_bytes:  # could never fit: evicting for it would only empty
+            return False
         with self._lock:
             self._pending += size
             over = self._held() > self.max_bytes

@@ -260,10 +260,10 @@ class Manifest:
             storage_policy_config=dict(config),
             unknown=unknown,
         )
-        add, entry = manifest._add, ManifestEntry.from_dict
+        add, make_entry = manifest._add, ManifestEntry.from_dict
         with collector_paused():
             for path, value in contents.items():  # from_dict validates each path once
-                add(path, entry(path, value))
+                add(path, make_entry(path, value))
         return manifest
 
     @classmethod
