@@ -21,6 +21,7 @@ from artifactfs.core.errors import Conflict, DigestMismatch, InvalidManifest, In
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.records import COMMITTED, DELETED
 from artifactfs.store import BlobDir, Store
+from artifactfs.store.blobs import BatchTooLarge
 
 ENTITY, PROJECT = "local", "proj"
 
@@ -373,6 +374,35 @@ def test_missing_blob_is_not_found(store: Store) -> None:
         store.blobs.size(digest)
     with pytest.raises(NotFound):
         store.blobs.chunk_index(digest)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_read_many_answers_in_order_across_windows(store: Store) -> None:
+    # more digests than one window of open files, missing ones and repeats among them
+    blobs = [os.urandom(100 + n) for n in range(70)]
+    digests = [put(store, b) for b in blobs]
+    absent, empty = md5_b64(b"never stored"), put(store, b"")
+    asked = [digests[5], absent, *digests, digests[5], absent, empty]
+    before = _open_fds()
+    got = store.blobs.read_many(asked)
+    assert got == [blobs[5], None, *blobs, blobs[5], None, b""]
+    assert _open_fds() == before
+    assert store.blobs.read_many([]) == []
+
+
+def test_read_many_over_its_byte_limit_raises_and_closes_its_files(store: Store) -> None:
+    blobs = [os.urandom(1000) for _ in range(40)]
+    digests = [put(store, b) for b in blobs]
+    before = _open_fds()
+    with pytest.raises(BatchTooLarge, match="39999"):
+        store.blobs.read_many(digests, max_bytes=40_000 - 1)
+    assert _open_fds() == before
+    # the limit counts what is there: missing blobs add nothing, and exactly at it is fine
+    asked = [*digests, md5_b64(b"absent")]
+    assert store.blobs.read_many(asked, max_bytes=40_000) == [*blobs, None]
 
 
 def test_large_blob_gets_a_chunk_index(store: Store) -> None:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from cachetools import LRUCache
 
-from artifactfs.store.files import write_atomically
+from artifactfs.store.files import read_fd, write_atomically
 
 __all__ = ["ContentCache"]
 
@@ -121,7 +121,7 @@ class ContentCache:
         """The rest of ``get`` for an opened file; closes ``fd``."""
         try:
             st = os.fstat(fd)
-            data = _read_all(fd, st.st_size)
+            data = read_fd(fd, st.st_size)
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
             with self._lock:
                 known = self._checked.get(name) == stamp
@@ -301,12 +301,3 @@ def _stamp_of(fd: int) -> bytes | None:
     except OSError:
         return None
 
-
-def _read_all(fd: int, size: int) -> bytes:
-    chunks = []
-    while True:
-        block = os.read(fd, max(size, 1 << 16))
-        if not block:
-            break
-        chunks.append(block)
-    return b"".join(chunks)

@@ -45,6 +45,7 @@ from artifactfs.core.wire import (
     status_for,
 )
 from artifactfs.store import Store
+from artifactfs.store.blobs import BatchTooLarge
 
 __all__ = ["MAX_JSON_BYTES", "create_app"]
 
@@ -276,15 +277,10 @@ class Registry:
                                  headers={"Content-Length": str(sum(map(len, pieces)))})
 
     def _read_batch(self, digests: list[str]) -> list[bytes | None]:
-        sizes = []
-        for digest in digests:
-            try:
-                sizes.append(self.store.blobs.size(digest))
-            except NotFound:
-                sizes.append(-1)
-        if sum(n for n in sizes if n > 0) > BATCH_MAX_BYTES:
-            raise HTTPError(413, "TooLarge", f"blobs of a batch exceed {BATCH_MAX_BYTES} bytes")
-        return self.store.blobs.read_many(digests)  # None for any missing, or deleted since
+        try:  # None for any missing
+            return self.store.blobs.read_many(digests, max_bytes=BATCH_MAX_BYTES)
+        except BatchTooLarge as exc:
+            raise HTTPError(413, "TooLarge", str(exc)) from None
 
     async def get_blob(self, request: Request) -> Response:
         digest = _hex_to_digest(request.path_params["key"])

@@ -21,9 +21,17 @@ from typing import BinaryIO
 from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
 from artifactfs.core.errors import DigestMismatch, NotFound
-from artifactfs.store.files import READ_BLOCK, atomic_writer, create_temporary
+from artifactfs.store.files import READ_BLOCK, atomic_writer, create_temporary, read_fd
 
-__all__ = ["BlobDir", "BlobWriter"]
+__all__ = ["BatchTooLarge", "BlobDir", "BlobWriter"]
+
+# files of a batch open at once: enough to keep the disk's queue full, few enough that
+# many batches served side by side stay far from the limit on open files
+_READ_WINDOW = 32
+
+
+class BatchTooLarge(ValueError):
+    """The blobs asked for in one batch add up to more than its limit."""
 
 
 class BlobDir:
@@ -106,14 +114,44 @@ class BlobDir:
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
 
-    def read_many(self, digests: Iterable[str]) -> list[bytes | None]:
-        """Whole blobs in the order asked; None for one that is not here."""
+    def read_many(
+        self, digests: Iterable[str], *, max_bytes: int | None = None
+    ) -> list[bytes | None]:
+        """Whole blobs in the order asked; None for one that is not here.
+
+        Raises BatchTooLarge, before reading the window that crosses it, when the blobs
+        found add up to more than ``max_bytes``.
+
+        The files are opened a window at a time, and the disk is told about every file of
+        the window (``POSIX_FADV_WILLNEED``) before the first is read. Read one after
+        another from a cold disk, each read waited for the one before it: a batch of 34
+        small blobs took 17 to 20 ms that way here, and 11 to 14 ms announced first.
+        """
         out: list[bytes | None] = []
-        for digest in digests:
+        total = 0
+        wanted = list(digests)
+        for start in range(0, len(wanted), _READ_WINDOW):
+            fds: list[int | None] = []
             try:
-                out.append(self.read(digest))
-            except NotFound:
-                out.append(None)
+                for digest in wanted[start : start + _READ_WINDOW]:
+                    try:
+                        fds.append(os.open(self.path(digest), os.O_RDONLY))
+                    except FileNotFoundError:
+                        fds.append(None)
+                sizes = [-1 if fd is None else os.fstat(fd).st_size for fd in fds]
+                total += sum(n for n in sizes if n > 0)
+                if max_bytes is not None and total > max_bytes:
+                    raise BatchTooLarge(f"blobs of a batch exceed {max_bytes} bytes")
+                for fd in fds if len(fds) > 1 else ():
+                    if fd is not None:
+                        with contextlib.suppress(OSError):
+                            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                for fd, size in zip(fds, sizes, strict=True):
+                    out.append(None if fd is None else read_fd(fd, size))
+            finally:
+                for fd in fds:
+                    if fd is not None:
+                        os.close(fd)
         return out
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:

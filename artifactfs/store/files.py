@@ -14,7 +14,7 @@ from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import ContentDigest, ContentHasher
 
 __all__ = [
-    "READ_BLOCK", "atomic_writer", "create_temporary", "hash_file", "hash_stream",
+    "READ_BLOCK", "atomic_writer", "create_temporary", "hash_file", "hash_stream", "read_fd",
     "write_atomically",
 ]
 
@@ -23,6 +23,15 @@ READ_BLOCK = 4 * CHUNK_SIZE
 # temporary file names: this run, then the pid (which a fork changes)
 _RUN = secrets.token_hex(4)
 _NEXT = itertools.count()
+
+
+def read_fd(fd: int, size: int) -> bytes:
+    """The rest of an open file, whose size is expected to be ``size``: read until the end,
+    so a file that grew or shrank since its size was taken is still read whole."""
+    chunks = []
+    while block := os.read(fd, max(size, 1 << 16)):
+        chunks.append(block)
+    return b"".join(chunks)  # one block: the same bytes object, not a copy
 
 
 def hash_stream(
