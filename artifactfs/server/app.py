@@ -401,7 +401,7 @@ class AuthAndLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500, "bytes": 0}
+        status = {"code": 0, "bytes": 0}  # code 0: no answer has begun
 
         async def send_logged(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -425,10 +425,18 @@ class AuthAndLog:
                 return
             scope.setdefault("state", {})["entity"] = entity
             await self.app(scope, receive, send_logged)
+        except Exception:
+            # a fault of the server itself (a failing disk, a bug) is answered here, inside
+            # the access log, so that its line counts the bytes of the answer really sent
+            log.exception("internal error on %s %s", scope["method"], scope["path"])
+            if status["code"]:
+                raise  # the answer had begun: the connection can only be dropped
+            resp = _error(500, "InternalError", "internal server error; see the server log")
+            await resp(scope, receive, send_logged)
         finally:
             log.info(
                 '%s %s "%s %s" %d %d %.1fms', _client(scope), entity, scope["method"],
-                scope["path"], status["code"], status["bytes"],
+                scope["path"], status["code"] or 500, status["bytes"],
                 (time.perf_counter() - started) * 1000,
             )
 
@@ -507,7 +515,7 @@ def create_app(store: Store, *, blob_url_base: str | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(AuthAndLog, store=store)],
-        exception_handlers={404: _not_found, 405: _not_allowed, 500: _server_error},
+        exception_handlers={404: _not_found, 405: _not_allowed},
     )
 
 
@@ -519,9 +527,3 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
     response = _error(405, "MethodNotAllowed", f"{request.method} is not allowed here")
     response.headers.update(getattr(exc, "headers", None) or {})
     return response
-
-
-async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("internal error on %s %s", request.method, request.url.path)
-    return _error(500, "InternalError", "internal server error; see the server log")
-
