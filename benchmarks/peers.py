@@ -90,7 +90,14 @@ from read_throughput import (
     wait_gone,
     write_json,
 )
-from server_transfer import ENTITY, Server, cpu_seconds, free_port, project_and_package
+from server_transfer import (
+    ENTITY,
+    Server,
+    cpu_seconds,
+    free_port,
+    project_and_package,
+    steal_seconds,
+)
 
 SMALL_SIZE = 64 << 10
 TINY = b"artifactfs peer benchmark: one small blob behind every entry\n"
@@ -819,8 +826,10 @@ def fmt(value: float | None, unit: str) -> str:
 
 @contextlib.contextmanager
 def observe(c: Contender) -> Iterator[dict[str, Any]]:
-    """Load, CPU time of the contender's processes, its counters and request logs, per row."""
+    """Load, the host's steal time, CPU time of the contender's processes, its counters
+    and request logs, per row."""
     details: dict[str, Any] = {"load_1m": round(os.getloadavg()[0], 2)}
+    steal0 = steal_seconds()
     watched = c.watched()
     cpu0 = {role: {p: cpu_seconds(p) for p in pids} for role, pids in watched.items()}
     stats0 = c.stats()
@@ -836,6 +845,9 @@ def observe(c: Contender) -> Iterator[dict[str, Any]]:
                 total += a - b
         cpu[role] = round(total, 3)
     details["cpu_s"] = cpu
+    steal1 = steal_seconds()
+    if steal0 is not None and steal1 is not None:
+        details["steal_s"] = round(steal1 - steal0, 3)
     if stats0 is not None:
         after = c.stats()
         if after is not None:
@@ -1578,6 +1590,7 @@ def run(args: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="artifactfs-peers-", dir=parent)).resolve()
     info = machine_info(root)
     load_start = os.getloadavg()
+    steal_start, run_start = steal_seconds(), time.monotonic()
     warnings: list[str] = []
     if info["workdir_fs"] in ("tmpfs", "ramfs"):
         warnings.append(f"the work folder is on {info['workdir_fs']}: cold figures measure "
@@ -1679,6 +1692,7 @@ def run(args: argparse.Namespace) -> int:
                 s.stop()
         nginx.stop()
         load_end = os.getloadavg()
+        steal_end, run_seconds = steal_seconds(), time.monotonic() - run_start
         problems: list[str] = []
         for c in contenders.values():
             if isinstance(c, AfsContender):
@@ -1709,6 +1723,12 @@ def run(args: argparse.Namespace) -> int:
     table = render(results, targets, list(contenders))
     load_text = (f"load average (1, 5, 15 min): start {' '.join(f'{x:.2f}' for x in load_start)}"
                  f", end {' '.join(f'{x:.2f}' for x in load_end)}; {info['nproc']} CPUs")
+    steal = None
+    if steal_start is not None and steal_end is not None:
+        steal = round(steal_end - steal_start, 1)
+        share = steal / (run_seconds * (info["nproc"] or 1))
+        load_text += (f"\nsteal (CPU time the hypervisor gave to others): {steal:,.1f} s, "
+                      f"{share:.1%} of the run's CPU time")
     print(table)
     print(f"\n{load_text}")
     if problems:
@@ -1734,6 +1754,7 @@ def run(args: argparse.Namespace) -> int:
             "cache_size": cache_size, "versions": {k: d.version for k, d in data.items()},
         },
         "load_average": {"start": list(load_start), "end": list(load_end)},
+        "steal_s": steal,
         "machine": info,
         "tools": tool_versions(),
         "project": project,

@@ -173,6 +173,18 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime
 
 
+def steal_seconds() -> float | None:
+    """CPU time, summed over this machine's CPUs, that a hypervisor gave to others while
+    they had work (the ``steal`` column of ``/proc/stat``); None where it is not reported.
+    On a shared VM it is what makes the same code slower in one run than in the next."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()  # cpu user nice system idle iowait irq softirq steal
+        return int(fields[8]) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def children_cpu() -> float:
     """CPU time of the children waited for so far (the artifactfs and cp commands)."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
