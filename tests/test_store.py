@@ -405,6 +405,22 @@ def test_read_many_over_its_byte_limit_raises_and_closes_its_files(store: Store)
     assert store.blobs.read_many(asked, max_bytes=40_000) == [*blobs, None]
 
 
+def test_read_many_refuses_an_oversized_batch_before_reading_any_of_it(store: Store) -> None:
+    # the first blob cannot be read (its file is now a folder, which opens and has a size
+    # but fails on read), and the limit is crossed only by the last: a batch checked a
+    # window at a time would meet the unreadable file before it noticed the limit
+    blobs = [os.urandom(1000) for _ in range(40)]
+    digests = [put(store, b) for b in blobs]
+    first = store.blobs.path(digests[0])
+    first.unlink()
+    first.mkdir()
+    total = first.stat().st_size + 39 * 1000
+    with pytest.raises(BatchTooLarge):
+        store.blobs.read_many(digests, max_bytes=total - 1)
+    with pytest.raises(IsADirectoryError):  # under the limit, it is read and fails
+        store.blobs.read_many(digests, max_bytes=total)
+
+
 def test_large_blob_gets_a_chunk_index(store: Store) -> None:
     data = os.urandom(2 * CHUNK_SIZE + 17)
     digest = md5_b64(data)

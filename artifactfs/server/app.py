@@ -425,12 +425,19 @@ class AuthAndLog:
                 return
             scope.setdefault("state", {})["entity"] = entity
             await self.app(scope, receive, send_logged)
+        except ClientDisconnect:  # from a streamed answer: nobody is left to answer
+            log.info("client went away during %s %s", scope["method"], scope["path"])
+            status["code"] = status["code"] or 499
         except Exception:
             # a fault of the server itself (a failing disk, a bug) is answered here, inside
             # the access log, so that its line counts the bytes of the answer really sent
-            log.exception("internal error on %s %s", scope["method"], scope["path"])
             if status["code"]:
-                raise  # the answer had begun: the connection can only be dropped
+                # the answer had begun: the connection can only be dropped (uvicorn drops
+                # it, and logs the traceback)
+                log.error("internal error on %s %s after the answer began",
+                          scope["method"], scope["path"])
+                raise
+            log.exception("internal error on %s %s", scope["method"], scope["path"])
             resp = _error(500, "InternalError", "internal server error; see the server log")
             await resp(scope, receive, send_logged)
         finally:
