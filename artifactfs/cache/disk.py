@@ -90,17 +90,12 @@ class ContentCache:
         """``get`` of several objects, with the disk asked for all of them first
         (``open_announced``): the chunks of a read-ahead run come from the disk at once
         instead of one read after another."""
-        fds = open_announced(self._where(name) for name in names)
-        self.misses += fds.count(None)
         out: list[bytes | None] = []
-        try:
+        with open_announced(self._where(name) for name in names) as fds:
+            self.misses += fds.count(None)
             for i, (name, check) in enumerate(zip(names, checks, strict=True)):
                 fd, fds[i] = fds[i], None  # _read_open closes it, whatever happens
                 out.append(None if fd is None else self._read_open(name, fd, check))
-        finally:
-            for fd in fds:
-                if fd is not None:
-                    os.close(fd)
         return out
 
     def _open(self, name: str) -> int | None:

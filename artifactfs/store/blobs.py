@@ -143,14 +143,10 @@ class BlobDir:
                 raise BatchTooLarge(f"blobs of a batch exceed {max_bytes} bytes")
         out: list[bytes | None] = []
         for start in range(0, len(wanted), _READ_WINDOW):
-            fds = open_announced(self.path(d) for d in wanted[start : start + _READ_WINDOW])
-            try:
-                for fd in fds:
-                    out.append(None if fd is None else read_fd(fd, os.fstat(fd).st_size))
-            finally:
-                for fd in fds:
-                    if fd is not None:
-                        os.close(fd)
+            window = wanted[start : start + _READ_WINDOW]
+            with open_announced(self.path(d) for d in window) as fds:
+                out.extend(None if fd is None else read_fd(fd, os.fstat(fd).st_size)
+                           for fd in fds)
         return out
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:

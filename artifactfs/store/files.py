@@ -25,14 +25,16 @@ _RUN = secrets.token_hex(4)
 _NEXT = itertools.count()
 
 
-def open_announced(paths: Iterable[str | os.PathLike[str]]) -> list[int | None]:
+@contextlib.contextmanager
+def open_announced(paths: Iterable[str | os.PathLike[str]]) -> Iterator[list[int | None]]:
     """Open ``paths`` for reading (None for one that does not exist) and, when there are
     several, tell the disk about every one (``POSIX_FADV_WILLNEED``) before any is read.
 
     Files read one after another from a cold disk each wait for the one before, one
     request at a time in the disk's queue; announced first, the disk gets them all at once
-    (1 MiB cache files: 690 to 870 MB/s one after another, 1,110 to 1,310 announced). The
-    caller closes what is returned; nothing stays open if this raises.
+    (1 MiB cache files: 690 to 870 MB/s one after another, 1,110 to 1,310 announced).
+    Every descriptor still in the list when the block ends is closed, however it ends; a
+    caller that hands one on to be closed elsewhere puts None in its place.
     """
     fds: list[int | None] = []
     try:
@@ -41,16 +43,15 @@ def open_announced(paths: Iterable[str | os.PathLike[str]]) -> list[int | None]:
                 fds.append(os.open(path, os.O_RDONLY))
             except FileNotFoundError:
                 fds.append(None)
-    except BaseException:
+        for fd in fds if len(fds) > 1 else ():  # one file: nothing to read ahead of
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        yield fds
+    finally:
         for fd in fds:
             if fd is not None:
                 os.close(fd)
-        raise
-    for fd in fds if len(fds) > 1 else ():  # one file: nothing to read ahead of
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-    return fds
 
 
 def read_fd(fd: int, size: int) -> bytes:
