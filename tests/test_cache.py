@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import random
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import folder_bytes
+from helpers import folder_bytes, wait_until
 
 from artifactfs.cache import ContentCache
 from artifactfs.store import files
@@ -302,9 +303,18 @@ def test_the_bound_holds_at_every_moment_with_puts_from_many_threads(tmp_path: P
     peak = 0
 
     def watch() -> None:
+        # a walk is not a snapshot: it could count a file that an eviction then removed and
+        # also the write that the eviction made room for. Holding the eviction lock while it
+        # walks, nothing is removed meanwhile, so what it counts was all there at once.
         nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, folder_bytes(tmp_path / "cache"))
+        with open(tmp_path / "cache" / "evict.lock", "a") as lock:
+            while not stop.is_set():
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    peak = max(peak, folder_bytes(tmp_path / "cache"))
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+                time.sleep(0.001)  # let the writers' evictions have the lock in turn
 
     def writer(seed: int) -> None:
         rng = random.Random(seed)
@@ -345,6 +355,27 @@ def test_a_failed_write_gives_its_room_back(tmp_path: Path) -> None:
     cache.put(_name(data), data)
     assert cache.get(_name(data), _check_for(data)) == data
     assert list(cache.tmp.iterdir()) == []
+
+
+def test_a_failing_eviction_leaves_bytes_uncached_and_the_put_unharmed(tmp_path: Path) -> None:
+    """A read that fetched verified bytes must not fail because the cache could not make
+    room for them (here the eviction lock cannot be opened: a folder stands in its place)."""
+    cache = ContentCache(tmp_path / "cache", max_bytes=3000)
+    kept = [_blob(i, 1000) for i in range(2)]
+    for data in kept:
+        cache.put(_name(data), data)
+    wait_until(lambda: cache._usage is not None)  # the first scan, started by the first put
+    lock = tmp_path / "cache" / "evict.lock"
+    lock.unlink()
+    lock.mkdir()
+    large = _blob(8, 1500)
+    cache.put(_name(large), large)  # 3,500 bytes would need an eviction
+    assert not cache.contains(_name(large))
+    small = _blob(9, 500)
+    cache.put(_name(small), small)  # fits as it is: the failed put gave its room back
+    assert cache.get(_name(small), _check_for(small)) == small
+    assert all(cache.get(_name(d), _check_for(d)) == d for d in kept)
+    assert folder_bytes(tmp_path / "cache") == 2500
 
 
 def test_eviction_removes_the_least_recently_used_first(tmp_path: Path) -> None:

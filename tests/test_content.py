@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from artifactfs.cache import ContentCache
-from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY, CHUNK_SIZE
-from artifactfs.core.digests import blob_key
+from artifactfs.config import Config
+from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY, CHUNK_SIZE, ChunkIndex
+from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import DigestMismatch
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.fs.reader import VerifiedReader
-from artifactfs.registry import LocalRegistry, VerifiedContent
+from artifactfs.registry import LocalRegistry, VerifiedContent, open_content, open_registry
 from artifactfs.store import Store
 from artifactfs.store.files import hash_file
 
@@ -45,6 +49,93 @@ def test_first_chunk_of_a_cold_file_is_verified_and_cached(parts, tmp_path: Path
     key = blob_key(entry.digest)
     assert content.cache.contains(f"{key}.c0") and content.cache.contains(f"{key}.idx")
     assert content.stats.bytes == CHUNK_SIZE + 5  # each chunk fetched once
+
+
+def test_an_index_cut_in_other_sized_chunks_is_refused_not_followed(parts, tmp_path: Path):
+    """An entry without the index's hash (a W&B export) trusts the registry's index; one
+    cut in 512 KiB chunks would check, and pass, the wrong half of every chunk."""
+    store, content = parts
+    data = os.urandom(3 * CHUNK_SIZE)
+    entry = stored_entry(store, tmp_path, data)
+    half = CHUNK_SIZE // 2
+    other = ChunkIndex(half, len(data), tuple(
+        hashlib.sha256(data[i : i + half]).digest() for i in range(0, len(data), half)
+    ))
+    store.blobs._index_path(entry.digest).write_bytes(other.to_bytes())
+    bare = ManifestEntry(entry.path, entry.digest, entry.size)
+    with pytest.raises(DigestMismatch, match="chunk index"):
+        content.chunk(bare, 1)
+    assert not any(content.cache.objects.rglob("*.c*"))  # nothing cached either
+
+
+def test_an_index_trusted_for_an_entry_without_its_hash_is_not_used_for_one_with_it(
+    parts, tmp_path: Path
+):
+    """A registry serving other bytes under a digest, with an index to match: an entry that
+    names no index hash can only trust it; one that names the hash must not inherit that
+    trust from memory or from the disk cache."""
+    store, content = parts
+    data = os.urandom(2 * CHUNK_SIZE + 9)
+    entry = stored_entry(store, tmp_path, data)
+    other = os.urandom(len(data))
+    store.blobs.path(entry.digest).write_bytes(other)
+    store.blobs._index_path(entry.digest).write_bytes(ChunkIndex(CHUNK_SIZE, len(other), tuple(
+        hashlib.sha256(other[i : i + CHUNK_SIZE]).digest()
+        for i in range(0, len(other), CHUNK_SIZE)
+    )).to_bytes())
+    bare = ManifestEntry(entry.path, entry.digest, entry.size)
+    assert content.chunk(bare, 1) == other[CHUNK_SIZE : 2 * CHUNK_SIZE]  # nothing to check by
+    with pytest.raises(DigestMismatch, match="chunk index"):
+        content.chunk(entry, 1)
+    fresh = VerifiedContent(content.registry, ContentCache(content.cache.root, 1 << 30))
+    with pytest.raises(DigestMismatch, match="chunk index"):  # nor from the disk cache
+        fresh.chunk(entry, 1)
+
+
+def test_a_read_that_fails_does_not_hand_its_cancellation_to_other_readers(
+    parts, tmp_path: Path
+):
+    """A read over chunks 0 and 1 fails on chunk 0 and so cancels its fetch of chunk 1.
+    Another read waiting for that fetch must fetch chunk 1 itself: raised in its task, the
+    first read's cancellation would escape every handler and end the mount."""
+    store, content = parts
+    data = os.urandom(3 * CHUNK_SIZE)
+    entry = stored_entry(store, tmp_path, data)
+    with open(store.blobs.path(entry.digest), "r+b") as f:  # chunk 0 fails, twice
+        f.seek(100)
+        f.write(b"\x00" if data[100] else b"\x01")
+    gates = {0: threading.Event(), 1: threading.Event()}
+
+    async def gated(func, *args):  # the daemon's hand-off, each fetch held at its chunk's gate
+        def run():
+            gates[args[1]].wait(30)  # args: entry, first, stop
+            return func(*args)
+        return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
+
+    reader = VerifiedReader(content, gated, memory_bytes=8 << 20)
+    got: dict[str, object] = {}
+
+    async def failing_read() -> None:
+        with pytest.raises(DigestMismatch):
+            await reader.read(entry, 0, 2 * CHUNK_SIZE)
+        got["first"] = "failed"
+        gates[1].set()
+
+    async def waiting_read() -> None:
+        got["second"] = bytes(await reader.piece(entry, 1))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(failing_read)
+            await trio.testing.wait_all_tasks_blocked()
+            assert (entry.digest, 1) in reader._inflight
+            nursery.start_soon(waiting_read)
+            await trio.testing.wait_all_tasks_blocked()  # waiting on the first read's fetch
+            gates[0].set()
+
+    trio.run(main)
+    assert got["first"] == "failed"
+    assert got["second"] == data[CHUNK_SIZE : 2 * CHUNK_SIZE]
 
 
 def test_a_bad_first_chunk_is_fetched_once_more_then_refused(parts, tmp_path: Path):
@@ -165,6 +256,41 @@ def test_small_entries_past_the_batch_byte_limit_are_split_into_several_batches(
     entries = small_entries(store, tmp_path, blobs)
     assert [bytes(p) for p in content.wholes(entries)] == blobs
     assert calls == [BATCH_MAX_BYTES // CHUNK_SIZE, 3]
+
+
+@pytest.mark.parametrize("transport", ["server"])  # whose batch answer is one buffer
+def test_prefetched_small_files_hold_no_more_memory_than_the_budget(
+    config: Config, tmp_path: Path
+):
+    """The budget counts each piece's own bytes, so no piece may keep more alive: a small
+    file's share of a batch answer, kept as a view, held the whole answer."""
+    registry = open_registry(config)
+    content = open_content(config, registry)
+    blobs = [os.urandom(50_000 + i) for i in range(60)]  # one batch of 3 MB
+    entries = []
+    for i, data in enumerate(blobs):
+        src = tmp_path / f"s{i}.bin"
+        src.write_bytes(data)
+        registry.upload_blob(src, md5_b64(data))
+        entries.append(ManifestEntry(f"s{i}.bin", md5_b64(data), len(data)))
+    budget = 1 << 20
+    reader = VerifiedReader(content, _in_thread, memory_bytes=budget)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            reader.schedule_small(nursery, entries)
+
+    try:
+        trio.run(main)
+        assert content.stats.bytes == sum(map(len, blobs))  # all of them, in the batch
+        kept = list(reader._memory.values())
+        held = {id(b): len(b) for b in (p.obj if isinstance(p, memoryview) else p for p in kept)}
+        assert len(kept) >= 15 and sum(held.values()) <= budget
+        assert all(bytes(reader._memory[(e.digest, -1)]) == data
+                   for e, data in zip(entries, blobs, strict=True)
+                   if (e.digest, -1) in reader._memory)
+    finally:
+        registry.close()
 
 
 def test_small_files_once_read_are_not_prefetched_again(parts, tmp_path: Path):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from artifactfs.core.chunks import CHUNK_SIZE
-from artifactfs.core.digests import md5_b64
+from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import Conflict, DigestMismatch, InvalidManifest, InvalidName, NotFound
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.records import COMMITTED, DELETED
@@ -434,6 +434,38 @@ def test_large_blob_gets_a_chunk_index(store: Store) -> None:
         assert index.check(n, store.blobs.read(digest, start, end))
 
 
+def test_a_blob_whose_index_cannot_be_written_is_not_published(store: Store) -> None:
+    """A large blob without its index could never be read by chunk, and an upload would
+    skip it as present: the index is written first, so its failure publishes nothing."""
+    data = os.urandom(CHUNK_SIZE + 1)
+    digest = md5_b64(data)
+    fan_out = store.blobs.chunk_root / blob_key(digest)[:2]
+    fan_out.parent.mkdir(parents=True, exist_ok=True)
+    fan_out.write_bytes(b"")  # a file where the index's folder should be
+    with pytest.raises(OSError):
+        store.blobs.put_stream(io.BytesIO(data), digest)
+    assert not store.blobs.has(digest)
+    assert files_under(store.root / "tmp") == []
+
+
+def test_a_lost_chunk_index_is_built_again_from_its_checked_blob(store: Store) -> None:
+    data = os.urandom(2 * CHUNK_SIZE + 5)
+    digest = md5_b64(data)
+    original = store.blobs.put_stream(io.BytesIO(data), digest).chunk_index
+    index_file = store.blobs.chunk_root / blob_key(digest)[:2] / f"{blob_key(digest)}.idx"
+    index_file.unlink()
+    assert store.blobs.chunk_index(digest) == original
+    assert index_file.is_file()  # written again, not rebuilt on every read
+
+    index_file.unlink()
+    with open(store.blobs.path(digest), "r+b") as f:  # and now the blob is damaged too
+        f.seek(CHUNK_SIZE)
+        f.write(bytes([data[CHUNK_SIZE] ^ 1]))
+    with pytest.raises(DigestMismatch, match="damaged"):
+        store.blobs.chunk_index(digest)
+    assert not index_file.exists()  # no index vouches for damaged bytes
+
+
 def test_blob_with_wrong_digest_is_refused_and_nothing_is_stored(store: Store) -> None:
     data = b"the real bytes"
     promised = md5_b64(b"other bytes")
@@ -450,7 +482,7 @@ def test_large_blob_with_wrong_digest_stores_no_index(store: Store, tmp_path: Pa
     data = os.urandom(CHUNK_SIZE + 1)
     src = tmp_path / "big.bin"
     src.write_bytes(data)
-    promised = md5_b64(data[:-1] + b"\x00")
+    promised = md5_b64(data[:-1] + bytes([data[-1] ^ 1]))  # surely other bytes
     with pytest.raises(DigestMismatch):
         store.blobs.put_file(src, promised)
     assert files_under(store.root / "blobs") == []

@@ -187,7 +187,10 @@ class ContentCache:
             self._pending += size
             over = self._held() > self.max_bytes
         if over:
-            self.evict()
+            try:
+                self.evict(only_if_over=True)
+            except OSError as exc:  # the bytes are not cached; the read that has them goes on
+                log.warning("could not make room in the cache at %s: %s", self.root, exc)
         with self._lock:
             if self._held() <= self.max_bytes:
                 return True
@@ -230,13 +233,19 @@ class ContentCache:
         """Bytes held now, counted on disk."""
         return sum(size for _, _, size in self._scan())
 
-    def evict(self) -> None:
+    def evict(self, *, only_if_over: bool = False) -> None:
         """Bring the cache under its bound, oldest access first, across all processes;
-        bytes this process is writing count as held."""
+        bytes this process is writing count as held. ``only_if_over``: not when, by this
+        process's count, the bound already holds once the lock is ours."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / "evict.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             with self._lock:
+                if only_if_over and self._usage is not None and (
+                        self._held() <= self.max_bytes):
+                    # another thread of this process evicted while this one waited: a
+                    # second scan of a large cache would only keep this read waiting
+                    return
                 since = self._written
             files = self._scan()
             total = sum(size for _, _, size in files)

@@ -64,7 +64,8 @@ def _check_mountpoint(mountpoint: Path) -> None:
 @click.option("--read-timeout", type=float, default=30.0, show_default=True,
               help="Seconds a read waits on an unreachable registry before failing with EIO.")
 @click.option("--threads", type=int, default=16, show_default=True,
-              help="Worker threads for fetching, hashing and cache I/O.")
+              help="Worker threads for fetching, hashing and cache I/O (staged writes "
+                   "get as many of their own).")
 @click.option("--memory", "memory_mb", type=int, default=64, show_default=True,
               help="MiB of verified chunks kept in memory for re-reads and read-ahead.")
 @click.option("--readahead", type=int, default=16, show_default=True,

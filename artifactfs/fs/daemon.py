@@ -72,6 +72,16 @@ def serve_mount(
         """For work whose length grows with the data (copy-up, hashing, uploads on save)."""
         return await trio.to_thread.run_sync(functools.partial(func, *args), limiter=limiter)
 
+    local_limiter = trio.CapacityLimiter(options.threads)
+
+    async def local(func: Callable[..., Any], *args: Any) -> Any:
+        """For the staged copies of files being written: threads of their own, so fetches
+        stuck on a registry that hangs cannot fail a write, and no time limit, since an
+        open or close given up on would leak its descriptor."""
+        return await trio.to_thread.run_sync(
+            functools.partial(func, *args), limiter=local_limiter
+        )
+
     mount_id = hashlib.sha256(
         f"{registry.description}|{config.entity}|{options.mountpoint}".encode()
     ).hexdigest()[:16]
@@ -81,7 +91,7 @@ def serve_mount(
         content, blocking, memory_bytes=options.memory_bytes,
         readahead_cap=options.readahead_chunks, run_chunks=options.request_chunks,
     )
-    writer = FolderWriter(tree, content, blocking, unbounded)
+    writer = FolderWriter(tree, content, blocking, unbounded, local)
     ops = ArtifactOperations(tree, reader, writer, options)
     commands = FolderCommands(tree, blocking, unbounded, ops.writers)
     ops.control_address = f"@artifactfs-{mount_id}-{os.getpid()}"

@@ -214,7 +214,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self._tuned = True
 
         async def tune() -> None:
-            done = await self.writer.blocking(
+            done = await self.writer.local(
                 set_readahead, self.options.mountpoint, self.options.kernel_readahead_kib
             )
             if not done:
@@ -292,7 +292,11 @@ class ArtifactOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         handle = OpenFile(node, ReadAhead(cap=self.reader.readahead_cap), entry=entry)
         if self.nursery is not None and self.options.prefetch_files:
-            await self._look_ahead(folder, node)
+            try:
+                await self._look_ahead(folder, node)
+            except Exception as exc:  # a hint: a registry that is down must not fail an
+                # open whose bytes are on disk (the listing it reads may need fetching)
+                log.debug("no look-ahead for %s: %s", node.path, exc)
         return pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=True)
 
     async def _look_ahead(self, folder: Node, node: Node) -> None:
@@ -309,7 +313,7 @@ class ArtifactOperations(pyfuse3.Operations):
 
     async def _open_staged(self, node: Node, folder: Node, ref: StagedFile) -> OpenFile:
         assert folder.staged is not None
-        fd = await self.writer.blocking(os.open, folder.staged.upper_path(ref), os.O_RDWR)
+        fd = await self.writer.local(os.open, folder.staged.upper_path(ref), os.O_RDWR)
         return OpenFile(node, ReadAhead(), staged=ref, fd=fd, folder=folder)
 
     def writers(self, folder: Node) -> list[str]:
@@ -340,7 +344,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self.read_requests += 1
         handle = self._handles[fh]
         if handle.fd >= 0:
-            return await self.writer.blocking(os.pread, handle.fd, size, off)
+            return await self.writer.local(os.pread, handle.fd, size, off)
         entry = handle.entry
         assert entry is not None
         # Read-ahead is decided when a read arrives, since reads may complete out of order;
@@ -368,7 +372,7 @@ class ArtifactOperations(pyfuse3.Operations):
         handle = self._handles[fh]
         if handle.fd < 0 or handle.staged is None or handle.folder is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        written = await self.writer.blocking(os.pwrite, handle.fd, buf, off)
+        written = await self.writer.local(os.pwrite, handle.fd, buf, off)
         staged = handle.folder.staged
         if staged is not None:
             staged.resized(handle.staged, max(handle.staged.size, off + written))
@@ -378,9 +382,9 @@ class ArtifactOperations(pyfuse3.Operations):
     async def fsync(self, fh: int, datasync: bool) -> None:
         handle = self._handles[fh]
         if handle.fd >= 0:
-            await self.writer.blocking(os.fsync, handle.fd)
+            await self.writer.local(os.fsync, handle.fd)
             if handle.folder is not None and handle.folder.staged is not None:
-                await self.writer.blocking(handle.folder.staged.sync)
+                await self.writer.local(handle.folder.staged.sync)
 
     async def flush(self, fh: int) -> None:
         """Writes go straight to the staged copy; nothing is buffered here. ENOSYS tells
@@ -391,7 +395,7 @@ class ArtifactOperations(pyfuse3.Operations):
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
         if handle is not None and handle.fd >= 0:
-            await self.writer.blocking(os.close, handle.fd)
+            await self.writer.local(os.close, handle.fd)
 
     @barrier
     async def setattr(

@@ -18,7 +18,8 @@ class MountOptions:
     read_timeout: float = 30.0
     """Seconds a read may wait on the registry (retries included) before it fails with EIO."""
     threads: int = 16
-    """Worker threads for registry calls, hashing and cache I/O."""
+    """Worker threads for registry calls, hashing and cache I/O; as many again for staged
+    files."""
     memory_bytes: int = 64 << 20
     """Budget for verified chunks held in memory (recent reads and read-ahead)."""
     readahead_chunks: int = 16

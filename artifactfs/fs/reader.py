@@ -169,7 +169,10 @@ class VerifiedReader:
 
         Callers check that no key is in flight, with no await between that check and this
         call. ``quiet`` (prefetch): a failure is not handed to the waiting readers, who
-        then fetch for themselves and meet (and report) the error on their own.
+        then fetch for themselves and meet (and report) the error on their own. Nor is a
+        cancellation, ever: it belongs to the fetching task's scope (a read whose other
+        chunk failed), and raised in a waiter's task it would escape every handler and end
+        the mount.
         """
         flights = [_Flight() for _ in keys]
         for key, flight in zip(keys, flights, strict=True):
@@ -188,7 +191,7 @@ class VerifiedReader:
                     # cache about the same siblings at open after open.
                     self._on_disk[key[0]] = True
             return pieces
-        except BaseException as exc:
+        except Exception as exc:
             if not quiet:
                 for flight in flights:
                     flight.error = exc

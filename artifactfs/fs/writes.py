@@ -51,11 +51,12 @@ def check_name(raw: bytes) -> str:
 
 class FolderWriter:
     def __init__(self, tree: Tree, content: VerifiedContent, blocking: Blocking,
-                 unbounded: Blocking) -> None:
+                 unbounded: Blocking, local: Blocking) -> None:
         self.tree = tree
         self.content = content
-        self.blocking = blocking
+        self.blocking = blocking  # registry calls
         self._unbounded = unbounded  # copying a large file up may take longer than a read
+        self.local = local  # the staging folder's files
 
     def folder(self, node: Node) -> Node:
         """The alias folder ``node`` is in; EROFS when it is not in one."""
@@ -83,12 +84,12 @@ class FolderWriter:
         if ref is None:
             fail(errno.ENOENT)
         assert isinstance(ref, ManifestEntry)
-        fresh = await self.blocking(staged.new_upper)
+        fresh = await self.local(staged.new_upper)
         if not truncate and ref.size:
             await self._unbounded(self.content.download, ref, staged.upper_path(fresh))
         size = 0 if truncate else ref.size
         staged.resized(fresh, size)
-        await self.blocking(staged.put, node.path, fresh)
+        await self.local(staged.put, node.path, fresh)
         log.info("copied %s/%s up for writing (%d bytes)", staged.key, node.path, size)
         return fresh
 
@@ -98,8 +99,8 @@ class FolderWriter:
         path = child_path(parent, name)
         if staged.kind(path) is not None:
             fail(errno.EEXIST)
-        ref = await self.blocking(staged.new_upper)
-        await self.blocking(staged.put, path, ref)
+        ref = await self.local(staged.new_upper)
+        await self.local(staged.put, path, ref)
         self.tree.forget_path(folder, path)
         return self.tree.in_folder(folder, path, is_file=True), ref
 
@@ -111,7 +112,7 @@ class FolderWriter:
         path = child_path(parent, name)
         if staged.kind(path) is not None:
             fail(errno.EEXIST)
-        await self.blocking(staged.mkdir, path)
+        await self.local(staged.mkdir, path)
         self.tree.forget_path(folder, path)
         return self.tree.in_folder(folder, path, is_file=False)
 
@@ -154,7 +155,7 @@ class FolderWriter:
             fail(errno.EISDIR if want == "file" else errno.ENOTDIR)
         if want == "dir" and staged.children(path):
             fail(errno.ENOTEMPTY)
-        await self.blocking(staged.remove if want == "file" else staged.rmdir, path)
+        await self.local(staged.remove if want == "file" else staged.rmdir, path)
         self.tree.forget_path(folder, path)
 
     async def rename(self, old_parent: Node, old_raw: bytes, new_parent: Node, new_raw: bytes,
@@ -183,7 +184,7 @@ class FolderWriter:
                 fail(errno.EINVAL)
             if dst_kind == "dir" and staged.children(dst):
                 fail(errno.ENOTEMPTY)
-        await self.blocking(staged.rename, src, dst)
+        await self.local(staged.rename, src, dst)
         self.tree.forget_path(folder, dst)
         self.tree.moved(folder, src, dst)
 
@@ -191,6 +192,6 @@ class FolderWriter:
         ref = await self.staged_file(node, truncate=size == 0)
         folder = self.tree.folder_of(node)
         assert folder.staged is not None
-        await self.blocking(os.truncate, folder.staged.upper_path(ref), size)
+        await self.local(os.truncate, folder.staged.upper_path(ref), size)
         folder.staged.resized(ref, size)
         return ref

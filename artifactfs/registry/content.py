@@ -144,7 +144,9 @@ class VerifiedContent:
                     continue
                 tried.add(i)
                 if self._accept_whole(entry, data, 0):
-                    found[i] = data
+                    # its own bytes, not a view into the batch answer: a reader keeping a
+                    # few of them in memory would otherwise keep every answer they came in
+                    found[i] = bytes(data) if isinstance(data, memoryview) else data
         return [
             p if p is not None else self.whole(e, attempts=1 if i in tried else _ATTEMPTS)
             for i, (e, p) in enumerate(zip(entries, found, strict=True))
@@ -169,7 +171,7 @@ class VerifiedContent:
         """The chunk index of a large entry, checked against the manifest when it can be."""
         key = self._stored_key(entry)
         with self._lock:
-            found = self._indexes.get(key)
+            found = self._indexes.get(_index_memo(entry))
         if found is not None:
             return found
         expected = entry.chunk_index_sha256
@@ -181,9 +183,16 @@ class VerifiedContent:
                 return False
             if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
                 return False
-            return index.size == entry.size and index.count > 0
+            # the reader places chunk n at n * CHUNK_SIZE: an index cut otherwise would
+            # check the wrong bytes (and pass them), so it is refused like a bad one
+            return (index.size == entry.size and index.count > 0
+                    and index.chunk_size == CHUNK_SIZE)
 
         raw = self.cache.get(key + ".idx", check)
+        if raw is not None and expected is not None and not check(raw):
+            # the cache checks a file once, perhaps for an entry that named no hash
+            self.cache.discard(key + ".idx")
+            raw = None
         if raw is None:
             for _ in range(_ATTEMPTS):
                 fetched = self.registry.chunk_index(entry.digest)
@@ -199,7 +208,7 @@ class VerifiedContent:
                 )
         index = ChunkIndex.from_bytes(raw)
         with self._lock:
-            self._indexes[key] = index
+            self._indexes[_index_memo(entry)] = index
         return index
 
     def chunk(self, entry: ManifestEntry, n: int) -> Piece:
@@ -215,7 +224,7 @@ class VerifiedContent:
         """
         key = blob_key(entry.digest)
         with self._lock:
-            index = self._indexes.get(key)
+            index = self._indexes.get(_index_memo(entry))
         found: list[Piece | None] = [None] * (stop - first)
         tried = [False] * (stop - first)
         if index is None:
@@ -253,7 +262,7 @@ class VerifiedContent:
 
     def _index_soon(self, entry: ManifestEntry) -> Future[ChunkIndex]:
         """The index of ``entry`` fetched in the side pool, one fetch however many ask."""
-        key = blob_key(entry.digest)
+        key = _index_memo(entry)
         with self._lock:
             pending = self._index_flights.get(key)
             created = pending is None
@@ -359,3 +368,9 @@ class VerifiedContent:
                     f"{entry.path!r}: assembled bytes do not match digest {entry.digest}"
                 )
 
+
+def _index_memo(entry: ManifestEntry) -> str:
+    """What a chunk index is remembered by in memory: its blob, and the hash the entry
+    expects of it. An index accepted for an entry that names no hash (trusting the
+    registry) must not serve, unchecked, an entry that names one."""
+    return f"{blob_key(entry.digest)}#{entry.chunk_index_sha256 or ''}"

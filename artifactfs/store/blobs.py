@@ -6,30 +6,35 @@ Layout (also what a static web server serving the same folder exposes)::
     chunks/<hex[:2]>/<hex>.idx   the chunk index of blobs larger than one chunk
 
 A blob is written to ``tmp/``, checked against the digest it was promised to have, made
-durable, and only then renamed into place, so a blob that is visible is always whole and right.
+durable, given its chunk index, and only then renamed into place, so a blob that is visible is
+always whole and right, and can be read by chunk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from artifactfs.core.chunks import ChunkIndex
+from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
 from artifactfs.core.errors import DigestMismatch, NotFound
 from artifactfs.store.files import (
     READ_BLOCK,
     atomic_writer,
     create_temporary,
+    hash_file,
     open_announced,
     read_fd,
 )
 
 __all__ = ["BatchTooLarge", "BlobDir", "BlobWriter"]
+
+log = logging.getLogger(__name__)
 
 # files of a batch open at once: enough to keep the disk's queue busy, and few enough that
 # the server's 40 worker threads, all reading batches, hold at most 640 files open (the
@@ -154,9 +159,22 @@ class BlobDir:
         try:
             return ChunkIndex.from_bytes(self._index_path(digest).read_bytes())
         except FileNotFoundError:
-            if not self.has(digest):
-                raise NotFound(f"blob {digest} not found") from None
+            pass
+        try:
+            size = self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+        if size <= CHUNK_SIZE:
             return None
+        # a large blob without its index (lost, or written by an older version that
+        # published the blob first): built again from the blob, once its digest is checked
+        log.warning("blob %s has no chunk index; building it again", digest)
+        found = hash_file(self.path(digest))
+        if found.digest != digest or found.chunk_index is None:
+            raise DigestMismatch(f"blob {digest} is damaged: its bytes have digest "
+                                 f"{found.digest}")
+        self.write_index(digest, found.chunk_index)
+        return found.chunk_index
 
     def remove_tmp_leftovers(self, older_than: float = 86400.0) -> None:
         """Drop temporary files a crashed writer left behind (they were never visible).
@@ -184,6 +202,7 @@ class BlobWriter:
         self._hasher = ContentHasher()
         fd, self._tmp = create_temporary(blobs.tmp)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._published = False
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._file is not None, "writer already finished"
@@ -202,15 +221,19 @@ class BlobWriter:
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        self.dest.parent.mkdir(exist_ok=True)
-        os.replace(self._tmp, self.dest)
+        # the index first: a crash between the two then leaves an index without its blob
+        # (written again with the blob), never a visible blob that cannot be read by chunk
         if result.chunk_index is not None:
             self._blobs.write_index(self.digest, result.chunk_index)
+        self.dest.parent.mkdir(exist_ok=True)
+        os.replace(self._tmp, self.dest)
+        self._published = True
         return result
 
     def abort(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if not self._published:  # also after a commit that failed part way
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
+import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from fs.conftest import drop_caches
@@ -59,6 +62,48 @@ def test_server_stopped_mid_use_gives_eio_then_recovers(
     finally:
         revived.stop()
     assert Store(store).db.list_projects("local") == ["vision"]
+
+
+def test_writes_into_an_alias_folder_go_on_while_the_registry_hangs(
+    server_env: dict[str, str], tmp_path: Path, run_cli, mount_factory
+):
+    """Reads stuck on a registry that stopped answering hold every fetch thread. Writing,
+    syncing and closing a staged file is local work and must not wait for them: it failed
+    with EIO once the read timeout passed, and a close given up on leaked its descriptor."""
+    src = make_tree(tmp_path / "src", FILES)
+    assert run_cli("push", str(src), "vision/outage", "--type", "dataset").returncode == 0
+    mount = mount_factory("--threads", "2", "--read-timeout", "3")
+    notes_path = mount.path / "vision/dataset/outage:latest/notes.txt"
+    pid = _server_pid(int(server_env["ARTIFACTFS_REGISTRY"].rsplit(":", 1)[1]))
+    later = mount.path / "vision/dataset/outage:v0/later.bin"
+    readers: list[threading.Thread] = []
+
+    def stuck_read(f: BinaryIO, offset: int) -> None:
+        with contextlib.suppress(OSError):  # EIO once the read timeout passes
+            f.seek(offset)
+            f.read(4096)
+
+    with contextlib.ExitStack() as stack:
+        # opened (looked up) while the registry answers; staging begins then too
+        handles = [stack.enter_context(open(later, "rb")) for _ in range(3)]
+        notes = stack.enter_context(open(notes_path, "wb", buffering=0))
+        notes.write(b"before\n")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            readers = [threading.Thread(target=stuck_read, args=(f, n * 10 * CHUNK_SIZE))
+                       for n, f in enumerate(handles, start=1)]
+            for t in readers:
+                t.start()
+            time.sleep(1)  # both fetch threads now wait on the stopped registry
+            notes.write(b"during\n" * 1000)
+            os.fsync(notes.fileno())
+            notes.close()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            for t in readers:
+                t.join(60)
+    assert notes_path.read_bytes() == b"before\n" + b"during\n" * 1000
+    assert mount.alive()
 
 
 def _server_pid(port: int) -> int:
