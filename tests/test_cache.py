@@ -37,7 +37,11 @@ def cache(tmp_path: Path) -> ContentCache:
 
 
 def _age(cache: ContentCache, name: str, seconds_ago: float) -> None:
-    """Mark ``name`` as last used ``seconds_ago`` (recency is the file's atime)."""
+    """Mark ``name`` as last used ``seconds_ago`` (recency is the file's atime).
+
+    Waits first for the scan the first put started: a scan that reads some files' times
+    before they are set and others' after ranks them in an order no reader ever made."""
+    wait_until(lambda: not cache._scanning)
     path = cache.path(name)
     st = path.stat()
     when = time.time_ns() - int(seconds_ago * 1e9)
@@ -365,6 +369,7 @@ def test_a_failing_eviction_leaves_bytes_uncached_and_the_put_unharmed(tmp_path:
     for data in kept:
         cache.put(_name(data), data)
     wait_until(lambda: cache._usage is not None)  # the first scan, started by the first put
+    cache.evict()  # and a count of what is on disk that no put overlapped
     lock = tmp_path / "cache" / "evict.lock"
     lock.unlink()
     lock.mkdir()

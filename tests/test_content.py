@@ -85,11 +85,12 @@ def test_an_index_trusted_for_an_entry_without_its_hash_is_not_used_for_one_with
     )).to_bytes())
     bare = ManifestEntry(entry.path, entry.digest, entry.size)
     assert content.chunk(bare, 1) == other[CHUNK_SIZE : 2 * CHUNK_SIZE]  # nothing to check by
-    with pytest.raises(DigestMismatch, match="chunk index"):
-        content.chunk(entry, 1)
+    # another process: the index on disk carries the cache's "checked" stamp
     fresh = VerifiedContent(content.registry, ContentCache(content.cache.root, 1 << 30))
-    with pytest.raises(DigestMismatch, match="chunk index"):  # nor from the disk cache
+    with pytest.raises(DigestMismatch, match="chunk index"):
         fresh.chunk(entry, 1)
+    with pytest.raises(DigestMismatch, match="chunk index"):  # this one holds it in memory
+        content.chunk(entry, 1)
 
 
 def test_a_read_that_fails_does_not_hand_its_cancellation_to_other_readers(
@@ -256,6 +257,28 @@ def test_small_entries_past_the_batch_byte_limit_are_split_into_several_batches(
     entries = small_entries(store, tmp_path, blobs)
     assert [bytes(p) for p in content.wholes(entries)] == blobs
     assert calls == [BATCH_MAX_BYTES // CHUNK_SIZE, 3]
+
+
+def test_chunks_of_a_run_kept_in_memory_hold_no_more_than_the_budget(
+    parts, tmp_path: Path
+):
+    """A run of chunks arrives in one buffer; a chunk kept as a view of it held the whole
+    run in memory once its neighbours were pushed out, while the budget counted one."""
+    store, content = parts
+    data = os.urandom(8 * CHUNK_SIZE)
+    entry = stored_entry(store, tmp_path, data)
+    budget = 5 * CHUNK_SIZE
+    reader = VerifiedReader(content, _in_thread, memory_bytes=budget)
+
+    async def main() -> None:
+        await reader._fetch(entry, 0, 4)  # one run
+        assert bytes(await reader.piece(entry, 0)) == data[:CHUNK_SIZE]  # used again
+        await reader._fetch(entry, 4, 8)  # the next run pushes out chunks 1 to 3, not 0
+
+    trio.run(main)
+    kept = list(reader._memory.values())
+    held = {id(b): len(b) for b in (p.obj if isinstance(p, memoryview) else p for p in kept)}
+    assert (entry.digest, 0) in reader._memory and sum(held.values()) <= budget
 
 
 @pytest.mark.parametrize("transport", ["server"])  # whose batch answer is one buffer

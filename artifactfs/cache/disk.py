@@ -66,6 +66,9 @@ class ContentCache:
         self._usage: int | None = None  # this process's estimate; None until first scanned
         self._scanning = False
         self._written = 0  # bytes put by this process, ever: what a scan may have missed
+        # while an eviction runs: the files this process put meanwhile, which its scan
+        # may or may not have seen (counted once either way)
+        self._landed: list[tuple[str, int]] | None = None
         self._pending = 0  # bytes being written by puts of this process
         self.hits = 0
         self.misses = 0
@@ -142,8 +145,8 @@ class ContentCache:
         Room is made before the bytes are written, and bytes being written count against
         the bound, so the folder never holds more than the bound as this process counts
         it, not even between a write and the eviction it would cause. Bytes that cannot fit
-        (larger than the bound, or too many other writes in flight) are not cached; the
-        read that fetched them has them anyway.
+        (larger than the bound, too many other writes in flight, or an eviction that
+        failed) are not cached; the read that fetched them has them anyway.
         """
         size = len(data)
         if not self._reserve(size):
@@ -165,6 +168,8 @@ class ContentCache:
         with self._lock:
             self._pending -= size
             self._written += size
+            if self._landed is not None:
+                self._landed.append((path, size))
             self._checked.pop(name, None)
             if self._usage is None:
                 # the first puts of this process: count what is on disk in the background,
@@ -246,26 +251,41 @@ class ContentCache:
                     # another thread of this process evicted while this one waited: a
                     # second scan of a large cache would only keep this read waiting
                     return
-                since = self._written
-            files = self._scan()
-            total = sum(size for _, _, size in files)
-            # puts that finish while the scan runs may be missed by it: they count on top
-            # (some twice, which errs toward evicting early, never toward overflowing)
-            with self._lock:
-                pending, landed = self._pending, self._written - since
-            if total + landed + pending > self.max_bytes:
-                target = int(self.max_bytes * _LOW_WATER) - pending - landed
-                files.sort()
-                for _, path, size in files:
-                    if total <= target:
-                        break
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
-                    with self._lock:
-                        self._checked.pop(os.path.basename(path), None)
-                    total -= size
-            with self._lock:
-                self._usage = total + self._written - since
+                self._landed = []
+            try:
+                self._evict_locked()
+            finally:
+                with self._lock:
+                    self._landed = None
+
+    def _evict_locked(self) -> None:
+        """``evict`` with the lock held. A put that lands while the scan runs may or may
+        not be seen by it, and counts once either way: counted on top of the scan as well,
+        it would count twice, and the first scan, which runs alongside a mount's first
+        reads, would evict files still worth keeping."""
+        files = self._scan()
+        total = sum(size for _, _, size in files)
+        seen = {path for _, path, _ in files}
+
+        def missed() -> int:  # call with _lock held
+            assert self._landed is not None
+            return sum(size for path, size in self._landed if path not in seen)
+
+        with self._lock:
+            pending, landed = self._pending, missed()
+        if total + landed + pending > self.max_bytes:
+            target = int(self.max_bytes * _LOW_WATER) - pending - landed
+            files.sort()
+            for _, path, size in files:
+                if total <= target:
+                    break
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                with self._lock:
+                    self._checked.pop(os.path.basename(path), None)
+                total -= size
+        with self._lock:
+            self._usage = total + missed()
 
     def _scan(self) -> list[tuple[int, str, int]]:
         out: list[tuple[int, str, int]] = []

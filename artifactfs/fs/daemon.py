@@ -75,9 +75,10 @@ def serve_mount(
     local_limiter = trio.CapacityLimiter(options.threads)
 
     async def local(func: Callable[..., Any], *args: Any) -> Any:
-        """For the staged copies of files being written: threads of their own, so fetches
-        stuck on a registry that hangs cannot fail a write, and no time limit, since an
-        open or close given up on would leak its descriptor."""
+        """For the staging folder's files: threads of their own, so fetches stuck on a
+        registry that hangs cannot fail a write, and no time limit (a staging disk that
+        hangs holds writes up, as any local disk would), since an open or close given up
+        on would leak its descriptor."""
         return await trio.to_thread.run_sync(
             functools.partial(func, *args), limiter=local_limiter
         )
@@ -86,14 +87,14 @@ def serve_mount(
         f"{registry.description}|{config.entity}|{options.mountpoint}".encode()
     ).hexdigest()[:16]
     staging = Staging(options.staging_dir / mount_id)
-    tree = Tree(registry, config.entity, blocking, options.alias_timeout, staging)
+    tree = Tree(registry, config.entity, blocking, options.alias_timeout, staging, local)
     reader = VerifiedReader(
         content, blocking, memory_bytes=options.memory_bytes,
         readahead_cap=options.readahead_chunks, run_chunks=options.request_chunks,
     )
     writer = FolderWriter(tree, content, blocking, unbounded, local)
     ops = ArtifactOperations(tree, reader, writer, options)
-    commands = FolderCommands(tree, blocking, unbounded, ops.writers)
+    commands = FolderCommands(tree, blocking, unbounded, local, ops.writers)
     ops.control_address = f"@artifactfs-{mount_id}-{os.getpid()}"
     fuse_options = set(pyfuse3.default_options)
     fuse_options |= {"fsname=artifactfs", "subtype=artifactfs", "auto_unmount"}

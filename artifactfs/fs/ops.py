@@ -292,16 +292,12 @@ class ArtifactOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         handle = OpenFile(node, ReadAhead(cap=self.reader.readahead_cap), entry=entry)
         if self.nursery is not None and self.options.prefetch_files:
-            try:
-                await self._look_ahead(folder, node)
-            except Exception as exc:  # a hint: a registry that is down must not fail an
-                # open whose bytes are on disk (the listing it reads may need fetching)
-                log.debug("no look-ahead for %s: %s", node.path, exc)
+            self._look_ahead(folder, node)
         return pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=True)
 
-    async def _look_ahead(self, folder: Node, node: Node) -> None:
+    def _look_ahead(self, folder: Node, node: Node) -> None:
         """Prefetch the siblings after an opened file, when the window says it is time."""
-        position = await self.tree.file_position(folder, node.path)
+        position = self.tree.file_position(folder, node.path)
         if position is None:
             return
         parent, index = position

@@ -111,7 +111,7 @@ class ReadAhead:
 class _Flight:
     done: trio.Event = field(default_factory=trio.Event)
     data: bytes | None = None
-    error: BaseException | None = None
+    error: Exception | None = None
 
 
 class VerifiedReader:

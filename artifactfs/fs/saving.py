@@ -34,13 +34,16 @@ _UPLOADS_AT_ONCE = 8
 
 class FolderCommands:
     def __init__(
-        self, tree: Tree, blocking: Blocking, unbounded: Blocking,
+        self, tree: Tree, blocking: Blocking, unbounded: Blocking, local: Blocking,
         writers: Callable[[Node], list[str]] = lambda folder: [],
     ) -> None:
         self.tree = tree
         self._writers = writers
-        self._blocking = blocking
+        self._blocking = blocking  # registry calls
         self._unbounded = unbounded
+        # the staging folder's files: a save that committed must not be reported as failed
+        # because removing its staged copy waited on threads held by a hanging registry
+        self._local = local
         self._locks: dict[FolderKey, trio.Lock] = {}
         self.uploaded_bytes = 0
 
@@ -148,7 +151,7 @@ class FolderCommands:
                     aliases=labels,
                 )
             )
-            await self._blocking(self.tree.saved(folder, info, manifest))
+            await self._local(self.tree.saved(folder, info, manifest))
         log.info("saved %s as %s (%d blobs uploaded)", key, info.qualified_name, len(missing))
         return {"folder": str(key), "version": f"{key.project}/{key.name}:{info.version}",
                 "id": info.id, "uploaded": len(missing), "uploaded_bytes": sent}
@@ -179,7 +182,7 @@ class FolderCommands:
 
     async def _end(self, folder: Node) -> None:
         """Drop the folder's staging and make the kernel look the alias up again."""
-        await self._blocking(self.tree.end_staging(folder))
+        await self._local(self.tree.end_staging(folder))
         type_node = self.tree.type_node(folder.project, folder.type)
         try:
             pyfuse3.invalidate_entry_async(type_node.inode, folder.name.encode())

@@ -95,12 +95,13 @@ def _never(_: str) -> bool:
 class Tree:
     def __init__(
         self, registry: Registry, entity: str, blocking: Blocking, listing_ttl: float,
-        staging: Staging,
+        staging: Staging, local: Blocking,
     ) -> None:
         self.registry = registry
         self.entity = entity
         self.staging = staging
-        self._blocking = blocking
+        self._blocking = blocking  # registry calls
+        self._local = local  # the staging folder's files
         # staged folders a previous daemon left, loaded when first looked up
         self._left: dict[FolderKey, tuple[VersionInfo | None, Path]] = {
             key: (base, path) for key, base, path in staging.on_disk()
@@ -286,11 +287,15 @@ class Tree:
                 return self.in_folder(folder, path, is_file=False)
         raise NotFound(name)
 
-    async def file_position(self, folder: Node, path: str) -> tuple[str, int] | None:
+    def file_position(self, folder: Node, path: str) -> tuple[str, int] | None:
         """The folder ``path`` is in and its index in that folder's listing order; None
-        for staged folders, whose listing changes."""
-        listing = await self.listing(folder)
-        if not isinstance(listing, VersionListing):
+        for staged folders, whose listing changes, and when the listing is not in memory
+        (a hint for prefetching must not wait on the registry: the lookup that came before
+        the open loaded it, unless many versions read since have pushed it out)."""
+        if folder.staged is not None or folder.version is None:
+            return None
+        listing = self._listings.get(folder.version.id)
+        if listing is None:
             return None
         parent, _, name = path.rpartition("/")
         return parent, bisect.bisect_left(listing.dirs.get(parent, ()), name)
@@ -299,7 +304,7 @@ class Tree:
         self, folder: Node, parent: str, index: int, count: int
     ) -> list[ManifestEntry]:
         """Up to ``count`` files that follow position ``index`` of folder ``parent`` (after
-        ``file_position``, which loaded the listing)."""
+        ``file_position``, which found the listing in memory)."""
         listing = self._listings.get(folder.version.id) if folder.version else None
         if listing is None:
             return []
@@ -382,7 +387,7 @@ class Tree:
         manifest = (
             await self._blocking(self.registry.manifest, base.id) if base else Manifest()
         )
-        found = await self._blocking(StagedFolder.load, path, manifest)
+        found = await self._local(StagedFolder.load, path, manifest)
         self.staging.folders[key] = found
         del self._left[key]
         log.info("recovered staged changes of %s", key)
@@ -395,7 +400,7 @@ class Tree:
         key = folder.folder_key
         listing = await self.version_listing(folder)
         manifest = Manifest(listing.files.values())
-        staged = await self._blocking(
+        staged = await self._local(
             StagedFolder.begin, self.staging.path_for(key), key, folder.version, manifest
         )
         self.staging.folders[key] = staged
@@ -408,7 +413,7 @@ class Tree:
         """``mkdir PROJECT/TYPE/NAME:latest``: stage a collection that does not exist yet."""
         collection, _, label = name.partition(":")
         key = FolderKey(parent.project, parent.type, collection, label)
-        staged = await self._blocking(
+        staged = await self._local(
             StagedFolder.begin, self.staging.path_for(key), key, None, Manifest()
         )
         self.staging.folders[key] = staged

@@ -189,8 +189,9 @@ class VerifiedContent:
                     and index.chunk_size == CHUNK_SIZE)
 
         raw = self.cache.get(key + ".idx", check)
-        if raw is not None and expected is not None and not check(raw):
-            # the cache checks a file once, perhaps for an entry that named no hash
+        if raw is not None and not check(raw):
+            # the cache checks a file once: perhaps for an entry that named no hash, or by
+            # an older version that did not ask for 1 MiB chunks (a few KiB to hash again)
             self.cache.discard(key + ".idx")
             raw = None
         if raw is None:
@@ -299,6 +300,10 @@ class VerifiedContent:
             pos += end - start
             tried[i] = True
             if index.check(n, piece):
+                if len(piece) < len(run):
+                    # its own bytes: a reader keeping one chunk of a run in memory would
+                    # otherwise keep the whole run, while its budget counts one chunk
+                    piece = bytes(piece)
                 self.cache.put(f"{key}.c{n}", piece)
                 found[i] = piece
             else:

@@ -155,7 +155,10 @@ class BlobDir:
         return out
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:
-        """The blob's chunk index, None for a blob of one chunk or less."""
+        """The blob's chunk index, None for a blob of one chunk or less.
+
+        Raises NotFound for a blob that is not here, and DigestMismatch for a large one
+        whose index is missing and whose bytes no longer match their digest."""
         try:
             return ChunkIndex.from_bytes(self._index_path(digest).read_bytes())
         except FileNotFoundError:
@@ -173,7 +176,10 @@ class BlobDir:
         if found.digest != digest or found.chunk_index is None:
             raise DigestMismatch(f"blob {digest} is damaged: its bytes have digest "
                                  f"{found.digest}")
-        self.write_index(digest, found.chunk_index)
+        try:
+            self.write_index(digest, found.chunk_index)
+        except OSError as exc:  # a read-only store: still answered, built again next time
+            log.warning("could not keep the chunk index of blob %s: %s", digest, exc)
         return found.chunk_index
 
     def remove_tmp_leftovers(self, older_than: float = 86400.0) -> None:
@@ -192,7 +198,8 @@ class BlobWriter:
     """Receives a blob's bytes in pieces, then checks and publishes them in one rename.
 
     ``abort`` (safe after ``commit``) removes the temporary file; a crash leaves only a
-    temporary file under ``tmp/``, never a visible blob.
+    temporary file under ``tmp/`` (and perhaps the blob's chunk index, written again with
+    the blob), never a visible blob.
     """
 
     def __init__(self, blobs: BlobDir, digest: str) -> None:

@@ -67,9 +67,10 @@ def test_server_stopped_mid_use_gives_eio_then_recovers(
 def test_writes_into_an_alias_folder_go_on_while_the_registry_hangs(
     server_env: dict[str, str], tmp_path: Path, run_cli, mount_factory
 ):
-    """Reads stuck on a registry that stopped answering hold every fetch thread. Writing,
-    syncing and closing a staged file is local work and must not wait for them: it failed
-    with EIO once the read timeout passed, and a close given up on leaked its descriptor."""
+    """Reads stuck on a registry that stopped answering hold every fetch thread. Beginning
+    to stage a folder, writing, syncing and closing a file in it is local work and must
+    not wait for them: it failed with EIO once the read timeout passed, and a close given
+    up on leaked its descriptor."""
     src = make_tree(tmp_path / "src", FILES)
     assert run_cli("push", str(src), "vision/outage", "--type", "dataset").returncode == 0
     mount = mount_factory("--threads", "2", "--read-timeout", "3")
@@ -84,10 +85,9 @@ def test_writes_into_an_alias_folder_go_on_while_the_registry_hangs(
             f.read(4096)
 
     with contextlib.ExitStack() as stack:
-        # opened (looked up) while the registry answers; staging begins then too
+        # opened (looked up) while the registry answers, and the alias folder listed
         handles = [stack.enter_context(open(later, "rb")) for _ in range(3)]
-        notes = stack.enter_context(open(notes_path, "wb", buffering=0))
-        notes.write(b"before\n")
+        assert "later.bin" in os.listdir(notes_path.parent)
         os.kill(pid, signal.SIGSTOP)
         try:
             readers = [threading.Thread(target=stuck_read, args=(f, n * 10 * CHUNK_SIZE))
@@ -95,14 +95,14 @@ def test_writes_into_an_alias_folder_go_on_while_the_registry_hangs(
             for t in readers:
                 t.start()
             time.sleep(1)  # both fetch threads now wait on the stopped registry
-            notes.write(b"during\n" * 1000)
-            os.fsync(notes.fileno())
-            notes.close()
+            with open(notes_path, "wb", buffering=0) as notes:  # staging begins now
+                notes.write(b"during\n" * 1000)
+                os.fsync(notes.fileno())
         finally:
             os.kill(pid, signal.SIGCONT)
             for t in readers:
                 t.join(60)
-    assert notes_path.read_bytes() == b"before\n" + b"during\n" * 1000
+    assert notes_path.read_bytes() == b"during\n" * 1000
     assert mount.alive()
 
 
