@@ -97,6 +97,11 @@ class RegistryServer:
         return self.log.read_text(errors="replace")
 
 
+def open_fd_count() -> int:
+    """Files this process has open: what a test compares before and after to catch a leak."""
+    return len(os.listdir("/proc/self/fd"))
+
+
 def folder_bytes(top: Path) -> int:
     """Bytes of every file under ``top``, counted by inode: a file renamed from one folder
     to another while the walk runs counts once; a file removed meanwhile is skipped."""

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import folder_bytes, wait_until
+from helpers import folder_bytes, open_fd_count, wait_until
 
 from artifactfs.cache import ContentCache
 from artifactfs.store import files
@@ -123,8 +123,11 @@ def test_altered_file_is_detected(cache: ContentCache) -> None:
     assert not path.exists()
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _open_fds(cache: ContentCache) -> int:
+    """Files this process has open, once the scan the first put started (which opens files
+    of its own) is over."""
+    wait_until(lambda: not cache._scanning)
+    return open_fd_count()
 
 
 def test_get_many_answers_like_get_and_leaves_no_file_open(cache: ContentCache) -> None:
@@ -135,9 +138,9 @@ def test_get_many_answers_like_get_and_leaves_no_file_open(cache: ContentCache) 
     with open(cache.path(_name(bad)), "r+b") as f:
         f.write(b"\x00" * 10)  # altered (a fresh mtime): found bad on the next read
     names = [_name(d) for d in blobs] + ["0" * 32]  # the last one was never cached
-    before = _open_fds()
+    before = _open_fds(cache)
     got = cache.get_many(names, [_check_for(d) for d in blobs] + [lambda _: True])
-    assert _open_fds() == before
+    assert _open_fds(cache) == before
     assert got == [blobs[0], blobs[1], None, *blobs[3:], None]
     assert not cache.contains(_name(bad))  # dropped, to be fetched again
     assert cache.misses == 2
@@ -152,10 +155,10 @@ def test_get_many_closes_every_file_when_a_check_raises(cache: ContentCache) -> 
     def explode(_: bytes) -> bool:
         raise RuntimeError("check failed to run")
 
-    before = _open_fds()
+    before = _open_fds(cache)
     with pytest.raises(RuntimeError):
         cache.get_many([_name(d) for d in blobs], [explode] * len(blobs))
-    assert _open_fds() == before
+    assert _open_fds(cache) == before
 
 
 def test_file_altered_after_a_checked_read_is_detected(cache: ContentCache) -> None:

@@ -109,7 +109,7 @@ def test_a_read_that_fails_does_not_hand_its_cancellation_to_other_readers(
 
     async def gated(func, *args):  # the daemon's hand-off, each fetch held at its chunk's gate
         def run():
-            gates[args[1]].wait(30)  # args: entry, first, stop
+            gates[args[-2]].wait(30)  # args end with: entry, first, stop
             return func(*args)
         return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
 

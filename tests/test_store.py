@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import open_fd_count
 
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import blob_key, md5_b64
@@ -376,30 +377,26 @@ def test_missing_blob_is_not_found(store: Store) -> None:
         store.blobs.chunk_index(digest)
 
 
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
 def test_read_many_answers_in_order_across_windows(store: Store) -> None:
     # more digests than one window of open files, missing ones and repeats among them
     blobs = [os.urandom(100 + n) for n in range(70)]
     digests = [put(store, b) for b in blobs]
     absent, empty = md5_b64(b"never stored"), put(store, b"")
     asked = [digests[5], absent, *digests, digests[5], absent, empty]
-    before = _open_fds()
+    before = open_fd_count()
     got = store.blobs.read_many(asked)
     assert got == [blobs[5], None, *blobs, blobs[5], None, b""]
-    assert _open_fds() == before
+    assert open_fd_count() == before
     assert store.blobs.read_many([]) == []
 
 
 def test_read_many_over_its_byte_limit_raises_and_closes_its_files(store: Store) -> None:
     blobs = [os.urandom(1000) for _ in range(40)]
     digests = [put(store, b) for b in blobs]
-    before = _open_fds()
+    before = open_fd_count()
     with pytest.raises(BatchTooLarge, match="39999"):
         store.blobs.read_many(digests, max_bytes=40_000 - 1)
-    assert _open_fds() == before
+    assert open_fd_count() == before
     # the limit counts what is there: missing blobs add nothing, and exactly at it is fine
     asked = [*digests, md5_b64(b"absent")]
     assert store.blobs.read_many(asked, max_bytes=40_000) == [*blobs, None]

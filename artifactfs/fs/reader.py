@@ -51,6 +51,17 @@ def first_error(group: BaseExceptionGroup) -> BaseException:
     return error
 
 
+def _owned_pieces(fetch: Callable[..., Any], *args: Any) -> list[Piece]:
+    """``fetch(*args)`` (in a worker thread) as pieces that each own their bytes. A piece
+    cut from a larger buffer (a chunk of a run, a small file of a batch answer) and kept in
+    memory as a view would keep the whole buffer alive while the budget counts only its
+    own length; copied here, only the pieces kept pay for it, not downloads."""
+    result = fetch(*args)
+    pieces: list[Piece] = result if isinstance(result, list) else [result]
+    return [bytes(p) if isinstance(p, memoryview) and memoryview(p.obj).nbytes > p.nbytes
+            else p for p in pieces]
+
+
 class SiblingWindow:
     """When an open should look at the files after it for prefetching.
 
@@ -178,8 +189,7 @@ class VerifiedReader:
         for key, flight in zip(keys, flights, strict=True):
             self._inflight[key] = flight
         try:
-            result = await self._blocking(fetch, *args)
-            pieces: list[Piece] = result if isinstance(result, list) else [result]
+            pieces = await self._blocking(_owned_pieces, fetch, *args)
             for key, flight, data in zip(keys, flights, pieces, strict=True):
                 flight.data = data
                 with contextlib.suppress(ValueError):  # larger than the whole budget

@@ -144,9 +144,7 @@ class VerifiedContent:
                     continue
                 tried.add(i)
                 if self._accept_whole(entry, data, 0):
-                    # its own bytes, not a view into the batch answer: a reader keeping a
-                    # few of them in memory would otherwise keep every answer they came in
-                    found[i] = bytes(data) if isinstance(data, memoryview) else data
+                    found[i] = data
         return [
             p if p is not None else self.whole(e, attempts=1 if i in tried else _ATTEMPTS)
             for i, (e, p) in enumerate(zip(entries, found, strict=True))
@@ -176,38 +174,39 @@ class VerifiedContent:
             return found
         expected = entry.chunk_index_sha256
 
-        def check(raw: bytes) -> bool:
+        def accepted(raw: bytes) -> ChunkIndex | None:
             try:
                 index = ChunkIndex.from_bytes(raw)
             except InvalidManifest:
-                return False
+                return None
             if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
-                return False
+                return None
             # the reader places chunk n at n * CHUNK_SIZE: an index cut otherwise would
             # check the wrong bytes (and pass them), so it is refused like a bad one
-            return (index.size == entry.size and index.count > 0
-                    and index.chunk_size == CHUNK_SIZE)
+            if index.size != entry.size or index.count == 0 or index.chunk_size != CHUNK_SIZE:
+                return None
+            return index
 
-        raw = self.cache.get(key + ".idx", check)
-        if raw is not None and not check(raw):
-            # the cache checks a file once: perhaps for an entry that named no hash, or by
-            # an older version that did not ask for 1 MiB chunks (a few KiB to hash again)
+        # checked here on every load, not once by the disk cache: the file may have been
+        # checked for an entry that named no hash, or by an older version (a few KiB)
+        raw = self.cache.get(key + ".idx", _checked_by_caller)
+        index = accepted(raw) if raw is not None else None
+        if raw is not None and index is None:
             self.cache.discard(key + ".idx")
-            raw = None
-        if raw is None:
-            for _ in range(_ATTEMPTS):
-                fetched = self.registry.chunk_index(entry.digest)
-                self.stats.add(0)
-                raw = fetched.to_bytes() if fetched is not None else b""
-                if check(raw):
-                    self.cache.put(key + ".idx", raw)
-                    break
-            else:
-                raise DigestMismatch(
-                    f"chunk index of blob {entry.digest} ({entry.path!r}) is missing or "
-                    "does not match the manifest"
-                )
-        index = ChunkIndex.from_bytes(raw)
+        attempts = 0
+        while index is None and attempts < _ATTEMPTS:
+            attempts += 1
+            fetched = self.registry.chunk_index(entry.digest)
+            self.stats.add(0)
+            raw = fetched.to_bytes() if fetched is not None else b""
+            index = accepted(raw)
+            if index is not None:
+                self.cache.put(key + ".idx", raw)
+        if index is None:
+            raise DigestMismatch(
+                f"chunk index of blob {entry.digest} ({entry.path!r}) is missing or "
+                "does not match the manifest"
+            )
         with self._lock:
             self._indexes[_index_memo(entry)] = index
         return index
@@ -300,10 +299,6 @@ class VerifiedContent:
             pos += end - start
             tried[i] = True
             if index.check(n, piece):
-                if len(piece) < len(run):
-                    # its own bytes: a reader keeping one chunk of a run in memory would
-                    # otherwise keep the whole run, while its budget counts one chunk
-                    piece = bytes(piece)
                 self.cache.put(f"{key}.c{n}", piece)
                 found[i] = piece
             else:
@@ -379,3 +374,7 @@ def _index_memo(entry: ManifestEntry) -> str:
     expects of it. An index accepted for an entry that names no hash (trusting the
     registry) must not serve, unchecked, an entry that names one."""
     return f"{blob_key(entry.digest)}#{entry.chunk_index_sha256 or ''}"
+
+
+def _checked_by_caller(_: bytes) -> bool:
+    return True

@@ -142,8 +142,8 @@ class BlobDir:
         if max_bytes is not None:
             total = 0
             for digest in wanted:
-                with contextlib.suppress(FileNotFoundError):
-                    total += self.path(digest).stat().st_size
+                with contextlib.suppress(NotFound):
+                    total += self.size(digest)
             if total > max_bytes:
                 raise BatchTooLarge(f"blobs of a batch exceed {max_bytes} bytes")
         out: list[bytes | None] = []
@@ -163,11 +163,7 @@ class BlobDir:
             return ChunkIndex.from_bytes(self._index_path(digest).read_bytes())
         except FileNotFoundError:
             pass
-        try:
-            size = self.path(digest).stat().st_size
-        except FileNotFoundError:
-            raise NotFound(f"blob {digest} not found") from None
-        if size <= CHUNK_SIZE:
+        if self.size(digest) <= CHUNK_SIZE:  # NotFound when the blob is not here either
             return None
         # a large blob without its index (lost, or written by an older version that
         # published the blob first): built again from the blob, once its digest is checked
@@ -209,7 +205,6 @@ class BlobWriter:
         self._hasher = ContentHasher()
         fd, self._tmp = create_temporary(blobs.tmp)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
-        self._published = False
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._file is not None, "writer already finished"
@@ -234,13 +229,13 @@ class BlobWriter:
             self._blobs.write_index(self.digest, result.chunk_index)
         self.dest.parent.mkdir(exist_ok=True)
         os.replace(self._tmp, self.dest)
-        self._published = True
         return result
 
     def abort(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
-        if not self._published:  # also after a commit that failed part way
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._tmp)
+        # also after a commit that failed part way; after one that succeeded the temporary
+        # name is gone (renamed), and no other writer ever takes it again
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
