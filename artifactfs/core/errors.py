@@ -5,6 +5,7 @@ The tree::
     ArtifactFSError
     ├── InvalidName (also ValueError)      a name, type, alias, ref or path breaks a rule
     ├── InvalidManifest (also ValueError)  a manifest cannot be read or holds a bad entry
+    ├── InvalidRequest (also ValueError)   a field is of the wrong form or past its bound
     ├── NotFound (also KeyError)           an entity, project, collection, version or blob is absent
     ├── Conflict                           the request clashes with the registry's state
     ├── DigestMismatch                     bytes do not match the digest they were promised to have
@@ -23,6 +24,7 @@ __all__ = [
     "DigestMismatch",
     "InvalidManifest",
     "InvalidName",
+    "InvalidRequest",
     "NotFound",
     "PermissionDenied",
     "RegistryUnavailable",
@@ -39,6 +41,10 @@ class InvalidName(ArtifactFSError, ValueError):
 
 class InvalidManifest(ArtifactFSError, ValueError):
     """A manifest is malformed or holds an entry that may not be used."""
+
+
+class InvalidRequest(ArtifactFSError, ValueError):
+    """A field of a request (metadata, description...) has the wrong form or is too large."""
 
 
 class NotFound(ArtifactFSError, KeyError):
