@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -29,9 +30,18 @@ def _store(store_dir: Path | None):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; loopback unless you mean to share it.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@click.option("--header-timeout", default=10.0, show_default=True,
+              type=click.FloatRange(min=0.1),
+              help="Seconds a client has to send a request line and headers; then the "
+                   "connection is closed (408).")
+@click.option("--max-connections", default=1024, show_default=True,
+              type=click.IntRange(min=1),
+              help="Connections open at once; beyond, the longest idle one is closed, or the "
+                   "request answered 503 when none is idle.")
 @click.option("--blob-url-base", default=None,
               help="Redirect blob reads to URL/blobs/xx/HEX, a server holding the same files.")
-def serve(store_dir: Path | None, host: str, port: int, blob_url_base: str | None) -> None:
+def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
+          max_connections: int, blob_url_base: str | None) -> None:
     """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
 
     \b
@@ -45,6 +55,7 @@ def serve(store_dir: Path | None, host: str, port: int, blob_url_base: str | Non
     import uvicorn
 
     from artifactfs.server import create_app
+    from artifactfs.server.connections import ConnectionLimits, limited_protocol
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -58,8 +69,38 @@ def serve(store_dir: Path | None, host: str, port: int, blob_url_base: str | Non
     app = create_app(store, blob_url_base=blob_url_base)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    limits = ConnectionLimits(header_timeout=header_timeout,
+                              max_connections=_fit_descriptors(max_connections))
+    # h11, not httptools: h11 bounds the request head it buffers (see server/connections.py)
     uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
-                timeout_graceful_shutdown=10, server_header=False)
+                timeout_graceful_shutdown=10, server_header=False,
+                http=limited_protocol(limits))
+
+
+# descriptors kept beside the connections: SQLite's files in each worker thread (three per
+# thread, 40 threads), blob files being streamed, the log, the listening socket
+_SPARE_DESCRIPTORS = 256
+
+
+def _fit_descriptors(max_connections: int) -> int:
+    """``max_connections``, after raising the soft limit of open files to hold them; fewer
+    (with a warning) when the hard limit is lower. A server that runs out of descriptors
+    stops accepting anyone, the connection limit must come first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + _SPARE_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        fitted = max(1, soft - _SPARE_DESCRIPTORS)
+        click.echo(f"warning: only {soft} open files allowed; serving at most {fitted} "
+                   "connections at once", err=True)
+        return fitted
+    return max_connections
 
 
 @click.group()

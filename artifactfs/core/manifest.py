@@ -10,25 +10,56 @@ Paths are relative POSIX paths: never absolute, never with ``.``, ``..`` or empt
 with NUL, each part at most 255 bytes (the file-name limit of the file systems the mount and
 ``download`` write to). A path may not be both a file and a folder. Every check runs when a
 manifest is built or loaded, so nothing downstream sees a path that could escape its root.
+
+A manifest to be committed must also pass :func:`validate_for_commit`: what a registry
+stores it must be able to give back and show, so paths have no control characters or
+surrogates, sizes fit SQLite, references are URIs of a known scheme and every JSON value
+is bounded (see ``core.limits``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
 from artifactfs.core.collector import collector_paused
-from artifactfs.core.digests import artifact_digest
+from artifactfs.core.digests import artifact_digest, is_md5_digest
 from artifactfs.core.errors import InvalidManifest
+from artifactfs.core.limits import (
+    MAX_EXTRA_BYTES,
+    MAX_METADATA_BYTES,
+    MAX_SIZE,
+    check_json,
+    check_text,
+    forbidden_char,
+    shown,
+)
 
-__all__ = ["STORAGE_POLICY", "Manifest", "ManifestEntry", "validate_entry_path"]
+__all__ = [
+    "MAX_REF_LENGTH",
+    "REF_SCHEMES",
+    "STORAGE_POLICY",
+    "Manifest",
+    "ManifestEntry",
+    "validate_entry_path",
+    "validate_for_commit",
+]
 
 STORAGE_POLICY = "wandb-storage-policy-v1"
 MAX_PART_BYTES = 255
 _ENTRY_KEYS = {"digest", "size", "ref", "birthArtifactID", "extra"}
+REF_SCHEMES = frozenset({"file", "http", "https", "s3", "gs", "wandb-artifact"})
+"""URI schemes a reference entry may name (W&B's storage handlers that we know of)."""
+MAX_REF_LENGTH = 4096
+"""Longest reference URI, and longest digest of a reference entry (with ``checksum=False``
+W&B's digest of a reference is the URI itself)."""
+_MAX_ID_LENGTH = 256  # birthArtifactID, storagePolicy: short identifiers in practice
+# a reference's digest is an ETag, an MD5 or the URI: printable, no spaces
+_REF_DIGEST_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def validate_entry_path(path: object) -> str:
@@ -62,7 +93,13 @@ def validate_entry_path(path: object) -> str:
                 f"entry path {path!r} has an empty, '.' or '..' part; paths may not escape "
                 "or repeat their folder"
             )
-        if len(part.encode("utf-8", "surrogateescape")) > MAX_PART_BYTES:
+        try:
+            size = len(part.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:
+            raise InvalidManifest(
+                f"entry path {shown(path)} holds an unpaired surrogate; paths are UTF-8 text"
+            ) from None
+        if size > MAX_PART_BYTES:
             raise InvalidManifest(f"entry path {path!r} has a part longer than 255 bytes")
     return path
 
@@ -255,8 +292,11 @@ class Manifest:
             for k, v in raw.items()
             if k not in ("version", "storagePolicy", "storagePolicyConfig", "contents")
         }
+        policy = raw.get("storagePolicy", STORAGE_POLICY)
+        if not isinstance(policy, str):
+            raise InvalidManifest("manifest 'storagePolicy' must be a string")
         manifest = cls(
-            storage_policy=str(raw.get("storagePolicy", STORAGE_POLICY)),
+            storage_policy=policy,
             storage_policy_config=dict(config),
             unknown=unknown,
         )
@@ -273,6 +313,78 @@ class Manifest:
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidManifest(f"manifest is not valid JSON: {exc}") from None
         return cls.from_dict(raw)
+
+
+def validate_for_commit(manifest: Manifest) -> None:
+    """Refuse a manifest a registry could store but not give back, show or use safely.
+
+    On top of the rules every manifest follows: no path with a control character (C0 or
+    DEL) or an unpaired surrogate; every size, and their sum, at most ``2**63 - 1``; a
+    stored entry's digest is a base64 MD5; a reference is a ``SCHEME://...`` URI with a
+    scheme of :data:`REF_SCHEMES`, at most :data:`MAX_REF_LENGTH` characters, and its
+    digest is printable without spaces; each entry's ``extra`` and unknown keys are
+    bounded JSON (64 levels, 64 KiB), as are the manifest's own config and unknown keys
+    (1 MiB). Pure: the server, the embedded store and the SDK all run it.
+
+    Raises InvalidManifest naming the entry (escaped) and the rule it breaks.
+    """
+    entries = manifest.entries
+    # one C pass over every path at once: almost every manifest has no bad character
+    if forbidden_char("".join(entries)) is not None:
+        for path in entries:
+            check_text(path, "entry path", max_length=len(path), error=InvalidManifest)
+    total = 0
+    for path, entry in entries.items():
+        size = entry.size
+        if size > MAX_SIZE:
+            raise InvalidManifest(
+                f"entry {shown(path)} has size {size}; the largest size is 2**63-1 ({MAX_SIZE})"
+            )
+        total += size
+        if entry.ref is None:
+            if not is_md5_digest(entry.digest):
+                raise InvalidManifest(
+                    f"entry {shown(path)} has digest {shown(entry.digest)}, not a base64 MD5"
+                )
+        else:
+            _check_reference(path, entry)
+        if entry.extra:
+            check_json(entry.extra, f"entry {shown(path)} extra", max_bytes=MAX_EXTRA_BYTES,
+                       error=InvalidManifest)
+        if entry.unknown:
+            check_json(entry.unknown, f"entry {shown(path)} unknown keys",
+                       max_bytes=MAX_EXTRA_BYTES, error=InvalidManifest)
+        if entry.birth_artifact_id is not None:
+            check_text(entry.birth_artifact_id, f"entry {shown(path)} birthArtifactID",
+                       max_length=_MAX_ID_LENGTH, error=InvalidManifest)
+    if total > MAX_SIZE:
+        raise InvalidManifest(
+            f"the entries' sizes add up to {total}; a version holds at most 2**63-1 bytes"
+        )
+    check_text(manifest.storage_policy, "manifest storagePolicy", max_length=_MAX_ID_LENGTH,
+               error=InvalidManifest)
+    check_json(manifest.storage_policy_config, "manifest storagePolicyConfig",
+               max_bytes=MAX_METADATA_BYTES, error=InvalidManifest)
+    if manifest.unknown:
+        check_json(manifest.unknown, "manifest unknown keys", max_bytes=MAX_METADATA_BYTES,
+                   error=InvalidManifest)
+
+
+def _check_reference(path: str, entry: ManifestEntry) -> None:
+    ref = check_text(entry.ref or "", f"entry {shown(path)} ref", max_length=MAX_REF_LENGTH,
+                     error=InvalidManifest)
+    scheme, sep, rest = ref.partition("://")
+    if not sep or not rest or scheme.lower() not in REF_SCHEMES:
+        raise InvalidManifest(
+            f"entry {shown(path)} has ref {shown(ref)}; a reference is a URI SCHEME://... "
+            f"with SCHEME one of {', '.join(sorted(REF_SCHEMES))}"
+        )
+    digest = entry.digest
+    if len(digest) > MAX_REF_LENGTH or _REF_DIGEST_FORBIDDEN.search(digest):
+        raise InvalidManifest(
+            f"entry {shown(path)} has digest {shown(digest)}; a reference's digest is an ETag, "
+            f"an MD5 or the URI, at most {MAX_REF_LENGTH} printable characters without spaces"
+        )
 
 
 def _parents(path: str) -> list[str]:

@@ -29,7 +29,8 @@ LATEST = "latest"
 _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _VERSION_RE = re.compile(r"v(0|[1-9][0-9]*)")
 _VERSION_LIKE_RE = re.compile(r"v[0-9]+")  # v01 is no version, but too close to be a label
-_ALIAS_FORBIDDEN = re.compile(r"[/:\x00-\x1f\x7f]")
+# control characters print as terminal commands; an unpaired surrogate can not be stored
+_ALIAS_FORBIDDEN = re.compile("[/:\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def validate_name(name: str, what: str = "name") -> str:
@@ -59,16 +60,18 @@ def validate_type(type_: str) -> str:
 def validate_alias(alias: str, *, allow_version: bool = False) -> str:
     """Check an alias; return it unchanged.
 
-    Aliases are free-form labels without ``/``, ``:`` or control characters, at most 128
-    characters. ``vN`` is a version index: it is accepted only where a version may be named
-    (``allow_version``), never as a label to assign.
+    Aliases are free-form labels without ``/``, ``:``, control characters (C0 and DEL) or
+    unpaired surrogates, at most 128 characters. ``vN`` is a version index: it is accepted
+    only where a version may be named (``allow_version``), never as a label to assign.
     """
     if not isinstance(alias, str) or not alias:
         raise InvalidName("alias must not be empty")
     if len(alias) > MAX_NAME_LENGTH:
         raise InvalidName(f"alias {alias[:40]!r}... is longer than {MAX_NAME_LENGTH} characters")
     if _ALIAS_FORBIDDEN.search(alias):
-        raise InvalidName(f"alias {alias!r} may not contain '/', ':' or control characters")
+        raise InvalidName(
+            f"alias {alias!r} may not contain '/', ':', control characters or surrogates"
+        )
     if alias in (".", ".."):
         raise InvalidName(f"alias may not be {alias!r}")
     if not allow_version and _VERSION_LIKE_RE.fullmatch(alias):

@@ -15,6 +15,7 @@ from artifactfs.core.errors import (
     DigestMismatch,
     InvalidManifest,
     InvalidName,
+    InvalidRequest,
     NotFound,
     PermissionDenied,
     RegistryUnavailable,
@@ -40,18 +41,24 @@ API_PREFIX = "/api/v1"
 BATCH_MAX_BLOBS = 256
 BATCH_MAX_BYTES = 16 << 20
 
-_RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII)
+# any position with more digits than this lies past every resource (2**63 has 19): such a
+# number is read as this cap instead of being converted, which for thousands of digits
+# Python refuses (int() stops at 4,300) and which would cost time for nothing
+_MAX_POSITION_DIGITS = 20
+_PAST_EVERY_RESOURCE = 10**_MAX_POSITION_DIGITS
 
 _BY_NAME: dict[str, type[ArtifactFSError]] = {
     cls.__name__: cls
     for cls in (
-        Conflict, DigestMismatch, InvalidManifest, InvalidName, NotFound, PermissionDenied,
-        RegistryUnavailable,
+        Conflict, DigestMismatch, InvalidManifest, InvalidName, InvalidRequest, NotFound,
+        PermissionDenied, RegistryUnavailable,
     )
 }
 _STATUS: dict[type[ArtifactFSError], int] = {
     InvalidName: 400,
     InvalidManifest: 400,
+    InvalidRequest: 400,
     DigestMismatch: 400,
     PermissionDenied: 403,
     NotFound: 404,
@@ -72,7 +79,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """``[start, end)`` a single-range ``Range`` header asks for, or None for the whole.
 
     A header that is not a single ``bytes=`` range is ignored (the whole resource is sent, as
-    RFC 9110 allows); one outside the resource raises RangeNotSatisfiable (416).
+    RFC 9110 allows); one outside the resource raises RangeNotSatisfiable (416). Positions
+    of any length are accepted: one past every resource is treated as such, never converted
+    digit by digit.
     """
     if not header:
         return None
@@ -81,17 +90,23 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, last = m.group(1), m.group(2)
     if not first:  # suffix: the last N bytes
-        n = int(last)
+        n = _position(last)
         if n == 0 or size == 0:
             raise RangeNotSatisfiable(header, size)
         return max(0, size - n), size
-    start = int(first)
-    end = size if not last else int(last) + 1
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None  # invalid, so ignored
     if start >= size:
         raise RangeNotSatisfiable(header, size)
+    end = size if not last else _position(last) + 1
     return start, min(end, size)
+
+
+def _position(digits: str) -> int:
+    """A range position; one too long to matter is capped past every resource."""
+    digits = digits.lstrip("0") or "0"
+    return _PAST_EVERY_RESOURCE if len(digits) > _MAX_POSITION_DIGITS else int(digits)
 
 
 def status_for(exc: ArtifactFSError) -> int:

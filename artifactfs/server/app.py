@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from artifactfs.core.digests import blob_key, blob_key_or_none
 from artifactfs.core.errors import ArtifactFSError, NotFound
+from artifactfs.core.limits import escaped, finite_float
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.names import validate_alias, validate_name, validate_type
 from artifactfs.core.records import VersionInfo
@@ -57,6 +58,9 @@ _STREAM_BLOCK = 1 << 20
 # a blob range up to this size is read with one pread and sent as one body: the chunk runs
 # mounts ask for, without a thread hop per block
 _READ_AT_ONCE = 16 << 20
+# a JSON body up to this size is parsed on the event loop (well under a millisecond); a
+# larger one in a worker thread: a manifest of 400,000 entries takes seconds to parse
+_PARSE_ON_LOOP = 64 << 10
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
 
@@ -103,7 +107,7 @@ class Registry:
     def _entity(request: Request) -> str:
         entity = request.path_params["entity"]
         if entity != request.state.entity:
-            raise NotFound(f"entity {entity} not found")
+            raise NotFound(f"entity {escaped(entity)} not found")
         return entity
 
     def _version(self, request: Request) -> VersionInfo:
@@ -122,13 +126,9 @@ class Registry:
             body += part
             if len(body) > MAX_JSON_BYTES:
                 raise HTTPError(413, "TooLarge", f"JSON body exceeds {MAX_JSON_BYTES} bytes")
-        try:
-            value = json.loads(body, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            raise HTTPError(400, "InvalidJSON", f"body is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise HTTPError(400, "InvalidJSON", "body must be a JSON object")
-        return value
+        if len(body) <= _PARSE_ON_LOOP:
+            return _parse_json(body)
+        return await anyio.to_thread.run_sync(_parse_json, body)
 
     @staticmethod
     def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
@@ -195,20 +195,25 @@ class Registry:
 
     async def manifest(self, request: Request) -> Response:
         info = await self._run(self._version, request)
-        text: str = await self._run(self.db.manifest_json, info.id)
-        body = text.encode()
-        etag = '"' + hashlib.sha256(body).hexdigest() + '"'
+        body, etag = await self._run(self._manifest_body, info.id)
         headers = {"ETag": etag, "Cache-Control": _IMMUTABLE}
         if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)
+
+    def _manifest_body(self, version_id: str) -> tuple[bytes, str]:
+        """A stored manifest's bytes and strong ETag, made in a worker thread: encoding and
+        hashing tens of megabytes would stall the event loop."""
+        body = self.db.manifest_json(version_id).encode()
+        return body, '"' + hashlib.sha256(body).hexdigest() + '"'
 
     async def commit(self, request: Request) -> Response:
         entity = self._entity(request)
         p = request.path_params
         body = await self._json(request)
         type_ = validate_type(self._field(body, "type", str))
-        manifest = Manifest.from_dict(self._field(body, "manifest", dict))
+        # off the event loop: 400,000 entries take a second or more to check
+        manifest = await self._run(Manifest.from_dict, self._field(body, "manifest", dict))
         aliases = self._field(body, "aliases", list, [])
         if not all(isinstance(a, str) for a in aliases):
             raise HTTPError(400, "InvalidRequest", "field 'aliases' must be a list of strings")
@@ -437,13 +442,13 @@ class AuthAndLog:
                 log.error("internal error on %s %s after the answer began",
                           scope["method"], scope["path"])
                 raise
-            log.exception("internal error on %s %s", scope["method"], scope["path"])
+            log.exception("internal error on %s %s", scope["method"], escaped(scope["path"]))
             resp = _error(500, "InternalError", "internal server error; see the server log")
             await resp(scope, receive, send_logged)
         finally:
             log.info(
                 '%s %s "%s %s" %d %d %.1fms', _client(scope), entity, scope["method"],
-                scope["path"], status["code"] or 500, status["bytes"],
+                escaped(scope["path"]), status["code"] or 500, status["bytes"],
                 (time.perf_counter() - started) * 1000,
             )
 
@@ -471,6 +476,17 @@ def _client(scope: Scope) -> str:
 def _error(status: int, kind: str, message: str) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="artifactfs"'} if status == 401 else None
     return JSONResponse(error_body(kind, message), status_code=status, headers=headers)
+
+
+def _parse_json(body: bytes | bytearray) -> dict[str, Any]:
+    """A request's JSON object; raises HTTPError (400) saying what is wrong with it."""
+    try:
+        value = json.loads(body, parse_constant=_reject_constant, parse_float=finite_float)
+    except (ValueError, RecursionError) as exc:
+        raise HTTPError(400, "InvalidJSON", f"body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise HTTPError(400, "InvalidJSON", "body must be a JSON object")
+    return value
 
 
 def _reject_constant(name: str) -> Any:

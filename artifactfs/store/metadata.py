@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -25,10 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from artifactfs.core.errors import Conflict, InvalidName, NotFound
+from artifactfs.core.limits import (
+    MAX_SIZE,
+    UNREADABLE_KEY,
+    check_description,
+    check_metadata,
+    load_stored_json,
+)
 from artifactfs.core.names import LATEST, parse_version_label, validate_alias
 from artifactfs.core.records import COMMITTED, DELETED, CollectionInfo, VersionInfo
 
 __all__ = ["MetadataDB"]
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -66,6 +76,26 @@ SELECT v.id, e.name, p.name, c.name, c.type, v.idx, v.state, v.digest, v.size, v
 FROM versions v JOIN collections c ON c.id = v.collection_id
 JOIN projects p ON p.id = c.project_id JOIN entities e ON e.id = p.entity_id
 """
+
+
+def _stored_metadata(version_id: str, text: str) -> dict[str, Any]:
+    """A version's metadata as stored, or a marker saying why it can not be shown.
+
+    Rows written before metadata was bounded (core.limits) may hold values nested too deep
+    to decode or encode again, NaN, or unpaired surrogates; one such row must not make every
+    read of its collection fail, so its metadata reads as ``{UNREADABLE_KEY: reason}``.
+    """
+    try:
+        value = load_stored_json(text)
+    except ValueError as exc:
+        log.warning("version %s: stored metadata is unreadable (%s); shown as a marker",
+                    version_id, exc)
+        return {UNREADABLE_KEY: f"the stored metadata is unreadable: {exc}; replace it"}
+    if not isinstance(value, dict):
+        log.warning("version %s: stored metadata is not an object; shown as a marker",
+                    version_id)
+        return {UNREADABLE_KEY: "the stored metadata is not a JSON object; replace it"}
+    return value
 
 
 class MetadataDB:
@@ -154,6 +184,8 @@ class MetadataDB:
     def resolve(self, entity: str, project: str, name: str, alias: str) -> VersionInfo:
         """The committed version ``alias`` (or ``vN``) names; raises NotFound saying what."""
         index = parse_version_label(alias)
+        if index is not None and index > MAX_SIZE:  # no SQLite INTEGER holds it
+            raise NotFound(f"artifact {entity}/{project}/{name}:{alias} not found")
         where = "WHERE e.name = ? AND p.name = ? AND c.name = ? AND v.state = ? AND "
         if index is not None:
             sql = _VERSION_SELECT + where + "v.idx = ?"
@@ -199,7 +231,7 @@ class MetadataDB:
                 VersionInfo(
                     id=r[0], entity=r[1], project=r[2], name=r[3], type=r[4], index=r[5],
                     state=r[6], digest=r[7], size=r[8], file_count=r[9], created_at=r[10],
-                    updated_at=r[11], description=r[12], metadata=json.loads(r[13]),
+                    updated_at=r[11], description=r[12], metadata=_stored_metadata(r[0], r[13]),
                     aliases=aliases,
                 )
             )
@@ -345,7 +377,13 @@ class MetadataDB:
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> VersionInfo:
-        """Change the mutable fields of a committed version (its files never change)."""
+        """Change the mutable fields of a committed version (its files never change).
+
+        Raises InvalidRequest when the metadata or description is past its bounds.
+        """
+        check_description(description)
+        if metadata is not None:
+            check_metadata(metadata)
         with self._write() as db:
             self._committed_row(db, version_id)
             if description is not None:

@@ -8,7 +8,8 @@ from typing import Any
 
 from artifactfs.core.digests import is_md5_digest
 from artifactfs.core.errors import InvalidManifest, InvalidName, NotFound
-from artifactfs.core.manifest import Manifest
+from artifactfs.core.limits import check_description, check_metadata
+from artifactfs.core.manifest import Manifest, validate_for_commit
 from artifactfs.core.names import validate_alias, validate_name, validate_type
 from artifactfs.core.records import VersionInfo
 from artifactfs.store.blobs import BlobDir
@@ -54,6 +55,10 @@ class Store:
         validate_type(type_)
         for alias in aliases:
             validate_alias(alias)
+        # what is stored must be readable back and printable (InvalidManifest, InvalidRequest)
+        check_description(description)
+        check_metadata(metadata or {})
+        validate_for_commit(manifest)
         for entry in manifest:
             if entry.ref is not None:
                 continue
