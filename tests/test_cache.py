@@ -14,6 +14,7 @@ import pytest
 from helpers import folder_bytes, open_fd_count, wait_until
 
 from artifactfs.cache import ContentCache
+from artifactfs.cache.disk import LAYOUT, TRAILER_SIZE
 from artifactfs.store import files
 from artifactfs.store.files import write_atomically
 
@@ -22,13 +23,24 @@ def _name(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def _check_for(data: bytes):
-    digest = hashlib.md5(data).digest()
-    return lambda got: hashlib.md5(got).digest() == digest
-
-
 def _blob(i: int, size: int = 1000) -> bytes:
     return (f"blob {i:06d} ".encode() * (size // 12 + 1))[:size]
+
+
+def _filling(i: int, on_disk: int) -> bytes:
+    """A blob whose cache file takes ``on_disk`` bytes, trailer included."""
+    return _blob(i, on_disk - TRAILER_SIZE)
+
+
+def _rot(path: Path, offset: int) -> None:
+    """Flip one bit at ``offset`` and put the file's times back, as bit rot leaves it."""
+    st = path.stat()
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0x01]))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 @pytest.fixture
@@ -54,60 +66,98 @@ def test_put_then_get(cache: ContentCache) -> None:
     assert not cache.contains(name)
     cache.put(name, data)
     assert cache.contains(name)
-    assert cache.path(name) == cache.root / "objects" / name[:2] / name
-    assert cache.path(name).read_bytes() == data
-    assert cache.get(name, _check_for(data)) == data
-    assert cache.get(name, _check_for(data)) == data
+    assert cache.path(name) == cache.root / LAYOUT / name[:2] / name
+    assert cache.path(name).read_bytes()[:-TRAILER_SIZE] == data  # then its checksum
+    assert cache.get(name) == data
+    assert cache.get(name) == data
     assert cache.hits == 2
-    assert cache.usage() == len(data)
+    assert cache.usage() == len(data) + TRAILER_SIZE
 
 
 def test_put_accepts_memoryview_and_empty(cache: ContentCache) -> None:
     cache.put("aa-view", memoryview(b"view bytes"))
-    assert cache.get("aa-view", lambda d: d == b"view bytes") == b"view bytes"
+    assert cache.get("aa-view") == b"view bytes"
     cache.put("bb-empty", b"")
-    assert cache.get("bb-empty", lambda d: d == b"") == b""
+    assert cache.get("bb-empty") == b""
 
 
 def test_get_of_a_missing_name_is_a_miss(cache: ContentCache) -> None:
-    assert cache.get("00deadbeef", lambda d: True) is None
+    assert cache.get("00deadbeef") is None
     assert cache.misses == 1
     assert cache.hits == 0
 
 
-def _unstamp(cache: ContentCache, name: str) -> None:
-    """Forget that ``put`` verified the file (as for a file from an older cache)."""
-    os.removexattr(cache.path(name), "user.artifactfs.verified")
+@pytest.mark.parametrize("where", ["first byte", "middle", "last byte", "trailer"])
+def test_bit_rot_with_the_times_restored_is_found_on_every_read(
+    cache: ContentCache, where: str
+) -> None:
+    """Size, inode and mtime stay as they were: only the checksum can tell, and it is
+    checked on each read, not once per process or per file."""
+    data = os.urandom(5000)
+    name = _name(data)
+    cache.put(name, data)
+    assert cache.get(name) == data  # read and found good first
+    offset = {"first byte": 0, "middle": 2500, "last byte": 4999, "trailer": 5003}[where]
+    _rot(cache.path(name), offset)
+    assert cache.get(name) is None
+    assert not cache.path(name).exists()
+    assert (cache.damaged, cache.misses, cache.hits) == (1, 1, 1)
+    assert cache.usage() == 0
 
 
-def test_failed_check_removes_the_file(cache: ContentCache) -> None:
-    cache.put("abc", b"bytes")
-    _unstamp(cache, "abc")
-    assert cache.get("abc", lambda d: False) is None
-    assert not cache.path("abc").exists()
-    assert cache.get("abc", lambda d: True) is None
-    assert cache.misses == 2
+def test_bit_rot_is_found_by_a_new_process_too(tmp_path: Path) -> None:
+    first = ContentCache(tmp_path / "cache", max_bytes=1 << 20)
+    data = os.urandom(3000)
+    first.put("beef", data)
+    _rot(first.path("beef"), 10)
+    later = ContentCache(tmp_path / "cache", max_bytes=1 << 20)  # as after a restart
+    assert later.get("beef") is None
+    assert not later.contains("beef")
+
+
+def test_a_damaged_file_is_logged_by_name(cache: ContentCache, caplog) -> None:
+    cache.put("feed.c7", b"chunk seven")
+    _rot(cache.path("feed.c7"), 3)
+    with caplog.at_level("WARNING", logger="artifactfs.cache.disk"):
+        assert cache.get("feed.c7") is None
+    assert [r for r in caplog.records if "feed.c7" in r.getMessage()
+            and "checksum" in r.getMessage()]
+
+
+def test_a_good_file_under_another_name_is_refused(cache: ContentCache) -> None:
+    """The name seeds the checksum: chunk 2's file where chunk 3's should be is damage."""
+    cache.put("abcd.c2", b"chunk two")
+    os.replace(cache.path("abcd.c2"), cache.path("abcd.c3"))
+    assert cache.get("abcd.c3") is None
+    assert not cache.path("abcd.c3").exists()
 
 
 def test_truncated_file_is_detected(cache: ContentCache) -> None:
     data = os.urandom(5000)
     name = _name(data)
     cache.put(name, data)
-    assert cache.get(name, _check_for(data)) == data  # checked once by this process
+    assert cache.get(name) == data
     with open(cache.path(name), "r+b") as f:
         f.truncate(4000)
-    assert cache.get(name, _check_for(data)) is None
+    assert cache.get(name) is None
     assert not cache.path(name).exists()
     assert not cache.contains(name)
 
 
-def test_truncated_to_empty_is_detected(cache: ContentCache) -> None:
-    data = os.urandom(100)
+@pytest.mark.parametrize("size", [0, 1, TRAILER_SIZE - 1, TRAILER_SIZE, 5000 + TRAILER_SIZE - 1,
+                                  5000 + TRAILER_SIZE + 1, 9000])
+def test_a_file_cut_or_grown_with_its_times_kept_is_detected(
+    cache: ContentCache, size: int
+) -> None:
+    data = os.urandom(5000)
     name = _name(data)
     cache.put(name, data)
-    cache.path(name).write_bytes(b"")
-    assert cache.get(name, _check_for(data)) is None
-    assert not cache.path(name).exists()
+    path = cache.path(name)
+    st = path.stat()
+    os.truncate(path, size)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cache.get(name) is None
+    assert not path.exists()
 
 
 def test_altered_file_is_detected(cache: ContentCache) -> None:
@@ -119,7 +169,7 @@ def test_altered_file_is_detected(cache: ContentCache) -> None:
     altered[1234] ^= 0xFF
     with open(path, "r+b") as f:
         f.write(altered)
-    assert cache.get(name, _check_for(data)) is None
+    assert cache.get(name) is None
     assert not path.exists()
 
 
@@ -135,110 +185,63 @@ def test_get_many_answers_like_get_and_leaves_no_file_open(cache: ContentCache) 
     for data in blobs:
         cache.put(_name(data), data)
     bad = blobs[2]
-    with open(cache.path(_name(bad)), "r+b") as f:
-        f.write(b"\x00" * 10)  # altered (a fresh mtime): found bad on the next read
+    _rot(cache.path(_name(bad)), 7)
     names = [_name(d) for d in blobs] + ["0" * 32]  # the last one was never cached
     before = _open_fds(cache)
-    got = cache.get_many(names, [_check_for(d) for d in blobs] + [lambda _: True])
+    got = cache.get_many(names)
     assert _open_fds(cache) == before
     assert got == [blobs[0], blobs[1], None, *blobs[3:], None]
     assert not cache.contains(_name(bad))  # dropped, to be fetched again
     assert cache.misses == 2
 
 
-def test_get_many_closes_every_file_when_a_check_raises(cache: ContentCache) -> None:
+def test_get_many_closes_every_file_when_a_read_fails(cache: ContentCache) -> None:
     blobs = [os.urandom(2000 + i) for i in range(4)]
     for data in blobs:
         cache.put(_name(data), data)
-    cache.path(_name(blobs[1])).write_bytes(b"changed")  # so its check runs and raises
-
-    def explode(_: bytes) -> bool:
-        raise RuntimeError("check failed to run")
-
+    where = cache.path(_name(blobs[1]))
+    where.unlink()
+    where.mkdir()  # opens, then its read raises IsADirectoryError
     before = _open_fds(cache)
-    with pytest.raises(RuntimeError):
-        cache.get_many([_name(d) for d in blobs], [explode] * len(blobs))
+    with pytest.raises(IsADirectoryError):
+        cache.get_many([_name(d) for d in blobs])
     assert _open_fds(cache) == before
-
-
-def test_file_altered_after_a_checked_read_is_detected(cache: ContentCache) -> None:
-    data = os.urandom(5000)
-    name = _name(data)
-    cache.put(name, data)
-    assert cache.get(name, _check_for(data)) == data
-    path = cache.path(name)
-    st = path.stat()
-    altered = bytearray(data)
-    altered[0] ^= 0xFF
-    with open(path, "r+b") as f:
-        f.write(altered)
-    # the change happened later than the checked read (made explicit: clocks are coarse)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    assert cache.get(name, _check_for(data)) is None
-    assert not path.exists()
 
 
 def test_file_replaced_by_another_process_is_detected(cache: ContentCache) -> None:
     data = os.urandom(3000)
     name = _name(data)
     cache.put(name, data)
-    assert cache.get(name, _check_for(data)) == data
+    assert cache.get(name) == data
     other = ContentCache(cache.root, cache.max_bytes)
     path = cache.path(name)
-    bad = os.urandom(3000)
     tmp = path.with_name("replacement")
-    tmp.write_bytes(bad)
-    os.replace(tmp, path)  # a new inode under the same name
-    assert other.get(name, _check_for(data)) is None
+    tmp.write_bytes(os.urandom(3000 + TRAILER_SIZE))  # no checksum of its own
+    os.replace(tmp, path)
+    assert other.get(name) is None
     assert not path.exists()
-    assert cache.get(name, _check_for(data)) is None
+    assert cache.get(name) is None
 
 
-def test_check_sees_the_bytes_on_disk(cache: ContentCache) -> None:
-    cache.put("f00d", b"abc")
-    _unstamp(cache, "f00d")
-    seen: list[bytes] = []
-
-    def check(data: bytes) -> bool:
-        seen.append(data)
-        return True
-
-    assert cache.get("f00d", check) == b"abc"
-    assert seen == [b"abc"]
-
-
-def test_put_replaces_and_is_checked_again(cache: ContentCache) -> None:
+def test_put_replaces(cache: ContentCache) -> None:
     cache.put("cafe", b"one")
-    _unstamp(cache, "cafe")
-    assert cache.get("cafe", lambda d: d == b"one") == b"one"
+    assert cache.get("cafe") == b"one"
     cache.put("cafe", b"two")
-    _unstamp(cache, "cafe")
-    assert cache.path("cafe").read_bytes() == b"two"
-    # the new file is checked on its first read, not trusted from the old one's check
-    assert cache.get("cafe", lambda d: d == b"one") is None
-    assert not cache.contains("cafe")
+    assert cache.get("cafe") == b"two"
 
 
-def test_a_new_process_trusts_the_stamp_of_an_unchanged_file(tmp_path: Path) -> None:
-    first = ContentCache(tmp_path / "cache", max_bytes=1 << 20)
-    first.put("beef", b"verified once")
-    later = ContentCache(tmp_path / "cache", max_bytes=1 << 20)  # as after a restart
-    checks: list[bytes] = []
-    assert later.get("beef", lambda d: checks.append(d) or True) == b"verified once"
-    assert checks == []  # not hashed again
-
-
-def test_the_stamp_does_not_cover_a_rewritten_file(tmp_path: Path) -> None:
-    first = ContentCache(tmp_path / "cache", max_bytes=1 << 20)
-    first.put("beef", b"verified once")
-    path = first.path("beef")
-    stamp = os.getxattr(path, "user.artifactfs.verified")
-    time.sleep(0.05)
-    path.write_bytes(b"verified twice")  # same inode, new size and mtime
-    assert os.getxattr(path, "user.artifactfs.verified") == stamp  # the attribute survives
-    later = ContentCache(tmp_path / "cache", max_bytes=1 << 20)
-    assert later.get("beef", lambda d: d == b"verified once") is None
-    assert not path.exists()
+def test_files_of_the_older_layout_are_never_read_and_are_removed(tmp_path: Path) -> None:
+    """Today's code wrote bare bytes under ROOT/objects and trusted a stamp: such a file
+    could have rotted unseen, so none is served, and the first scan deletes them all."""
+    root = tmp_path / "cache"
+    old = root / "objects" / "be" / "beef"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"verified once, long ago")
+    cache = ContentCache(root, max_bytes=1 << 20)
+    assert cache.get("beef") is None
+    cache.put("cafe", b"new")  # the first put starts the first scan
+    wait_until(lambda: not (root / "objects").exists())
+    assert cache.get("cafe") == b"new"
 
 
 def test_discard(cache: ContentCache) -> None:
@@ -259,7 +262,7 @@ def test_cache_survives_a_restart(tmp_path: Path) -> None:
     first = ContentCache(tmp_path / "c", max_bytes=1 << 20)
     first.put("a1b2", b"kept")
     second = ContentCache(tmp_path / "c", max_bytes=1 << 20)
-    assert second.get("a1b2", lambda d: d == b"kept") == b"kept"
+    assert second.get("a1b2") == b"kept"
 
 
 # ---- bound and eviction -----------------------------------------------------------------
@@ -277,7 +280,7 @@ def test_usage_stays_under_the_bound(tmp_path: Path) -> None:
     assert written > 5 * bound
     assert cache.usage() > 0
     newest = _blob(59, 1000)
-    assert cache.get(_name(newest), _check_for(newest)) == newest
+    assert cache.get(_name(newest)) == newest
 
 
 def test_reading_more_than_the_bound_keeps_it(tmp_path: Path) -> None:
@@ -290,7 +293,7 @@ def test_reading_more_than_the_bound_keeps_it(tmp_path: Path) -> None:
         cache.put(_name(data), data)
         if i >= 3:
             old = _blob(i - 3, sizes[(i - 3) % len(sizes)])
-            cache.get(_name(old), _check_for(old))
+            cache.get(_name(old))
         assert cache.usage() <= bound
 
 
@@ -349,8 +352,8 @@ def test_an_object_larger_than_the_bound_is_not_written(tmp_path: Path) -> None:
     cache.put("small", b"s" * 100)
     cache.put("large", b"L" * 5000)
     assert not cache.contains("large")
-    assert cache.get("small", lambda d: d == b"s" * 100) == b"s" * 100
-    assert folder_bytes(tmp_path / "cache") == 100
+    assert cache.get("small") == b"s" * 100
+    assert folder_bytes(tmp_path / "cache") == 100 + TRAILER_SIZE
 
 
 def test_a_failed_write_gives_its_room_back(tmp_path: Path) -> None:
@@ -360,7 +363,7 @@ def test_a_failed_write_gives_its_room_back(tmp_path: Path) -> None:
         cache.put(f"ab{i:030d}", _blob(i, 1000))
     data = _blob(99, 1000)
     cache.put(_name(data), data)
-    assert cache.get(_name(data), _check_for(data)) == data
+    assert cache.get(_name(data)) == data
     assert list(cache.tmp.iterdir()) == []
 
 
@@ -368,7 +371,7 @@ def test_a_failing_eviction_leaves_bytes_uncached_and_the_put_unharmed(tmp_path:
     """A read that fetched verified bytes must not fail because the cache could not make
     room for them (here the eviction lock cannot be opened: a folder stands in its place)."""
     cache = ContentCache(tmp_path / "cache", max_bytes=3000)
-    kept = [_blob(i, 1000) for i in range(2)]
+    kept = [_filling(i, 1000) for i in range(2)]
     for data in kept:
         cache.put(_name(data), data)
     wait_until(lambda: cache._usage is not None)  # the first scan, started by the first put
@@ -376,26 +379,26 @@ def test_a_failing_eviction_leaves_bytes_uncached_and_the_put_unharmed(tmp_path:
     lock = tmp_path / "cache" / "evict.lock"
     lock.unlink()
     lock.mkdir()
-    large = _blob(8, 1500)
+    large = _filling(8, 1500)
     cache.put(_name(large), large)  # 3,500 bytes would need an eviction
     assert not cache.contains(_name(large))
-    small = _blob(9, 500)
+    small = _filling(9, 500)
     cache.put(_name(small), small)  # fits as it is: the failed put gave its room back
-    assert cache.get(_name(small), _check_for(small)) == small
-    assert all(cache.get(_name(d), _check_for(d)) == d for d in kept)
+    assert cache.get(_name(small)) == small
+    assert all(cache.get(_name(d)) == d for d in kept)
     assert folder_bytes(tmp_path / "cache") == 2500
 
 
 def test_eviction_removes_the_least_recently_used_first(tmp_path: Path) -> None:
     cache = ContentCache(tmp_path / "cache", max_bytes=4500)
-    blobs = {k: _blob(i, 1000) for i, k in enumerate("abcd")}
+    blobs = {k: _filling(i, 1000) for i, k in enumerate("abcd")}
     for data in blobs.values():
         cache.put(_name(data), data)
     assert cache.usage() == 4000
     # a was used longest ago, then b, c, d
     for age, k in zip((4000, 3000, 2000, 1000), "abcd", strict=True):
         _age(cache, _name(blobs[k]), age)
-    extra = _blob(99, 1000)
+    extra = _filling(99, 1000)
     cache.put(_name(extra), extra)  # 5000 > 4500: evict down to 90%
     present = {k for k, data in blobs.items() if cache.contains(_name(data))}
     assert present == {"b", "c", "d"}
@@ -405,13 +408,13 @@ def test_eviction_removes_the_least_recently_used_first(tmp_path: Path) -> None:
 
 def test_a_hit_makes_an_object_recently_used(tmp_path: Path) -> None:
     cache = ContentCache(tmp_path / "cache", max_bytes=4500)
-    blobs = {k: _blob(i, 1000) for i, k in enumerate("abcd")}
+    blobs = {k: _filling(i, 1000) for i, k in enumerate("abcd")}
     for data in blobs.values():
         cache.put(_name(data), data)
     for age, k in zip((4000, 3000, 2000, 1000), "abcd", strict=True):
         _age(cache, _name(blobs[k]), age)
-    assert cache.get(_name(blobs["a"]), _check_for(blobs["a"])) == blobs["a"]
-    extra = _blob(99, 1000)
+    assert cache.get(_name(blobs["a"])) == blobs["a"]
+    extra = _filling(99, 1000)
     cache.put(_name(extra), extra)
     present = {k for k, data in blobs.items() if cache.contains(_name(data))}
     assert present == {"a", "c", "d"}  # b is now the least recently used
@@ -419,13 +422,13 @@ def test_a_hit_makes_an_object_recently_used(tmp_path: Path) -> None:
 
 def test_eviction_goes_on_in_order_of_last_use(tmp_path: Path) -> None:
     cache = ContentCache(tmp_path / "cache", max_bytes=6000)
-    blobs = [_blob(i, 1000) for i in range(6)]
+    blobs = [_filling(i, 1000) for i in range(6)]
     for data in blobs:
         cache.put(_name(data), data)
     order = [3, 0, 5, 1, 4, 2]  # least recently used first
     for rank, i in enumerate(order):
         _age(cache, _name(blobs[i]), 10_000 - rank * 100)
-    big = _blob(50, 2500)
+    big = _filling(50, 2500)
     cache.put(_name(big), big)  # 8500 > 6000: down to 5400 or less -> drop 4 objects
     present = [i for i, data in enumerate(blobs) if cache.contains(_name(data))]
     assert sorted(present) == sorted(order[4:])

@@ -340,3 +340,61 @@ def test_small_files_once_read_are_not_prefetched_again(parts, tmp_path: Path):
 
 async def _in_thread(func, *args):
     return await trio.to_thread.run_sync(functools.partial(func, *args))
+
+
+# ---- bit rot in the disk cache (issue 15, item 5) ---------------------------------------
+
+
+def _rot(path: Path, damage: str) -> None:
+    """Damage a cache file the way a disk would, then put its times back as they were, so
+    that only its bytes (or its length) tell: one flipped bit, one byte cut or added."""
+    st = path.stat()
+    if damage == "flip":
+        with open(path, "r+b") as f:
+            f.seek(1000)
+            byte = f.read(1)[0]
+            f.seek(1000)
+            f.write(bytes([byte ^ 0x04]))
+    else:
+        os.truncate(path, st.st_size + (-1 if damage == "truncate" else 1))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "extend"])
+@pytest.mark.parametrize("kind", ["small", "chunk"])
+def test_sdk_download_drops_a_rotten_cache_entry_and_fetches_it_again(
+    config: Config, tmp_path: Path, kind: str, damage: str
+):
+    """Through the SDK, against the embedded store and a real server: the first download
+    fills the cache, the cache file rots, a second download (a new client, as in a new
+    process) gets the right bytes and leaves a good entry in place of the rotten one."""
+    from artifactfs.sdk import Api, Artifact
+
+    data = os.urandom(70_000) if kind == "small" else os.urandom(3 * CHUNK_SIZE + 77)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f.bin").write_bytes(data)
+    api = Api(config=config)
+    try:
+        art = Artifact("rot", "dataset")
+        art._client = api
+        art.add_dir(src)
+        art = art.save(project="vision")
+        art.download(tmp_path / "one")
+        name = blob_key(art.manifest["f.bin"].digest) + ("" if kind == "small" else ".c1")
+    finally:
+        api.close()
+    path = ContentCache(config.cache_dir, 1 << 30).path(name)
+    size = path.stat().st_size
+    _rot(path, damage)
+    api = Api(config=config)  # a new client, with nothing of the first in memory
+    try:
+        again = api.artifact("vision/rot:v0")
+        again.download(tmp_path / "two")
+        assert (tmp_path / "two" / "f.bin").read_bytes() == data
+        again.verify(tmp_path / "two")
+    finally:
+        api.close()
+    assert path.stat().st_size == size  # the rotten file was dropped and written anew
+    good = data if kind == "small" else data[CHUNK_SIZE : 2 * CHUNK_SIZE]
+    assert path.read_bytes()[: len(good)] == good

@@ -26,6 +26,7 @@ from artifactfs import (
     InvalidName,
     NotFound,
 )
+from artifactfs.cache.disk import LAYOUT
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY, CHUNK_SIZE
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.store import Store
@@ -657,7 +658,7 @@ def _corrupt_blob(api: Api, data: bytes, offset: int) -> None:
 
 
 def _cache_files(api: Api) -> list[Path]:
-    objects = api.config.cache_dir / "objects"
+    objects = api.config.cache_dir / LAYOUT
     return sorted(p for p in objects.rglob("*") if p.is_file()) if objects.exists() else []
 
 

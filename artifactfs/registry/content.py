@@ -5,7 +5,9 @@ DESIGN.md decision 2: an entry no larger than one chunk is fetched whole and its
 a larger one is fetched chunk by chunk, each checked against the blob's chunk index, whose
 own SHA-256 is checked against the manifest entry when the entry records it. A piece that
 fails is fetched once more; a second failure raises DigestMismatch. Nothing unverified is
-returned or cached.
+returned or cached. What comes back from the disk cache was verified so before it was put
+there, and the cache checks each file against the checksum it was put with on every read
+(bit rot); a damaged file is a miss, fetched and verified here again.
 
 Thread-safe: the mount calls it from worker threads.
 """
@@ -13,7 +15,6 @@ Thread-safe: the mount calls it from worker threads.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import logging
 import threading
@@ -111,7 +112,7 @@ class VerifiedContent:
         key = self._stored_key(entry)
         if entry.size == 0:
             return self._checked_empty(entry)
-        cached = self.cache.get(key, functools.partial(_md5_matches, entry))
+        cached = self._cached(key, entry.size)
         if cached is not None:
             return cached
         for attempt in range(_ATTEMPTS - attempts, _ATTEMPTS):
@@ -132,7 +133,7 @@ class VerifiedContent:
             key = self._stored_key(entry)
             cached = None
             if entry.size > 0 and not uncached:
-                cached = self.cache.get(key, functools.partial(_md5_matches, entry))
+                cached = self._cached(key, entry.size)
             found.append(cached)
             if cached is None and entry.size > 0:
                 missing.append(i)
@@ -149,6 +150,18 @@ class VerifiedContent:
             p if p is not None else self.whole(e, attempts=1 if i in tried else _ATTEMPTS)
             for i, (e, p) in enumerate(zip(entries, found, strict=True))
         ]
+
+    def _cached(self, key: str, size: int) -> bytes | None:
+        """The disk cache's bytes of ``key`` if they have the length the caller expects: a
+        manifest entry naming a known digest with another size must not be answered with
+        the bytes of the right size (nor their length be trusted for its reads)."""
+        cached = self.cache.get(key)
+        if cached is not None and len(cached) != size:
+            log.warning("cache file %s holds %d bytes, not %d; dropping it", key, len(cached),
+                        size)
+            self.cache.discard(key)
+            return None
+        return cached
 
     def _accept_whole(self, entry: ManifestEntry, data: Piece, attempt: int) -> bool:
         """Count fetched bytes of a small entry and cache them if they pass the MD5 check."""
@@ -187,9 +200,9 @@ class VerifiedContent:
                 return None
             return index
 
-        # checked here on every load, not once by the disk cache: the file may have been
-        # checked for an entry that named no hash, or by an older version (a few KiB)
-        raw = self.cache.get(key + ".idx", _checked_by_caller)
+        # checked here on every load (a few KiB), not only by the disk cache's checksum:
+        # the file may have been put for an entry that named no hash, trusting the registry
+        raw = self.cache.get(key + ".idx")
         index = accepted(raw) if raw is not None else None
         if raw is not None and index is None:
             self.cache.discard(key + ".idx")
@@ -238,10 +251,7 @@ class VerifiedContent:
             else:
                 index = pending.result()
         if not any(tried):
-            found = self.cache.get_many(
-                [f"{key}.c{n}" for n in range(first, stop)],
-                [functools.partial(index.check, n) for n in range(first, stop)],
-            )
+            found = self._cached_chunks(key, index, first, stop)
         i = 0
         while i < len(found):  # fetch each run of chunks still missing in one request
             if found[i] is not None or tried[i]:
@@ -259,6 +269,21 @@ class VerifiedContent:
                 piece = self._refetch(entry, index, first + i)
             out.append(piece)
         return out
+
+    def _cached_chunks(self, key: str, index: ChunkIndex, first: int, stop: int
+                       ) -> list[Piece | None]:
+        """Chunks ``[first, stop)`` the disk cache holds (None for the others), each of the
+        length ``index`` gives it (one of another length is dropped, as in ``_cached``)."""
+        names = [f"{key}.c{n}" for n in range(first, stop)]
+        found: list[Piece | None] = list(self.cache.get_many(names))
+        for i, piece in enumerate(found):
+            start, end = index.bounds(first + i)
+            if piece is not None and len(piece) != end - start:
+                log.warning("cache file %s holds %d bytes, not %d; dropping it", names[i],
+                            len(piece), end - start)
+                self.cache.discard(names[i])
+                found[i] = None
+        return found
 
     def _index_soon(self, entry: ManifestEntry) -> Future[ChunkIndex]:
         """The index of ``entry`` fetched in the side pool, one fetch however many ask."""
@@ -374,7 +399,3 @@ def _index_memo(entry: ManifestEntry) -> str:
     expects of it. An index accepted for an entry that names no hash (trusting the
     registry) must not serve, unchecked, an entry that names one."""
     return f"{blob_key(entry.digest)}#{entry.chunk_index_sha256 or ''}"
-
-
-def _checked_by_caller(_: bytes) -> bool:
-    return True

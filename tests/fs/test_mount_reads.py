@@ -14,6 +14,7 @@ import pytest
 from fs.conftest import Mount, drop_caches
 from fs.test_mount_tree import push
 
+from artifactfs.cache.disk import LAYOUT, TRAILER_SIZE
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import blob_key
 from artifactfs.sdk import Api, Artifact
@@ -40,7 +41,7 @@ def read_all(mount: Mount, label: str = "v0") -> dict[str, bytes]:
 
 
 def cache_objects(config) -> set[str]:
-    root = config.cache_dir / "objects"
+    root = config.cache_dir / LAYOUT
     return {p.name for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
 
@@ -126,7 +127,7 @@ def test_truncated_or_altered_cache_file_is_fetched_again(
     dataset: Artifact, config, mount_factory
 ):
     read_all(mount_factory(name="one"))
-    objects = config.cache_dir / "objects"
+    objects = config.cache_dir / LAYOUT
     small_key = blob_key(dataset.manifest["small.txt"].digest)
     big_key = blob_key(dataset.manifest["big.bin"].digest)
     small_file = objects / small_key[:2] / small_key
@@ -140,7 +141,7 @@ def test_truncated_or_altered_cache_file_is_fetched_again(
     assert got["small.txt"] == FILES["small.txt"]
     assert got["big.bin"] == FILES["big.bin"]
     assert second.stats()["fetch_bytes"] == len(FILES["small.txt"]) + CHUNK_SIZE
-    assert small_file.read_bytes() == FILES["small.txt"]  # the cache was repaired
+    assert small_file.read_bytes()[:-TRAILER_SIZE] == FILES["small.txt"]  # repaired
 
 
 def test_rereads_are_served_by_the_kernel(dataset: Artifact, mounted: Mount):
