@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import resource
 import signal
 import sys
@@ -16,6 +17,9 @@ from artifactfs.core.errors import ArtifactFSError
 from artifactfs.core.names import validate_name
 
 __all__ = ["key", "serve"]
+
+# what can stand unquoted and unescaped in an nginx string ("$" would start a variable)
+_SECRET_RE = re.compile(r"[A-Za-z0-9_.~+/=-]{16,}")
 
 
 def _store(store_dir: Path | None):
@@ -39,9 +43,15 @@ def _store(store_dir: Path | None):
               help="Connections open at once; beyond, the longest idle one is closed, or the "
                    "request answered 503 when none is idle.")
 @click.option("--blob-url-base", default=None,
-              help="Redirect blob reads to URL/blobs/xx/HEX, a server holding the same files.")
+              help="Redirect blob reads to URL/blobs/xx/HEX, a server holding the same files, "
+                   "by addresses signed for nginx's secure_link (needs --blob-url-secret).")
+@click.option("--blob-url-secret", envvar="ARTIFACTFS_BLOB_URL_SECRET", show_envvar=True,
+              default=None, metavar="SECRET",
+              help="The secret the --blob-url-base addresses are signed with, as nginx's "
+                   "secure_link_md5 names it (16 or more of A-Z a-z 0-9 _ - . ~ + / =).")
 def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
-          max_connections: int, blob_url_base: str | None) -> None:
+          max_connections: int, blob_url_base: str | None,
+          blob_url_secret: str | None) -> None:
     """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
 
     \b
@@ -59,6 +69,16 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if blob_url_base and not blob_url_secret:
+        fail("--blob-url-base needs --blob-url-secret (or ARTIFACTFS_BLOB_URL_SECRET): "
+             "its addresses are signed, so that a digest alone does not make one")
+    if blob_url_secret and not blob_url_base:
+        fail("--blob-url-secret (or ARTIFACTFS_BLOB_URL_SECRET) is only used with "
+             "--blob-url-base")
+    if blob_url_secret and not _SECRET_RE.fullmatch(blob_url_secret):
+        # the secret itself is never printed, here or in any log
+        fail("the blob URL secret must be 16 or more of A-Z a-z 0-9 _ - . ~ + / = "
+             "(it is written literally into nginx's secure_link_md5)")
     try:
         store = _store(store_dir)
     except ArtifactFSError as exc:
@@ -66,7 +86,7 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}, reachable beyond this machine", err=True)
     click.echo(f"serving {store.root} on http://{host}:{port}/api/v1", err=True)
-    app = create_app(store, blob_url_base=blob_url_base)
+    app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     limits = ConnectionLimits(header_timeout=header_timeout,

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from artifactfs.core.digests import blob_key, blob_key_or_none
+from artifactfs.core.digests import blob_key_or_none
 from artifactfs.core.errors import ArtifactFSError, NotFound
 from artifactfs.core.limits import escaped, finite_float
 from artifactfs.core.manifest import Manifest
@@ -46,7 +46,7 @@ from artifactfs.core.wire import (
     status_for,
 )
 from artifactfs.store import Store
-from artifactfs.store.blobs import BatchTooLarge
+from artifactfs.store.blobs import BatchTooLarge, signed_blob_url
 
 __all__ = ["MAX_JSON_BYTES", "create_app"]
 
@@ -62,6 +62,9 @@ _READ_AT_ONCE = 16 << 20
 # larger one in a worker thread: a manifest of 400,000 entries takes seconds to parse
 _PARSE_ON_LOOP = 64 << 10
 _IMMUTABLE = "public, max-age=31536000, immutable"
+BLOB_URL_LIFETIME = 600
+"""Seconds a signed --blob-url-base address works: longer than a client remembers it (five
+minutes, registry/http.py), short enough that a leaked one is soon useless."""
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -96,10 +99,13 @@ def _hex_to_digest(key: str) -> str:
 class Registry:
     """The route handlers, bound to one store."""
 
-    def __init__(self, store: Store, blob_url_base: str | None) -> None:
+    def __init__(self, store: Store, blob_url_base: str | None,
+                 blob_url_secret: str | None) -> None:
         self.store = store
         self.db = store.db
+        self.access = store.access
         self.blob_url_base = blob_url_base.rstrip("/") if blob_url_base else None
+        self._blob_url_secret = blob_url_secret
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -219,7 +225,7 @@ class Registry:
             raise HTTPError(400, "InvalidRequest", "field 'aliases' must be a list of strings")
         info = await self._run(
             lambda: self.store.commit(
-                entity=entity, project=validate_name(p["project"], "project"),
+                caller=entity, entity=entity, project=validate_name(p["project"], "project"),
                 name=validate_name(p["name"], "artifact name"), type_=type_,
                 manifest=manifest, description=self._field(body, "description", str, None),
                 metadata=self._field(body, "metadata", dict, {}), aliases=aliases,
@@ -262,7 +268,7 @@ class Registry:
         digests = self._field(body, "digests", list)
         if not all(isinstance(d, str) and blob_key_or_none(d) for d in digests):
             raise HTTPError(400, "InvalidRequest", "'digests' must be base64 MD5 strings")
-        missing = await self._run(self.store.blobs.missing, digests)
+        missing = await self._run(self.access.missing, request.state.entity, digests)
         return JSONResponse({"missing": sorted(missing)})
 
     async def batch(self, request: Request) -> Response:
@@ -275,33 +281,33 @@ class Registry:
         if len(digests) > BATCH_MAX_BLOBS:
             raise HTTPError(400, "InvalidRequest",
                             f"at most {BATCH_MAX_BLOBS} digests per batch")
-        pieces = batch_body(await self._run(self._read_batch, digests))
+        pieces = batch_body(await self._run(self._read_batch, request.state.entity, digests))
         # the length is known: a client reads one body of that length, not one HTTP chunk
         # per blob
         return StreamingResponse(_iterate(pieces), media_type="application/octet-stream",
                                  headers={"Content-Length": str(sum(map(len, pieces)))})
 
-    def _read_batch(self, digests: list[str]) -> list[bytes | None]:
-        try:  # None for any missing
-            return self.store.blobs.read_many(digests, max_bytes=BATCH_MAX_BYTES)
+    def _read_batch(self, entity: str, digests: list[str]) -> list[bytes | None]:
+        try:  # None for any missing, or not the entity's
+            return self.access.read_many(entity, digests, max_bytes=BATCH_MAX_BYTES)
         except BatchTooLarge as exc:
             raise HTTPError(413, "TooLarge", str(exc)) from None
 
     async def get_blob(self, request: Request) -> Response:
         digest = _hex_to_digest(request.path_params["key"])
         key = request.path_params["key"]
+        entity = request.state.entity
         if self.blob_url_base:
-            if not await self._run(self.store.blobs.has, digest):
-                raise NotFound(f"blob {digest} not found")
-            canonical = blob_key(digest)
-            return RedirectResponse(
-                f"{self.blob_url_base}/blobs/{canonical[:2]}/{canonical}", status_code=307
-            )
+            await self._run(self.access.size, entity, digest)  # NotFound unless it may read it
+            assert self._blob_url_secret is not None
+            url = signed_blob_url(self.blob_url_base, digest, secret=self._blob_url_secret,
+                                  expires=int(time.time()) + BLOB_URL_LIFETIME)
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
         headers = {"Accept-Ranges": "bytes", "Cache-Control": _IMMUTABLE, "ETag": f'"{key}"'}
         head = request.method == "HEAD"
         try:
             size, wanted, body, handle = await self._run(
-                self._open_blob, digest, request.headers.get("range"), head)
+                self._open_blob, entity, digest, request.headers.get("range"), head)
         except RangeNotSatisfiable as exc:
             return JSONResponse(
                 error_body("RangeNotSatisfiable", f"blob has {exc.size} bytes"), status_code=416,
@@ -333,15 +339,12 @@ class Registry:
                                  media_type="application/octet-stream")
 
     def _open_blob(
-        self, digest: str, range_header: str | None, head: bool
+        self, entity: str, digest: str, range_header: str | None, head: bool
     ) -> tuple[int, tuple[int, int] | None, bytes, BinaryIO | None]:
-        """Size, range and the bytes of a blob read, in one trip to a worker thread: the
-        bytes themselves when they fit in one read, else the open file positioned at the
-        range's start for streaming."""
-        try:
-            handle = open(self.store.blobs.path(digest), "rb")  # noqa: SIM115 (streamed)
-        except FileNotFoundError:
-            raise NotFound(f"blob {digest} not found") from None
+        """Size, range and the bytes of a blob read, in one trip to a worker thread (the
+        access check included): the bytes themselves when they fit in one read, else the
+        open file positioned at the range's start for streaming."""
+        handle = self.access.open(entity, digest)
         try:
             size = os.fstat(handle.fileno()).st_size
             wanted = parse_range(range_header, size)
@@ -364,30 +367,35 @@ class Registry:
 
     async def chunk_index(self, request: Request) -> Response:
         digest = _hex_to_digest(request.path_params["key"])
-        index = await self._run(self.store.blobs.chunk_index, digest)
+        index = await self._run(self.access.chunk_index, request.state.entity, digest)
         if index is None:
             return Response(status_code=204)
         return Response(index.to_bytes(), media_type="application/octet-stream",
                         headers={"Cache-Control": _IMMUTABLE})
 
     async def put_blob(self, request: Request) -> Response:
+        """Receive a blob for the asking entity. Its bytes are always checked, also when the
+        blob is stored already for another entity (then hashed, not written again): only an
+        upload of the whole file gives access to it. ``stored`` is false when this entity
+        reached the blob already (the body is then drained unread), so the answer says
+        nothing about what other entities hold."""
         digest = _hex_to_digest(request.path_params["key"])
-        if await self._run(self.store.blobs.has, digest):
+        receiver = await self._run(self.access.receiver, request.state.entity, digest)
+        if receiver is None:
             async for _ in request.stream():  # drain, so the connection can be reused
                 pass
             return JSONResponse({"digest": digest, "stored": False})
-        writer = await self._run(self.store.blobs.writer, digest)
         pending = bytearray()
         try:
             async for part in request.stream():
                 pending += part
                 if len(pending) >= _STREAM_BLOCK:  # hand the thread 1 MiB at a time
                     block, pending = bytes(pending), bytearray()
-                    await self._run(writer.write, block)
-            await self._run(writer.write, bytes(pending))
-            await self._run(writer.commit)
+                    await self._run(receiver.write, block)
+            await self._run(receiver.write, bytes(pending))
+            await self._run(receiver.commit)
         finally:
-            await self._run(writer.abort)
+            await self._run(receiver.abort)
         return JSONResponse({"digest": digest, "stored": True}, status_code=201)
 
 
@@ -508,9 +516,16 @@ def _handle(func: Endpoint) -> Endpoint:
     return endpoint
 
 
-def create_app(store: Store, *, blob_url_base: str | None = None) -> Starlette:
-    """The ASGI application serving ``store``."""
-    r = Registry(store, blob_url_base)
+def create_app(store: Store, *, blob_url_base: str | None = None,
+               blob_url_secret: str | None = None) -> Starlette:
+    """The ASGI application serving ``store``.
+
+    ``blob_url_base`` sends blob reads to a static server of the same folder, by addresses
+    signed with ``blob_url_secret`` (required with it; see ``store.blobs.signed_blob_url``).
+    """
+    if blob_url_base and not blob_url_secret:
+        raise ValueError("a blob URL base needs a secret to sign its addresses with")
+    r = Registry(store, blob_url_base, blob_url_secret)
     e = API_PREFIX + "/entities/{entity}"
     c = e + "/projects/{project}/collections/{name}"
     v = API_PREFIX + "/versions/{vid}"

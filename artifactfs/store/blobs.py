@@ -8,17 +8,27 @@ Layout (also what a static web server serving the same folder exposes)::
 A blob is written to ``tmp/``, checked against the digest it was promised to have, made
 durable, given its chunk index, and only then renamed into place, so a blob that is visible is
 always whole and right, and can be read by chunk.
+
+The folder is shared by every entity of the store (one copy of each file), but access is not:
+``BlobAccess`` is the folder as one entity may reach it, and ``signed_blob_url`` the short-lived
+address of a blob on a static server holding the same folder.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
+from urllib.parse import urlsplit
+
+from cachetools import TTLCache
 
 from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
@@ -32,7 +42,15 @@ from artifactfs.store.files import (
     read_fd,
 )
 
-__all__ = ["BatchTooLarge", "BlobDir", "BlobWriter"]
+__all__ = [
+    "BatchTooLarge",
+    "BlobAccess",
+    "BlobAccessRecord",
+    "BlobDir",
+    "BlobReceiver",
+    "BlobWriter",
+    "signed_blob_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +257,228 @@ class BlobWriter:
         # name is gone (renamed), and no other writer ever takes it again
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
+
+
+# ---- access: which entity may reach which blob ------------------------------------------------
+
+
+class BlobAccessRecord(Protocol):
+    """Where the store records which entity may reach which blob (``MetadataDB``).
+
+    Blobs are named here by their key, the hex MD5 (``blob_key``): one name per blob, whatever
+    base64 spelling a manifest used.
+    """
+
+    def accessible_blobs(self, entity: str, keys: Collection[str]) -> set[str]:
+        """The keys among ``keys`` that ``entity`` may reach."""
+        ...
+
+    def grant_blobs(self, entity: str, keys: Iterable[str]) -> None:
+        """Let ``entity`` reach the blobs ``keys`` from now on."""
+        ...
+
+
+# positive answers remembered per process: (entity, key) pairs, about 200 bytes each, so the
+# bound is some 13 MB; access is never withdrawn, so the ten minutes only bound how long an
+# answer outlives a future removal, not correctness today
+_KNOWN_MAX = 1 << 16
+_KNOWN_TTL = 600.0
+
+
+class BlobAccess:
+    """The shared blob folder as one entity may reach it.
+
+    Blobs are stored once, whoever uploaded them, but an MD5 is no secret (anyone holding a
+    file, or having seen a manifest, knows it), so the bytes are no one's business but theirs
+    who hold them: an entity reads, probes and names in its commits only the blobs it uploaded
+    itself (with their bytes) or that its own versions reference. A blob it may not reach is
+    answered exactly like one that is not stored (NotFound, "missing", None in a batch), so
+    nothing tells the two apart.
+
+    Every method takes the asking ``entity`` first; None stands for the store folder's owner
+    (the embedded transport), who can read the files directly anyway and reaches every blob.
+
+    Access is checked with one indexed query per call (one for all the digests of a batch), and
+    answers that allow are remembered for ten minutes, so the mount's read path (ranged GETs and
+    batches of the same blobs) costs a dictionary lookup once warm.
+    """
+
+    def __init__(self, blobs: BlobDir, record: BlobAccessRecord) -> None:
+        self.blobs = blobs
+        self._record = record
+        self._known: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=_KNOWN_MAX,
+                                                                 ttl=_KNOWN_TTL)
+        self._lock = threading.Lock()  # TTLCache is not thread-safe; the server has 40 threads
+
+    def readable(self, entity: str | None, digests: Iterable[str]) -> set[str]:
+        """The digests among ``digests`` that ``entity`` may reach (stored or not).
+
+        Raises InvalidManifest for a digest that is not base64 MD5."""
+        wanted = {d: blob_key(d) for d in set(digests)}
+        if entity is None:
+            return set(wanted)
+        with self._lock:
+            unknown = {k for k in wanted.values() if (entity, k) not in self._known}
+        found = self._record.accessible_blobs(entity, unknown) if unknown else set()
+        if found:
+            self._remember(entity, found)
+        return {d for d, k in wanted.items() if k not in unknown or k in found}
+
+    def _remember(self, entity: str, keys: Iterable[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._known[(entity, key)] = True
+
+    def check(self, entity: str | None, digest: str) -> None:
+        """Raises NotFound, worded as for a blob that is not stored, unless ``entity`` may
+        reach ``digest``."""
+        if not self.readable(entity, (digest,)):
+            raise NotFound(f"blob {digest} not found")
+
+    def grant(self, entity: str | None, digests: Iterable[str]) -> None:
+        """Let ``entity`` reach ``digests`` (nothing to record for the owner)."""
+        if entity is None:
+            return
+        keys = {blob_key(d) for d in digests}
+        self._record.grant_blobs(entity, keys)
+        self._remember(entity, keys)
+
+    def missing(self, entity: str | None, digests: Iterable[str]) -> set[str]:
+        """The digests ``entity`` must upload: those it may not reach, stored or not (the
+        upload then proves it holds the bytes), and those not stored at all."""
+        wanted = set(digests)
+        allowed = self.readable(entity, wanted)
+        return (wanted - allowed) | self.blobs.missing(allowed)
+
+    def size(self, entity: str | None, digest: str) -> int:
+        self.check(entity, digest)
+        return self.blobs.size(digest)
+
+    def open(self, entity: str | None, digest: str) -> BinaryIO:
+        """The blob's file, open for reading (the caller closes it); NotFound as in ``check``
+        or when it is not stored."""
+        self.check(entity, digest)
+        try:
+            return open(self.blobs.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+
+    def read(self, entity: str | None, digest: str, start: int = 0,
+             end: int | None = None) -> bytes:
+        self.check(entity, digest)
+        return self.blobs.read(digest, start, end)
+
+    def read_many(
+        self, entity: str | None, digests: Iterable[str], *, max_bytes: int | None = None
+    ) -> list[bytes | None]:
+        """``BlobDir.read_many`` over the blobs ``entity`` may reach; None for the others,
+        whose sizes do not count towards ``max_bytes`` either (a 413 would tell them apart)."""
+        wanted = list(digests)
+        allowed = self.readable(entity, wanted)
+        got = iter(self.blobs.read_many([d for d in wanted if d in allowed],
+                                        max_bytes=max_bytes))
+        return [next(got) if d in allowed else None for d in wanted]
+
+    def chunk_index(self, entity: str | None, digest: str) -> ChunkIndex | None:
+        self.check(entity, digest)
+        return self.blobs.chunk_index(digest)
+
+    def receiver(self, entity: str | None, digest: str) -> BlobReceiver | None:
+        """Something to stream an upload of ``digest`` into, or None when ``entity`` already
+        reaches that stored blob (there is nothing to receive; drain the body)."""
+        stored = self.blobs.has(digest)
+        if stored and self.readable(entity, (digest,)):
+            return None
+        return BlobReceiver(self, entity, digest, stored=stored)
+
+    def put_stream(self, entity: str | None, stream: BinaryIO, digest: str, *,
+                   on_bytes: Callable[[int], None] | None = None) -> bool:
+        """Receive the bytes of ``stream`` as blob ``digest`` for ``entity``; False when it
+        already reached that blob (``stream`` is then not read). Raises DigestMismatch."""
+        receiver = self.receiver(entity, digest)
+        if receiver is None:
+            return False
+        try:
+            while block := stream.read(READ_BLOCK):
+                receiver.write(block)
+                if on_bytes:
+                    on_bytes(len(block))
+            receiver.commit()
+        finally:
+            receiver.abort()
+        return True
+
+    def put_file(self, entity: str | None, path: Path, digest: str, *,
+                 on_bytes: Callable[[int], None] | None = None) -> bool:
+        """``put_stream`` from a local file."""
+        if self.blobs.has(digest) and self.readable(entity, (digest,)):
+            return False
+        with open(path, "rb") as f:
+            return self.put_stream(entity, f, digest, on_bytes=on_bytes)
+
+
+class BlobReceiver:
+    """One upload of a blob for one entity: its bytes are checked against the digest, written
+    only if no copy is stored yet, and the entity reaches the blob once they matched.
+
+    When a copy is stored already (another entity's, say), the bytes are hashed (MD5 alone)
+    and not written again: an upload must carry the whole file to gain access to it, so an
+    entity that knows only a digest gains nothing.
+    """
+
+    def __init__(self, access: BlobAccess, entity: str | None, digest: str, *,
+                 stored: bool) -> None:
+        self._access = access
+        self._entity = entity
+        self.digest = digest
+        self._writer: BlobWriter | None = None if stored else access.blobs.writer(digest)
+        self._md5 = hashlib.md5() if stored else None
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._writer is not None:
+            self._writer.write(data)
+        else:
+            assert self._md5 is not None
+            self._md5.update(data)
+
+    def commit(self) -> None:
+        """Raises DigestMismatch (nothing stored, no access) when the bytes differ."""
+        if self._writer is not None:
+            self._writer.commit()
+        else:
+            assert self._md5 is not None
+            found = base64.b64encode(self._md5.digest()).decode("ascii")
+            if found != self.digest:
+                raise DigestMismatch(
+                    f"blob bytes have digest {found}, not the promised {self.digest}"
+                )
+        self._access.grant(self._entity, (self.digest,))
+
+    def abort(self) -> None:
+        """Safe after ``commit``; removes what an unfinished write left."""
+        if self._writer is not None:
+            self._writer.abort()
+
+
+# ---- signed addresses on a static server of the same folder -----------------------------------
+
+
+def signed_blob_url(base: str, digest: str, *, secret: str, expires: int) -> str:
+    """The address of blob ``digest`` on a static server of this folder at ``base``, valid
+    until ``expires`` (seconds since the epoch).
+
+    The query carries the expiry and a signature in the form nginx's standard secure_link
+    module checks, configured as::
+
+        secure_link $arg_md5,$arg_expires;
+        secure_link_md5 "$secure_link_expires$uri SECRET";
+
+    that is base64url (no padding) of the MD5 of the expiry, the URL's path and the secret
+    joined as written. A digest alone no longer makes a working address: only the registry,
+    having checked the asker's access, hands one out, and it stops working soon after.
+    """
+    key = blob_key(digest)
+    path = urlsplit(base).path.rstrip("/") + f"/blobs/{key[:2]}/{key}"
+    signed = hashlib.md5(f"{expires}{path} {secret}".encode()).digest()
+    token = base64.urlsafe_b64encode(signed).decode("ascii").rstrip("=")
+    return f"{base.rstrip('/')}/blobs/{key[:2]}/{key}?md5={token}&expires={expires}"

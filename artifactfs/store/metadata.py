@@ -20,11 +20,12 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from artifactfs.core.digests import blob_key_or_none
 from artifactfs.core.errors import Conflict, InvalidName, NotFound
 from artifactfs.core.limits import (
     MAX_SIZE,
@@ -64,6 +65,67 @@ CREATE TABLE IF NOT EXISTS api_keys (
     id INTEGER PRIMARY KEY, entity TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE,
     read_only INTEGER NOT NULL, created_at REAL NOT NULL);
 """
+
+
+def _add_blob_access(db: sqlite3.Connection) -> None:
+    """Schema 1: which entity may reach which blob (hex MD5), filled from every version's
+    manifest (deleted ones too: access is never withdrawn), so that an upgraded store gives
+    each entity exactly the blobs its versions reference."""
+    db.execute(
+        "CREATE TABLE blob_access (entity TEXT NOT NULL, blob_key TEXT NOT NULL, "
+        "PRIMARY KEY (entity, blob_key)) WITHOUT ROWID"
+    )
+    rows = db.execute(
+        "SELECT e.name, v.manifest FROM versions v JOIN collections c ON c.id = v.collection_id "
+        "JOIN projects p ON p.id = c.project_id JOIN entities e ON e.id = p.entity_id"
+    )
+    for entity, manifest in rows:
+        db.executemany(
+            "INSERT OR IGNORE INTO blob_access (entity, blob_key) VALUES (?, ?)",
+            ((entity, key) for key in _stored_blob_keys(manifest)),
+        )
+
+
+def _stored_blob_keys(manifest_json: str) -> set[str]:
+    """The blobs a stored manifest names (its non-reference entries), read leniently: a row
+    this code could not parse must not stop a store from opening."""
+    try:
+        contents = json.loads(manifest_json).get("contents")
+    except (ValueError, AttributeError, RecursionError):
+        return set()
+    if not isinstance(contents, dict):
+        return set()
+    keys = set()
+    for entry in contents.values():
+        if isinstance(entry, dict) and entry.get("ref") is None:
+            key = blob_key_or_none(entry.get("digest"))
+            if key is not None:
+                keys.add(key)
+    return keys
+
+
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_add_blob_access,)
+"""Schema changes in order; ``PRAGMA user_version`` counts those a store has had. Each runs
+once, in one transaction with its new number, under the init lock. Append, never edit."""
+
+# a query names at most this many blobs (SQLite before 3.32 allows 999 parameters)
+_IN_BATCH = 500
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    (done,) = conn.execute("PRAGMA user_version").fetchone()
+    if done >= len(_MIGRATIONS):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for step in _MIGRATIONS[done:]:
+            step(conn)
+        conn.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
 
 def _key_hash(key: str) -> str:
     # keys are 256 random bits, so a plain SHA-256 is enough (no salt or stretching needed)
@@ -109,6 +171,7 @@ class MetadataDB:
         with open(path.with_name(path.name + ".init.lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._conn().executescript(_SCHEMA)
+            _migrate(self._conn())
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -256,6 +319,26 @@ class MetadataDB:
         ).fetchone()
         return (str(row[0]), bool(row[1])) if row else None
 
+    # ---- blob access (see store.blobs.BlobAccess) ----------------------------------------
+
+    def accessible_blobs(self, entity: str, keys: Collection[str]) -> set[str]:
+        """The blob keys (hex MD5) among ``keys`` that ``entity`` may reach."""
+        wanted = list(keys)
+        found: set[str] = set()
+        conn = self._conn()
+        for start in range(0, len(wanted), _IN_BATCH):
+            part = wanted[start : start + _IN_BATCH]
+            found.update(r[0] for r in conn.execute(
+                "SELECT blob_key FROM blob_access WHERE entity = ? AND blob_key IN "
+                f"({','.join('?' * len(part))})", (entity, *part)))
+        return found
+
+    def grant_blobs(self, entity: str, keys: Iterable[str]) -> None:
+        """Let ``entity`` reach the blobs ``keys`` (hex MD5) from now on."""
+        with self._write() as db:
+            db.executemany("INSERT OR IGNORE INTO blob_access (entity, blob_key) VALUES (?, ?)",
+                           ((entity, k) for k in keys))
+
     # ---- writing -------------------------------------------------------------------------
 
     def commit_version(
@@ -272,11 +355,13 @@ class MetadataDB:
         description: str | None,
         metadata: dict[str, Any],
         aliases: Sequence[str] = (),
+        blob_keys: Iterable[str] = (),
     ) -> VersionInfo:
         """Insert the next version of a collection as COMMITTED, with ``latest`` and aliases.
 
-        Creates entity, project and collection on first use. Raises Conflict when the
-        collection exists with another type.
+        Creates entity, project and collection on first use; the entity reaches the blobs
+        ``blob_keys`` (the version's, hex MD5) from the same transaction on. Raises Conflict
+        when the collection exists with another type.
         """
         for alias in aliases:
             validate_alias(alias)
@@ -300,6 +385,8 @@ class MetadataDB:
             )
             for alias in {LATEST, *aliases}:
                 self._point_alias(db, collection_id, alias, version_id)
+            db.executemany("INSERT OR IGNORE INTO blob_access (entity, blob_key) VALUES (?, ?)",
+                           ((entity, k) for k in blob_keys))
         return self.version_by_id(version_id)
 
     def _collection_id(

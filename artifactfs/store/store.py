@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from artifactfs.core.digests import is_md5_digest
+from artifactfs.core.digests import blob_key, is_md5_digest
 from artifactfs.core.errors import InvalidManifest, InvalidName, NotFound
 from artifactfs.core.limits import check_description, check_metadata
 from artifactfs.core.manifest import Manifest, validate_for_commit
 from artifactfs.core.names import validate_alias, validate_name, validate_type
 from artifactfs.core.records import VersionInfo
-from artifactfs.store.blobs import BlobDir
+from artifactfs.store.blobs import BlobAccess, BlobDir
 from artifactfs.store.metadata import MetadataDB
 
 __all__ = ["Store"]
@@ -30,6 +30,7 @@ class Store:
         self.blobs = BlobDir(self.root)
         self.blobs.remove_tmp_leftovers()  # what writers that crashed a day ago left behind
         self.db = MetadataDB(self.root / "registry.sqlite3")
+        self.access = BlobAccess(self.blobs, self.db)  # the blob folder as one entity sees it
 
     def commit(
         self,
@@ -42,12 +43,17 @@ class Store:
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
+        caller: str | None = None,
     ) -> VersionInfo:
         """Make ``manifest`` the next version of ``entity/project/name``.
 
-        Every stored (non-reference) entry's blob must already be here: the version becomes
-        visible in one transaction, after its bytes are durable. Raises InvalidManifest naming
-        the first missing blob, InvalidName on a bad name, Conflict on a type clash.
+        Every stored (non-reference) entry's blob must already be here, and reachable by
+        ``caller`` (the entity of a server's API key; None for the store folder's owner, who
+        reaches every blob): a blob it may not reach counts as not uploaded, so a digest alone
+        never lets one entity take another's file into its versions. The version becomes
+        visible in one transaction, after its bytes are durable, and ``entity`` reaches its
+        blobs from then on. Raises InvalidManifest naming the first missing blob, InvalidName
+        on a bad name, Conflict on a type clash.
         """
         validate_name(entity, "entity")
         validate_name(project, "project")
@@ -59,14 +65,17 @@ class Store:
         check_description(description)
         check_metadata(metadata or {})
         validate_for_commit(manifest)
-        for entry in manifest:
-            if entry.ref is not None:
-                continue
+        stored_entries = [e for e in manifest if e.ref is None]
+        reachable = self.access.readable(
+            caller, (e.digest for e in stored_entries if is_md5_digest(e.digest)))
+        for entry in stored_entries:
             if not is_md5_digest(entry.digest):
                 raise InvalidManifest(
                     f"entry {entry.path!r} has digest {entry.digest!r}, not a base64 MD5"
                 )
             try:
+                if entry.digest not in reachable:
+                    raise NotFound(entry.digest)
                 stored = self.blobs.size(entry.digest)
             except NotFound:
                 raise InvalidManifest(
@@ -89,4 +98,5 @@ class Store:
             description=description,
             metadata=metadata or {},
             aliases=aliases,
+            blob_keys={blob_key(e.digest) for e in stored_entries},
         )

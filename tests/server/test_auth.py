@@ -142,7 +142,7 @@ def test_other_entity_cannot_change_team(reg: Any, team_version: dict[str, Any])
 
 def test_other_entity_commits_in_its_own_entity(reg: Any) -> None:
     project = reg.unique("proj")
-    reg.upload(b"other data")
+    reg.upload(b"other data", reg.other)  # its own upload: another entity's would not do
     body = {"type": "dataset", "manifest": reg.manifest_for({"f": b"other data"})}
     r = reg.other.post(reg.collection(project, "data", "other") + "/versions", json=body)
     assert r.status_code == 201, r.text
