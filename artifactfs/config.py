@@ -10,6 +10,9 @@ pass it down.
 - ARTIFACTFS_PROJECT: default project for ``Artifact.save()`` (``uncategorized``)
 - ARTIFACTFS_CACHE_DIR: shared content cache (``~/.cache/artifactfs``)
 - ARTIFACTFS_CACHE_SIZE: cache bound such as ``20G`` or ``512M`` (``10G``)
+
+``XDG_RUNTIME_DIR`` (``/run/user/UID`` under systemd) holds the mounts' control sockets when
+set; otherwise they go under the state folder.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class Config:
     cache_dir: Path
     cache_size: int
     state_dir: Path
+    runtime_dir: Path
+    """Where running mounts keep their control sockets (a folder only this user enters)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -55,6 +60,7 @@ class Config:
         data_home = Path(env.get("XDG_DATA_HOME") or home / ".local" / "share")
         cache_home = Path(env.get("XDG_CACHE_HOME") or home / ".cache")
         state_home = Path(env.get("XDG_STATE_HOME") or home / ".local" / "state")
+        runtime_home = env.get("XDG_RUNTIME_DIR")
         entity = env.get("ARTIFACTFS_ENTITY") or "local"
         project = env.get("ARTIFACTFS_PROJECT") or "uncategorized"
         validate_name(entity, "ARTIFACTFS_ENTITY")
@@ -68,6 +74,8 @@ class Config:
             cache_dir=Path(env.get("ARTIFACTFS_CACHE_DIR") or cache_home / "artifactfs"),
             cache_size=parse_size(env.get("ARTIFACTFS_CACHE_SIZE") or "10G"),
             state_dir=state_home / "artifactfs",
+            runtime_dir=(Path(runtime_home) / "artifactfs" if runtime_home
+                         else state_home / "artifactfs" / "run"),
         )
 
     def replace(self, **changes: object) -> Config:

@@ -25,6 +25,7 @@ import click
 
 from artifactfs.cli.output import fail
 from artifactfs.config import Config
+from artifactfs.core.errors import ArtifactFSError
 from artifactfs.fs.mounts import FSTYPE, fuse_mount_type, is_stale, unmount
 from artifactfs.fs.options import MountOptions
 
@@ -137,7 +138,7 @@ def mount(
         )
         try:
             serve_mount(config, options)
-        except RuntimeError as exc:  # pyfuse3.init reports mount failures this way
+        except (RuntimeError, ArtifactFSError) as exc:  # pyfuse3.init raises RuntimeError
             fail(f"cannot mount {mountpoint}: {exc}")
 
     if foreground:

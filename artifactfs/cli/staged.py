@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from artifactfs.cli.output import emit_json, fail
+from artifactfs.cli.output import emit_json, fail, progress_factory
 from artifactfs.fs.mounts import FSTYPE, fuse_mount_type
 
 __all__ = ["discard", "save", "status"]
+
+_LOGS = "~/.local/state/artifactfs/logs/, or the --log-file it was given"
 
 
 def _locate(path: Path) -> tuple[Path, str]:
@@ -24,8 +27,14 @@ def _locate(path: Path) -> tuple[Path, str]:
     raise AssertionError
 
 
-def _ask(path: Path, body: dict[str, Any]) -> dict[str, Any]:
-    from artifactfs.fs.control_client import request
+def _ask(path: Path, body: dict[str, Any],
+         on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Send ``body`` to the daemon of the mount holding ``path``; its final answer.
+
+    Every way the daemon can fail to answer ends in one line saying what happened and what
+    to look at next, never a traceback.
+    """
+    from artifactfs.fs.control_client import ControlError, request
 
     mountpoint, rel = _locate(path)
     try:
@@ -33,13 +42,51 @@ def _ask(path: Path, body: dict[str, Any]) -> dict[str, Any]:
     except OSError as exc:
         fail(f"the mount at {mountpoint} does not answer ({exc.strerror}); is its daemon "
              "alive? 'artifactfs mount' on it again recovers a dead mount")
+    after = (" The save may or may not have been committed: 'artifactfs status "
+             f"{path}' shows whether the changes are still staged, and 'artifactfs ls' "
+             "the versions." if body["op"] == "save" else "")
     try:
-        answer = request(address, {**body, "path": rel})
+        answer = request(address, {**body, "path": rel}, on_progress=on_progress)
+    except ControlError as exc:
+        fail(f"the daemon of {mountpoint} did not answer: {exc}; it may have stopped (see "
+             f"its log under {_LOGS}).{after}")
     except OSError as exc:
-        fail(f"cannot reach the daemon of {mountpoint}: {exc.strerror or exc}")
+        fail(f"cannot reach the daemon of {mountpoint} ({exc.strerror or exc}); it may have "
+             f"stopped (see its log under {_LOGS}); 'artifactfs mount {mountpoint}' again "
+             "recovers a dead mount")
     if not answer.get("ok"):
-        fail(str(answer.get("error", "the mount refused")))
+        fail(str(answer.get("error", "the mount refused without saying why")))
     return answer
+
+
+def _field(answer: dict[str, Any], name: str, kind: type = str) -> Any:
+    """``answer[name]`` when it has the type expected, else one line saying so."""
+    value = answer.get(name)
+    if not isinstance(value, kind):
+        fail(f"the mount's daemon answered without a valid {name!r}; see its log under "
+             f"{_LOGS}")
+    return value
+
+
+class _SaveProgress:
+    """A progress bar of a save's uploads, on a terminal only."""
+
+    def __init__(self) -> None:
+        self._advance: Callable[[int], None] | None = None
+        self._shown = 0
+        self._make = progress_factory()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self._make is None or event.get("phase") != "upload":
+            return
+        total, done = event.get("bytes"), event.get("bytes_done")
+        if not isinstance(total, int) or not isinstance(done, int) or total <= 0:
+            return
+        if self._advance is None:
+            self._advance = self._make("uploading", total)
+        if done > self._shown:
+            self._advance(done - self._shown)
+            self._shown = done
 
 
 @click.command()
@@ -61,9 +108,14 @@ def save(path: Path, aliases: tuple[str, ...], message: str | None, force: bool)
       cp -r new-images/ /mnt/art/vision/dataset/mnist:latest/images/
       artifactfs save /mnt/art/vision/dataset/mnist:latest --alias reviewed -m "more images"
     """
-    answer = _ask(path, {"op": "save", "aliases": list(aliases), "message": message,
-                         "force": force})
-    click.echo(answer["version"])
+    body = {"op": "save", "aliases": list(aliases), "message": message, "force": force}
+    try:
+        answer = _ask(path, body, on_progress=_SaveProgress())
+    except KeyboardInterrupt:
+        fail("interrupted; the mount's daemon goes on with the save. 'artifactfs status "
+             f"{path}' shows when the changes are no longer staged (then they are saved)",
+             code=130)
+    click.echo(_field(answer, "version"))
 
 
 @click.command()
@@ -72,6 +124,10 @@ def save(path: Path, aliases: tuple[str, ...], message: str | None, force: bool)
 def status(path: Path, as_json: bool) -> None:
     """List the paths added (A), modified (M) and deleted (D) in an alias folder."""
     answer = _ask(path, {"op": "status"})
+    for name in ("added", "modified", "deleted"):
+        if not all(isinstance(p, str) for p in _field(answer, name, list)):
+            fail(f"the mount's daemon answered a bad {name!r} list; see its log under {_LOGS}")
+    _field(answer, "folder")
     if as_json:
         emit_json({k: answer[k] for k in ("folder", "base", "added", "modified", "deleted")})
         return
@@ -91,4 +147,5 @@ def status(path: Path, as_json: bool) -> None:
 def discard(path: Path) -> None:
     """Drop every change staged in an alias folder; it shows its version again."""
     answer = _ask(path, {"op": "discard"})
-    click.echo(f"discarded {answer['discarded']} changes in {answer['folder']}")
+    click.echo(f"discarded {_field(answer, 'discarded', int)} changes in "
+               f"{_field(answer, 'folder')}")

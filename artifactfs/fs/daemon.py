@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyfuse3
@@ -22,7 +23,7 @@ import trio
 
 from artifactfs.config import Config
 from artifactfs.core.collector import rarer_full_passes
-from artifactfs.fs.control import serve_control
+from artifactfs.fs.control import control_socket_path, serve_control
 from artifactfs.fs.ops import ArtifactOperations
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import VerifiedReader
@@ -95,7 +96,8 @@ def serve_mount(
     writer = FolderWriter(tree, content, blocking, unbounded, local)
     ops = ArtifactOperations(tree, reader, writer, options)
     commands = FolderCommands(tree, blocking, unbounded, local, ops.writers)
-    ops.control_address = f"@artifactfs-{mount_id}-{os.getpid()}"
+    control_path, control_folder = control_socket_path(config.runtime_dir, mount_id)
+    ops.control_address = str(control_path)
     fuse_options = set(pyfuse3.default_options)
     fuse_options |= {"fsname=artifactfs", "subtype=artifactfs", "auto_unmount"}
     if options.allow_other:
@@ -110,22 +112,27 @@ def serve_mount(
 
     detached = False
     try:
-        detached = trio.run(_serve, ops, commands, ready)
+        detached = trio.run(_serve, ops, commands, control_path, ready)
     finally:
         pyfuse3.close(unmount=not detached)
         registry.close()
+        with contextlib.suppress(OSError):
+            control_path.unlink()
+            if control_folder is not None:
+                control_folder.rmdir()
         log.info("unmounted %s", options.mountpoint)
 
 
 async def _serve(
-    ops: ArtifactOperations, commands: FolderCommands, ready: Callable[[], None] | None
+    ops: ArtifactOperations, commands: FolderCommands, control_path: Path,
+    ready: Callable[[], None] | None,
 ) -> bool:
     """Serve requests; True when the kernel detached the mount, False when signalled."""
     detached = False
     async with trio.open_nursery() as nursery:
         ops.nursery = nursery
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
-        await nursery.start(serve_control, commands, ops.control_address)
+        await nursery.start(serve_control, commands, control_path)
         if ready:
             ready()
         await pyfuse3.main()

@@ -29,7 +29,12 @@ __all__ = ["FolderCommands"]
 log = logging.getLogger(__name__)
 
 Blocking = Callable[..., Awaitable[Any]]
+Progress = Callable[[dict[str, Any]], None]
 _UPLOADS_AT_ONCE = 8
+
+
+def _no_progress(event: dict[str, Any]) -> None:
+    """Nobody is listening."""
 
 
 class FolderCommands:
@@ -92,7 +97,12 @@ class FolderCommands:
         return {"folder": str(folder.folder_key), "discarded": count}
 
     async def save(self, rel: str, aliases: Sequence[str], message: str | None,
-                   force: bool) -> dict[str, Any]:
+                   force: bool, progress: Progress = _no_progress) -> dict[str, Any]:
+        """Commit the folder's staging as a new version; see the module's concurrency rules.
+
+        ``progress`` hears ``{"phase": "upload", "files", "files_done", "bytes",
+        "bytes_done"}`` as blobs go up, then ``{"phase": "commit"}``; it must not block.
+        """
         for alias in aliases:
             if alias != LATEST:
                 validate_alias(alias)
@@ -119,18 +129,27 @@ class FolderCommands:
             manifest, uploads = await self._unbounded(staged.build_manifest, target)
             registry = self.tree.registry
             missing = await self._blocking(registry.missing_blobs, list(uploads))
-            sent = 0
+            sizes: dict[str, int] = await self._local(
+                lambda: {d: uploads[d].stat().st_size for d in missing})
+            total = sum(sizes.values())
+            log.info("saving %s: %d of %d blobs (%d bytes) to upload", key, len(missing),
+                     len(uploads), total)
+            sent = done = 0
             parallel = trio.CapacityLimiter(_UPLOADS_AT_ONCE)
 
-            def upload_one(digest: str) -> int:
-                path = uploads[digest]
-                registry.upload_blob(path, digest)
-                return path.stat().st_size
+            def report() -> None:
+                progress({"phase": "upload", "files": len(missing), "files_done": done,
+                          "bytes": total, "bytes_done": sent})
 
             async def upload(digest: str) -> None:
-                nonlocal sent
+                nonlocal sent, done
                 async with parallel:
-                    sent += await self._unbounded(upload_one, digest)
+                    await self._unbounded(registry.upload_blob, uploads[digest], digest)
+                sent += sizes[digest]
+                done += 1
+                report()
+
+            report()
 
             try:
                 async with trio.open_nursery() as nursery:  # a failure cancels the rest
@@ -139,6 +158,7 @@ class FolderCommands:
             except BaseExceptionGroup as group:
                 raise first_error(group) from None
             self.uploaded_bytes += sent
+            progress({"phase": "commit"})
             labels = sorted({key.alias, *aliases} - {LATEST})
             origin = current or base
             info: VersionInfo = await self._unbounded(
