@@ -9,10 +9,12 @@ In a temporary work folder it builds three data sets (one big file; many 64 KiB 
 folders; a version with very many entries), puts them in a private store, and starts:
 
 - ``artifactfs serve`` twice on that store: once serving blob bytes itself, once redirecting
-  blob reads (``--blob-url-base``) to nginx;
+  blob reads (``--blob-url-base``, signed with a secret made for the run) to nginx;
 - nginx (foreground, loopback, its config in the work folder) serving the store folder, so
-  ``/blobs/xx/HEX`` are the blob files, and the source data under their artifact paths at
-  ``/tree/`` with ``autoindex on`` (for rclone's http backend and for curl).
+  ``/blobs/xx/HEX`` are the blob files, reachable only by signed addresses (its secure_link
+  module checks the registry's signatures, as a deployment would), and the source data under
+  their artifact paths at ``/tree/`` with ``autoindex on`` (for rclone's http backend and for
+  curl).
 
 Contenders: artifactfs mounted on each server; ``rclone mount :http:`` over the nginx tree
 with ``--vfs-cache-mode off`` and ``full``; and the limits, curl of the same bytes from nginx
@@ -45,6 +47,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import secrets
 import shlex
 import shutil
 import statistics
@@ -262,11 +265,19 @@ def stop_child(proc: subprocess.Popen[bytes] | None, name: str, grace: float = 1
 class PeerServer(Server):
     """``artifactfs serve`` on the shared store, optionally redirecting blob reads."""
 
-    def __init__(self, root: Path, cli: Path, name: str, blob_url_base: str | None) -> None:
+    def __init__(self, root: Path, cli: Path, name: str, blob_url_base: str | None,
+                 blob_url_secret: str | None = None) -> None:
         super().__init__(root, cli)
         self.name = name
         self.log_path = root / f"server-{name}.log"
         self.blob_url_base = blob_url_base
+        self.blob_url_secret = blob_url_secret
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        if self.blob_url_secret:  # in the environment, not on the command line ps shows
+            env["ARTIFACTFS_BLOB_URL_SECRET"] = self.blob_url_secret
+        return env
 
     def start(self, key: str, attempts: int = 3) -> None:
         extra = ["--blob-url-base", self.blob_url_base] if self.blob_url_base else []
@@ -299,6 +310,8 @@ class Nginx:
         self.error_log = self.dir / "error.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
+        # the registry signs its redirects with it and /blobs/ checks them (secure_link)
+        self.secret = secrets.token_urlsafe(32)
 
     @property
     def pid(self) -> int | None:
@@ -306,6 +319,13 @@ class Nginx:
 
     def pids(self) -> list[int]:
         return [self.pid, *child_pids(self.pid)] if self.pid is not None else []
+
+    def signed_url(self, key: str, lifetime: int = 3600) -> str:
+        """A signed address of blob ``key``, as the registry hands out (for curl)."""
+        from artifactfs.store.blobs import signed_blob_url
+
+        return signed_blob_url(self.url, digest_of(key), secret=self.secret,
+                               expires=int(time.time()) + lifetime)
 
     def config(self, port: int) -> str:
         d = self.dir
@@ -331,8 +351,15 @@ http {{
     keepalive_requests 1000000;
     server {{
         listen 127.0.0.1:{port};
-        # content-addressed blob files: /blobs/<hex[:2]>/<hex> (what --blob-url-base names)
-        location /blobs/ {{ root {self.store}; }}
+        # content-addressed blob files: /blobs/<hex[:2]>/<hex> (what --blob-url-base names),
+        # only by the addresses the registry signs (docs/api.md, "Blob redirects")
+        location /blobs/ {{
+            secure_link $arg_md5,$arg_expires;
+            secure_link_md5 "$secure_link_expires$uri {self.secret}";
+            if ($secure_link = "") {{ return 403; }}
+            if ($secure_link = "0") {{ return 410; }}
+            root {self.store};
+        }}
         # the same data under its artifact paths, browsable (rclone's http backend)
         location /tree/ {{ alias {self.tree}/; autoindex on; }}
     }}
@@ -758,8 +785,7 @@ class CurlContender(Contender):
         self.nginx = nginx
 
     def url(self, data: Dataset, rel: str) -> str:
-        key = data.keys[rel]
-        return f"{self.nginx.url}/blobs/{key[:2]}/{key}"
+        return self.nginx.signed_url(data.keys[rel])
 
     def watched(self) -> dict[str, list[int]]:
         return {"nginx": self.nginx.pids()}
@@ -1647,7 +1673,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"nginx {nginx.url} (pid {nginx.pid})")
         key = server_reg.create_key()
         server_reg.start(key)
-        server_ngx = PeerServer(root, cli, "nginx", nginx.url)
+        server_ngx = PeerServer(root, cli, "nginx", nginx.url, nginx.secret)
         server_ngx.start(key)
         log(f"servers {server_reg.url} (pid {server_reg.pid}), {server_ngx.url} "
             f"(pid {server_ngx.pid}, blobs from nginx)")

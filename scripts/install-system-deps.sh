@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages artifactfs needs, only those missing:
 #   fuse3 (fusermount3), libfuse3-dev + pkg-config + gcc + Python headers (to build pyfuse3),
-#   attr (getfattr/setfattr for the demo and tests), rsync (used by tests).
+#   attr (getfattr/setfattr for the demo and tests), rsync (used by tests), nginx (the tests of
+#   signed blob redirects run a private one; the package's own service is never started here).
 set -euo pipefail
 
 need=()
@@ -10,6 +11,7 @@ pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev pkg-config)
 command -v gcc >/dev/null || need+=(gcc)
 command -v getfattr >/dev/null || need+=(attr)
 command -v rsync >/dev/null || need+=(rsync)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || need+=(python3-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
@@ -22,6 +24,16 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     echo "installing system packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # keep nginx's service from starting during the install (a container has no init anyway;
+    # a server may have port 80 taken); a policy-rc.d made here is removed again
+    policy=/usr/sbin/policy-rc.d
+    made_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy"
+        chmod 755 "$policy"
+        made_policy=1
+    fi
+    trap 'if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi' EXIT
     apt-get update -qq
     apt-get install -y -qq "${need[@]}" >/dev/null
 fi

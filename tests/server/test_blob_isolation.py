@@ -575,8 +575,18 @@ http {{
         self._log.close()
 
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
-                                  else None)
+def nginx_with_secure_link() -> str | None:
+    """The nginx binary, if one is installed with its secure_link module built in (Debian's
+    is)."""
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
+                                      else None)
+    if found is None:
+        return None
+    built = subprocess.run([found, "-V"], capture_output=True, text=True, timeout=30)
+    return found if "http_secure_link_module" in built.stderr + built.stdout else None
+
+
+NGINX = nginx_with_secure_link()
 
 
 @pytest.fixture
@@ -584,7 +594,7 @@ def behind_nginx(start_registry: Callable[..., Any], tmp_path: Path) -> Iterator
                                                                                       Nginx]]:
     """A registry redirecting blob reads to a real nginx that checks the signatures."""
     if NGINX is None:
-        pytest.skip("nginx is not installed (scripts/install-system-deps.sh installs it)")
+        pytest.skip("no nginx with secure_link (scripts/install-system-deps.sh installs it)")
     port = free_port()
     reg = start_registry("--blob-url-base", f"http://127.0.0.1:{port}/",
                          "--blob-url-secret", SECRET)
