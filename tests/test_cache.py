@@ -223,6 +223,16 @@ def test_file_replaced_by_another_process_is_detected(cache: ContentCache) -> No
     assert cache.get(name) is None
 
 
+def test_an_objects_folder_that_is_not_an_older_cache_is_left_alone(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    (root / "objects" / "pack").mkdir(parents=True)  # as in a git folder
+    (root / "objects" / "ab").mkdir()
+    cache = ContentCache(root, max_bytes=1 << 20)
+    cache.put("cafe", b"new")
+    wait_until(lambda: not cache._scanning)
+    assert (root / "objects" / "pack").is_dir()
+
+
 def test_put_replaces(cache: ContentCache) -> None:
     cache.put("cafe", b"one")
     assert cache.get("cafe") == b"one"

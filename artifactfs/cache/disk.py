@@ -240,7 +240,7 @@ class ContentCache:
         using them finds them gone and fetches again."""
         for layout in _OLDER_LAYOUTS:
             folder = self.root / layout
-            if folder.is_dir():
+            if folder.is_dir() and _fanned_out(folder):
                 log.info("removing %s: cache files of an older layout, without checksums",
                          folder)
                 shutil.rmtree(folder, ignore_errors=True)
@@ -320,6 +320,15 @@ class ContentCache:
                     st = entry.stat()
                     out.append((st.st_atime_ns, entry.path, st.st_size))
         return out
+
+
+def _fanned_out(folder: Path) -> bool:
+    """Whether ``folder`` holds only fan-out folders (two hex digits), as the cache's own
+    object folders do: a cache root set to a folder of other things (a git folder has an
+    ``objects`` too) must not lose them."""
+    with os.scandir(folder) as entries:
+        return all(e.is_dir(follow_symlinks=False) and len(e.name) == 2
+                   and all(c in "0123456789abcdef" for c in e.name) for e in entries)
 
 
 def _checksum(name: str, data: bytes | memoryview) -> int:

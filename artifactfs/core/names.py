@@ -18,6 +18,7 @@ __all__ = [
     "parse_ref",
     "parse_version_label",
     "validate_alias",
+    "validate_commit_key",
     "validate_name",
     "validate_type",
     "version_label",
@@ -138,3 +139,14 @@ def parse_ref(text: str, *, default_project: str | None = None) -> Ref:
     name = validate_name(parts[-1], "artifact name")
     alias = validate_alias(alias, allow_version=True) if sep else LATEST
     return Ref(project=project, name=name, alias=alias, entity=entity)
+
+
+_COMMIT_KEY_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def validate_commit_key(key: object) -> str:
+    """A commit's idempotency key: 16 to 128 letters, digits, ``_`` or ``-`` (a random id
+    the client makes once per change it commits). Raises InvalidName otherwise."""
+    if not isinstance(key, str) or not _COMMIT_KEY_RE.fullmatch(key):
+        raise InvalidName("a commit key is 16 to 128 letters, digits, '_' or '-'")
+    return key

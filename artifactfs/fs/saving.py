@@ -119,6 +119,12 @@ class FolderCommands:
                     f"{len(busy)} file(s) in {key} are still open for writing ({shown}); "
                     "close them, then save (their next writes would not be in the version)"
                 )
+            registry = self.tree.registry
+            if staged.session is not None:
+                made: VersionInfo | None = await self._blocking(
+                    registry.version_by_commit_key, self.tree.entity, staged.session)
+                if made is not None:
+                    return await self._already_saved(folder, made)
             current = await self._current(key)
             base = staged.base
             self._check_conflict(key, base, current, force)
@@ -127,7 +133,6 @@ class FolderCommands:
                 if current else Manifest()
             )
             manifest, uploads = await self._unbounded(staged.build_manifest, target)
-            registry = self.tree.registry
             missing = await self._blocking(registry.missing_blobs, list(uploads))
             sizes: dict[str, int] = await self._local(
                 lambda: {d: uploads[d].stat().st_size for d in missing})
@@ -168,13 +173,24 @@ class FolderCommands:
                     description=message if message is not None else (
                         origin.description if origin else None),
                     metadata=origin.metadata if origin else {},
-                    aliases=labels,
+                    aliases=labels, commit_key=staged.session,
                 )
             )
             await self._local(self.tree.saved(folder, info, manifest))
         log.info("saved %s as %s (%d blobs uploaded)", key, info.qualified_name, len(missing))
         return {"folder": str(key), "version": f"{key.project}/{key.name}:{info.version}",
                 "id": info.id, "uploaded": len(missing), "uploaded_bytes": sent}
+
+    async def _already_saved(self, folder: Node, made: VersionInfo) -> dict[str, Any]:
+        """Finish a save whose commit reached the registry before its daemon died (or its
+        answer was lost): the staging is the version ``made``; clear it and say so."""
+        key = folder.folder_key
+        manifest = await self._blocking(self.tree.registry.manifest, made.id)
+        await self._local(self.tree.saved(folder, made, manifest))
+        log.info("%s had been saved as %s already (the save was retried); staging cleared",
+                 key, made.qualified_name)
+        return {"folder": str(key), "version": f"{key.project}/{key.name}:{made.version}",
+                "id": made.id, "uploaded": 0, "uploaded_bytes": 0, "already_saved": True}
 
     async def _current(self, key: FolderKey) -> VersionInfo | None:
         try:

@@ -25,6 +25,7 @@ import errno
 import itertools
 import json
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -107,6 +108,10 @@ class StagedFolder:
         self._lock = threading.RLock()
         self._counter = itertools.count(1)
         self._journal_fd = -1
+        # names this staging at the registry, so a save retried after a crash (or a lost
+        # answer) finds the version it already made instead of making another; None for a
+        # journal begun by a version of artifactfs that wrote none
+        self.session: str | None = None
 
     # ---- life ---------------------------------------------------------------------------
 
@@ -116,8 +121,9 @@ class StagedFolder:
         """Start staging: a journal whose first line names the base version."""
         (root / "upper").mkdir(parents=True, exist_ok=True)
         folder = cls(root, key, base, base_manifest)
+        folder.session = secrets.token_hex(16)
         header = {"op": "begin", "key": [key.project, key.type, key.name, key.alias],
-                  "base": base.to_dict() if base else None}
+                  "base": base.to_dict() if base else None, "session": folder.session}
         folder._open_journal(truncate=True)
         folder._append(header)
         folder.keep_reserve()
@@ -139,7 +145,8 @@ class StagedFolder:
         folder = cls(root, key, base, base_manifest)
         highest = 0
         with open(root / "journal.jsonl", "rb") as f:
-            f.readline()
+            session = json.loads(f.readline()).get("session")
+            folder.session = session if isinstance(session, str) else None
             for line in f:
                 try:
                     record = json.loads(line)

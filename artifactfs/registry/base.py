@@ -69,7 +69,14 @@ class Registry(ABC):
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
-    ) -> VersionInfo: ...
+        commit_key: str | None = None,
+    ) -> VersionInfo:
+        """Commit ``manifest`` as the next version. A ``commit_key`` (a random id made once
+        per change) makes it idempotent: sent again, it returns the version it made."""
+
+    @abstractmethod
+    def version_by_commit_key(self, entity: str, commit_key: str) -> VersionInfo | None:
+        """The version a commit with this key made (None if none was made, or deleted)."""
 
     @abstractmethod
     def add_alias(self, version_id: str, alias: str) -> VersionInfo: ...

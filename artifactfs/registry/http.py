@@ -225,13 +225,26 @@ class HttpRegistry(Registry):
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
+        commit_key: str | None = None,
     ) -> VersionInfo:
         body = {
             "type": type_, "manifest": manifest.to_dict(), "description": description,
             "metadata": metadata or {}, "aliases": list(aliases),
         }
+        if commit_key is not None:
+            body["commit_key"] = commit_key
         path = self._collection(entity, project, name) + "/versions"
-        return VersionInfo.from_dict(self._json("POST", path, json=body, retry=False))
+        # only a keyed commit may be sent again: the registry then answers with the version
+        # the first attempt made, where an unkeyed retry could make a second one
+        return VersionInfo.from_dict(
+            self._json("POST", path, json=body, retry=commit_key is not None))
+
+    def version_by_commit_key(self, entity: str, commit_key: str) -> VersionInfo | None:
+        response = self._send("GET", f"/entities/{_q(entity)}/commits/{_q(commit_key)}")
+        if response.status_code == 404:
+            return None
+        self._raise_for(response)
+        return VersionInfo.from_dict(response.json())
 
     def add_alias(self, version_id: str, alias: str) -> VersionInfo:
         path = f"/versions/{_q(version_id)}/aliases/{_q(alias)}"

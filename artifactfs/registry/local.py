@@ -57,11 +57,16 @@ class LocalRegistry(Registry):
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
+        commit_key: str | None = None,
     ) -> VersionInfo:
         return self.store.commit(
             entity=entity, project=project, name=name, type_=type_, manifest=manifest,
             description=description, metadata=metadata, aliases=aliases,
+            commit_key=commit_key,
         )
+
+    def version_by_commit_key(self, entity: str, commit_key: str) -> VersionInfo | None:
+        return self.store.db.version_by_commit_key(entity, commit_key)
 
     def add_alias(self, version_id: str, alias: str) -> VersionInfo:
         return self.store.db.add_alias(version_id, alias)

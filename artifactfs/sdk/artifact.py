@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import weakref
@@ -401,6 +402,9 @@ class Artifact:
             entity=entity, project=project, name=self._name, type_=self._type,
             manifest=manifest, description=self._description, metadata=self._metadata,
             aliases=aliases,
+            # one key per save: the HTTP client may then resend a commit whose answer was
+            # lost without making a second version
+            commit_key=secrets.token_hex(16),
         )
         self._base = None
         self._local = {}

@@ -33,7 +33,12 @@ from artifactfs.core.digests import blob_key_or_none
 from artifactfs.core.errors import ArtifactFSError, NotFound
 from artifactfs.core.limits import escaped, finite_float
 from artifactfs.core.manifest import Manifest
-from artifactfs.core.names import validate_alias, validate_name, validate_type
+from artifactfs.core.names import (
+    validate_alias,
+    validate_commit_key,
+    validate_name,
+    validate_type,
+)
 from artifactfs.core.records import VersionInfo
 from artifactfs.core.wire import (
     API_PREFIX,
@@ -229,10 +234,20 @@ class Registry:
                 name=validate_name(p["name"], "artifact name"), type_=type_,
                 manifest=manifest, description=self._field(body, "description", str, None),
                 metadata=self._field(body, "metadata", dict, {}), aliases=aliases,
+                commit_key=self._field(body, "commit_key", str, None),
             )
         )
         log.info("committed %s", info.qualified_name)
         return JSONResponse(info.to_dict(), status_code=201)
+
+    async def commit_by_key(self, request: Request) -> Response:
+        """The version a keyed commit made: how a save retried after a crash finds it."""
+        entity = self._entity(request)
+        key = validate_commit_key(request.path_params["key"])
+        info = await self._run(self.db.version_by_commit_key, entity, key)
+        if info is None:
+            raise NotFound(f"no version was committed with key {key!r}")
+        return JSONResponse(info.to_dict())
 
     async def update_version(self, request: Request) -> Response:
         info = await self._run(self._version, request)
@@ -538,6 +553,7 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
         Route(c + "/versions", _handle(r.versions), methods=["GET"]),
         Route(c + "/versions", _handle(r.commit), methods=["POST"]),
         Route(c + "/resolve/{alias}", _handle(r.resolve)),
+        Route(e + "/commits/{key}", _handle(r.commit_by_key), methods=["GET"]),
         Route(v, _handle(r.version), methods=["GET"]),
         Route(v, _handle(r.update_version), methods=["PATCH"]),
         Route(v, _handle(r.delete_version), methods=["DELETE"]),

@@ -104,7 +104,20 @@ def _stored_blob_keys(manifest_json: str) -> set[str]:
     return keys
 
 
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_add_blob_access,)
+def _add_commit_keys(db: sqlite3.Connection) -> None:
+    """Schema 2: the key a client gave each commit, so that a commit sent again (a save
+    retried after its daemon died, an answer lost on the network) finds the version the
+    first one made instead of making a second."""
+    db.execute(
+        "CREATE TABLE commit_keys (entity TEXT NOT NULL, commit_key TEXT NOT NULL, "
+        "version_id TEXT NOT NULL REFERENCES versions(id), created_at REAL NOT NULL, "
+        "PRIMARY KEY (entity, commit_key)) WITHOUT ROWID"
+    )
+
+
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _add_blob_access, _add_commit_keys,
+)
 """Schema changes in order; ``PRAGMA user_version`` counts those a store has had. Each runs
 once, in one transaction with its new number, under the init lock. Append, never edit."""
 
@@ -356,12 +369,15 @@ class MetadataDB:
         metadata: dict[str, Any],
         aliases: Sequence[str] = (),
         blob_keys: Iterable[str] = (),
+        commit_key: str | None = None,
     ) -> VersionInfo:
         """Insert the next version of a collection as COMMITTED, with ``latest`` and aliases.
 
         Creates entity, project and collection on first use; the entity reaches the blobs
-        ``blob_keys`` (the version's, hex MD5) from the same transaction on. Raises Conflict
-        when the collection exists with another type.
+        ``blob_keys`` (the version's, hex MD5) from the same transaction on. A
+        ``commit_key`` the entity used before returns the version that commit made, and
+        changes nothing. Raises Conflict when the collection exists with another type, or
+        when the key was used for another collection.
         """
         for alias in aliases:
             validate_alias(alias)
@@ -369,6 +385,15 @@ class MetadataDB:
         version_id = secrets.token_hex(12)
         meta = json.dumps(metadata, sort_keys=True)
         with self._write() as db:
+            if commit_key is not None:
+                earlier = self._version_of_key(db, entity, commit_key)
+                if earlier is not None:
+                    made = self.version_by_id(earlier, include_deleted=True)
+                    if (made.project, made.name) != (project, name):
+                        raise Conflict(
+                            f"commit key {commit_key!r} was used for {made.qualified_name}"
+                        )
+                    return made
             collection_id = self._collection_id(db, entity, project, name, type_, now)
             (top,) = db.execute(
                 "SELECT coalesce(max(idx), -1) FROM versions WHERE collection_id = ?",
@@ -387,7 +412,30 @@ class MetadataDB:
                 self._point_alias(db, collection_id, alias, version_id)
             db.executemany("INSERT OR IGNORE INTO blob_access (entity, blob_key) VALUES (?, ?)",
                            ((entity, k) for k in blob_keys))
+            if commit_key is not None:
+                db.execute(
+                    "INSERT INTO commit_keys (entity, commit_key, version_id, created_at) "
+                    "VALUES (?,?,?,?)", (entity, commit_key, version_id, now),
+                )
         return self.version_by_id(version_id)
+
+    @staticmethod
+    def _version_of_key(db: sqlite3.Connection, entity: str, commit_key: str) -> str | None:
+        row = db.execute(
+            "SELECT version_id FROM commit_keys WHERE entity = ? AND commit_key = ?",
+            (entity, commit_key),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def version_by_commit_key(self, entity: str, commit_key: str) -> VersionInfo | None:
+        """The version a commit with this key made, if it was made and is not deleted."""
+        found = self._version_of_key(self._conn(), entity, commit_key)
+        if found is None:
+            return None
+        try:
+            return self.version_by_id(found)
+        except NotFound:
+            return None
 
     def _collection_id(
         self, db: sqlite3.Connection, entity: str, project: str, name: str, type_: str,

@@ -10,7 +10,12 @@ from artifactfs.core.digests import blob_key, is_md5_digest
 from artifactfs.core.errors import InvalidManifest, InvalidName, NotFound
 from artifactfs.core.limits import check_description, check_metadata
 from artifactfs.core.manifest import Manifest, validate_for_commit
-from artifactfs.core.names import validate_alias, validate_name, validate_type
+from artifactfs.core.names import (
+    validate_alias,
+    validate_commit_key,
+    validate_name,
+    validate_type,
+)
 from artifactfs.core.records import VersionInfo
 from artifactfs.store.blobs import BlobAccess, BlobDir
 from artifactfs.store.metadata import MetadataDB
@@ -44,6 +49,7 @@ class Store:
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
         caller: str | None = None,
+        commit_key: str | None = None,
     ) -> VersionInfo:
         """Make ``manifest`` the next version of ``entity/project/name``.
 
@@ -54,6 +60,9 @@ class Store:
         visible in one transaction, after its bytes are durable, and ``entity`` reaches its
         blobs from then on. Raises InvalidManifest naming the first missing blob, InvalidName
         on a bad name, Conflict on a type clash.
+
+        A ``commit_key`` makes the commit idempotent: sent again (a retry after a crash or a
+        lost answer), it returns the version the first one made (see MetadataDB).
         """
         validate_name(entity, "entity")
         validate_name(project, "project")
@@ -61,6 +70,8 @@ class Store:
         validate_type(type_)
         for alias in aliases:
             validate_alias(alias)
+        if commit_key is not None:
+            validate_commit_key(commit_key)
         # what is stored must be readable back and printable (InvalidManifest, InvalidRequest)
         check_description(description)
         check_metadata(metadata or {})
@@ -99,4 +110,5 @@ class Store:
             metadata=metadata or {},
             aliases=aliases,
             blob_keys={blob_key(e.digest) for e in stored_entries},
+            commit_key=commit_key,
         )

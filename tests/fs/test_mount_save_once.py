@@ -1,0 +1,99 @@
+"""A save is applied once, even when its daemon dies right after the commit reached the
+registry.
+
+The crash is reproduced exactly: the staging folder as it stood just before the save is
+put back after the save committed and the daemon was killed, which is what a daemon killed
+between the registry's commit and clearing its staging leaves on disk. The retried save
+(with or without --force) must find its own version, clear the staging and report it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from fs.conftest import Mount, wait_gone
+from fs.test_mount_tree import push
+from fs.test_mount_writes import folder_of, read_tree, save, versions
+
+from artifactfs.sdk import Api, Artifact
+
+
+@pytest.fixture
+def dataset(api: Api, tmp_path: Path) -> Artifact:
+    return push(api, tmp_path, {"a.txt": b"alpha\n", "b.txt": b"beta\n"}, aliases=())
+
+
+def staging_of(env: dict[str, str]) -> Path:
+    [journal] = Path(env["HOME"]).glob(".local/state/artifactfs/staging/*/vision/dataset/"
+                                       "mnist:latest/journal.jsonl")
+    return journal.parent
+
+
+def crash_after_commit(mount: Mount, mount_factory, env: dict[str, str], run_cli,
+                       tmp_path: Path) -> Mount:
+    """Stage a change, save it, then leave the disk as a daemon killed right after the
+    commit would have; returns the new mount over that staging."""
+    folder = folder_of(mount)
+    (folder / "c.txt").write_bytes(b"gamma\n")
+    (folder / "a.txt").unlink()
+    staged = staging_of(env)
+    kept = tmp_path / "staging-before-save"
+    shutil.copytree(staged, kept, symlinks=True)
+    assert save(run_cli, folder) == "vision/mnist:v1"
+    os.kill(mount.pid, signal.SIGKILL)
+    assert wait_gone(mount.pid)
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.copytree(kept, staged, symlinks=True)
+    again = mount_factory()
+    status = run_cli("status", str(folder_of(again)))
+    assert status.returncode == 0 and "A c.txt" in status.stdout, status.stdout
+    return again
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_save_retried_after_a_crash_reports_its_version_and_makes_no_other(
+    dataset: Artifact, mounted: Mount, mount_factory, env: dict[str, str], run_cli,
+    api: Api, tmp_path: Path, force: bool
+) -> None:
+    mount = crash_after_commit(mounted, mount_factory, env, run_cli, tmp_path)
+    folder = folder_of(mount)
+    proc = run_cli("save", str(folder), *(["--force"] if force else []))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "vision/mnist:v1"
+    assert versions(api) == ["v0", "v1"]
+    status = run_cli("status", str(folder))
+    assert "nothing staged" in status.stdout, status.stdout
+    assert read_tree(folder) == {"b.txt": b"beta\n", "c.txt": b"gamma\n"}
+    assert "vision/mnist:v1 already" in mount.log_text()
+
+
+def test_the_registry_answers_a_repeated_commit_key_with_the_first_version(
+    dataset: Artifact, api: Api, transport: str, env: dict[str, str]
+) -> None:
+    """The same key twice makes one version, on both transports; another collection may not
+    reuse it; a bad key is a 400, not a 500."""
+    registry = api.registry
+    manifest = registry.manifest(registry.resolve("local", "vision", "mnist", "latest").id)
+    key = "k" * 32
+    first = registry.commit(entity="local", project="vision", name="mnist", type_="dataset",
+                            manifest=manifest, commit_key=key)
+    second = registry.commit(entity="local", project="vision", name="mnist", type_="dataset",
+                             manifest=manifest, commit_key=key)
+    assert first.id == second.id and versions(api) == ["v0", "v1"]
+    assert registry.version_by_commit_key("local", key).id == first.id
+    assert registry.version_by_commit_key("local", "n" * 32) is None
+    with pytest.raises(Exception, match="was used for"):
+        registry.commit(entity="local", project="vision", name="other", type_="dataset",
+                        manifest=manifest, commit_key=key)
+    with pytest.raises(Exception, match="commit key"):
+        registry.commit(entity="local", project="vision", name="mnist", type_="dataset",
+                        manifest=manifest, commit_key="short")
+    if transport == "server":
+        r = httpx.get(env["ARTIFACTFS_REGISTRY"] + "/api/v1/entities/local/commits/bad%20key",
+                      headers={"Authorization": f"Bearer {env['ARTIFACTFS_API_KEY']}"})
+        assert r.status_code == 400, r.text
