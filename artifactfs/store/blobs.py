@@ -278,7 +278,7 @@ class BlobAccessRecord(Protocol):
         ...
 
 
-# positive answers remembered per process: (entity, key) pairs, about 200 bytes each, so the
+# positive answers remembered per process: (entity, digest) pairs, about 200 bytes each, so the
 # bound is some 13 MB; access is never withdrawn, so the ten minutes only bound how long an
 # answer outlives a future removal, not correctness today
 _KNOWN_MAX = 1 << 16
@@ -313,21 +313,26 @@ class BlobAccess:
     def readable(self, entity: str | None, digests: Iterable[str]) -> set[str]:
         """The digests among ``digests`` that ``entity`` may reach (stored or not).
 
-        Raises InvalidManifest for a digest that is not base64 MD5."""
-        wanted = {d: blob_key(d) for d in set(digests)}
+        Raises InvalidManifest for a digest that is not base64 MD5 and not known already."""
+        wanted = set(digests)
         if entity is None:
-            return set(wanted)
+            return wanted
+        # remembered by the digest as asked (no decoding on the warm path); the record is
+        # asked by key, so another base64 spelling of the same MD5 only misses the memory
         with self._lock:
-            unknown = {k for k in wanted.values() if (entity, k) not in self._known}
-        found = self._record.accessible_blobs(entity, unknown) if unknown else set()
-        if found:
-            self._remember(entity, found)
-        return {d for d, k in wanted.items() if k not in unknown or k in found}
+            unknown = [d for d in wanted if (entity, d) not in self._known]
+        if not unknown:
+            return wanted
+        keys = {d: blob_key(d) for d in unknown}
+        allowed = self._record.accessible_blobs(entity, set(keys.values()))
+        found = {d for d, k in keys.items() if k in allowed}
+        self._remember(entity, found)
+        return (wanted - set(unknown)) | found
 
-    def _remember(self, entity: str, keys: Iterable[str]) -> None:
+    def _remember(self, entity: str, digests: Iterable[str]) -> None:
         with self._lock:
-            for key in keys:
-                self._known[(entity, key)] = True
+            for digest in digests:
+                self._known[(entity, digest)] = True
 
     def check(self, entity: str | None, digest: str) -> None:
         """Raises NotFound, worded as for a blob that is not stored, unless ``entity`` may
@@ -339,9 +344,9 @@ class BlobAccess:
         """Let ``entity`` reach ``digests`` (nothing to record for the owner)."""
         if entity is None:
             return
-        keys = {blob_key(d) for d in digests}
-        self._record.grant_blobs(entity, keys)
-        self._remember(entity, keys)
+        wanted = set(digests)
+        self._record.grant_blobs(entity, {blob_key(d) for d in wanted})
+        self._remember(entity, wanted)
 
     def missing(self, entity: str | None, digests: Iterable[str]) -> set[str]:
         """The digests ``entity`` must upload: those it may not reach, stored or not (the
