@@ -30,11 +30,12 @@ from artifactfs.core.errors import (
     RegistryUnavailable,
 )
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.core.posix import is_executable, link_escape, symlink_target
 from artifactfs.core.records import VersionInfo
 from artifactfs.fs.mounts import set_readahead
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import ReadAhead, SiblingWindow, VerifiedReader
-from artifactfs.fs.staging import StagedFile
+from artifactfs.fs.staging import StagedFile, StagedFolder
 from artifactfs.fs.tree import Kind, Node, Tree
 from artifactfs.fs.writes import FolderWriter
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 XATTR_PREFIX = "user.artifactfs."
+_OWN_XATTRS = XATTR_PREFIX.encode()
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _LONG = 24 * 3600.0  # immutable content: the kernel may keep it as long as it likes
 
@@ -156,36 +158,76 @@ class ArtifactOperations(pyfuse3.Operations):
         if kind is Kind.FILE:
             folder = self.tree.node(node.folder)
             profile = self._folder_profile(folder)
-            mtime = profile.mtime_ns
             a.entry_timeout = a.attr_timeout = profile.timeout
-            ref = folder.staged.files.get(node.path) if folder.staged else node.entry
-            size = 0
-            if isinstance(ref, StagedFile):
-                size, mtime = ref.size, ref.mtime_ns
-            elif ref is not None:
-                size = ref.size
-            a.st_mode = profile.file_mode
             a.st_nlink = 1
+            if folder.staged is not None:
+                return self._staged_attrs(a, folder.staged, node.path, profile)
+            entry = node.entry
+            size = entry.size if entry is not None else 0
+            a.st_mode = profile.file_mode
+            if entry is not None and entry.extra:  # most entries have no extra at all
+                target = symlink_target(entry)
+                if target is not None:
+                    a.st_mode = stat.S_IFLNK | 0o777
+                    size = len(target.encode("utf-8", "surrogateescape"))
+                elif is_executable(entry):
+                    a.st_mode |= 0o111
             a.st_size = size
             a.st_blocks = -(-size // 512)
-            a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = mtime
+            a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = profile.mtime_ns
             return a
         if kind is Kind.DIR:
-            profile = self._folder_profile(self.tree.node(node.folder))
+            folder = self.tree.node(node.folder)
+            profile = self._folder_profile(folder)
             a.entry_timeout = a.attr_timeout = profile.timeout
         elif kind is Kind.VERSION:
+            folder = node
             profile = self._folder_profile(node)
             # an alias folder: the name NAME:ALIAS may soon mean another inode; the inode
             # itself never changes
             a.entry_timeout = self.options.alias_timeout if profile.writable else _LONG
             a.attr_timeout = _LONG
         else:
+            folder = None
             profile = self._top_profile
             a.entry_timeout = a.attr_timeout = self.options.alias_timeout
-        a.st_mode = profile.dir_mode
         a.st_nlink = 2
         a.st_size = 0
+        if folder is not None and folder.staged is not None:
+            return self._staged_attrs(a, folder.staged, node.path, profile)
+        a.st_mode = profile.dir_mode
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = profile.mtime_ns
+        return a
+
+    @staticmethod
+    def _staged_attrs(a: pyfuse3.EntryAttributes, staged: StagedFolder, path: str,
+                      profile: _Profile) -> pyfuse3.EntryAttributes:
+        """Mode, size and times of a path of a staged folder (file, symlink or folder):
+        what chmod and utimensat set is shown until the folder is saved or discarded."""
+        ref = staged.files.get(path)
+        meta = staged.meta.get(path)
+        mtime = profile.mtime_ns
+        atime = 0
+        size = 0
+        if isinstance(ref, StagedFile):
+            size, mtime, atime = ref.size, ref.mtime_ns, ref.atime_ns
+        else:
+            if ref is not None:
+                size = ref.size
+            if meta is not None and meta.mtime_ns is not None:
+                mtime, atime = meta.mtime_ns, meta.atime_ns or 0
+        target = symlink_target(ref) if isinstance(ref, ManifestEntry) else None
+        if target is not None:
+            a.st_mode = stat.S_IFLNK | 0o777
+            size = len(target.encode("utf-8", "surrogateescape"))
+        elif ref is not None:
+            a.st_mode = stat.S_IFREG | staged.mode(path, ref)
+        else:
+            a.st_mode = stat.S_IFDIR | staged.mode(path)
+        a.st_size = size
+        a.st_blocks = -(-size // 512)
+        a.st_mtime_ns = a.st_ctime_ns = mtime
+        a.st_atime_ns = atime or mtime
         return a
 
     def _folder_profile(self, folder: Node) -> _Profile:
@@ -232,8 +274,10 @@ class ArtifactOperations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         self._after_init()
+        if len(name) > 255:
+            raise pyfuse3.FUSEError(errno.ENAMETOOLONG)  # as ext4 answers, not ENOENT
         text = _decode(name)
-        if text is None or len(name) > 255:
+        if text is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         node = await self.tree.lookup(self.tree.node(parent_inode), text)
         return self._attrs(node)
@@ -309,7 +353,10 @@ class ArtifactOperations(pyfuse3.Operations):
 
     async def _open_staged(self, node: Node, folder: Node, ref: StagedFile) -> OpenFile:
         assert folder.staged is not None
-        fd = await self.writer.local(os.open, folder.staged.upper_path(ref), os.O_RDWR)
+        # O_NOATIME: reads through the mount must not move the access time the upper file
+        # keeps for the staged file (the daemon owns the upper files, so it may ask)
+        fd = await self.writer.local(os.open, folder.staged.upper_path(ref),
+                                     os.O_RDWR | os.O_NOATIME)
         return OpenFile(node, ReadAhead(), staged=ref, fd=fd, folder=folder)
 
     def writers(self, folder: Node) -> list[str]:
@@ -329,7 +376,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self, parent_inode: int, name: bytes, mode: int, flags: int,
         ctx: pyfuse3.RequestContext,
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
-        node, ref = await self.writer.create(self.tree.node(parent_inode), name)
+        node, ref = await self.writer.create(self.tree.node(parent_inode), name, mode)
         handle = await self._open_staged(node, self.tree.folder_of(node), ref)
         handle.writable = True
         info = pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=False)
@@ -399,23 +446,75 @@ class ArtifactOperations(pyfuse3.Operations):
         fh: int | None, ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
         node = self.tree.node(inode)
-        folder = self.writer.folder(node)  # EROFS outside alias folders
+        self.writer.folder(node)  # EROFS outside alias folders
         if fields.update_size:
             if node.kind is not Kind.FILE:
                 raise pyfuse3.FUSEError(errno.EISDIR)
             await self.writer.truncate(node, attr.st_size)
-        if fields.update_mtime and node.kind is Kind.FILE and folder.staged is not None:
-            ref = folder.staged.files.get(node.path)
-            if isinstance(ref, StagedFile):
-                ref.mtime_ns = attr.st_mtime_ns
-        # modes, owners and access times are not part of an artifact: accepted, not kept
+        if fields.update_mode:
+            await self.writer.chmod(node, attr.st_mode)
+        if fields.update_atime or fields.update_mtime:
+            shown = self._attrs(node)
+            await self.writer.set_times(
+                node, attr.st_atime_ns if fields.update_atime else None,
+                attr.st_mtime_ns if fields.update_mtime else None,
+                (shown.st_atime_ns, shown.st_mtime_ns),
+            )
+        # owners: artifacts have none, so a chown (by root; the kernel refuses anyone else)
+        # is accepted and not kept, as on a file system mounted with uid= and gid=
         return self._attrs(node)
 
     @barrier
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        return self._attrs(await self.writer.mkdir(self.tree.node(parent_inode), name))
+        return self._attrs(await self.writer.mkdir(self.tree.node(parent_inode), name, mode))
+
+    @barrier
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        return self._attrs(await self.writer.symlink(self.tree.node(parent_inode), name, target))
+
+    @barrier
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self.tree.node(inode)
+        if node.kind is not Kind.FILE:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        folder = self.tree.folder_of(node)
+        ref = folder.staged.files.get(node.path) if folder.staged else node.entry
+        target = symlink_target(ref) if isinstance(ref, ManifestEntry) else None
+        if target is None:
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        reason = link_escape(node.path, target)
+        if reason is not None:  # a version stored before links were checked
+            log.error("readlink: %s path %r -> %r refused: %s",
+                      folder.version.qualified_name if folder.version else folder.name,
+                      node.path, target, reason)
+            raise pyfuse3.FUSEError(errno.EIO)
+        return target.encode("utf-8", "surrogateescape")
+
+    @barrier
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        """mknod(S_IFREG) makes an empty file, as on any disk; device nodes, FIFOs and
+        sockets cannot be kept in an artifact (EPERM in alias folders)."""
+        parent = self.tree.node(parent_inode)
+        self.writer.folder(parent)  # EROFS outside alias folders
+        if not stat.S_ISREG(mode):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        node, _ = await self.writer.create(parent, name, mode)
+        return self._attrs(node)
+
+    @barrier
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        """Hard links cannot be kept in an artifact (a manifest maps paths to bytes, not
+        paths to files): EPERM in alias folders, as ext4 answers for a directory."""
+        self.writer.folder(self.tree.node(new_parent_inode))  # EROFS outside alias folders
+        raise pyfuse3.FUSEError(errno.EPERM)
 
     @barrier
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -464,10 +563,14 @@ class ArtifactOperations(pyfuse3.Operations):
             }
             if v.description:
                 out["description"] = v.description
-        elif node.kind is Kind.FILE and node.entry is not None:
-            out = {"digest": node.entry.digest, "size": str(node.entry.size)}
-            if node.entry.ref:
-                out["ref"] = node.entry.ref
+        elif node.kind is Kind.FILE:
+            folder = self.tree.node(node.folder)
+            # a staged file has no digest until saved; a file of the base has its entry's
+            entry = folder.staged.files.get(node.path) if folder.staged else node.entry
+            if isinstance(entry, ManifestEntry) and symlink_target(entry) is None:
+                out = {"digest": entry.digest, "size": str(entry.size)}
+                if entry.ref:
+                    out["ref"] = entry.ref
         elif node.kind is Kind.ROOT:
             out = {"stats": lambda: json.dumps(self.stats(), sort_keys=True),
                    "control": self.control_address}
@@ -488,20 +591,61 @@ class ArtifactOperations(pyfuse3.Operations):
             "pid": os.getpid(),
         }
 
+    def _user_xattrs(self, node: Node) -> dict[str, bytes]:
+        """The ``user.*`` attributes set on a path of a staged folder (setfattr, cp -a)."""
+        if node.kind in (Kind.ROOT, Kind.PROJECT, Kind.TYPE):
+            return {}
+        staged = self.tree.folder_of(node).staged
+        meta = staged.meta.get(node.path) if staged is not None else None
+        return meta.xattrs if meta is not None else {}
+
     @barrier
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if not name.startswith(b"user."):
             # ACLs and security labels are not supported; saying so (rather than "no such
             # attribute") lets ls and friends stop asking for every file of the mount
             raise pyfuse3.FUSEError(errno.ENOTSUP)
-        found = self._xattrs(self.tree.node(inode)).get(_decode(name) or "")
-        if found is None:
+        node = self.tree.node(inode)
+        text = name.decode("utf-8", "surrogateescape")
+        if name.startswith(_OWN_XATTRS):
+            found = self._xattrs(node).get(text)
+            if found is None:
+                raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            return found().encode()
+        value = self._user_xattrs(node).get(text)
+        if value is None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
-        return found().encode()
+        return value
 
     @barrier
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        return [k.encode() for k in self._xattrs(self.tree.node(inode))]
+        node = self.tree.node(inode)
+        own = [k.encode() for k in self._xattrs(node)]
+        return own + [k.encode("utf-8", "surrogateescape") for k in self._user_xattrs(node)]
+
+    def _settable_xattr(self, inode: int, name: bytes) -> tuple[Node, str]:
+        """The node and name of a setxattr or removexattr the mount takes, else its errno:
+        ENOTSUP for any namespace but ``user.`` (so ``cp -a`` and ``tar --xattrs`` go on
+        without ACLs), EPERM for the mount's own read-only ``user.artifactfs.*``."""
+        if not name.startswith(b"user."):
+            raise pyfuse3.FUSEError(errno.ENOTSUP)
+        if name.startswith(_OWN_XATTRS):
+            raise pyfuse3.FUSEError(errno.EPERM)
+        node = self.tree.node(inode)
+        self.writer.folder(node)  # EROFS outside alias folders
+        return node, name.decode("utf-8", "surrogateescape")
+
+    @barrier
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        node, text = self._settable_xattr(inode, name)
+        await self.writer.set_xattr(node, text, value)
+
+    @barrier
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        node, text = self._settable_xattr(inode, name)
+        await self.writer.set_xattr(node, text, None)
 
     # ---- the rest ------------------------------------------------------------------------
 
@@ -517,15 +661,11 @@ class ArtifactOperations(pyfuse3.Operations):
 
     @barrier
     async def access(self, inode: int, mode: int, ctx: pyfuse3.RequestContext) -> bool:
-        self.tree.node(inode)
+        """Only asked without ``default_permissions`` (the kernel checks modes itself)."""
+        node = self.tree.node(inode)
         if mode & os.W_OK:
-            raise pyfuse3.FUSEError(errno.EROFS)
+            self.writer.folder(node)  # EROFS outside alias folders
         return True
-
-    async def _read_only(self, *args: Any) -> Any:
-        raise pyfuse3.FUSEError(errno.EROFS)
-
-    mknod = symlink = link = setxattr = removexattr = _read_only
 
 
 def _decode(name: bytes) -> str | None:

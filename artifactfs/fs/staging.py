@@ -9,10 +9,13 @@ Each alias folder written in a mount has its own staging folder::
 
 The journal's first line names the base version (the one the alias named when staging
 began; none for a new collection). Every later line is one of ``put`` (a path now has the
-bytes of an upper file), ``rm``, ``mkdir``, ``rmdir``, ``mv``. Lines are appended with one
-``write`` each, so a daemon killed at any moment (even by SIGKILL) leaves a journal whose
-lines all replay; ``sync`` (run on fsync and before a save) makes it survive a power loss
-too. Upper files are never renamed, so a rename is a journal line, whatever the file's size.
+bytes of an upper file), ``rm``, ``mkdir``, ``rmdir``, ``mv``, ``swap`` (rename with
+RENAME_EXCHANGE), ``link`` (a symlink) and ``meta`` (a path's mode, times or user
+extended attributes; a staged file's times are its upper file's instead). Lines are
+appended with one ``write`` each, so a daemon killed at any moment (even by SIGKILL)
+leaves a journal whose lines all replay; ``sync`` (run on fsync and before a save) makes it
+survive a power loss too. Upper files are never renamed, so a rename is a journal line,
+whatever the file's size.
 
 The merged view (``files`` and ``dirs``) is the base manifest with the journal applied, kept
 in memory and changed in step with the journal under one lock.
@@ -20,6 +23,7 @@ in memory and changed in step with the journal under one lock.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import itertools
@@ -36,11 +40,23 @@ from typing import Any
 from urllib.parse import quote
 
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
+from artifactfs.core.errors import InvalidManifest
 from artifactfs.core.manifest import Manifest, ManifestEntry
+from artifactfs.core.posix import (
+    is_executable,
+    link_escape,
+    symlink_entry,
+    symlink_target,
+    with_executable,
+)
 from artifactfs.core.records import VersionInfo
 from artifactfs.store.files import hash_file
 
-__all__ = ["FolderKey", "StagedFile", "StagedFolder", "Staging"]
+__all__ = ["FILE_MODE", "FolderKey", "PathMeta", "StagedFile", "StagedFolder", "Staging"]
+
+FILE_MODE = 0o644
+"""Permission bits of a file nobody chmod-ed (0o755 when its entry is executable)."""
+DIR_MODE = 0o755
 
 _RESERVE = "reserve"
 _RESERVE_BYTES = 64 * 1024
@@ -68,6 +84,24 @@ class StagedFile:
     upper: str
     size: int = 0
     mtime_ns: int = field(default_factory=time.time_ns)
+    atime_ns: int = 0  # 0: the same as mtime_ns
+
+
+@dataclass(slots=True)
+class PathMeta:
+    """What chmod, utimensat and setxattr set on a path that is not kept in its bytes.
+
+    ``None`` means "as the entry says" (a mode) or "the folder's time" (times).
+    """
+
+    mode: int | None = None
+    atime_ns: int | None = None
+    mtime_ns: int | None = None
+    xattrs: dict[str, bytes] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return not (self.mode is None and self.atime_ns is None and self.mtime_ns is None
+                    and not self.xattrs)
 
 
 FileRef = ManifestEntry | StagedFile
@@ -103,6 +137,7 @@ class StagedFolder:
         self._base_entries = dict(base_manifest.entries)
         self.files: dict[str, FileRef] = dict(self._base_entries)
         self.dirs: dict[str, set[str]] = {"": set()}
+        self.meta: dict[str, PathMeta] = {}  # by path, moved along by renames
         for path in self.files:
             self._link(path)
         self._lock = threading.RLock()
@@ -269,7 +304,7 @@ class StagedFolder:
             upper = str(record["upper"])
             try:
                 st = os.stat(self.upper / upper)
-                ref = StagedFile(upper, st.st_size, st.st_mtime_ns)
+                ref = StagedFile(upper, st.st_size, st.st_mtime_ns, st.st_atime_ns)
             except FileNotFoundError:
                 ref = StagedFile(upper)
             self._put(record["path"], ref)
@@ -281,6 +316,12 @@ class StagedFolder:
             self._rmdir(record["path"])
         elif op == "mv":
             self._mv(record["src"], record["dst"])
+        elif op == "swap":
+            self._swap(record["src"], record["dst"])
+        elif op == "link":
+            self._symlink(record["path"], record["target"])
+        elif op == "meta":
+            self._set_meta(record)
 
     def new_upper(self) -> StagedFile:
         """A new, empty upper file (not yet part of the view; ``put`` makes it so)."""
@@ -311,6 +352,7 @@ class StagedFolder:
 
     def _rm(self, path: str) -> None:
         old = self.files.pop(path, None)
+        self.meta.pop(path, None)
         self._unlink(path)
         if isinstance(old, StagedFile):
             with contextlib.suppress(FileNotFoundError):
@@ -332,6 +374,7 @@ class StagedFolder:
 
     def _rmdir(self, path: str) -> None:
         self.dirs.pop(path, None)
+        self.meta.pop(path, None)
         self._unlink(path)
 
     def rename(self, src: str, dst: str) -> None:
@@ -343,31 +386,127 @@ class StagedFolder:
     def _mv(self, src: str, dst: str) -> None:
         if src in self.files:
             ref = self.files.pop(src)
+            meta = self.meta.pop(src, None)
             self._unlink(src)
             if dst in self.dirs:
                 self._rmdir(dst)
             if dst in self.files:
                 self._rm(dst)
             self.files[dst] = ref
+            if meta is not None:
+                self.meta[dst] = meta
             self._link(dst)
             return
         if src not in self.dirs:
             return
         if dst in self.dirs:
             self._rmdir(dst)
+        self._move_tree(src, dst)
+        self._unlink(src)
+        self._link(dst)
+
+    def _move_tree(self, src: str, dst: str) -> None:
+        """Re-key a folder's files, folders and metadata from ``src`` to ``dst``."""
         prefix = src + "/"
         for path in [p for p in self.files if p.startswith(prefix)]:
             self.files[dst + path[len(src):]] = self.files.pop(path)
         for folder in [d for d in self.dirs if d == src or d.startswith(prefix)]:
             self.dirs[dst + folder[len(src):]] = self.dirs.pop(folder)
-        self._unlink(src)
-        self._link(dst)
+        for path in [p for p in self.meta if p == src or p.startswith(prefix)]:
+            self.meta[dst + path[len(src):]] = self.meta.pop(path)
+
+    def exchange(self, src: str, dst: str) -> None:
+        """rename(2) with RENAME_EXCHANGE: two existing paths trade places."""
+        with self._lock:
+            self._append({"op": "swap", "src": src, "dst": dst})
+            self._swap(src, dst)
+
+    def _swap(self, src: str, dst: str) -> None:
+        if self.kind(src) is None or self.kind(dst) is None:
+            return
+        parking = f"{src}\x00swap"  # no real path holds a NUL
+        for one, other in ((src, parking), (dst, src), (parking, dst)):
+            if one in self.files:
+                self.files[other] = self.files.pop(one)
+                meta = self.meta.pop(one, None)
+                if meta is not None:
+                    self.meta[other] = meta
+            else:
+                self._move_tree(one, other)
+
+    def symlink(self, path: str, target: str) -> None:
+        """A new symlink at ``path`` (the caller checked the target stays inside)."""
+        with self._lock:
+            self._append({"op": "link", "path": path, "target": target})
+            self._symlink(path, target)
+
+    def _symlink(self, path: str, target: str) -> None:
+        self.files[path] = symlink_entry(path, target)
+        self._link(path)
+
+    def set_meta(self, path: str, *, mode: int | None = None,
+                 times: tuple[int, int] | None = None,
+                 xattr: tuple[str, bytes | None] | None = None) -> None:
+        """Record a chmod, utimensat or set/removexattr of ``path`` (journaled)."""
+        record: dict[str, Any] = {"op": "meta", "path": path}
+        if mode is not None:
+            record["mode"] = mode
+        if times is not None:
+            record["atime"], record["mtime"] = times
+        if xattr is not None:
+            name, value = xattr
+            record["xattr"] = [name, None if value is None else base64.b64encode(value).decode()]
+        with self._lock:
+            self._append(record)
+            self._set_meta(record)
+
+    def _set_meta(self, record: dict[str, Any]) -> None:
+        path = record["path"]
+        meta = self.meta.get(path) or PathMeta()
+        if "mode" in record:
+            meta.mode = int(record["mode"]) & 0o7777
+        if "mtime" in record:
+            meta.atime_ns, meta.mtime_ns = int(record["atime"]), int(record["mtime"])
+        if "xattr" in record:
+            name, value = record["xattr"]
+            if value is None:
+                meta.xattrs.pop(name, None)
+            else:
+                meta.xattrs[name] = base64.b64decode(value)
+        if meta:
+            self.meta[path] = meta
+        else:
+            self.meta.pop(path, None)
+
+    def mode(self, path: str, ref: FileRef | None = None) -> int:
+        """The permission bits ``path`` shows: chmod-ed, or as its entry says."""
+        meta = self.meta.get(path)
+        if meta is not None and meta.mode is not None:
+            return meta.mode
+        if path in self.dirs and path not in self.files:
+            return DIR_MODE
+        if ref is None:
+            ref = self.files.get(path)
+        return 0o755 if isinstance(ref, ManifestEntry) and is_executable(ref) else FILE_MODE
 
     def resized(self, ref: StagedFile, size: int) -> None:
         """Record a staged file's new size after a write or truncate (no journal needed:
         the size is read from the upper file on load)."""
         ref.size = size
         ref.mtime_ns = time.time_ns()
+
+    def set_file_times(self, ref: StagedFile, atime_ns: int, mtime_ns: int) -> None:
+        """utimensat of a staged file: its upper file keeps the times (read back on load),
+        so later writes move them on as they would on any disk, with no journal line."""
+        os.utime(self.upper / ref.upper, ns=(atime_ns, mtime_ns))
+        ref.atime_ns, ref.mtime_ns = atime_ns, mtime_ns
+
+    def _saved_as(self, path: str, ref: FileRef) -> tuple[bool, str | None]:
+        """What a version keeps of ``path`` beyond its bytes: executable, symlink target."""
+        target = symlink_target(ref) if isinstance(ref, ManifestEntry) else None
+        if target is not None:
+            return False, target
+        return bool(self.mode(path, ref) & 0o111), None
 
     # ---- what a save needs ----------------------------------------------------------------
 
@@ -379,7 +518,8 @@ class StagedFolder:
                 old = base.get(path)
                 if old is None:
                     added.append(path)
-                elif isinstance(ref, StagedFile) or ref.digest != old.digest:
+                elif (isinstance(ref, StagedFile) or ref.digest != old.digest
+                      or self._saved_as(path, ref) != (is_executable(old), symlink_target(old))):
                     modified.append(path)
             deleted = [p for p in base if p not in self.files]
         return Changes(sorted(added), sorted(modified), sorted(deleted))
@@ -395,6 +535,14 @@ class StagedFolder:
         changes = self.changes()
         with self._lock:
             refs = {p: self.files[p] for p in changes.added + changes.modified}
+            kept = {p: self._saved_as(p, r) for p, r in refs.items()}
+        for path, (_, link) in kept.items():
+            reason = link_escape(path, link) if link is not None else None
+            if reason is not None:
+                raise InvalidManifest(
+                    f"symlink {path!r} -> {link!r} cannot be saved: {reason}; a link must stay "
+                    "inside the artifact (it may have been moved since it was made)"
+                )
         result = target.copy()
         for path in changes.deleted:
             if path in result:
@@ -407,13 +555,17 @@ class StagedFolder:
                 extra = {}
                 if digest.chunk_index is not None:
                     extra[CHUNK_INDEX_EXTRA_KEY] = digest.chunk_index.sha256()
-                entry = ManifestEntry(path, digest.digest, digest.size, extra=extra)
+                entry = ManifestEntry(path, digest.digest, digest.size,
+                                      extra=with_executable(extra, kept[path][0]))
                 uploads[digest.digest] = local
                 if on_hashed:
                     on_hashed(path)
             else:
+                extra = dict(ref.extra)
+                if kept[path][1] is None:
+                    extra = with_executable(extra, kept[path][0])
                 entry = ManifestEntry(path, ref.digest, ref.size, ref.ref, ref.birth_artifact_id,
-                                      dict(ref.extra), dict(ref.unknown))
+                                      extra, dict(ref.unknown))
             if path in result:
                 result.remove(path)
             result.add(entry)

@@ -30,9 +30,10 @@ import trio
 from cachetools import LRUCache, TTLCache
 
 from artifactfs.core.collector import collector_paused
-from artifactfs.core.errors import InvalidName, NotFound, RegistryUnavailable
+from artifactfs.core.errors import InvalidName, NotFound, RegistryFault, RegistryUnavailable
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.names import parse_version_label, validate_alias, validate_name
+from artifactfs.core.posix import SYMLINK_EXTRA_KEY
 from artifactfs.core.records import VersionInfo
 from artifactfs.fs.listing import VersionListing
 from artifactfs.fs.staging import FolderKey, StagedFolder, Staging
@@ -227,6 +228,12 @@ class Tree:
         if trio.current_time() >= self._down_until:
             try:
                 answer = await self._blocking(query, *args)
+            except RegistryFault as exc:
+                # it answered: only this question is broken, not the registry
+                log.warning("registry failed to answer %s: %s", key, exc)
+                if key in self._last:
+                    return self._last[key]  # type: ignore[no-any-return]
+                raise
             except (RegistryUnavailable, trio.TooSlowError):
                 self._down_until = trio.current_time() + _DOWN_SECONDS
                 log.warning("registry unreachable; answering %s from memory if possible", key)
@@ -313,7 +320,7 @@ class Tree:
         out = []
         for sibling in listing.dirs.get(parent, [])[index + 1 : index + 1 + count]:
             entry = files.get(prefix + sibling)
-            if entry is not None:
+            if entry is not None and SYMLINK_EXTRA_KEY not in entry.extra:  # links: no blob
                 out.append(entry)
         return out
 
@@ -482,7 +489,11 @@ class Tree:
         def query() -> list[VersionInfo]:
             out: list[VersionInfo] = []
             for c in self.registry.list_collections(self.entity, parent.project, parent.type):
-                out.extend(self.registry.list_versions(self.entity, parent.project, c.name))
+                try:
+                    out.extend(self.registry.list_versions(self.entity, parent.project, c.name))
+                except RegistryFault as exc:  # one broken collection; the others still list
+                    log.warning("leaving %s/%s out of %s/%s: %s", parent.project, c.name,
+                                parent.project, parent.type, exc)
             return out
 
         nodes: dict[str, Node] = {}

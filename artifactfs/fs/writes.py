@@ -2,12 +2,16 @@
 
 Every method raises OSError with the errno a file system would give (EROFS outside alias
 folders, ENOENT, EEXIST, ENOTEMPTY, EXDEV, ENAMETOOLONG...), which the FUSE layer passes on.
+What an artifact cannot hold is refused with EPERM, the errno of a file system that does not
+do that one thing (hard links, device nodes, FIFOs, sockets, symlinks that lead out of the
+artifact): EROFS would tell tools such as ``cp -a`` that nothing here can be written.
 Disk work (copying a file up, creating upper files, the journal) runs in worker threads.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -18,7 +22,8 @@ import pyfuse3
 from artifactfs.core.errors import InvalidName, NotFound
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.names import validate_alias, validate_name
-from artifactfs.fs.staging import StagedFile, StagedFolder
+from artifactfs.core.posix import link_escape
+from artifactfs.fs.staging import DIR_MODE, FILE_MODE, StagedFile, StagedFolder
 from artifactfs.fs.tree import Kind, Node, Tree
 from artifactfs.registry import VerifiedContent
 
@@ -28,6 +33,9 @@ log = logging.getLogger(__name__)
 
 Blocking = Callable[..., Awaitable[Any]]
 MAX_NAME_BYTES = 255
+MAX_XATTR_BYTES = 64 * 1024
+"""User extended attributes one path may hold (names and values): past it, ENOSPC, as a
+file system whose attribute block is full answers."""
 
 
 def fail(code: int) -> None:
@@ -93,7 +101,9 @@ class FolderWriter:
         log.info("copied %s/%s up for writing (%d bytes)", staged.key, node.path, size)
         return fresh
 
-    async def create(self, parent: Node, raw_name: bytes) -> tuple[Node, StagedFile]:
+    async def create(self, parent: Node, raw_name: bytes,
+                     mode: int = FILE_MODE) -> tuple[Node, StagedFile]:
+        """A new empty file; ``mode`` is what open(O_CREAT) asked for, umask applied."""
         name = check_name(raw_name)
         folder, staged = await self.staged(parent)
         path = child_path(parent, name)
@@ -101,10 +111,12 @@ class FolderWriter:
             fail(errno.EEXIST)
         ref = await self.local(staged.new_upper)
         await self.local(staged.put, path, ref)
+        if mode & 0o7777 != FILE_MODE:
+            await self.local(functools.partial(staged.set_meta, path, mode=mode & 0o7777))
         self.tree.forget_path(folder, path)
         return self.tree.in_folder(folder, path, is_file=True), ref
 
-    async def mkdir(self, parent: Node, raw_name: bytes) -> Node:
+    async def mkdir(self, parent: Node, raw_name: bytes, mode: int = DIR_MODE) -> Node:
         name = check_name(raw_name)
         if parent.kind is Kind.TYPE:
             return await self._new_collection(parent, name)
@@ -113,8 +125,69 @@ class FolderWriter:
         if staged.kind(path) is not None:
             fail(errno.EEXIST)
         await self.local(staged.mkdir, path)
+        if mode & 0o7777 != DIR_MODE:
+            await self.local(functools.partial(staged.set_meta, path, mode=mode & 0o7777))
         self.tree.forget_path(folder, path)
         return self.tree.in_folder(folder, path, is_file=False)
+
+    async def symlink(self, parent: Node, raw_name: bytes, raw_target: bytes) -> Node:
+        """A symlink that stays inside the artifact; EPERM for any other (absolute, or
+        climbing above the alias folder), since a version could not be downloaded safely."""
+        name = check_name(raw_name)
+        folder, staged = await self.staged(parent)
+        path = child_path(parent, name)
+        if staged.kind(path) is not None:
+            fail(errno.EEXIST)
+        try:
+            target = raw_target.decode("utf-8")
+        except UnicodeDecodeError:
+            fail(errno.EINVAL)
+        reason = link_escape(path, target)
+        if reason is not None:
+            log.info("symlink %s/%s -> %r refused: %s", staged.key, path, target, reason)
+            fail(errno.EPERM)
+        await self.local(staged.symlink, path, target)
+        self.tree.forget_path(folder, path)
+        return self.tree.in_folder(folder, path, is_file=True)
+
+    async def chmod(self, node: Node, mode: int) -> None:
+        """Kept while staged; a version keeps whether a file is executable."""
+        _, staged = await self.staged(node)
+        if staged.kind(node.path) is None:
+            fail(errno.ENOENT)
+        if staged.mode(node.path) != mode & 0o7777:
+            await self.local(functools.partial(staged.set_meta, node.path, mode=mode & 0o7777))
+
+    async def set_times(self, node: Node, atime_ns: int | None, mtime_ns: int | None,
+                        shown: tuple[int, int]) -> None:
+        """utimensat: kept while staged. ``None`` leaves that time as ``shown`` (the
+        access and modification times the node shows now)."""
+        _, staged = await self.staged(node)
+        ref = staged.files.get(node.path)
+        if ref is None and node.path not in staged.dirs:
+            fail(errno.ENOENT)
+        times = (atime_ns if atime_ns is not None else shown[0],
+                 mtime_ns if mtime_ns is not None else shown[1])
+        if isinstance(ref, StagedFile):
+            await self.local(staged.set_file_times, ref, *times)
+        else:
+            await self.local(functools.partial(staged.set_meta, node.path, times=times))
+
+    async def set_xattr(self, node: Node, name: str, value: bytes | None) -> None:
+        """setxattr (``value``) or removexattr (None) of a ``user.*`` attribute."""
+        _, staged = await self.staged(node)
+        if staged.kind(node.path) is None:
+            fail(errno.ENOENT)
+        meta = staged.meta.get(node.path)
+        held = meta.xattrs if meta is not None else {}
+        if value is None:
+            if name not in held:
+                fail(errno.ENODATA)
+        else:
+            total = sum(len(k) + len(v) for k, v in held.items() if k != name)
+            if total + len(name) + len(value) > MAX_XATTR_BYTES:
+                fail(errno.ENOSPC)
+        await self.local(functools.partial(staged.set_meta, node.path, xattr=(name, value)))
 
     async def _new_collection(self, parent: Node, name: str) -> Node:
         collection, sep, label = name.partition(":")
@@ -164,13 +237,19 @@ class FolderWriter:
         folder = self.folder(old_parent)
         if self.folder(new_parent).inode != folder.inode:
             fail(errno.EXDEV)  # mv falls back to copying across alias folders
-        if flags & pyfuse3.RENAME_EXCHANGE:
-            fail(errno.EINVAL)
+        exchange = bool(flags & pyfuse3.RENAME_EXCHANGE)
+        if flags & ~(pyfuse3.RENAME_EXCHANGE | pyfuse3.RENAME_NOREPLACE) or (
+            exchange and flags & pyfuse3.RENAME_NOREPLACE
+        ):
+            fail(errno.EINVAL)  # RENAME_WHITEOUT is for overlay file systems
         staged = await self.tree.begin_staging(folder)
         src, dst = child_path(old_parent, old_name), child_path(new_parent, new_name)
         src_kind, dst_kind = staged.kind(src), staged.kind(dst)
         if src_kind is None:
             fail(errno.ENOENT)
+        if exchange:
+            await self._exchange(folder, staged, src, dst, dst_kind)
+            return
         if src == dst:
             return
         if dst_kind is not None and flags & pyfuse3.RENAME_NOREPLACE:
@@ -187,6 +266,20 @@ class FolderWriter:
         await self.local(staged.rename, src, dst)
         self.tree.forget_path(folder, dst)
         self.tree.moved(folder, src, dst)
+
+    async def _exchange(self, folder: Node, staged: StagedFolder, src: str, dst: str,
+                        dst_kind: str | None) -> None:
+        if dst_kind is None:
+            fail(errno.ENOENT)
+        if src == dst:
+            return
+        if dst.startswith(src + "/") or src.startswith(dst + "/"):
+            fail(errno.EINVAL)
+        await self.local(staged.exchange, src, dst)
+        parking = src + "\x00"
+        self.tree.moved(folder, src, parking)
+        self.tree.moved(folder, dst, src)
+        self.tree.moved(folder, parking, dst)
 
     async def truncate(self, node: Node, size: int) -> StagedFile:
         ref = await self.staged_file(node, truncate=size == 0)

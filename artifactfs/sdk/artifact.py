@@ -28,10 +28,12 @@ from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
 from artifactfs.core.errors import ArtifactFSError, InvalidManifest, InvalidName
 from artifactfs.core.manifest import Manifest, ManifestEntry, validate_entry_path
 from artifactfs.core.names import LATEST, validate_alias, validate_name, validate_type
+from artifactfs.core.posix import is_executable, symlink_target
 from artifactfs.core.records import COMMITTED, DELETED, PENDING, VersionInfo
 from artifactfs.sdk.api import Api
 from artifactfs.sdk.entry import ArtifactManifestEntry
 from artifactfs.sdk.paths import safe_join
+from artifactfs.sdk.posix import check_links, local_link_matches, place_link, set_executable
 from artifactfs.store.files import hash_file
 
 __all__ = ["Artifact"]
@@ -495,11 +497,17 @@ class Artifact:
         base = Path(root) if root is not None else self._default_root()
         base.mkdir(parents=True, exist_ok=True)
         content = self._api.content
+        links = [e for e in entries if symlink_target(e) is not None]
+        check_links(links)  # before anything is written: refused whole, not half written
         todo: list[tuple[ManifestEntry, Path]] = []
+        placed: list[tuple[ManifestEntry, Path]] = []
         written = []
         for entry in entries:
+            if symlink_target(entry) is not None:
+                continue
             dest = safe_join(base, entry.path)
             written.append(str(dest))
+            placed.append((entry, dest))
             if _already_there(dest, entry):
                 continue
             todo.append((entry, dest))
@@ -509,6 +517,9 @@ class Artifact:
             if dest.is_dir():
                 raise InvalidManifest(f"cannot write {entry.path!r}: {dest} is a folder")
         run_parallel(lambda job: content.download(job[0], job[1], progress), todo)
+        for entry, dest in placed:
+            set_executable(dest, is_executable(entry))
+        written.extend(str(place_link(base, entry)) for entry in links)
         return written
 
     def file(self, root: str | os.PathLike[str] | None = None) -> str:
@@ -532,7 +543,7 @@ class Artifact:
         present = set()
         for folder, dirs, files in os.walk(base):
             dirs.sort()
-            for file in files:
+            for file in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
                 present.add((Path(folder) / file).relative_to(base).as_posix())
         for path in sorted(set(expected) | present):
             entry = expected.get(path)
@@ -542,6 +553,10 @@ class Artifact:
             if path not in present:
                 raise ValueError(f"missing file {path!r} in {base}")
             if entry.ref is not None:
+                continue
+            if symlink_target(entry) is not None or local.is_symlink():
+                if not local_link_matches(local, entry):
+                    raise ValueError(f"{path!r} in {base} is not the symlink the artifact holds")
                 continue
             if hash_file(local).digest != entry.digest:
                 raise ValueError(

@@ -16,6 +16,7 @@ from artifactfs.core.names import (
     validate_name,
     validate_type,
 )
+from artifactfs.core.posix import SYMLINK_EXTRA_KEY, check_symlink_entry
 from artifactfs.core.records import VersionInfo
 from artifactfs.store.blobs import BlobAccess, BlobDir
 from artifactfs.store.metadata import MetadataDB
@@ -76,7 +77,10 @@ class Store:
         check_description(description)
         check_metadata(metadata or {})
         validate_for_commit(manifest)
-        stored_entries = [e for e in manifest if e.ref is None]
+        links = [e for e in manifest if SYMLINK_EXTRA_KEY in e.extra]
+        for link in links:  # a symlink has no blob (core/posix.py)
+            check_symlink_entry(link)
+        stored_entries = [e for e in manifest if e.ref is None and SYMLINK_EXTRA_KEY not in e.extra]
         reachable = self.access.readable(
             caller, (e.digest for e in stored_entries if is_md5_digest(e.digest)))
         for entry in stored_entries:

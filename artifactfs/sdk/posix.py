@@ -1,0 +1,72 @@
+"""Putting symlinks and executable bits of a download on disk (see core/posix.py).
+
+A download recreates a symlink entry only when its target stays inside the download root;
+every link is checked before any byte is written, so a version holding a link that would
+lead out is refused whole instead of half written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from artifactfs.core.errors import InvalidManifest
+from artifactfs.core.manifest import ManifestEntry
+from artifactfs.core.posix import link_escape, symlink_target
+from artifactfs.sdk.paths import safe_join
+
+__all__ = ["check_links", "local_link_matches", "place_link", "set_executable"]
+
+
+def check_links(entries: Iterable[ManifestEntry]) -> None:
+    """Refuse (InvalidManifest) the first symlink entry whose target could lead out."""
+    for entry in entries:
+        target = symlink_target(entry)
+        if target is None:
+            continue
+        reason = link_escape(entry.path, target)
+        if reason is not None:
+            raise InvalidManifest(
+                f"symlink {entry.path!r} -> {target!r} is not downloaded: {reason}; a link "
+                "must stay inside the folder it is downloaded to"
+            )
+
+
+def place_link(root: Path, entry: ManifestEntry) -> Path:
+    """Make ``root/entry.path`` the entry's symlink, replacing a file or link there.
+
+    Raises InvalidManifest when a folder is in the way or the target would lead out.
+    """
+    check_links([entry])
+    target = symlink_target(entry)
+    assert target is not None
+    dest = safe_join(root, entry.path)
+    if dest.is_symlink():
+        if os.readlink(dest) == target:
+            return dest
+    elif dest.is_dir():
+        raise InvalidManifest(f"cannot make symlink {entry.path!r}: {dest} is a folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # made beside it, then renamed over: never a moment without the link or the old file
+    temporary = dest.with_name(f".{dest.name}.{os.getpid()}.link")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    os.symlink(target, temporary)
+    os.replace(temporary, dest)
+    return dest
+
+
+def local_link_matches(path: Path, entry: ManifestEntry) -> bool:
+    """True when ``path`` is the symlink ``entry`` describes."""
+    return path.is_symlink() and os.readlink(path) == symlink_target(entry)
+
+
+def set_executable(path: Path, executable: bool) -> None:
+    """Give ``path`` its executable bits where it has read bits (as git does), or take
+    them away; the rest of its mode is left as the umask made it."""
+    mode = os.stat(path).st_mode & 0o7777
+    wanted = (mode & ~0o111) | ((mode & 0o444) >> 2 if executable else 0)
+    if wanted != mode:
+        os.chmod(path, wanted)
