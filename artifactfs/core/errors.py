@@ -11,6 +11,7 @@ The tree::
     ├── DigestMismatch                     bytes do not match the digest they were promised to have
     ├── PermissionDenied                   the credentials may not do this
     └── RegistryUnavailable                the registry or blob store cannot be reached now
+        └── RegistryFault                  it answered, with a fault of its own, this request
 
 User errors carry a message that says what was wrong and, where it helps, what to do next;
 the CLI prints the message alone, never a traceback.
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "PermissionDenied",
+    "RegistryFault",
     "RegistryUnavailable",
 ]
 
@@ -68,3 +70,11 @@ class PermissionDenied(ArtifactFSError):
 
 class RegistryUnavailable(ArtifactFSError):
     """The registry or its blob store could not be reached within the allowed time."""
+
+
+class RegistryFault(RegistryUnavailable):
+    """The registry answered, but with a fault of its own (HTTP 5xx) for this request.
+
+    Unlike an unreachable registry, this says nothing of other requests: one broken
+    collection must not make a mount treat the whole registry as down.
+    """

@@ -34,7 +34,7 @@ from tenacity import (
 
 from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.digests import blob_key
-from artifactfs.core.errors import RegistryUnavailable
+from artifactfs.core.errors import RegistryFault, RegistryUnavailable
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
 from artifactfs.core.wire import (
@@ -62,10 +62,18 @@ httpcore.HTTP11Connection.READ_NUM_BYTES = 1 << 20
 
 
 class _Retryable(Exception):
-    """A 5xx answer or a connection failure: worth trying again."""
+    """A 5xx answer or a connection failure: worth trying again.
 
-    def __init__(self, message: str) -> None:
+    ``answered``: the registry answered (a fault of its own with this request), as opposed
+    to not being reached, or saying it is overloaded (503).
+    """
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
         super().__init__(message)
+        self.answered = answered
+
+    def error(self, message: str) -> RegistryUnavailable:
+        return (RegistryFault if self.answered else RegistryUnavailable)(message)
 
 
 def _q(part: str) -> str:
@@ -128,14 +136,15 @@ class HttpRegistry(Registry):
             except httpx.TransportError as exc:
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
             if response.status_code >= 500:
-                raise _Retryable(f"HTTP {response.status_code} from {method} {path}")
+                raise _Retryable(f"HTTP {response.status_code} from {method} {path}",
+                                 answered=response.status_code != 503)
             return response
 
         if not retry:
             try:
                 return once()
             except _Retryable as exc:
-                raise RegistryUnavailable(f"{self.url}: {exc}") from None
+                raise exc.error(f"{self.url}: {exc}") from None
         return self._retrying(once)
 
     def _retrying(self, once: Callable[[], _T]) -> _T:
@@ -150,9 +159,8 @@ class HttpRegistry(Registry):
         try:
             return retrying(once)
         except _Retryable as exc:
-            raise RegistryUnavailable(
-                f"{self.url} could not be reached after retries: {exc}"
-            ) from None
+            said = "failed to answer" if exc.answered else "could not be reached"
+            raise exc.error(f"{self.url} {said} after retries: {exc}") from None
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -321,7 +329,8 @@ class HttpRegistry(Registry):
             response = self._reads.send(request, stream=True, follow_redirects=not direct)
             try:
                 if response.status_code >= 500:
-                    raise _Retryable(f"HTTP {response.status_code} from GET {url}")
+                    raise _Retryable(f"HTTP {response.status_code} from GET {url}",
+                                     answered=response.status_code != 503)
                 if response.status_code >= 400:
                     response.read()
                     if direct:
