@@ -303,27 +303,26 @@ def hash_candidates() -> dict[str, Callable[[bytes], object]]:
 
 
 def gil_released(func: Callable[[bytes], object], buf: bytes) -> bool:
-    """Whether another Python thread runs while ``func`` hashes ``buf`` (tens of ms)."""
-    ticks = 0
-    started = threading.Event()
+    """Whether another Python thread runs while ``func`` hashes ``buf`` (256 MiB: tens of
+    ms): one that holds the GIL lets it run only just before the call and just after it (a
+    switch interval, 5 ms, each), so a tick in the middle third means it was released."""
+    stamps: list[float] = []
     stop = threading.Event()
 
     def spin() -> None:
-        nonlocal ticks
-        started.set()
         while not stop.is_set():
-            ticks += 1
+            stamps.append(time.perf_counter())
 
     spinner = threading.Thread(target=spin)
     spinner.start()
-    started.wait()
-    time.sleep(0.01)
-    before = ticks
+    time.sleep(0.02)
+    t0 = time.perf_counter()
     func(buf)
-    during = ticks - before
+    t1 = time.perf_counter()
     stop.set()
     spinner.join()
-    return during > 1000
+    third = (t1 - t0) / 3
+    return any(t0 + third < t < t1 - third for t in stamps)
 
 
 def compare_hashes(repeats: int = 3) -> list[tuple[str, ...]]:
