@@ -28,10 +28,12 @@ demo: system-deps $(STAMP)
 
 test: system-deps $(TSTAMP)
 	$(VENV)/bin/ruff check artifactfs tests benchmarks scripts
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check artifactfs tests benchmarks scripts
+	$(VENV)/bin/mypy
 
 # make bench BENCH_ARGS=--quick for a smoke run of a few minutes
 bench: system-deps $(TSTAMP)

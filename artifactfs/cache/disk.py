@@ -49,6 +49,7 @@ from pathlib import Path
 
 import xxhash
 
+from artifactfs.core.chunks import BytesLike
 from artifactfs.store.files import open_announced, write_atomically
 
 __all__ = ["LAYOUT", "TRAILER_SIZE", "ContentCache"]
@@ -150,7 +151,7 @@ class ContentCache:
     def contains(self, name: str) -> bool:
         return os.path.isfile(self._where(name))
 
-    def put(self, name: str, data: bytes | memoryview) -> None:
+    def put(self, name: str, data: BytesLike) -> None:
         """Store verified bytes under ``name`` atomically, within the bound.
 
         Room is made before the bytes are written, and bytes being written count against
@@ -331,12 +332,12 @@ def _fanned_out(folder: Path) -> bool:
                    and all(c in "0123456789abcdef" for c in e.name) for e in entries)
 
 
-def _checksum(name: str, data: bytes | memoryview) -> int:
+def _checksum(name: str, data: BytesLike) -> int:
     """XXH3-64 of ``data``, seeded with the object's name."""
     return xxhash.xxh3_64_intdigest(data, xxhash.xxh3_64_intdigest(name.encode()))
 
 
-def _trailer(name: str, data: bytes | memoryview) -> bytes:
+def _trailer(name: str, data: BytesLike) -> bytes:
     return _TRAILER.pack(_MAGIC, _checksum(name, data))
 
 

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 
 from artifactfs.core.errors import InvalidManifest
 
-__all__ = ["CHUNK_INDEX_EXTRA_KEY", "CHUNK_SIZE", "ChunkIndex", "chunk_count"]
+BytesLike = bytes | bytearray | memoryview
+"""What a check, a digest or a cache takes: read buffers are often bytearrays, and slices
+of them memoryviews; each of these is hashed and written without a copy."""
+
+__all__ = ["CHUNK_INDEX_EXTRA_KEY", "CHUNK_SIZE", "BytesLike", "ChunkIndex", "chunk_count"]
 
 CHUNK_SIZE = 1 << 20
 CHUNK_INDEX_EXTRA_KEY = "chunkIndexSha256"
@@ -54,7 +58,7 @@ class ChunkIndex:
         start = n * self.chunk_size
         return start, min(start + self.chunk_size, self.size)
 
-    def check(self, n: int, data: bytes | memoryview) -> bool:
+    def check(self, n: int, data: BytesLike) -> bool:
         """True when ``data`` is exactly chunk ``n``."""
         start, end = self.bounds(n)
         return len(data) == end - start and hashlib.sha256(data).digest() == self.hashes[n]

@@ -11,7 +11,7 @@ import binascii
 import hashlib
 from collections.abc import Iterable
 
-from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex
+from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex
 from artifactfs.core.errors import InvalidManifest
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
 _MANIFEST_PREFIX = b"wandb-artifact-manifest-v1\n"
 
 
-def md5_b64(data: bytes) -> str:
+def md5_b64(data: BytesLike) -> str:
     """Entry digest of ``data``: ``b"hello"`` -> ``"XUFAKrxLKna5cZ2REBfFkg=="``."""
     return base64.b64encode(hashlib.md5(data).digest()).decode("ascii")
 
@@ -37,7 +37,7 @@ def is_md5_digest(digest: str) -> bool:
     return blob_key_or_none(digest) is not None
 
 
-def blob_key_or_none(digest: str) -> str | None:
+def blob_key_or_none(digest: object) -> str | None:
     if not isinstance(digest, str) or len(digest) != 24:
         return None
     try:
@@ -97,7 +97,7 @@ class ContentHasher:
         self._size = 0
         self._hashes: list[bytes] = []
 
-    def update(self, data: bytes | memoryview) -> None:
+    def update(self, data: BytesLike) -> None:
         self._md5.update(data)
         view = memoryview(data)
         self._size += len(view)

@@ -112,7 +112,7 @@ def _position(digits: str) -> int:
 def status_for(exc: ArtifactFSError) -> int:
     for cls in type(exc).__mro__:
         if cls in _STATUS:
-            return _STATUS[cls]  # type: ignore[index]
+            return _STATUS[cls]
     return 400
 
 

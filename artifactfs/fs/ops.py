@@ -15,7 +15,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -155,6 +155,7 @@ class ArtifactOperations(pyfuse3.Operations):
         a.st_gid = self._gid
         a.st_blksize = 128 * 1024
         kind = node.kind
+        folder: Node | None
         if kind is Kind.FILE:
             folder = self.tree.node(node.folder)
             profile = self._folder_profile(folder)
@@ -282,7 +283,7 @@ class ArtifactOperations(pyfuse3.Operations):
         node = await self.tree.lookup(self.tree.node(parent_inode), text)
         return self._attrs(node)
 
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         """Nodes are kept for the life of the mount, so inode numbers stay stable."""
 
     # ---- folders -------------------------------------------------------------------------
@@ -345,7 +346,7 @@ class ArtifactOperations(pyfuse3.Operations):
         if position is None:
             return
         parent, index = position
-        if self.siblings.due((folder.inode, parent), index):
+        if self.nursery is not None and self.siblings.due((folder.inode, parent), index):
             self.reader.schedule_small(
                 self.nursery,
                 self.tree.files_after(folder, parent, index, self.options.prefetch_files),
@@ -383,7 +384,10 @@ class ArtifactOperations(pyfuse3.Operations):
         return info, self._attrs(node)
 
     @barrier
-    async def read(self, fh: int, off: int, size: int) -> bytes | memoryview:
+    # pyfuse3 sends any buffer; its stubs say bytes, and a copy per read would cost more
+    async def read(  # type: ignore[override]
+        self, fh: int, off: int, size: int
+    ) -> bytes | bytearray | memoryview:
         self.read_requests += 1
         handle = self._handles[fh]
         if handle.fd >= 0:

@@ -224,7 +224,7 @@ class Tree:
         seconds instead of each waiting out the timeout.
         """
         if fresh and key in self._fresh:
-            return self._fresh[key]  # type: ignore[no-any-return]
+            return self._fresh[key]
         if trio.current_time() >= self._down_until:
             try:
                 answer = await self._blocking(query, *args)
@@ -232,7 +232,7 @@ class Tree:
                 # it answered: only this question is broken, not the registry
                 log.warning("registry failed to answer %s: %s", key, exc)
                 if key in self._last:
-                    return self._last[key]  # type: ignore[no-any-return]
+                    return self._last[key]
                 raise
             except (RegistryUnavailable, trio.TooSlowError):
                 self._down_until = trio.current_time() + _DOWN_SECONDS
@@ -241,9 +241,9 @@ class Tree:
                 self._last[key] = answer
                 if fresh:
                     self._fresh[key] = answer
-                return answer  # type: ignore[no-any-return]
+                return answer
         if key in self._last:
-            return self._last[key]  # type: ignore[no-any-return]
+            return self._last[key]
         raise RegistryUnavailable(f"registry unreachable and {key} never seen")
 
     async def projects(self) -> list[str]:

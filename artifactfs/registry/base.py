@@ -107,7 +107,7 @@ class Registry(ABC):
         """Store a local file as blob ``digest``; DigestMismatch (nothing stored) if it differs."""
 
     @abstractmethod
-    def read_blob(self, digest: str, start: int, end: int) -> bytes:
+    def read_blob(self, digest: str, start: int, end: int) -> bytes | bytearray:
         """Bytes ``[start, end)`` of a blob, unverified: callers check them."""
 
     @abstractmethod

@@ -25,7 +25,7 @@ from pathlib import Path
 from cachetools import LRUCache
 
 from artifactfs.cache import ContentCache
-from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex
+from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import DigestMismatch, InvalidManifest
 from artifactfs.core.manifest import ManifestEntry
@@ -40,13 +40,13 @@ log = logging.getLogger(__name__)
 _ATTEMPTS = 2
 
 # Verified bytes: a view into a larger fetched run where that saves a copy.
-Piece = bytes | memoryview
+Piece = bytes | bytearray | memoryview
 
 # Chunks a download asks for per request: few requests per GiB, bounded memory per thread.
 DOWNLOAD_RUN = 8
 
 
-def _md5_matches(entry: ManifestEntry, data: bytes | memoryview) -> bool:
+def _md5_matches(entry: ManifestEntry, data: BytesLike) -> bool:
     return len(data) == entry.size and md5_b64(data) == entry.digest
 
 
@@ -107,7 +107,7 @@ class VerifiedContent:
             )
         return blob_key(entry.digest)
 
-    def whole(self, entry: ManifestEntry, attempts: int = _ATTEMPTS) -> bytes:
+    def whole(self, entry: ManifestEntry, attempts: int = _ATTEMPTS) -> Piece:
         """All bytes of an entry no larger than one chunk, MD5-checked."""
         key = self._stored_key(entry)
         if entry.size == 0:
@@ -355,7 +355,7 @@ class VerifiedContent:
 
     # ---- whole reads ---------------------------------------------------------------------
 
-    def read(self, entry: ManifestEntry, offset: int, size: int) -> bytes:
+    def read(self, entry: ManifestEntry, offset: int, size: int) -> Piece:
         """Verified bytes ``[offset, offset + size)`` of an entry (shorter at its end)."""
         end = min(entry.size, offset + size)
         if offset >= end:

@@ -103,7 +103,7 @@ class Artifact:
 
     @property
     def id(self) -> str | None:
-        return self._info.id if self._committed else None
+        return self._info.id if self._committed and self._info else None
 
     @property
     def entity(self) -> str | None:

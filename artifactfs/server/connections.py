@@ -118,7 +118,7 @@ class _LimitedH11Protocol(H11Protocol):
 
     # ``H11Protocol`` reads ``self.app`` when a request's headers are complete: the place to
     # choose between the application and the 503 of a connection over the limit
-    @property  # type: ignore[override]
+    @property
     def app(self) -> Any:
         return self._app if self._admitted() else _over_capacity
 

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from cachetools import TTLCache
 
-from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex
+from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
 from artifactfs.core.errors import DigestMismatch, NotFound
 from artifactfs.store.files import (
@@ -224,7 +224,7 @@ class BlobWriter:
         fd, self._tmp = create_temporary(blobs.tmp)
         self._file: BinaryIO | None = os.fdopen(fd, "wb")
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: BytesLike) -> None:
         assert self._file is not None, "writer already finished"
         self._hasher.update(data)
         self._file.write(data)
@@ -439,7 +439,7 @@ class BlobReceiver:
         self._writer: BlobWriter | None = None if stored else access.blobs.writer(digest)
         self._md5 = hashlib.md5() if stored else None
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, data: BytesLike) -> None:
         if self._writer is not None:
             self._writer.write(data)
         else:

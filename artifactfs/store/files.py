@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from artifactfs.core.chunks import CHUNK_SIZE
+from artifactfs.core.chunks import CHUNK_SIZE, BytesLike
 from artifactfs.core.digests import ContentDigest, ContentHasher
 
 __all__ = [
@@ -138,7 +138,7 @@ def atomic_writer(
 
 
 def write_atomically(
-    dest: str, data: bytes | memoryview, *, tmp_dir: str,
+    dest: str, data: BytesLike, *, tmp_dir: str,
     before_rename: Callable[[int], None] | None = None,
 ) -> None:
     """``atomic_writer`` for bytes already in memory, with no file object (the content
