@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from artifactfs.core.digests import blob_key_or_none
-from artifactfs.core.errors import Conflict, InvalidName, NotFound
+from artifactfs.core.errors import ArtifactFSError, Conflict, InvalidName, NotFound
 from artifactfs.core.limits import (
     MAX_SIZE,
     UNREADABLE_KEY,
@@ -126,8 +126,15 @@ _IN_BATCH = 500
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to this code's; refuse one that a newer artifactfs wrote (its
+    rows may mean what this code cannot keep: writing them could lose, say, blob access)."""
     (done,) = conn.execute("PRAGMA user_version").fetchone()
-    if done >= len(_MIGRATIONS):
+    if done > len(_MIGRATIONS):
+        raise ArtifactFSError(
+            f"this store has schema {done}, newer than this artifactfs knows "
+            f"({len(_MIGRATIONS)}); upgrade artifactfs to use it"
+        )
+    if done == len(_MIGRATIONS):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
