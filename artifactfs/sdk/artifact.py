@@ -33,7 +33,13 @@ from artifactfs.core.records import COMMITTED, DELETED, PENDING, VersionInfo
 from artifactfs.sdk.api import Api
 from artifactfs.sdk.entry import ArtifactManifestEntry
 from artifactfs.sdk.paths import safe_join
-from artifactfs.sdk.posix import check_links, local_link_matches, place_link, set_executable
+from artifactfs.sdk.posix import (
+    check_links,
+    current_umask,
+    local_link_matches,
+    place_link,
+    set_executable,
+)
 from artifactfs.store.files import hash_file
 
 __all__ = ["Artifact"]
@@ -517,8 +523,9 @@ class Artifact:
             if dest.is_dir():
                 raise InvalidManifest(f"cannot write {entry.path!r}: {dest} is a folder")
         run_parallel(lambda job: content.download(job[0], job[1], progress), todo)
+        umask = current_umask()
         for entry, dest in placed:
-            set_executable(dest, is_executable(entry))
+            set_executable(dest, is_executable(entry), umask)
         written.extend(str(place_link(base, entry)) for entry in links)
         return written
 

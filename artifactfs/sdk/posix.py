@@ -17,7 +17,7 @@ from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.posix import link_escape, symlink_target
 from artifactfs.sdk.paths import safe_join
 
-__all__ = ["check_links", "local_link_matches", "place_link", "set_executable"]
+__all__ = ["check_links", "current_umask", "local_link_matches", "place_link", "set_executable"]
 
 
 def check_links(entries: Iterable[ManifestEntry]) -> None:
@@ -63,10 +63,21 @@ def local_link_matches(path: Path, entry: ManifestEntry) -> bool:
     return path.is_symlink() and os.readlink(path) == symlink_target(entry)
 
 
-def set_executable(path: Path, executable: bool) -> None:
-    """Give ``path`` its executable bits where it has read bits (as git does), or take
-    them away; the rest of its mode is left as the umask made it."""
-    mode = os.stat(path).st_mode & 0o7777
-    wanted = (mode & ~0o111) | ((mode & 0o444) >> 2 if executable else 0)
-    if wanted != mode:
+def set_executable(path: Path, executable: bool, umask: int) -> None:
+    """Give a downloaded file the mode git gives a checked-out one: 0o777 (executable) or
+    0o666, less the umask. The bytes were written to a private temporary file first (0o600),
+    so without this every file would be readable by its owner only."""
+    wanted = (0o777 if executable else 0o666) & ~umask
+    if os.stat(path).st_mode & 0o7777 != wanted:
         os.chmod(path, wanted)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (os.umask would, for every thread)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as status:
+            line = next(x for x in status if x.startswith("Umask:"))
+        return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # kernels before 4.7 do not show it
+    os.umask(mask)
+    return mask

@@ -12,6 +12,7 @@ import errno
 import os
 import shlex
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -453,3 +454,109 @@ def test_writes_through_a_handle_opened_before_a_save_are_not_lost(
     assert save(run_cli, folder) == "vision/mnist:v2"
     check_version(api, mounted, "vision/mnist:v2",
                   dict(BASE, **{"open.txt": b"before save, after save"}))
+
+
+# ---- modes, times, extended attributes and symlinks -------------------------------------------
+
+
+def test_a_change_of_only_modes_or_symlinks_is_saved_as_a_new_version(
+    dataset: Artifact, api: Api, run_cli, mounted: Mount, tmp_path: Path
+):
+    """W&B's artifact digest ignores ``extra``, so a mode change keeps the digest: it is a
+    change all the same, and makes a version."""
+    folder = folder_of(mounted)
+    os.chmod(folder / "keep.txt", 0o755)
+    status = run_cli("status", str(folder), "--json")
+    assert '"keep.txt"' in status.stdout, status.stdout
+    assert save(run_cli, folder) == "vision/mnist:v1"
+    v1 = api.artifact("vision/mnist:v1")
+    assert v1.manifest["keep.txt"].extra.get("mode") == "0755"
+    assert "mode" not in v1.manifest["README.txt"].extra
+    assert v1.digest == dataset.digest
+    assert os.stat(folder_of(mounted, "v1") / "keep.txt").st_mode & 0o777 == 0o555
+    assert os.stat(folder_of(mounted, "v0") / "keep.txt").st_mode & 0o777 == 0o444
+    assert os.stat(folder / "keep.txt").st_mode & 0o777 == 0o755  # the saved alias folder
+
+    os.symlink("keep.txt", folder / "link")
+    os.symlink("../keep.txt", folder / "dir/up")
+    assert save(run_cli, folder) == "vision/mnist:v2"
+    entry = api.artifact("vision/mnist:v2").manifest["link"]
+    assert (entry.size, entry.digest, entry.extra) == (0, md5_b64(b"keep.txt"),
+                                                       {"symlink": "keep.txt"})
+    v2 = folder_of(mounted, "v2")
+    assert os.readlink(v2 / "link") == "keep.txt"
+    assert (v2 / "dir/up").read_bytes() == BASE["keep.txt"]  # followed inside the mount
+    assert stat.S_ISLNK(os.lstat(folder / "link").st_mode)
+
+    os.chmod(folder / "keep.txt", 0o644)
+    os.replace(folder / "link", folder / "link2")
+    assert save(run_cli, folder) == "vision/mnist:v3"
+    v3 = api.artifact("vision/mnist:v3")
+    assert "mode" not in v3.manifest["keep.txt"].extra
+    dest = Path(v3.download(root=str(tmp_path / "v3")))
+    assert not os.stat(dest / "keep.txt").st_mode & 0o111
+    assert os.readlink(dest / "link2") == "keep.txt" and not (dest / "link").exists()
+    v3.verify(str(dest))
+
+    os.utime(folder / "keep.txt", ns=(10**18, 10**18))  # times are not kept by a version
+    proc = run_cli("save", str(folder))
+    assert proc.returncode != 0 and "nothing is staged" in proc.stderr
+    assert versions(api) == ["v0", "v1", "v2", "v3"]
+
+
+def test_modes_times_xattrs_and_links_survive_sigkill_and_discard_drops_them(
+    dataset: Artifact, api: Api, run_cli, mount_factory
+):
+    times = (1_234_567_890_123_456_789, 1_300_000_000_000_000_001)
+    mount = mount_factory()
+    folder = folder_of(mount)
+    os.chmod(folder / "keep.txt", 0o700)
+    os.utime(folder / "README.txt", ns=times)
+    os.setxattr(folder / "dir", "user.note", b"a folder")
+    os.setxattr(folder / "keep.txt", "user.origin", b"here")
+    (folder / "new.sh").write_bytes(b"#!/bin/sh\n")
+    os.chmod(folder / "new.sh", 0o755)
+    os.utime(folder / "new.sh", ns=times)
+    os.symlink("dir/a.txt", folder / "to-a")
+    os.rename(folder / "dir", folder / "dir2")  # its attributes go along
+    os.chmod(folder, 0o750)  # the alias folder itself, as cp -a and rsync -a do
+
+    def check(folder: Path) -> None:
+        assert os.stat(folder / "keep.txt").st_mode & 0o7777 == 0o700
+        st = os.stat(folder / "README.txt")
+        assert (st.st_atime_ns, st.st_mtime_ns) == times
+        st = os.stat(folder / "new.sh")
+        assert (st.st_mode & 0o7777, st.st_atime_ns, st.st_mtime_ns) == (0o755, *times)
+        assert os.getxattr(folder / "dir2", "user.note") == b"a folder"
+        assert os.getxattr(folder / "keep.txt", "user.origin") == b"here"
+        assert os.readlink(folder / "to-a") == "dir/a.txt"
+        assert os.stat(folder).st_mode & 0o7777 == 0o750
+
+    check(folder)
+    again = kill_and_remount(mount, mount_factory)
+    folder = folder_of(again)
+    check(folder)
+
+    proc = run_cli("discard", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert os.stat(folder / "keep.txt").st_mode & 0o7777 == 0o644
+    assert os.stat(folder / "README.txt").st_mtime_ns == int(dataset._info.created_at * 1e9)
+    assert os.listxattr(folder / "dir") == [] or all(
+        k.startswith("user.artifactfs.") for k in os.listxattr(folder / "dir"))
+    assert not (folder / "new.sh").exists() and not os.path.lexists(folder / "to-a")
+    assert os.stat(folder).st_mode & 0o7777 == 0o755
+
+
+def test_save_refuses_a_link_moved_to_where_it_leads_out(
+    dataset: Artifact, api: Api, run_cli, mounted: Mount
+):
+    folder = folder_of(mounted)
+    os.symlink("../keep.txt", folder / "dir/up")  # inside: dir/up -> keep.txt
+    os.rename(folder / "dir/up", folder / "up")  # the same text now climbs out
+    proc = run_cli("save", str(folder))
+    assert proc.returncode != 0
+    assert "'up'" in proc.stderr and "inside the artifact" in proc.stderr, proc.stderr
+    assert versions(api) == ["v0"]
+    os.rename(folder / "up", folder / "dir/up")  # back where it stays inside
+    assert save(run_cli, folder) == "vision/mnist:v1"
+    assert os.readlink(folder_of(mounted, "v1") / "dir/up") == "../keep.txt"
