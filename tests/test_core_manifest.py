@@ -19,11 +19,13 @@ from artifactfs.core.digests import (
     md5_b64,
 )
 from artifactfs.core.errors import InvalidManifest
+from artifactfs.core.limits import MAX_SIZE
 from artifactfs.core.manifest import (
     STORAGE_POLICY,
     Manifest,
     ManifestEntry,
     validate_entry_path,
+    validate_for_commit,
 )
 
 HELLO = "XUFAKrxLKna5cZ2REBfFkg=="
@@ -401,3 +403,152 @@ def test_add_replaces_unless_told_not_to() -> None:
     with pytest.raises(InvalidManifest, match="already exists"):
         manifest.add(ManifestEntry("a", HELLO, 5), overwrite=False)
     assert manifest["a"].digest == md5_b64(b"x")
+
+
+# ---- what may be committed (validate_for_commit) ---------------------------------------------
+
+
+def _committable(contents: dict[str, Any], **top: Any) -> Manifest:
+    return Manifest.from_dict({"version": 1, "contents": contents, **top})
+
+
+def test_a_plain_manifest_may_be_committed() -> None:
+    validate_for_commit(_committable({
+        "a.txt": {"digest": HELLO, "size": 5},
+        "dir/é 😀.bin": {"digest": HELLO, "size": MAX_SIZE - 8,
+                         "extra": {"k": [1, {"x": "y"}]}},
+        "ref.csv": {"digest": '"9b2cf535f27731c974343645a3985328"', "size": 3,
+                    "ref": "s3://bucket/dir/ref.csv"},
+    }))
+    validate_for_commit(Manifest())
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [("a\x1bb", "'a\\x1bb'"), ("new\nline", "'new\\nline'"), ("del\x7f", "'del\\x7f'"),
+     ("tab\there", "'tab\\there'"), ("dir/\ud800", "'dir/\\ud800'"), ("\udcff", "'\\udcff'")],
+)
+def test_paths_with_control_characters_or_surrogates_are_refused_escaped(
+    path: str, shown: str
+) -> None:
+    # a lone surrogate is refused on load already (no UTF-8 can hold it); controls at commit
+    with pytest.raises(InvalidManifest) as info:
+        validate_for_commit(Manifest([ManifestEntry(path, HELLO, 5)]))
+    message = str(info.value)
+    assert shown in message, message
+    assert message.isprintable(), message
+
+
+def test_surrogate_paths_from_json_are_refused_when_loaded() -> None:
+    text = '{"version": 1, "contents": {"\\ud800": {"digest": "HELLO", "size": 5}}}'
+    raw = json.loads(text.replace("HELLO", HELLO))
+    with pytest.raises(InvalidManifest, match=r"path '\\ud800' holds an unpaired surrogate"):
+        Manifest.from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    ("contents", "message"),
+    [
+        ({"a": {"digest": HELLO, "size": MAX_SIZE + 1}},
+         r"entry 'a' has size 9223372036854775808; the largest size is 2\*\*63-1"),
+        ({"a": {"digest": HELLO, "size": 10**30}}, "entry 'a' has size"),
+        ({"a": {"digest": "x", "size": 2**62, "ref": "s3://b/a"},
+          "b": {"digest": "y", "size": 2**62, "ref": "s3://b/b"}},
+         r"sizes add up to 9223372036854775808; a version holds at most 2\*\*63-1 bytes"),
+        ({"a": {"digest": "not-md5", "size": 1}}, "entry 'a' has digest 'not-md5', not a base64"),
+        ({"a": {"digest": HELLO[:-3] + "===", "size": 1}}, "not a base64 MD5"),
+    ],
+)
+def test_sizes_and_digests_past_their_bounds_are_refused(
+    contents: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidManifest, match=message):
+        validate_for_commit(_committable(contents))
+
+
+@pytest.mark.parametrize(
+    "ref", ["s3://bucket/key", "S3://bucket/key", "gs://b/o", "https://host/x?y=1",
+            "http://host/x", "file:///data/x.csv", "wandb-artifact://abc123/path/x"],
+)
+def test_references_of_known_schemes_are_accepted(ref: str) -> None:
+    validate_for_commit(_committable({"r": {"digest": "etag-1", "size": 1, "ref": ref}}))
+
+
+@pytest.mark.parametrize(
+    ("ref", "digest", "message"),
+    [
+        ("ftp://host/x", "e", "a reference is a URI SCHEME://... with SCHEME one of file, gs"),
+        ("javascript:alert(1)", "e", "a reference is a URI"),
+        ("s3:/bucket", "e", "a reference is a URI"),
+        ("s3://", "e", "a reference is a URI"),
+        ("bucket/key", "e", "a reference is a URI"),
+        ("s3://b/\x00x", "e", r"ref 's3://b/\\x00x' contains a control character"),
+        ("s3://b/x\n", "e", "control character"),
+        ("s3://b/\ud800", "e", "unpaired surrogate"),
+        ("s3://b/" + "k" * 5000, "e", "longer than 4096 characters"),
+        ("s3://b/k", "two words", "a reference's digest is an ETag, an MD5 or the URI"),
+        ("s3://b/k", "tab\tin", "a reference's digest"),
+        ("s3://b/k", "e" * 4097, "at most 4096 printable characters"),
+    ],
+)
+def test_bad_references_are_refused(ref: str, digest: str, message: str) -> None:
+    with pytest.raises(InvalidManifest, match=message) as info:
+        validate_for_commit(_committable({"r": {"digest": digest, "size": 1, "ref": ref}}))
+    assert str(info.value).isprintable()
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("top", "entry", "message"),
+    [
+        ({}, {"extra": _nested(65)}, "entry 'a' extra is nested deeper than 64 levels"),
+        ({}, {"extra": {"x": "y" * (64 << 10)}}, "entry 'a' extra is .* bytes as JSON; the limit"),
+        ({}, {"future": _nested(65)}, "entry 'a' unknown keys is nested deeper than 64"),
+        ({}, {"future": "\ud800"}, "entry 'a' unknown keys holds .* unpaired surrogate"),
+        ({}, {"birthArtifactID": "a\x1b"}, "birthArtifactID 'a\\\\x1b' contains a control"),
+        ({"storagePolicyConfig": _nested(65)}, {},
+         "manifest storagePolicyConfig is nested deeper than 64 levels"),
+        ({"futureTop": {"x": "y" * (1 << 20)}}, {}, "manifest unknown keys is .* the limit is"),
+        ({"storagePolicy": "p\x00"}, {}, "manifest storagePolicy 'p\\\\x00' contains"),
+    ],
+)
+def test_json_values_a_manifest_stores_are_bounded(
+    top: dict[str, Any], entry: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidManifest, match=message):
+        validate_for_commit(_committable({"a": {"digest": HELLO, "size": 5, **entry}}, **top))
+
+
+def test_extra_at_the_depth_bound_may_be_committed() -> None:
+    validate_for_commit(_committable({"a": {"digest": HELLO, "size": 5, "extra": _nested(64)}}))
+
+
+def test_a_non_string_storage_policy_is_refused() -> None:
+    with pytest.raises(InvalidManifest, match="'storagePolicy' must be a string"):
+        Manifest.from_dict({"version": 1, "storagePolicy": ["x"], "contents": {}})
+
+
+def test_to_json_in_slices_equals_one_sorted_dump() -> None:
+    """to_json writes the entries in slices (so a server thread does not hold the GIL for
+    seconds); the text must be exactly what one json.dumps with sorted keys gives."""
+    rng = random.Random(7)
+    contents: dict[str, Any] = {}
+    for i in range(5003):  # more than two slices, and a partial last one
+        entry: dict[str, Any] = {"digest": HELLO, "size": rng.randrange(10**6)}
+        if i % 7 == 0:
+            entry["extra"] = {"z": 1, "a": [2, {"y": 3, "b": "é"}]}
+        if i % 11 == 0:
+            entry["zz_future"] = "u"
+        contents[f"d{rng.randrange(50)}/f{i}-{rng.random()}.bin"] = entry
+    manifest = Manifest.from_dict({"version": 1, "contents": contents, "aTop": 1,
+                                   "zTop": {"b": 2, "a": 1}})
+    expected = json.dumps(manifest.to_dict(), sort_keys=True, separators=(",", ":"))
+    assert manifest.to_json() == expected
+    assert Manifest().to_json() == json.dumps(Manifest().to_dict(), sort_keys=True,
+                                              separators=(",", ":"))

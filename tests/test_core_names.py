@@ -274,3 +274,11 @@ def test_ref_alias_follows_the_alias_rules(text: str, message: str) -> None:
 
 def test_ref_alias_of_128_characters_is_accepted() -> None:
     assert parse_ref("vision/mnist:" + "a" * 128).alias == "a" * 128
+
+
+@pytest.mark.parametrize("alias", ["a\ud800", "\udcff", "x\x7f", "tab\tx", "esc\x1b[31m"])
+def test_alias_with_a_surrogate_or_control_character_is_refused_escaped(alias: str) -> None:
+    # a lone surrogate can not be written to SQLite; a control character would print raw
+    with pytest.raises(InvalidName, match="control characters or surrogates") as info:
+        validate_alias(alias)
+    assert str(info.value).isprintable()

@@ -8,7 +8,8 @@ any size (64 MiB of ``Authorization`` grew the process by 600 MB), and idle conn
 hold file descriptors until the process can accept no more.
 
 - **Header timeout.** From the moment a connection opens, or a response ends, a client has
-  ``header_timeout`` seconds to deliver a complete request line and headers. Then the
+  ``header_timeout`` seconds to deliver a complete request line and headers (the rest of a
+  body sent after its answer, say a 401, counts against the same clock). Then the
   connection is closed, with a ``408`` when part of a request had arrived.
 - **Header size.** h11 keeps the unfinished request head in one buffer and refuses it past
   ``max_incomplete_event_size`` bytes; that is set to ``max_header_bytes`` and the refusal
@@ -19,6 +20,10 @@ hold file descriptors until the process can accept no more.
   slowly, or an idle keep-alive connection), so idle connections can never starve a real
   request; when every connection has a request in progress, the newcomer's requests are
   answered ``503``.
+
+Every error is answered in JSON and then the connection is closed gracefully (write side
+first, what the client still sends dropped for two seconds), so that the client reads the
+answer instead of a reset.
 
 The choice of h11 over httptools (faster, but with no bound on a header) is explained in
 docs/api.md, with the figures. The subclass relies on ``H11Protocol``'s ``conn``, ``cycle``,
@@ -57,6 +62,9 @@ class ConnectionLimits:
     max_connections: int = 1024
     """Most connections open at once (each holds a file descriptor)."""
 
+
+# seconds an answered error keeps reading (and dropping) what the client still sends
+_LINGER = 2.0
 
 _REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large",
             503: "Service Unavailable"}
@@ -115,6 +123,7 @@ class _LimitedH11Protocol(H11Protocol):
         self.conn = _Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = False  # some bytes of the awaited request head have arrived
+        self._answered = False  # an error was answered: what comes now is read and dropped
 
     # ``H11Protocol`` reads ``self.app`` when a request's headers are complete: the place to
     # choose between the application and the 503 of a connection over the limit
@@ -138,15 +147,19 @@ class _LimitedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._answered:
+            return
         if self.conn.their_state is h11.IDLE:
             self._head_bytes = True
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:  # the request head is complete
+        if not self._idle():  # a request head is complete and its answer pending
             self._cancel_head_timer()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+        if not self.transport.is_closing():
+            # also while the rest of a body nobody reads trickles in (after a 401, say):
+            # the clock runs until the next request's head is complete
             self.open_connections.move_to_end(self)
             self._await_head()
 
@@ -162,8 +175,21 @@ class _LimitedH11Protocol(H11Protocol):
             status = 400
             message = f"malformed HTTP request: {error or msg}"
         log.info("%s: answered %d: %s", self._peer(), status, message)
+        self._answer_and_close(status, message)
+
+    def _answer_and_close(self, status: int, message: str) -> None:
+        """Send an error and end the connection so that the client reads it: a socket
+        closed with unread bytes sends a reset that can destroy the answer in flight, so
+        the write side is shut first and what the client still sends is read and dropped
+        for a moment (the "lingering close" of Apache and nginx)."""
+        self._answered = True
+        self._cancel_head_timer()
         self.transport.write(_error_response(status, message))
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(_LINGER, self.transport.close)
+        else:
+            self.transport.close()
 
     # ---- header timeout ---------------------------------------------------------------------
 
@@ -179,15 +205,15 @@ class _LimitedH11Protocol(H11Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        if self.transport.is_closing() or not self._idle():
             return
         if self._head_bytes:  # part of a request came: say why it goes unanswered
             log.info("%s: request headers not complete after %gs; closing", self._peer(),
                      self.limits.header_timeout)
-            self.transport.write(_error_response(
-                408, f"request line and headers not complete within "
-                     f"{self.limits.header_timeout:g} seconds"))
-        self.transport.close()
+            self._answer_and_close(408, f"request line and headers not complete within "
+                                        f"{self.limits.header_timeout:g} seconds")
+        else:
+            self.transport.close()
 
     # ---- connection limit -------------------------------------------------------------------
 
@@ -208,9 +234,9 @@ class _LimitedH11Protocol(H11Protocol):
         return excess <= 0
 
     def _idle(self) -> bool:
-        """No request in progress: waiting for (the rest of) a request head."""
-        return self.conn.their_state is h11.IDLE and (
-            self.cycle is None or self.cycle.response_complete)
+        """No answer pending: waiting for a request head, or for the end of a body no one
+        reads any more; closing such a connection loses nothing."""
+        return self._answered or self.cycle is None or self.cycle.response_complete
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "-"
