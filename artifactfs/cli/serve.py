@@ -8,6 +8,7 @@ import resource
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,14 +17,17 @@ from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError
 from artifactfs.core.names import validate_name
 
+if TYPE_CHECKING:
+    from artifactfs.store import Store
+
 __all__ = ["key", "serve"]
 
 # what can stand unquoted and unescaped in an nginx string ("$" would start a variable)
 _SECRET_RE = re.compile(r"[A-Za-z0-9_.~+/=-]{16,}")
 
 
-def _store(store_dir: Path | None):
-    from artifactfs.store import Store
+def _store(store_dir: Path | None) -> Store:
+    from artifactfs.store import Store  # here, not at import: every command loads this module
 
     return Store(store_dir or Config.from_env().store_dir)
 
