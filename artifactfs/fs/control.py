@@ -135,32 +135,36 @@ async def serve_control(commands: FolderCommands, path: Path,
 
 
 class _Answer:
-    """Lines to one client: progress as it comes (latest wins), then the final answer.
+    """Lines to one client: progress as it comes, then the final answer.
 
     Progress never waits on the client: a save reports into ``progress`` from its own tasks
-    and goes on; a pump task sends what is newest whenever the previous line is out.
+    and goes on, while a pump task sends whatever is waiting whenever the previous line is
+    out. Within one phase only the newest event waits (a slow client skips steps, not the
+    end of a phase); what waits is sent before the final answer.
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.gone: str | None = None  # why nothing more can be sent
-        self._pending: dict[str, Any] | None = None
+        self._pending: list[dict[str, Any]] = []
         self._changed = trio.Event()
         self._finished = False
 
     def progress(self, event: dict[str, Any]) -> None:
-        self._pending = event
+        if self._pending and self._pending[-1].get("phase") == event.get("phase"):
+            self._pending[-1] = event
+        else:
+            self._pending.append(event)
         self._changed.set()
 
     async def pump(self) -> None:
         while True:
             await self._changed.wait()
             self._changed = trio.Event()
+            while self._pending:
+                await self.send({"progress": self._pending.pop(0)})
             if self._finished:
                 return
-            if self._pending is not None:
-                event, self._pending = self._pending, None
-                await self.send({"progress": event})
 
     def finish(self) -> None:
         self._finished = True

@@ -19,7 +19,9 @@ import pytest
 from fs.conftest import Mount, wait_gone
 from fs.test_mount_tree import push
 from fs.test_mount_writes import folder_of, read_tree, save, versions
+from helpers import wait_until
 
+from artifactfs.fs.mounts import fuse_mount_type
 from artifactfs.sdk import Api, Artifact
 
 
@@ -47,6 +49,7 @@ def crash_after_commit(mount: Mount, mount_factory, env: dict[str, str], run_cli
     assert save(run_cli, folder) == "vision/mnist:v1"
     os.kill(mount.pid, signal.SIGKILL)
     assert wait_gone(mount.pid)
+    assert wait_until(lambda: fuse_mount_type(mount.path) is None)  # auto_unmount's work
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(kept, staged, symlinks=True)
     again = mount_factory()
