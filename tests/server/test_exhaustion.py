@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import subprocess
 import threading
@@ -26,7 +27,9 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import ARTIFACTFS, wait_until
+from helpers import ARTIFACTFS, free_port, wait_until
+
+from artifactfs.store import Store
 
 ENTITY = "team"
 WAIT = 30.0  # seconds a socket waits before a test fails rather than hangs
@@ -291,3 +294,32 @@ def test_limits_must_be_positive(tmp_path: Any, option: tuple[str, str]) -> None
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "Invalid value" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_connections_are_fitted_to_the_open_file_limit(tmp_path: Any) -> None:
+    """Out of descriptors a server accepts no one; with a hard limit of 300 open files it
+    serves fewer connections than asked (saying so) rather than run out."""
+    key = Store(tmp_path / "store").db.create_key(ENTITY)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [ARTIFACTFS, "serve", "--store", str(tmp_path / "store"), "--port", str(port),
+             "--max-connections", "1024"],
+            stdout=out, stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTFS_")},
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300)))
+    try:
+        def answers() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/api/v1/entities/{ENTITY}/projects",
+                                 headers={"Authorization": f"Bearer {key}"},
+                                 timeout=5).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        assert wait_until(answers, WAIT), log.read_text()
+        assert "only 300 open files allowed; serving at most 44 connections" in log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
