@@ -142,6 +142,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self.siblings = SiblingWindow(options.prefetch_files)
         self._profiles: dict[int, _Profile] = {}  # _folder_profile
         self._top_profile = _Profile.of(False, self._mounted_at, None)  # root, projects, types
+        tree.invalidate_entry = _invalidate_entry
 
     # ---- attributes ----------------------------------------------------------------------
 
@@ -670,6 +671,14 @@ class ArtifactOperations(pyfuse3.Operations):
         if mode & os.W_OK:
             self.writer.folder(node)  # EROFS outside alias folders
         return True
+
+
+def _invalidate_entry(parent_inode: int, name: str) -> None:
+    """Make the kernel forget a name (blocking: from worker threads only, never a handler)."""
+    try:
+        pyfuse3.invalidate_entry(parent_inode, name.encode("utf-8", "surrogateescape"))
+    except OSError as exc:  # ENOENT: the kernel did not have it cached; nothing to drop
+        log.debug("invalidating %r in inode %d: %s", name, parent_inode, exc)
 
 
 def _decode(name: bytes) -> str | None:

@@ -116,6 +116,9 @@ class Tree:
         self._last: dict[tuple[Any, ...], Any] = {}  # last answers, for when it is down
         self._down_until = 0.0
         self.manifest_fetches = 0
+        # drops the kernel's cached entry NAME of folder INODE; blocking, so called only from
+        # worker threads (set by the FUSE layer; None without a kernel, as in unit tests)
+        self.invalidate_entry: Callable[[int, str], None] | None = None
 
     # ---- nodes ---------------------------------------------------------------------------
 
@@ -442,17 +445,46 @@ class Tree:
         folder.version = info
         folder.staged = None
         self._down_until = 0.0  # the registry just answered a commit
-        self._listings[info.id] = VersionListing(manifest)
+        listing = self._listings[info.id] = VersionListing(manifest)
         self._last[("resolve", key.project, key.name, key.alias)] = info
         self._fresh.pop(("versions", key.project, key.type), None)
         self._fresh.pop(("types", key.project), None)
         self._fresh.pop(("projects",), None)
+        vanished: list[Node] = []  # empty folders: a version has none
         for node in self._nodes.values():
             if node.folder == folder.inode:
                 node.version = info
                 if node.kind is Kind.FILE:
                     node.entry = manifest.get(node.path)
-        return cleanup
+                elif (node.path not in listing.dirs
+                      and self._inodes.get(("e", folder.inode, node.path)) == node.inode):
+                    vanished.append(node)
+        entries = [self._entry_of(folder, node) for node in vanished]
+        for node in vanished:
+            self.forget_path(folder, node.path)
+        return self._then_invalidate(cleanup, entries)
+
+    def _entry_of(self, folder: Node, node: Node) -> tuple[int, str]:
+        """(parent inode, name): how the kernel knows a node of a NAME:LABEL folder."""
+        parent_path, _, name = node.path.rpartition("/")
+        parent = self._inodes.get(("e", folder.inode, parent_path)) if parent_path else None
+        return (parent if parent is not None else folder.inode), name
+
+    def _then_invalidate(self, cleanup: Callable[[], None],
+                         entries: list[tuple[int, str]]) -> Callable[[], None]:
+        """``cleanup``, then drop the kernel's cached ``entries``: both in a worker thread,
+        before the command that caused them answers, so its caller never sees a name that is
+        gone (the loop goes on serving meanwhile, which the kernel may need to let go)."""
+        invalidate = self.invalidate_entry
+        if invalidate is None or not entries:
+            return cleanup
+
+        def run() -> None:
+            cleanup()
+            for parent, name in entries:
+                invalidate(parent, name)
+
+        return run
 
     def end_staging(self, folder: Node) -> Callable[[], None]:
         """Forget a folder's staged state; its next lookup gets a fresh node.
@@ -465,7 +497,9 @@ class Tree:
         self._last.pop(("resolve", key.project, key.name, key.alias), None)
         self._fresh.pop(("versions", key.project, key.type), None)
         folder.staged = None
-        return cleanup
+        return self._then_invalidate(
+            cleanup, [(self.type_node(key.project, key.type).inode, folder.name)]
+        )
 
     async def children(self, parent: Node) -> list[Node]:
         """Every child of a folder, in a stable order."""

@@ -560,3 +560,27 @@ def test_save_refuses_a_link_moved_to_where_it_leads_out(
     os.rename(folder / "up", folder / "dir/up")  # back where it stays inside
     assert save(run_cli, folder) == "vision/mnist:v1"
     assert os.readlink(folder_of(mounted, "v1") / "dir/up") == "../keep.txt"
+
+
+def test_names_a_save_or_discard_removes_are_gone_at_once(
+    dataset: Artifact, api: Api, run_cli, mounted: Mount
+):
+    """The kernel keeps names for a while; those a save drops (empty folders are not part
+    of a version) and a discarded new collection must not linger in its cache."""
+    folder = folder_of(mounted)
+    os.mkdir(folder / "empty")
+    os.makedirs(folder / "nested/deeper")
+    (folder / "kept.txt").write_bytes(b"kept\n")
+    assert save(run_cli, folder) == "vision/mnist:v1"
+    assert not (folder / "empty").exists() and not (folder / "nested").exists()
+    assert errno_of(lambda: os.truncate(folder / "empty", 0)) == errno.ENOENT
+    os.mkdir(folder / "empty")  # not EEXIST
+    assert (folder / "kept.txt").read_bytes() == b"kept\n"
+
+    fresh = folder.parent / "fresh:latest"
+    os.mkdir(fresh)
+    (fresh / "x.txt").write_bytes(b"x")
+    proc = run_cli("discard", str(fresh))
+    assert proc.returncode == 0, proc.stderr
+    assert not fresh.exists()
+    os.mkdir(fresh)  # a new collection can start again at once
