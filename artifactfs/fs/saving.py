@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import pyfuse3
 import trio
 
 from artifactfs.core.errors import ArtifactFSError, Conflict, NotFound
@@ -217,11 +216,7 @@ class FolderCommands:
         )
 
     async def _end(self, folder: Node) -> None:
-        """Drop the folder's staging and make the kernel look the alias up again."""
+        """Drop the folder's staging; the kernel looks the alias up again (end_staging's
+        cleanup drops its cached name before this returns)."""
         await self._local(self.tree.end_staging(folder))
-        type_node = self.tree.type_node(folder.project, folder.type)
-        try:
-            pyfuse3.invalidate_entry_async(type_node.inode, folder.name.encode())
-        except Exception as exc:  # the kernel may not know the entry; nothing to drop then
-            log.debug("invalidating %s: %s", folder.name, exc)
 
