@@ -157,7 +157,7 @@ class _LimitedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
+        if not self.transport.is_closing() and self in self.open_connections:
             # also while the rest of a body nobody reads trickles in (after a 401, say):
             # the clock runs until the next request's head is complete
             self.open_connections.move_to_end(self)
