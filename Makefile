@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench system-deps venv clean
+.PHONY: demo test lint bench faults system-deps venv clean
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -39,6 +39,11 @@ lint: $(TSTAMP)
 bench: system-deps $(TSTAMP)
 	@scripts/install-bench-deps.sh
 	$(PY) benchmarks/peers.py $(BENCH_ARGS)
+
+# fault injection (issue 15): one table, also written to docs/reliability.md; about 15 min.
+# make faults FAULTS_ARGS='--only blob_corruption --n 10' for one scenario
+faults: system-deps $(TSTAMP)
+	$(PY) benchmarks/faults.py $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -72,24 +72,29 @@ def take_down(mount: Mount) -> None:
         subprocess.run(["fusermount3", "-uz", str(mount.path)], capture_output=True, timeout=30)
 
 
+def start_mount(path: Path, log: Path, env: dict[str, str], *options: str) -> Mount:
+    """``artifactfs mount PATH`` with ``env``; the Mount once it answers. The caller owns it
+    and takes it down (``take_down``); benchmarks/faults.py uses this too."""
+    with contextlib.suppress(OSError):  # exists, possibly as a dead mount (ENOTCONN)
+        path.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [ARTIFACTFS, "mount", str(path), "--log-file", str(log), *options],
+        env=env, capture_output=True, text=True, timeout=90,
+    )
+    said = log.read_text(errors="replace") if log.exists() else "(no log)"
+    assert proc.returncode == 0, f"mount failed: {proc.stderr}\n{said}"
+    m = re.search(r"\(pid (\d+)\)", proc.stdout)
+    assert m, proc.stdout
+    return Mount(path, int(m.group(1)), log, env)
+
+
 @pytest.fixture
 def mount_factory(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Mount]]:
     """Mount the test's store; ``mount_factory(*options)`` returns a Mount."""
     mounts: list[Mount] = []
 
     def make(*options: str, name: str = "mnt") -> Mount:
-        path = tmp_path / name
-        with contextlib.suppress(OSError):  # exists, possibly as a dead mount (ENOTCONN)
-            path.mkdir(exist_ok=True)
-        log = tmp_path / f"{name}.log"
-        proc = subprocess.run(
-            [ARTIFACTFS, "mount", str(path), "--log-file", str(log), *options],
-            env=env, capture_output=True, text=True, timeout=90,
-        )
-        assert proc.returncode == 0, f"mount failed: {proc.stderr}\n{log.read_text()}"
-        m = re.search(r"\(pid (\d+)\)", proc.stdout)
-        assert m, proc.stdout
-        mount = Mount(path, int(m.group(1)), log, env)
+        mount = start_mount(tmp_path / name, tmp_path / f"{name}.log", env, *options)
         mounts.append(mount)
         return mount
 
