@@ -26,7 +26,13 @@ from typing import IO, Any
 
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
 from artifactfs.core.errors import ArtifactFSError, InvalidManifest, InvalidName
-from artifactfs.core.manifest import Manifest, ManifestEntry, validate_entry_path
+from artifactfs.core.limits import check_description, check_metadata
+from artifactfs.core.manifest import (
+    Manifest,
+    ManifestEntry,
+    validate_entry_path,
+    validate_for_commit,
+)
 from artifactfs.core.names import LATEST, validate_alias, validate_name, validate_type
 from artifactfs.core.posix import is_executable, symlink_target
 from artifactfs.core.records import COMMITTED, DELETED, PENDING, VersionInfo
@@ -389,6 +395,9 @@ class Artifact:
         Uploads only the blobs the registry does not have; the version becomes visible in one
         atomic step, so an error or crash midway leaves the registry as it was.
         """
+        # what the registry would refuse, refused before anything is uploaded
+        check_metadata(self._metadata)
+        check_description(self._description)
         if self._committed:
             self._save_fields()
             return self
@@ -404,6 +413,7 @@ class Artifact:
         else:
             project = validate_name(project or api.config.project, "project")
         manifest = self._draft()
+        validate_for_commit(manifest)
         self._upload_missing(manifest)
         aliases = [a for a in self._aliases if a != LATEST]
         info = api.registry.commit(
