@@ -272,6 +272,7 @@ class Space:
         self.key: str | None = None
         self.port: int | None = None
         self.proxy: CommitProxy | None = None
+        self.threads: list[threading.Thread] = []  # ones that restart the server: joined first
         self._servers = 0
         self._mounts_made = 0
         self.stack = contextlib.ExitStack()  # tmpfs mounts and the like, undone last
@@ -287,6 +288,8 @@ class Space:
 
     def close(self) -> None:
         try:
+            for thread in self.threads:
+                thread.join(60)
             for mount in reversed(self.mounts):
                 take_down(mount)
             self.mounts.clear()
@@ -973,7 +976,9 @@ def kill_server_saving(n: int, workdir: Path, phase: str) -> Row:
             if kill:  # from the upload's progress callback: start the killer, do not wait
                 total = sum(len(d) for d in files.values())
                 killer.at = rng.randint(1, total) if phase == "upload" else total
-                killer.kill = threading.Thread(target=kill_and_restart).start
+                thread = threading.Thread(target=kill_and_restart)
+                space.threads.append(thread)
+                killer.kill = thread.start
             t = time.monotonic()
             try:
                 art.save()
@@ -1117,6 +1122,32 @@ def enospc_cache(n: int, workdir: Path) -> Row:
     )
 
 
+def _write_past_the_room(path: Path, rng: random.Random) -> tuple[int | None, str]:
+    """Write 16 MiB to a new file, ``fsync`` and close it; the errno that stopped it (None
+    if nothing did) and the call that gave it."""
+    call = "open"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as exc:
+        return exc.errno, call
+    error: int | None = None
+    try:
+        call = "write"
+        for _ in range(64):
+            os.write(fd, rng.randbytes(256 << 10))
+        call = "fsync"
+        os.fsync(fd)
+    except OSError as exc:
+        error = exc.errno
+    finally:
+        try:
+            os.close(fd)
+        except OSError as exc:
+            if error is None:
+                error, call = exc.errno, "close"
+    return error, call
+
+
 def enospc_staging(n: int, workdir: Path) -> Row:
     """The staging folder on a 4 MiB tmpfs: writing a file past the free room must fail with
     ENOSPC (in ``write``, ``fsync`` or ``close``); removing it must work and free the room; a
@@ -1136,18 +1167,9 @@ def enospc_staging(n: int, workdir: Path) -> Row:
             os.fsync(f.fileno())
         for trial in range(n):
             path = folder / f"big{trial}.bin"
-            error: int | None = None
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                try:
-                    for _ in range(64):  # 16 MiB: far past the room there is
-                        os.write(fd, rng.randbytes(256 << 10))
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                error = exc.errno
-            label = errno.errorcode.get(error, "none") if error is not None else "no error"
+            error, call = _write_past_the_room(path, rng)
+            label = (f"{errno.errorcode.get(error, error)} in {call}()" if error is not None
+                     else "no error")
             seen[label] = seen.get(label, 0) + 1
             unclean += error != errno.ENOSPC
             try:
@@ -1312,12 +1334,15 @@ SCENARIOS: dict[str, tuple[Callable[..., Row], int]] = {
 a remount, a server restart or a read timeout."""
 
 
-def write_doc(rows: list[Row], command: str, doc: Path = DOC) -> None:
-    """Put the table, the command and the date between the markers of ``doc``."""
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = os.getloadavg()
-    block = (f"{DOC_START}\n`{command}`, {stamp}, {os.cpu_count()} CPUs, load average "
-             f"{load[0]:.1f} at the end:\n\n{table(rows)}\n{DOC_END}")
+def write_doc(rows: list[Row], command: str, doc: Path = DOC, when: str | None = None,
+              load: float | None = None) -> None:
+    """Put the table, the command, its date (now unless ``when``) and the load average at its
+    end (now unless ``load``) between the markers of ``doc``."""
+    when = when or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load = os.getloadavg()[0] if load is None else load
+    block = (f"{DOC_START}\n`{command}`, {when}, {os.cpu_count()} CPUs, load average "
+             f"{load:.1f} at the end, {sum(r.seconds for r in rows) / 60:.0f} minutes:\n\n"
+             f"{table(rows)}\n{DOC_END}")
     text = doc.read_text() if doc.exists() else f"# Reliability\n\n{DOC_START}\n{DOC_END}\n"
     start, end = text.find(DOC_START), text.find(DOC_END)
     if start < 0 or end < 0:
