@@ -51,10 +51,6 @@ def test_a_read_from_a_stalled_server_fails_with_eio_and_reads_again_after(
     assert row.figures["after_sigcont_bad"] == 0, row.details
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a read() waits 2 x --read-timeout before its EIO: the kernel retries a failed "
-    "read-ahead as a second FUSE read, and the daemon makes that one wait the whole "
-    "timeout again (reported on issue 15)"))
 def test_a_read_from_a_stalled_server_fails_within_the_read_timeout(tmp_path: Path) -> None:
     row = faults.stalled_server(1, tmp_path)
     assert row.count == 0, row.details

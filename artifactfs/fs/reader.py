@@ -7,8 +7,9 @@ check) the chunks it touches. Here each piece has one flight that every reader o
 on, fetched alone, in a run of chunks (read-ahead) or in a batch of small files (prefetch),
 and the verified piece stays in memory for the next requests.
 
-Concurrency rules: ``_inflight`` and ``_memory`` are only touched on the event loop; the
-blocking fetch runs in a thread through ``VerifiedContent``, which is thread-safe.
+Concurrency rules: ``_inflight``, ``_memory`` and ``_unreachable`` are only touched on the
+event loop; the blocking fetch runs in a thread through ``VerifiedContent``, which is
+thread-safe.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from artifactfs.core.chunks import CHUNK_SIZE
+from artifactfs.core.errors import RegistryUnavailable
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.registry import VerifiedContent
 from artifactfs.registry.content import Piece
@@ -41,6 +43,15 @@ _REORDER_SLACK = 8 * CHUNK_SIZE
 
 # Small-file digests remembered as present in the disk cache (prefetch skips them).
 _ON_DISK_REMEMBERED = 200_000
+
+# When a read fails, the kernel asks once more for the page it needed (its read-ahead
+# request failed first, then it reads that one page itself): without an answer ready, that
+# second request waited out --read-timeout again, and a read() on a stalled registry took
+# twice the timeout (seen: 4.0 s against --read-timeout 2, make faults). So a fetch that
+# found the registry unreachable (or timed out) fails the next request for any of its
+# pieces at once, once, and only for this many seconds: the read() after that asks the
+# registry again, which may be back.
+_RETRY_ANSWERED_SECONDS = 1.0
 
 
 def first_error(group: BaseExceptionGroup) -> BaseException:
@@ -125,6 +136,14 @@ class _Flight:
     error: Exception | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Unreachable:
+    """A fetch that found the registry unreachable, and the pieces it was for."""
+
+    why: str
+    keys: list[PieceKey]
+
+
 class VerifiedReader:
     def __init__(
         self,
@@ -139,6 +158,8 @@ class VerifiedReader:
         self._blocking = blocking
         self._memory: LRUCache[PieceKey, Piece] = LRUCache(maxsize=memory_bytes, getsizeof=len)
         self._inflight: dict[PieceKey, _Flight] = {}
+        self._unreachable: TTLCache[PieceKey, _Unreachable] = TTLCache(
+            maxsize=4096, ttl=_RETRY_ANSWERED_SECONDS)
         # digests of small files seen in the disk cache, so prefetch does not ask again
         self._on_disk: LRUCache[str, bool] = LRUCache(maxsize=_ON_DISK_REMEMBERED)
         # chunks fetched ahead wait in memory until read: a window larger than half the
@@ -152,6 +173,11 @@ class VerifiedReader:
         found = self._memory.get(key)
         if found is not None:
             return found
+        failed = self._unreachable.get(key)
+        if failed is not None:  # the kernel's retry of a read that just failed
+            for k in failed.keys:
+                self._unreachable.pop(k, None)
+            raise RegistryUnavailable(f"{failed.why} (a moment ago; not asked again yet)")
         while True:
             flight = self._inflight.get(key)
             if flight is None:
@@ -192,6 +218,7 @@ class VerifiedReader:
             pieces = await self._blocking(_owned_pieces, fetch, *args)
             for key, flight, data in zip(keys, flights, pieces, strict=True):
                 flight.data = data
+                self._unreachable.pop(key, None)
                 with contextlib.suppress(ValueError):  # larger than the whole budget
                     self._memory[key] = data
                 if key[1] == -1:
@@ -205,6 +232,11 @@ class VerifiedReader:
             if not quiet:
                 for flight in flights:
                     flight.error = exc
+                if isinstance(exc, (RegistryUnavailable, trio.TooSlowError)):
+                    failed = _Unreachable(str(exc) or "the registry did not answer in time",
+                                          keys)
+                    for key in keys:
+                        self._unreachable[key] = failed
             raise
         finally:
             for key, flight in zip(keys, flights, strict=True):
