@@ -50,7 +50,8 @@ def _check_mountpoint(mountpoint: Path) -> None:
                      f"run 'artifactfs umount {mountpoint}' first")
             fail(f"{mountpoint} already has a {kind} file system mounted on it")
         click.echo(f"{mountpoint}: found a mount left by a stopped daemon; unmounting it", err=True)
-        if unmount(mountpoint).returncode != 0 and unmount(mountpoint, lazy=True).returncode:
+        if (unmount(mountpoint).returncode != 0 and unmount(mountpoint, lazy=True).returncode
+                and fuse_mount_type(mountpoint) is not None):  # auto_unmount may have won
             fail(f"could not clear the dead mount at {mountpoint}; run "
                  f"'fusermount3 -uz {mountpoint}' and try again")
     if not mountpoint.is_dir():

@@ -68,9 +68,13 @@ def set_readahead(mountpoint: Path, kib: int) -> bool:
 
 
 def is_stale(mountpoint: Path) -> bool:
-    """True when a FUSE mount is there but its daemon is gone (ENOTCONN)."""
+    """True when a FUSE mount is there but its daemon is gone (ENOTCONN).
+
+    Asks with statfs, which always reaches the daemon: a stat may be answered from the
+    kernel's attribute cache for a while after the daemon died.
+    """
     try:
-        os.stat(mountpoint)
+        os.statvfs(mountpoint)
     except OSError as exc:
         return exc.errno in (errno.ENOTCONN, errno.ECONNABORTED)
     return False

@@ -67,6 +67,19 @@ def test_killed_daemon_leaves_a_mount_that_mount_recovers(mount_factory, run_cli
     assert not is_stale(second.path)
 
 
+def test_mount_right_after_a_crash_recovers_though_stat_still_answers(mount_factory):
+    """The kernel answers a stat of the dead mount's root from its attribute cache for a
+    while; mounting again must not take that for a live mount."""
+    first = mount_factory()
+    os.stat(first.path)  # the root's attributes are now in the kernel's cache
+    for pid in [first.pid, *_children(first.pid)]:  # no auto_unmount to race with
+        os.kill(pid, signal.SIGKILL)
+    assert wait_gone(first.pid)
+    os.stat(first.path)  # still answered
+    second = mount_factory()
+    assert second.pid != first.pid and not is_stale(second.path)
+
+
 def test_sigkill_alone_is_cleaned_up_by_auto_unmount(mount_factory):
     mount = mount_factory()
     os.kill(mount.pid, signal.SIGKILL)
