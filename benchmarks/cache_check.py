@@ -62,11 +62,11 @@ from read_throughput import (
     machine_info,
     make_big,
     make_small,
-    mounts_under,
     preflight,
     project_info,
     push,
     read_all,
+    remove_workdir,
 )
 from server_transfer import cpu_seconds, steal_seconds
 
@@ -413,13 +413,7 @@ def run(args: argparse.Namespace) -> int:
         for mount in mounts.values():
             mount.stop()
         problems = log_problems([p for m in mounts.values() for p in m.logs])
-        left = mounts_under(root)
-        if args.keep:
-            log(f"kept the work folder {root}")
-        elif left:
-            log(f"not removing {root}: still mounted at {', '.join(left)}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        remove_workdir(root, keep=args.keep)
     rows = summarize(samples)
     table = render(rows)
     print(table)

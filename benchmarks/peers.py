@@ -83,12 +83,12 @@ from read_throughput import (
     log_problems,
     machine_info,
     make_big,
-    mounts_under,
     preflight,
     push,
     read_all,
     read_buffer,
     read_through,
+    remove_workdir,
     stat_delta,
     wait_gone,
     write_json,
@@ -1736,13 +1736,7 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             problems += [f"nginx: {t}" for t in
                          nginx.error_log.read_text(errors="replace").splitlines()]
-        left = mounts_under(root)
-        if args.keep:
-            log(f"kept the work folder {root}")
-        elif left:
-            log(f"not removing {root}: still mounted at {', '.join(left)}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        remove_workdir(root, keep=args.keep)
 
     warnings += problems
     targets = evaluate_targets(results)

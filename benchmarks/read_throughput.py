@@ -317,6 +317,18 @@ def is_mounted(path: Path) -> bool:
         return any(line.split()[4].replace("\\040", " ") == target for line in f)
 
 
+def remove_workdir(root: Path, *, keep: bool) -> None:
+    """Remove a run's work folder, unless asked to keep it or something is still mounted
+    in it (removing under a live mount would delete through it)."""
+    left = mounts_under(root)
+    if keep:
+        log(f"kept the work folder {root}")
+    elif left:
+        log(f"not removing {root}: still mounted at {', '.join(left)}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def mounts_under(path: Path) -> list[str]:
     prefix = os.path.abspath(path).rstrip("/") + "/"
     with open("/proc/self/mountinfo") as f:
@@ -693,13 +705,7 @@ def run(args: argparse.Namespace) -> int:
         if failed and mount.log_file is not None:
             tail = "\n".join(log_problems([mount.log_file])[-20:]) or "(nothing logged)"
             log(f"daemon log {mount.log_file} problems:\n{tail}")
-        left = mounts_under(root)
-        if args.keep:
-            log(f"kept the work folder {root}")
-        elif left:
-            log(f"not removing {root}: still mounted at {', '.join(left)}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        remove_workdir(root, keep=args.keep)
 
     for text in problems:
         warnings.append(f"daemon log: {text}")

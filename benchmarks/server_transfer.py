@@ -69,11 +69,11 @@ from read_throughput import (
     machine_info,
     make_big,
     make_small,
-    mounts_under,
     preflight,
     project_info,
     push,
     read_all,
+    remove_workdir,
     stat_delta,
     write_json,
 )
@@ -722,13 +722,7 @@ def run(args: argparse.Namespace) -> int:
                 if mount.log_file is not None:
                     tail = "\n".join(log_problems([mount.log_file])[-20:]) or "(nothing)"
                     log(f"daemon log {mount.log_file} problems:\n{tail}")
-        left = mounts_under(root)
-        if args.keep:
-            log(f"kept the work folder {root}")
-        elif left:
-            log(f"not removing {root}: still mounted at {', '.join(left)}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        remove_workdir(root, keep=args.keep)
 
     warnings += problems
     rec.compute_ratios()

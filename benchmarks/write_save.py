@@ -71,6 +71,7 @@ from read_throughput import (
     mounts_under,
     preflight,
     project_info,
+    remove_workdir,
     write_json,
 )
 
@@ -518,13 +519,7 @@ def run(args: argparse.Namespace) -> int:
                         pycache=root / "pycache")
             rows.extend(run_backend(side, pool, args, problems))
     finally:
-        left = mounts_under(root)
-        if args.keep:
-            log(f"kept the work folder {root}")
-        elif left:
-            log(f"not removing {root}: still mounted at {', '.join(left)}")
-        else:
-            shutil.rmtree(root, ignore_errors=True)
+        remove_workdir(root, keep=args.keep)
     info["loadavg_end"] = load_average()
 
     warnings.extend(f"log: {text}" for text in problems)
