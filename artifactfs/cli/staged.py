@@ -116,6 +116,10 @@ def save(path: Path, aliases: tuple[str, ...], message: str | None, force: bool)
              f"{path}' shows when the changes are no longer staged (then they are saved)",
              code=130)
     click.echo(_field(answer, "version"))
+    if answer.get("still_staged"):
+        click.echo(f"note: files in {path} changed while it was being saved; those changes "
+                   "stay staged: run 'artifactfs save' again to make the next version",
+                   err=True)
 
 
 @click.command()

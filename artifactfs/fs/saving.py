@@ -9,6 +9,7 @@ gone, upload refused, conflict) leaves the staging exactly as it was, ready to r
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -20,10 +21,10 @@ from artifactfs.core.manifest import Manifest
 from artifactfs.core.names import LATEST, validate_alias
 from artifactfs.core.records import VersionInfo
 from artifactfs.fs.reader import first_error
-from artifactfs.fs.staging import FolderKey
+from artifactfs.fs.staging import FolderKey, StagedFolder
 from artifactfs.fs.tree import ROOT_INODE, Node, Tree
 
-__all__ = ["FolderCommands"]
+__all__ = ["FolderCommands", "staging_commit_key"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,22 @@ _UPLOADS_AT_ONCE = 8
 
 def _no_progress(event: dict[str, Any]) -> None:
     """Nobody is listening."""
+
+
+def _same(a: Manifest, b: Manifest) -> bool:
+    """Whether two manifests hold the same entries, extras included (the W&B digest leaves
+    out modes and links)."""
+    return a.to_json() == b.to_json()
+
+
+def staging_commit_key(session: str | None, manifest: Manifest) -> str | None:
+    """The commit's idempotency key: the staging's session and what is committed. The same
+    staging saved again unchanged sends the same key (and finds its version); with more
+    written since, another (and makes the next version). None for a journal from before
+    sessions."""
+    if session is None:
+        return None
+    return hashlib.sha256(f"{session}\n{manifest.to_json()}".encode()).hexdigest()[:48]
 
 
 class FolderCommands:
@@ -119,19 +136,21 @@ class FolderCommands:
                     "close them, then save (their next writes would not be in the version)"
                 )
             registry = self.tree.registry
-            if staged.session is not None:
-                made: VersionInfo | None = await self._blocking(
-                    registry.version_by_commit_key, self.tree.entity, staged.session)
-                if made is not None:
-                    return await self._already_saved(folder, made)
+            made = await self._earlier_commit(staged)  # by a save that did not finish
             current = await self._current(key)
-            base = staged.base
+            base = made or staged.base
             self._check_conflict(key, base, current, force)
             target = (
                 await self._blocking(self.tree.registry.manifest, current.id)
                 if current else Manifest()
             )
+            generation = staged.generation
             manifest, uploads = await self._unbounded(staged.build_manifest, target)
+            if (made is not None and current is not None and current.id == made.id
+                    and await self._unbounded(_same, manifest, target)):
+                return await self._already_saved(folder, made, target)
+            # (a large manifest's JSON takes a while: not on the event loop)
+            commit_key = await self._unbounded(staging_commit_key, staged.session, manifest)
             missing = await self._blocking(registry.missing_blobs, list(uploads))
             sizes: dict[str, int] = await self._local(
                 lambda: {d: uploads[d].stat().st_size for d in missing})
@@ -163,6 +182,8 @@ class FolderCommands:
                 raise first_error(group) from None
             self.uploaded_bytes += sent
             progress({"phase": "commit"})
+            if commit_key is not None:  # first in the journal, so a retry can look for it
+                await self._local(staged.note_commit, commit_key)
             labels = sorted({key.alias, *aliases} - {LATEST})
             origin = current or base
             info: VersionInfo = await self._unbounded(
@@ -172,19 +193,37 @@ class FolderCommands:
                     description=message if message is not None else (
                         origin.description if origin else None),
                     metadata=origin.metadata if origin else {},
-                    aliases=labels, commit_key=staged.session,
+                    aliases=labels, commit_key=commit_key,
                 )
             )
-            await self._local(self.tree.saved(folder, info, manifest))
-        log.info("saved %s as %s (%d blobs uploaded)", key, info.qualified_name, len(missing))
+            # no await from this check to the staging's end: a change made while the save
+            # ran (a write, or a file still open for writing) keeps the whole staging, which
+            # the next save then commits on top of this version (found by its key)
+            changed = staged.generation != generation or bool(self._writers(folder))
+            if not changed:
+                await self._local(self.tree.saved(folder, info, manifest))
+        log.info("saved %s as %s (%d blobs uploaded)%s", key, info.qualified_name, len(missing),
+                 "; changes made meanwhile stay staged" if changed else "")
         return {"folder": str(key), "version": f"{key.project}/{key.name}:{info.version}",
-                "id": info.id, "uploaded": len(missing), "uploaded_bytes": sent}
+                "id": info.id, "uploaded": len(missing), "uploaded_bytes": sent,
+                "still_staged": changed}
 
-    async def _already_saved(self, folder: Node, made: VersionInfo) -> dict[str, Any]:
+    async def _earlier_commit(self, staged: StagedFolder) -> VersionInfo | None:
+        """The version a save of this staging committed before it could clear the staging
+        (its daemon was killed, or it found the folder changed meanwhile), if any."""
+        for commit_key in reversed(staged.commit_keys):
+            made: VersionInfo | None = await self._blocking(
+                self.tree.registry.version_by_commit_key, self.tree.entity, commit_key)
+            if made is not None:
+                return made
+        return None
+
+    async def _already_saved(self, folder: Node, made: VersionInfo,
+                             manifest: Manifest) -> dict[str, Any]:
         """Finish a save whose commit reached the registry before its daemon died (or its
-        answer was lost): the staging is the version ``made``; clear it and say so."""
+        answer was lost): the staging holds exactly the version ``made`` (its
+        ``manifest``), nothing more; clear it and say so."""
         key = folder.folder_key
-        manifest = await self._blocking(self.tree.registry.manifest, made.id)
         await self._local(self.tree.saved(folder, made, manifest))
         log.info("%s had been saved as %s already (the save was retried); staging cleared",
                  key, made.qualified_name)

@@ -147,6 +147,12 @@ class StagedFolder:
         # answer) finds the version it already made instead of making another; None for a
         # journal begun by a version of artifactfs that wrote none
         self.session: str | None = None
+        # the keys of commits a save of this staging sent (journal lines ``commit``), so a
+        # later save finds the version an earlier one made even if more was written since
+        self.commit_keys: list[str] = []
+        # moves on with every change (journaled, or a write): a save compares it before
+        # and after, and keeps the staging if anything changed while it ran
+        self.generation = 0
 
     # ---- life ---------------------------------------------------------------------------
 
@@ -219,7 +225,14 @@ class StagedFolder:
             finally:
                 os.close(dir_fd)
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def note_commit(self, key: str) -> None:
+        """Journal (durably) that a save is about to send a commit with ``key``."""
+        with self._lock:
+            self._append({"op": "commit", "key": key}, change=False)
+            self.commit_keys.append(key)
+            os.fsync(self._journal_fd)
+
+    def _append(self, record: dict[str, Any], *, change: bool = True) -> None:
         """Append one journal line, whole or not at all (raises OSError, e.g. ENOSPC).
 
         A full disk can cut a write short; the torn line is cut off again, so the journal
@@ -228,6 +241,8 @@ class StagedFolder:
         recorded.
         """
         line = json.dumps(record, separators=(",", ":")).encode() + b"\n"
+        if change:
+            self.generation += 1
         try:
             self._write_line(line)
         except OSError as exc:
@@ -322,6 +337,8 @@ class StagedFolder:
             self._symlink(record["path"], record["target"])
         elif op == "meta":
             self._set_meta(record)
+        elif op == "commit":
+            self.commit_keys.append(str(record["key"]))
 
     def new_upper(self) -> StagedFile:
         """A new, empty upper file (not yet part of the view; ``put`` makes it so)."""
@@ -494,6 +511,7 @@ class StagedFolder:
         the size is read from the upper file on load)."""
         ref.size = size
         ref.mtime_ns = time.time_ns()
+        self.generation += 1
 
     def set_file_times(self, ref: StagedFile, atime_ns: int, mtime_ns: int) -> None:
         """utimensat of a staged file: its upper file keeps the times (read back on load),

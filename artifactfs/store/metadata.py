@@ -383,8 +383,9 @@ class MetadataDB:
         Creates entity, project and collection on first use; the entity reaches the blobs
         ``blob_keys`` (the version's, hex MD5) from the same transaction on. A
         ``commit_key`` the entity used before returns the version that commit made, and
-        changes nothing. Raises Conflict when the collection exists with another type, or
-        when the key was used for another collection.
+        changes nothing (unless that version was deleted since: then it is committed
+        anew, and the key names the new version). Raises Conflict when the collection
+        exists with another type, or when the key was used for another collection.
         """
         for alias in aliases:
             validate_alias(alias)
@@ -400,7 +401,10 @@ class MetadataDB:
                         raise Conflict(
                             f"commit key {commit_key!r} was used for {made.qualified_name}"
                         )
-                    return made
+                    # a version deleted since is no answer: the changes would pass for saved
+                    # in a version nobody can read; commit them again, and the key with them
+                    if made.state != DELETED:
+                        return made
             collection_id = self._collection_id(db, entity, project, name, type_, now)
             (top,) = db.execute(
                 "SELECT coalesce(max(idx), -1) FROM versions WHERE collection_id = ?",
@@ -421,8 +425,8 @@ class MetadataDB:
                            ((entity, k) for k in blob_keys))
             if commit_key is not None:
                 db.execute(
-                    "INSERT INTO commit_keys (entity, commit_key, version_id, created_at) "
-                    "VALUES (?,?,?,?)", (entity, commit_key, version_id, now),
+                    "INSERT OR REPLACE INTO commit_keys (entity, commit_key, version_id, "
+                    "created_at) VALUES (?,?,?,?)", (entity, commit_key, version_id, now),
                 )
         return self.version_by_id(version_id)
 

@@ -2,16 +2,19 @@
 registry.
 
 The crash is reproduced exactly: the staging folder as it stood just before the save is
-put back after the save committed and the daemon was killed, which is what a daemon killed
-between the registry's commit and clearing its staging leaves on disk. The retried save
+put back after the save committed and the daemon was killed, with the journal line the save
+writes before it sends its commit: what a daemon killed between the registry's commit and
+clearing its staging leaves on disk. The retried save
 (with or without --force) must find its own version, clear the staging and report it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -19,9 +22,11 @@ import pytest
 from fs.conftest import Mount, wait_gone
 from fs.test_mount_tree import push
 from fs.test_mount_writes import folder_of, read_tree, save, versions
-from helpers import wait_until
+from helpers import ARTIFACTFS, wait_until
 
+from artifactfs.config import Config
 from artifactfs.fs.mounts import fuse_mount_type
+from artifactfs.fs.saving import staging_commit_key
 from artifactfs.sdk import Api, Artifact
 
 
@@ -52,6 +57,17 @@ def crash_after_commit(mount: Mount, mount_factory, env: dict[str, str], run_cli
     assert wait_until(lambda: fuse_mount_type(mount.path) is None)  # auto_unmount's work
     shutil.rmtree(staged, ignore_errors=True)
     shutil.copytree(kept, staged, symlinks=True)
+    # the line the save journals before it sends its commit, as the killed daemon left it
+    journal = staged / "journal.jsonl"
+    session = json.loads(journal.read_text().splitlines()[0])["session"]
+    api = Api(config=Config.from_env(env))
+    try:
+        made = api.registry.resolve("local", "vision", "mnist", "v1")
+        key = staging_commit_key(session, api.registry.manifest(made.id))
+    finally:
+        api.close()
+    with open(journal, "a") as f:
+        f.write(json.dumps({"op": "commit", "key": key}) + "\n")
     again = mount_factory()
     status = run_cli("status", str(folder_of(again)))
     assert status.returncode == 0 and "A c.txt" in status.stdout, status.stdout
@@ -100,3 +116,62 @@ def test_the_registry_answers_a_repeated_commit_key_with_the_first_version(
         r = httpx.get(env["ARTIFACTFS_REGISTRY"] + "/api/v1/entities/local/commits/bad%20key",
                       headers={"Authorization": f"Bearer {env['ARTIFACTFS_API_KEY']}"})
         assert r.status_code == 400, r.text
+
+
+def test_a_retried_save_keeps_what_was_written_after_the_lost_commit(
+    dataset: Artifact, mounted: Mount, mount_factory, env: dict[str, str], run_cli,
+    api: Api, tmp_path: Path
+) -> None:
+    """The first save's commit made v1; a file written after the crash is not in it, so the
+    retry must make v2 on top of v1, not pass the staging off as v1."""
+    mount = crash_after_commit(mounted, mount_factory, env, run_cli, tmp_path)
+    folder = folder_of(mount)
+    (folder / "d.txt").write_bytes(b"delta\n")
+    assert save(run_cli, folder) == "vision/mnist:v2"
+    assert versions(api) == ["v0", "v1", "v2"]
+    assert "nothing staged" in run_cli("status", str(folder)).stdout
+    v1 = api.artifact("vision/mnist:v1").download(root=str(tmp_path / "v1"))
+    assert read_tree(Path(v1)) == {"b.txt": b"beta\n", "c.txt": b"gamma\n"}
+    v2 = api.artifact("vision/mnist:v2").download(root=str(tmp_path / "v2"))
+    assert read_tree(Path(v2)) == {"b.txt": b"beta\n", "c.txt": b"gamma\n", "d.txt": b"delta\n"}
+
+
+def test_a_save_whose_version_was_deleted_since_commits_again(
+    dataset: Artifact, mounted: Mount, mount_factory, env: dict[str, str], run_cli,
+    api: Api, tmp_path: Path
+) -> None:
+    mount = crash_after_commit(mounted, mount_factory, env, run_cli, tmp_path)
+    api.artifact("vision/mnist:v1").delete(delete_aliases=True)
+    folder = folder_of(mount)
+    assert save(run_cli, folder) == "vision/mnist:v2"
+    assert versions(api) == ["v0", "v2"]
+    v2 = api.artifact("vision/mnist:v2").download(root=str(tmp_path / "v2"))
+    assert read_tree(Path(v2)) == {"b.txt": b"beta\n", "c.txt": b"gamma\n"}
+
+
+def test_what_is_written_while_a_save_runs_is_never_lost(
+    dataset: Artifact, mounted: Mount, run_cli, env: dict[str, str], api: Api, tmp_path: Path
+) -> None:
+    """Files written during a save end up in its version or stay staged for the next."""
+    folder = folder_of(mounted)
+    with open(folder / "big.bin", "wb") as f:
+        for _ in range(48):
+            f.write(os.urandom(1 << 20))
+    proc = subprocess.Popen([ARTIFACTFS, "save", str(folder)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert wait_until(lambda: "blobs (" in mounted.log_text(), timeout=60)
+    written = {}
+    for i in range(20):  # while it uploads, commits and ends
+        data = f"late {i}\n".encode()
+        (folder / f"late{i}.txt").write_bytes(data)
+        written[f"late{i}.txt"] = data
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.strip() == "vision/mnist:v1"
+    if "still_staged" in mounted.log_text() or "stay staged" in err:
+        assert save(run_cli, folder) == "vision/mnist:v2"
+    latest = api.artifact("vision/mnist:latest").download(root=str(tmp_path / "latest"))
+    got = read_tree(Path(latest))
+    for name, data in written.items():
+        assert got.get(name) == data, f"{name} was lost"
+    assert "nothing staged" in run_cli("status", str(folder)).stdout
