@@ -50,7 +50,7 @@ from pathlib import Path
 import xxhash
 
 from artifactfs.core.chunks import BytesLike
-from artifactfs.store.files import open_announced, write_atomically
+from artifactfs.store.files import open_announced, private_folder, write_atomically
 
 __all__ = ["LAYOUT", "TRAILER_SIZE", "ContentCache"]
 
@@ -78,8 +78,10 @@ class ContentCache:
         # string paths on the hot paths: a Path per lookup cost more than the lookup
         self._objects = os.fspath(self.objects)
         self._tmp = os.fspath(self.tmp)
-        self.objects.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        # what every entity this user read holds: no other local user may read it, plant
+        # files in it (a checksum is no signature) or hold its eviction lock
+        private_folder(self.objects)
+        private_folder(self.tmp)
         self._lock = threading.Lock()  # guards the counts
         self._usage: int | None = None  # this process's estimate; None until first scanned
         self._scanning = False
@@ -169,11 +171,13 @@ class ContentCache:
         add_trailer = functools.partial(_write_all, _trailer(name, data))
         try:
             try:
-                write_atomically(path, data, tmp_dir=self._tmp, before_rename=add_trailer)
+                write_atomically(path, data, tmp_dir=self._tmp, before_rename=add_trailer,
+                                 mode=0o600)
             except FileNotFoundError:  # a new fan-out folder, or someone emptied the cache
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                self.tmp.mkdir(parents=True, exist_ok=True)
-                write_atomically(path, data, tmp_dir=self._tmp, before_rename=add_trailer)
+                private_folder(Path(os.path.dirname(path)))
+                private_folder(self.tmp)
+                write_atomically(path, data, tmp_dir=self._tmp, before_rename=add_trailer,
+                                 mode=0o600)
         except OSError as exc:  # a full disk must not fail the read that fetched the bytes
             with self._lock:
                 self._pending -= size
@@ -267,7 +271,9 @@ class ContentCache:
         bytes this process is writing count as held. ``only_if_over``: not when, by this
         process's count, the bound already holds once the lock is ours."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "evict.lock", "a") as lock:
+        with open(os.open(self.root / "evict.lock", os.O_WRONLY | os.O_CREAT, 0o600),
+                  "wb") as lock:
+            os.fchmod(lock.fileno(), 0o600)  # one made wider before: nobody else may hold it
             fcntl.flock(lock, fcntl.LOCK_EX)
             with self._lock:
                 if only_if_over and self._usage is not None and (

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import socket
-import stat
 import struct
 import tempfile
 from collections.abc import Callable
@@ -42,6 +41,7 @@ import trio
 from artifactfs.core.errors import ArtifactFSError
 from artifactfs.fs.control_client import MAX_SOCKET_PATH, encode
 from artifactfs.fs.saving import FolderCommands
+from artifactfs.store.files import private_folder
 
 __all__ = [
     "MAX_CLIENTS",
@@ -67,30 +67,13 @@ class _Dropped(Exception):
     """The client broke the protocol; the message says how (for the one log line)."""
 
 
-def _private_folder(folder: Path) -> Path:
-    """``folder``, created 0700 if absent; refused unless it is this user's own real folder.
-
-    Raises ArtifactFSError naming the folder when another user owns it or it is not a folder
-    (a symlink planted there included): a socket in it could be reached by others.
-    """
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = os.lstat(folder)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise ArtifactFSError(
-            f"refusing control folder {folder}: it is not a folder owned by uid {os.getuid()}"
-        )
-    if st.st_mode & 0o077:
-        os.chmod(folder, 0o700)
-    return folder
-
-
 def control_socket_path(runtime_dir: Path, mount_id: str) -> tuple[Path, Path | None]:
     """The socket's path, and a folder made for it alone (to remove at exit) or None.
 
     A Unix socket's path is limited to 107 bytes; when ``runtime_dir`` is too deep for that,
     the socket goes into a fresh private folder under the temporary folder instead.
     """
-    path = _private_folder(runtime_dir) / f"{mount_id}.sock"
+    path = private_folder(runtime_dir) / f"{mount_id}.sock"
     if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # left by a daemon that was killed: nobody listens on it

@@ -50,7 +50,7 @@ from artifactfs.core.posix import (
     with_executable,
 )
 from artifactfs.core.records import VersionInfo
-from artifactfs.store.files import hash_file
+from artifactfs.store.files import hash_file, private_folder
 
 __all__ = ["FILE_MODE", "FolderKey", "PathMeta", "StagedFile", "StagedFolder", "Staging"]
 
@@ -594,7 +594,7 @@ class Staging:
     """Every staged folder of one mount (``root`` is this mount's staging folder)."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        self.root = private_folder(root)  # staged bytes and names are no one else's
         self.folders: dict[FolderKey, StagedFolder] = {}
 
     def path_for(self, key: FolderKey) -> Path:

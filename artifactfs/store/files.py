@@ -1,4 +1,5 @@
-"""Small file-system helpers every layer that writes files uses: atomic writes and hashing."""
+"""Small file-system helpers every layer that writes files uses: atomic writes, hashing,
+private folders."""
 
 from __future__ import annotations
 
@@ -6,16 +7,18 @@ import contextlib
 import itertools
 import os
 import secrets
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike
 from artifactfs.core.digests import ContentDigest, ContentHasher
+from artifactfs.core.errors import ArtifactFSError
 
 __all__ = [
     "READ_BLOCK", "atomic_writer", "create_temporary", "hash_file", "hash_stream",
-    "open_announced", "read_fd", "write_atomically",
+    "open_announced", "private_folder", "read_fd", "write_atomically",
 ]
 
 READ_BLOCK = 4 * CHUNK_SIZE
@@ -23,6 +26,26 @@ READ_BLOCK = 4 * CHUNK_SIZE
 # temporary file names: this run, then the pid (which a fork changes)
 _RUN = secrets.token_hex(4)
 _NEXT = itertools.count()
+
+
+def private_folder(folder: Path) -> Path:
+    """``folder``, made 0700 (and its missing parents); refused unless it is this user's own.
+
+    For folders of artifactfs's own (the cache's layout, a mount's staging, the control
+    sockets), never for one a user named: what they hold (cached bytes of every entity read,
+    staged file names, a daemon's control channel) is no business of other local users. One
+    found wider is narrowed; one that is another user's, or not a real folder (a symlink
+    planted there included), raises ArtifactFSError naming it.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise ArtifactFSError(
+            f"refusing to use {folder}: it is not a folder owned by uid {os.getuid()}"
+        )
+    if st.st_mode & 0o077:
+        os.chmod(folder, 0o700)
+    return folder
 
 
 @contextlib.contextmanager
@@ -139,12 +162,12 @@ def atomic_writer(
 
 def write_atomically(
     dest: str, data: BytesLike, *, tmp_dir: str,
-    before_rename: Callable[[int], None] | None = None,
+    before_rename: Callable[[int], None] | None = None, mode: int = 0o644,
 ) -> None:
     """``atomic_writer`` for bytes already in memory, with no file object (the content
     cache writes one file per small file a mount reads). ``before_rename`` gets the
     descriptor once every byte is written. Raises OSError, leaving no temporary file."""
-    with _replacing(dest, tmp_dir, 0o644) as fd:
+    with _replacing(dest, tmp_dir, mode) as fd:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
