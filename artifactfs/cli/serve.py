@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import resource
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +34,22 @@ def _store(store_dir: Path | None) -> Store:
     return Store(store_dir or Config.from_env().store_dir)
 
 
+def _blob_url_secret(path: Path | None) -> str | None:
+    """The redirect secret, from its file (which only its owner may read) or, as the CLI
+    builds its configuration, from ARTIFACTFS_BLOB_URL_SECRET; never echoed."""
+    if path is None:
+        return os.environ.get("ARTIFACTFS_BLOB_URL_SECRET") or None
+    try:
+        st = os.stat(path)
+        if st.st_mode & 0o077:
+            fail(f"{path} may be read by others (mode {stat.S_IMODE(st.st_mode):o}); "
+                 f"chmod 600 {path}")
+        return path.read_text().strip() or None
+    except OSError as exc:
+        fail(f"cannot read the blob URL secret from {path}: {exc.strerror}")
+    raise AssertionError
+
+
 @click.command()
 @click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Store folder (default $ARTIFACTFS_STORE).")
@@ -48,14 +66,17 @@ def _store(store_dir: Path | None) -> Store:
                    "request answered 503 when none is idle.")
 @click.option("--blob-url-base", default=None,
               help="Redirect blob reads to URL/blobs/xx/HEX, a server holding the same files, "
-                   "by addresses signed for nginx's secure_link (needs --blob-url-secret).")
-@click.option("--blob-url-secret", envvar="ARTIFACTFS_BLOB_URL_SECRET", show_envvar=True,
-              default=None, metavar="SECRET",
-              help="The secret the --blob-url-base addresses are signed with, as nginx's "
-                   "secure_link_md5 names it (16 or more of A-Z a-z 0-9 _ - . ~ + / =).")
+                   "by addresses signed for nginx's secure_link (needs the secret: "
+                   "--blob-url-secret-file or ARTIFACTFS_BLOB_URL_SECRET).")
+@click.option("--blob-url-secret-file", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A file (mode 0600) holding the secret the --blob-url-base addresses are "
+                   "signed with, as nginx's secure_link_md5 names it: 16 or more of A-Z a-z "
+                   "0-9 _ - . ~ + / =. Or set ARTIFACTFS_BLOB_URL_SECRET; never on the "
+                   "command line, which every local user can read.")
 def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
           max_connections: int, blob_url_base: str | None,
-          blob_url_secret: str | None) -> None:
+          blob_url_secret_file: Path | None) -> None:
     """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
 
     \b
@@ -73,12 +94,14 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    blob_url_secret = _blob_url_secret(blob_url_secret_file)
     if blob_url_base and not blob_url_secret:
-        fail("--blob-url-base needs --blob-url-secret (or ARTIFACTFS_BLOB_URL_SECRET): "
-             "its addresses are signed, so that a digest alone does not make one")
+        fail("--blob-url-base needs a secret (--blob-url-secret-file, or "
+             "ARTIFACTFS_BLOB_URL_SECRET): its addresses are signed, so that a digest alone "
+             "does not make one")
     if blob_url_secret and not blob_url_base:
-        fail("--blob-url-secret (or ARTIFACTFS_BLOB_URL_SECRET) is only used with "
-             "--blob-url-base")
+        fail("the blob URL secret (--blob-url-secret-file or ARTIFACTFS_BLOB_URL_SECRET) is "
+             "only used with --blob-url-base")
     if blob_url_secret and not _SECRET_RE.fullmatch(blob_url_secret):
         # the secret itself is never printed, here or in any log
         fail("the blob URL secret must be 16 or more of A-Z a-z 0-9 _ - . ~ + / = "

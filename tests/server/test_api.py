@@ -957,7 +957,11 @@ def redirecting(start_registry: Any, tmp_path: Path) -> Iterator[tuple[Any, Stat
     """A registry started with --blob-url-base pointing at a static server of its store."""
     port = free_port()
     static = Static(f"http://127.0.0.1:{port}", tmp_path / "static.jsonl", tmp_path / "static.log")
-    reg = start_registry("--blob-url-base", static.url + "/", "--blob-url-secret", BLOB_URL_SECRET)
+    secret_file = tmp_path / "blob-url-secret"
+    secret_file.write_text(BLOB_URL_SECRET)
+    secret_file.chmod(0o600)
+    reg = start_registry("--blob-url-base", static.url + "/", "--blob-url-secret-file",
+                         str(secret_file))
     script = tmp_path / "static_server.py"
     script.write_text(STATIC_SERVER)
     with open(static.log, "wb") as log:

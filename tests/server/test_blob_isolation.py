@@ -497,13 +497,23 @@ def test_blob_url_base_needs_a_secret_and_never_logs_it(tmp_path: Path) -> None:
             env={**clean_env(), **(env or {})})
 
     done = serve("--blob-url-base", "http://127.0.0.1:1/")
-    assert done.returncode != 0 and "--blob-url-secret" in done.stderr
+    assert done.returncode != 0 and "--blob-url-secret-file" in done.stderr
     assert "Traceback" not in done.stderr
-    done = serve("--blob-url-base", "http://127.0.0.1:1/", "--blob-url-secret", "short")
+    short = {"ARTIFACTFS_BLOB_URL_SECRET": "short"}
+    done = serve("--blob-url-base", "http://127.0.0.1:1/", env=short)
     assert done.returncode != 0 and "16 or more" in done.stderr and "short" not in done.stderr
-    done = serve("--blob-url-secret", SECRET)
+    done = serve(env={"ARTIFACTFS_BLOB_URL_SECRET": SECRET})
     assert done.returncode != 0 and "only used with --blob-url-base" in done.stderr
     assert SECRET not in done.stderr
+    # a file others may read is refused; the command line takes no secret at all
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o644)
+    done = serve("--blob-url-base", "http://127.0.0.1:1/", "--blob-url-secret-file",
+                 str(secret_file))
+    assert done.returncode != 0 and "chmod 600" in done.stderr and SECRET not in done.stderr
+    done = serve("--blob-url-base", "http://127.0.0.1:1/", "--blob-url-secret", SECRET)
+    assert done.returncode != 0 and "No such option" in done.stderr
 
 
 class Nginx:
@@ -597,8 +607,11 @@ def behind_nginx(start_registry: Callable[..., Any], tmp_path: Path) -> Iterator
     if NGINX is None:
         pytest.skip("no nginx with secure_link (scripts/install-system-deps.sh installs it)")
     port = free_port()
+    secret_file = tmp_path / "blob-url-secret"
+    secret_file.write_text(SECRET)
+    secret_file.chmod(0o600)
     reg = start_registry("--blob-url-base", f"http://127.0.0.1:{port}/",
-                         "--blob-url-secret", SECRET)
+                         "--blob-url-secret-file", str(secret_file))
     nginx = Nginx(tmp_path, reg.store, SECRET, port)
     try:
         yield reg, nginx
