@@ -60,6 +60,10 @@ def _blob_url_secret(path: Path | None) -> str | None:
               type=click.FloatRange(min=0.1),
               help="Seconds a client has to send a request line and headers; then the "
                    "connection is closed (408).")
+@click.option("--body-timeout", default=60.0, show_default=True,
+              type=click.FloatRange(min=0.1),
+              help="Seconds a request body (an upload) may go without a byte; then the "
+                   "connection is closed.")
 @click.option("--max-connections", default=1024, show_default=True,
               type=click.IntRange(min=1),
               help="Connections open at once; beyond, the longest idle one is closed, or the "
@@ -75,7 +79,7 @@ def _blob_url_secret(path: Path | None) -> str | None:
                    "0-9 _ - . ~ + / =. Or set ARTIFACTFS_BLOB_URL_SECRET; never on the "
                    "command line, which every local user can read.")
 def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
-          max_connections: int, blob_url_base: str | None,
+          body_timeout: float, max_connections: int, blob_url_base: str | None,
           blob_url_secret_file: Path | None) -> None:
     """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
 
@@ -116,7 +120,7 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
     app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    limits = ConnectionLimits(header_timeout=header_timeout,
+    limits = ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,
                               max_connections=_fit_descriptors(max_connections))
     # the event loop shares the GIL with worker threads (a 400,000-entry commit keeps one
     # busy for seconds): handing it over every 1 ms instead of 5 halved the p99 of small

@@ -15,6 +15,11 @@ hold file descriptors until the process can accept no more.
   ``max_incomplete_event_size`` bytes; that is set to ``max_header_bytes`` and the refusal
   is answered ``431``, as a JSON error like every other (uvicorn answers every h11 error
   with a plain-text 400).
+- **Body timeout.** While the server waits for a request's body, a client that sends no
+  byte of it for ``body_timeout`` seconds is disconnected: a key holder could otherwise keep
+  any number of uploads (each with a connection and a temporary file) open for ever. Time
+  the server itself holds reading back (flow control, while the application is busy) does
+  not count.
 - **Connection limit.** At most ``max_connections`` are open. A connection beyond it closes
   the one that has waited longest without a request in progress (a client sending headers
   slowly, or an idle keep-alive connection), so idle connections can never starve a real
@@ -61,6 +66,8 @@ class ConnectionLimits:
     """Largest request line plus headers; more is answered 431."""
     max_connections: int = 1024
     """Most connections open at once (each holds a file descriptor)."""
+    body_timeout: float = 60.0
+    """Seconds a request body may go without a byte while the server waits for it."""
 
 
 # seconds an answered error keeps reading (and dropping) what the client still sends
@@ -122,6 +129,7 @@ class _LimitedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self.conn = _Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
         self._head_bytes = False  # some bytes of the awaited request head have arrived
         self._answered = False  # an error was answered: what comes now is read and dropped
 
@@ -144,6 +152,7 @@ class _LimitedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.open_connections.pop(self, None)
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -154,6 +163,7 @@ class _LimitedH11Protocol(H11Protocol):
         super().data_received(data)
         if not self._idle():  # a request head is complete and its answer pending
             self._cancel_head_timer()
+        self._await_body()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -214,6 +224,32 @@ class _LimitedH11Protocol(H11Protocol):
                                         f"{self.limits.header_timeout:g} seconds")
         else:
             self.transport.close()
+
+    # ---- body timeout -----------------------------------------------------------------------
+
+    def _await_body(self) -> None:
+        """(Re)start the body clock while the rest of a request body is awaited."""
+        self._cancel_body_timer()
+        if self.conn.their_state is h11.SEND_BODY and not self._idle():
+            self._body_timer = self.loop.call_later(self.limits.body_timeout,
+                                                    self._body_timed_out)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if (self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY
+                or self._idle()):
+            return
+        if self.flow is not None and self.flow.read_paused:  # we hold it back, not them
+            self._await_body()
+            return
+        log.info("%s: no byte of the request body for %gs; closing", self._peer(),
+                 self.limits.body_timeout)
+        self.transport.close()  # the application sees the client go (499 in the log)
 
     # ---- connection limit -------------------------------------------------------------------
 
