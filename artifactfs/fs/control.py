@@ -75,11 +75,27 @@ def control_socket_path(runtime_dir: Path, mount_id: str) -> tuple[Path, Path | 
     """
     path = private_folder(runtime_dir) / f"{mount_id}.sock"
     if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()  # left by a daemon that was killed: nobody listens on it
+        _remove_if_dead(path)
         return path, None
     own = Path(tempfile.mkdtemp(prefix="artifactfs-"))  # 0700, ours
     return own / f"{mount_id}.sock", own
+
+
+def _remove_if_dead(path: Path) -> None:
+    """Remove a socket a killed daemon left; refuse to take one a live daemon answers on
+    (two mounts of one mount point racing), raising ArtifactFSError."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except FileNotFoundError:
+            return
+        except OSError:  # refused (nobody listens), or not a socket at all
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            return
+    raise ArtifactFSError(f"another artifactfs daemon answers on {path}: this mount point "
+                          "is being mounted already")
 
 
 def _peer_uid(sock: trio.socket.SocketType) -> int:
