@@ -1340,8 +1340,9 @@ def write_doc(rows: list[Row], command: str, doc: Path = DOC, when: str | None =
     end (now unless ``load``) between the markers of ``doc``."""
     when = when or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0] if load is None else load
-    block = (f"{DOC_START}\n`{command}`, {when}, {os.cpu_count()} CPUs, load average "
-             f"{load:.1f} at the end, {sum(r.seconds for r in rows) / 60:.0f} minutes:\n\n"
+    block = (f"{DOC_START}\n`{command}` at {_commit()}, {when}, {os.cpu_count()} CPUs, "
+             f"load average {load:.1f} at the end, "
+             f"{sum(r.seconds for r in rows) / 60:.0f} minutes:\n\n"
              f"{table(rows)}\n{DOC_END}")
     text = doc.read_text() if doc.exists() else f"# Reliability\n\n{DOC_START}\n{DOC_END}\n"
     start, end = text.find(DOC_START), text.find(DOC_END)
@@ -1349,6 +1350,18 @@ def write_doc(rows: list[Row], command: str, doc: Path = DOC, when: str | None =
         text = text.rstrip("\n") + f"\n\n{DOC_START}\n{DOC_END}\n"
         start, end = text.find(DOC_START), text.find(DOC_END)
     doc.write_text(text[:start] + block + text[end + len(DOC_END):])
+
+
+def _commit() -> str:
+    """The commit the run measured (and ``+`` when the work tree had changes on top)."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "-uno"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "an unknown commit"
+    return f"{head}{'+' if dirty else ''}" if head else "an unknown commit"
 
 
 def _interrupt(signum: int, frame: object) -> None:
