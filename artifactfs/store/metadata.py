@@ -180,6 +180,13 @@ def _stored_metadata(version_id: str, text: str) -> dict[str, Any]:
     return value
 
 
+def _lenient_text(raw: bytes) -> str:
+    """A TEXT value as read back. What this code writes is always UTF-8; a damaged or
+    hand-edited row may not be, and decoding it strictly failed every read of that row (and
+    of its collection): its bad bytes read as U+FFFD instead."""
+    return raw.decode("utf-8", "replace")
+
+
 class MetadataDB:
     """SQLite access; one connection per thread (sqlite3 objects may not cross threads)."""
 
@@ -197,6 +204,7 @@ class MetadataDB:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            conn.text_factory = _lenient_text
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")

@@ -331,6 +331,22 @@ def test_a_row_stored_without_bounds_is_still_listed_and_read(
     assert reg.rw.get(f"/versions/{bad['id']}").json()["metadata"] == {"repaired": 1}
 
 
+def test_a_row_whose_text_is_not_utf8_is_still_read(registry: Any) -> None:
+    """Bytes that are not UTF-8 in a TEXT column (a damaged or hand-edited store): SQLite
+    hands them back as they are, and decoding them once failed every read of the row."""
+    reg = registry
+    project = reg.unique("bytes")
+    bad = reg.commit(project, "data", {"a": DATA}, description="fine")
+    with sqlite3.connect(reg.store / "registry.sqlite3") as db:
+        db.execute("UPDATE versions SET description = CAST(x'6f6bff21' AS TEXT) WHERE id = ?",
+                   (bad["id"],))
+    got = reg.rw.get(f"/versions/{bad['id']}")
+    assert got.status_code == 200, got.text
+    assert got.json()["description"] == "ok\ufffd!"
+    listing = reg.rw.get(reg.collection(project, "data") + "/versions")
+    assert listing.status_code == 200, listing.text
+
+
 # ---- ranges ----------------------------------------------------------------------------------
 
 
