@@ -73,5 +73,5 @@ def test_a_folder_of_another_user_or_a_symlink_is_refused(tmp_path: Path) -> Non
         private_folder(planted)
     (tmp_path / "c4").mkdir()
     (tmp_path / "c4" / "objects.v2").symlink_to(planted)  # the cache's folder, planted
-    with pytest.raises(ArtifactFSError, match="objects.v2"):
+    with pytest.raises(ArtifactFSError, match=r"objects\.v2"):
         ContentCache(tmp_path / "c4", 1 << 20)
