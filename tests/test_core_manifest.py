@@ -552,3 +552,43 @@ def test_to_json_in_slices_equals_one_sorted_dump() -> None:
     assert manifest.to_json() == expected
     assert Manifest().to_json() == json.dumps(Manifest().to_dict(), sort_keys=True,
                                               separators=(",", ":"))
+
+
+def test_removals_free_folders_and_the_file_folder_rule_still_holds() -> None:
+    """Removals rebuild the folder set lazily, once: what they freed can become a file, and
+    a path under a file is still refused."""
+    m = Manifest([ManifestEntry("a/b/c", "x", 1), ManifestEntry("k", "x", 1)])
+    m.remove("a/b/c")
+    m.add(ManifestEntry("a/b", "x", 1))  # no longer a folder: may be a file now
+    with pytest.raises(InvalidManifest, match="is a file"):
+        m.add(ManifestEntry("a/b/d", "x", 1))
+    with pytest.raises(InvalidManifest, match="is a file"):
+        m.add(ManifestEntry("k/z", "x", 1))
+    m.add(ManifestEntry("a/e", "x", 1))
+    with pytest.raises(InvalidManifest, match="already a folder"):
+        m.add(ManifestEntry("a", "x", 1))
+    assert sorted(m.entries) == ["a/b", "a/e", "k"]
+
+
+def test_many_removals_from_a_large_manifest_stay_linear() -> None:
+    """20,000 removals and replacements in 100,000 entries: each once rebuilt the whole
+    folder set (minutes); counted, not timed: the set is rebuilt at most once per run of
+    removals."""
+    m = Manifest(ManifestEntry(f"d{i % 100}/f{i}", "x", 1) for i in range(100_000))
+    rebuilt = 0
+    original = Manifest._add
+
+    def counting(self: Manifest, path: str, entry: ManifestEntry, overwrite: bool = True):
+        nonlocal rebuilt
+        rebuilt += self._folders_stale
+        return original(self, path, entry, overwrite)
+
+    Manifest._add = counting  # type: ignore[method-assign]
+    try:
+        for i in range(20_000):
+            m.remove(f"d{i % 100}/f{i}")
+        for i in range(20_000, 40_000):
+            m.add(ManifestEntry(f"d{i % 100}/f{i}", "y", 2))
+    finally:
+        Manifest._add = original  # type: ignore[method-assign]
+    assert rebuilt == 1 and len(m) == 80_000

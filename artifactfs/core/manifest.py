@@ -190,6 +190,9 @@ class Manifest:
         self.unknown: dict[str, Any] = dict(unknown or {})
         self._entries: dict[str, ManifestEntry] = {}
         self._folders: set[str] = set()
+        # removals leave the folder set to be rebuilt when next needed, once: a save that
+        # removes or replaces 10,000 entries of a large version rebuilt it 10,000 times
+        self._folders_stale = False
         for entry in entries:
             self.add(entry)
 
@@ -199,6 +202,9 @@ class Manifest:
 
     def _add(self, path: str, entry: ManifestEntry, overwrite: bool = True) -> None:
         """``add`` for a path already validated."""
+        if self._folders_stale:
+            self._folders = {p for e in self._entries for p in _parents(e)}
+            self._folders_stale = False
         if path in self._folders:
             raise InvalidManifest(f"entry path {path!r} is already a folder in this artifact")
         if not overwrite and path in self._entries:
@@ -224,7 +230,7 @@ class Manifest:
     def remove(self, path: str) -> ManifestEntry:
         """Remove and return an entry; raises KeyError when absent."""
         entry = self._entries.pop(path)
-        self._folders = {p for e in self._entries for p in _parents(e)}
+        self._folders_stale = True
         return entry
 
     def __contains__(self, path: object) -> bool:

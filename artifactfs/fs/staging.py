@@ -584,9 +584,7 @@ class StagedFolder:
                     extra = with_executable(extra, kept[path][0])
                 entry = ManifestEntry(path, ref.digest, ref.size, ref.ref, ref.birth_artifact_id,
                                       extra, dict(ref.unknown))
-            if path in result:
-                result.remove(path)
-            result.add(entry)
+            result.add(entry)  # replaces the entry at ``path``, if any
         return result, uploads
 
 
