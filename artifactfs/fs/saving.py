@@ -3,8 +3,12 @@
 Concurrency rules: one ``trio.Lock`` per folder serializes saves and discards of it, and a
 save re-checks after taking the lock that the staging it is about to commit still exists,
 so two saves of one folder can never commit the same staging twice. Nothing touches the
-staging until the new version is committed; a save that fails at any earlier point (registry
-gone, upload refused, conflict) leaves the staging exactly as it was, ready to run again.
+staging until the new version is committed, but for one journal line naming the commit's
+key; a save that fails at any earlier point (registry gone, upload refused, conflict) leaves
+the staging's contents exactly as they were, ready to run again. Between the commit's
+answer and the staging's end there is no await, so no write can slip in between the check
+that nothing changed meanwhile and the staging's end (the design notes: "A save is applied
+once").
 """
 
 from __future__ import annotations
