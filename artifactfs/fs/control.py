@@ -71,14 +71,22 @@ def control_socket_path(runtime_dir: Path, mount_id: str) -> tuple[Path, Path | 
     """The socket's path, and a folder made for it alone (to remove at exit) or None.
 
     A Unix socket's path is limited to 107 bytes; when ``runtime_dir`` is too deep for that,
-    the socket goes into a fresh private folder under the temporary folder instead.
+    the socket goes into ``artifactfs-UID`` under the temporary folder (reused, so a killed
+    daemon leaves no folder behind), or, when someone else holds that name, into a fresh
+    private folder.
     """
     path = private_folder(runtime_dir) / f"{mount_id}.sock"
     if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
         _remove_if_dead(path)
         return path, None
-    own = Path(tempfile.mkdtemp(prefix="artifactfs-"))  # 0700, ours
-    return own / f"{mount_id}.sock", own
+    try:
+        path = private_folder(Path(tempfile.gettempdir()) / f"artifactfs-{os.getuid()}") / (
+            f"{mount_id}.sock")
+    except ArtifactFSError:  # planted by another user: a name nobody can guess instead
+        own = Path(tempfile.mkdtemp(prefix="artifactfs-"))  # 0700, ours
+        return own / f"{mount_id}.sock", own
+    _remove_if_dead(path)
+    return path, None
 
 
 def _remove_if_dead(path: Path) -> None:
