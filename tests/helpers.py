@@ -82,19 +82,24 @@ class RegistryServer:
         raise RuntimeError("server did not start")
 
     def stop(self) -> None:
-        import subprocess
-
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log_file.close()
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def stop_process(proc: Any) -> None:
+    """Stop a ``subprocess.Popen`` by its pid: SIGTERM, then SIGKILL after 15 s."""
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def open_fd_count() -> int:

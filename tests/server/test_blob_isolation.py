@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from helpers import ARTIFACTFS, RegistryServer, free_port, rand_bytes, wait_until
+from helpers import ARTIFACTFS, RegistryServer, free_port, rand_bytes, stop_process, wait_until
 
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import blob_key, md5_b64
@@ -576,13 +576,7 @@ http {{
         return "\n".join(out)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self._log.close()
 
 
