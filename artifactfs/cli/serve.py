@@ -50,6 +50,19 @@ def _blob_url_secret(path: Path | None) -> str | None:
     raise AssertionError
 
 
+def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """A size such as ``64M`` (units of 1024), for the limits of ``serve``."""
+    from artifactfs.config import parse_size
+
+    try:
+        size = parse_size(value)
+    except ArtifactFSError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if size < 1024:
+        raise click.BadParameter(f"{value!r} is less than 1K")
+    return size
+
+
 @click.command()
 @click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="Store folder (default $ARTIFACTFS_STORE).")
@@ -78,9 +91,16 @@ def _blob_url_secret(path: Path | None) -> str | None:
                    "signed with, as nginx's secure_link_md5 names it: 16 or more of A-Z a-z "
                    "0-9 _ - . ~ + / =. Or set ARTIFACTFS_BLOB_URL_SECRET; never on the "
                    "command line, which every local user can read.")
+@click.option("--max-json-bytes", default="64M", show_default=True, callback=_size_option,
+              help="Largest JSON body accepted (K, M, G); a commit's manifest larger than "
+                   "that is sent by reference to an uploaded blob.")
+@click.option("--max-manifest-bytes", default="256M", show_default=True,
+              callback=_size_option,
+              help="Largest manifest a commit may name by reference (K, M, G).")
 def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
           body_timeout: float, max_connections: int, blob_url_base: str | None,
-          blob_url_secret_file: Path | None) -> None:
+          blob_url_secret_file: Path | None, max_json_bytes: int,
+          max_manifest_bytes: int) -> None:
     """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
 
     \b
@@ -117,7 +137,8 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}, reachable beyond this machine", err=True)
     click.echo(f"serving {store.root} on http://{host}:{port}/api/v1", err=True)
-    app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret)
+    app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret,
+                     max_json_bytes=max_json_bytes, max_manifest_bytes=max_manifest_bytes)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     limits = ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,

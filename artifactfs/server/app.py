@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from artifactfs.core.digests import blob_key_or_none
+from artifactfs.core.digests import blob_key, blob_key_or_none
 from artifactfs.core.errors import ArtifactFSError, NotFound
 from artifactfs.core.limits import escaped, finite_float
 from artifactfs.core.manifest import Manifest
@@ -53,12 +53,16 @@ from artifactfs.core.wire import (
 from artifactfs.store import Store
 from artifactfs.store.blobs import BatchTooLarge, signed_blob_url
 
-__all__ = ["MAX_JSON_BYTES", "create_app"]
+__all__ = ["MAX_JSON_BYTES", "MAX_MANIFEST_BYTES", "create_app"]
 
 log = logging.getLogger("artifactfs.server")
 
 MAX_JSON_BYTES = 64 << 20
-"""Largest JSON body accepted (a manifest of ~300,000 entries)."""
+"""Largest JSON body accepted (a manifest of ~300,000 entries, sent inline in a commit)."""
+MAX_MANIFEST_BYTES = 256 << 20
+"""Largest manifest a commit may name by reference (``manifest_blob``): some 2.5 million
+entries of ImageNet's shape (94 bytes each; its 1,281,167 train files take 120 MB). The
+server holds it parsed while it commits, about ten times its size."""
 _STREAM_BLOCK = 1 << 20
 # a blob range up to this size is read with one pread and sent as one body: the chunk runs
 # mounts ask for, without a thread hop per block
@@ -105,8 +109,11 @@ class Registry:
     """The route handlers, bound to one store."""
 
     def __init__(self, store: Store, blob_url_base: str | None,
-                 blob_url_secret: str | None) -> None:
+                 blob_url_secret: str | None, *, max_json_bytes: int = MAX_JSON_BYTES,
+                 max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> None:
         self.store = store
+        self.max_json_bytes = max_json_bytes
+        self.max_manifest_bytes = max_manifest_bytes
         self.db = store.db
         self.access = store.access
         self.blob_url_base = blob_url_base.rstrip("/") if blob_url_base else None
@@ -127,16 +134,18 @@ class Registry:
             raise NotFound(f"artifact version with id {request.path_params['vid']!r} not found")
         return info
 
-    @staticmethod
-    async def _json(request: Request) -> dict[str, Any]:
+    async def _json(self, request: Request) -> dict[str, Any]:
+        limit = self.max_json_bytes
+        too_large = HTTPError(413, "TooLarge", f"JSON body exceeds {limit} bytes; a larger "
+                              "manifest is committed by reference (see 'manifest_blob')")
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
-            raise HTTPError(413, "TooLarge", f"JSON body exceeds {MAX_JSON_BYTES} bytes")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise too_large
         body = bytearray()
         async for part in request.stream():
             body += part
-            if len(body) > MAX_JSON_BYTES:
-                raise HTTPError(413, "TooLarge", f"JSON body exceeds {MAX_JSON_BYTES} bytes")
+            if len(body) > limit:
+                raise too_large
         if len(body) <= _PARSE_ON_LOOP:
             return _parse_json(body)
         return await anyio.to_thread.run_sync(_parse_json, body, True)
@@ -223,8 +232,7 @@ class Registry:
         p = request.path_params
         body = await self._json(request)
         type_ = validate_type(self._field(body, "type", str))
-        # off the event loop: 400,000 entries take a second or more to check
-        manifest = await self._run(Manifest.from_dict, self._field(body, "manifest", dict))
+        manifest = await self._commit_manifest(request.state.entity, body)
         aliases = self._field(body, "aliases", list, [])
         if not all(isinstance(a, str) for a in aliases):
             raise HTTPError(400, "InvalidRequest", "field 'aliases' must be a list of strings")
@@ -239,6 +247,50 @@ class Registry:
         )
         log.info("committed %s", info.qualified_name)
         return JSONResponse(info.to_dict(), status_code=201)
+
+    async def _commit_manifest(self, entity: str, body: dict[str, Any]) -> Manifest:
+        """The manifest a commit names: inline (``manifest``), or by reference to a blob
+        this entity uploaded holding its JSON (``manifest_blob``, a base64 MD5), for one too
+        large for a JSON body. A reference reaches only the asking entity's blobs, like an
+        entry (store/blobs.py): one it may not reach is answered as one not uploaded."""
+        inline, ref = body.get("manifest"), body.get("manifest_blob")
+        if (inline is None) == (ref is None):
+            raise HTTPError(400, "InvalidRequest",
+                            "a commit needs exactly one of 'manifest' and 'manifest_blob'")
+        if ref is None:
+            # off the event loop: 400,000 entries take a second or more to check
+            return await self._run(Manifest.from_dict, self._field(body, "manifest", dict))
+        if not isinstance(ref, str) or blob_key_or_none(ref) is None:
+            raise HTTPError(400, "InvalidRequest",
+                            "field 'manifest_blob' must be a base64 MD5 string")
+        return await self._run(self._manifest_from_blob, entity, ref)
+
+    def _manifest_from_blob(self, entity: str, digest: str) -> Manifest:
+        """Read, parse and check a manifest blob, in a worker thread: its parse takes
+        seconds at a million entries, and is preemptible (see ``_parse_json``) so that the
+        event loop goes on answering meanwhile. Bounded like a JSON body, by its own limit.
+
+        Raises HTTPError 400 for a blob not uploaded or not valid JSON, 413 for one over
+        the limit; InvalidManifest (400) for a manifest that breaks the rules.
+        """
+        try:
+            handle = self.access.open(entity, digest)
+        except NotFound:
+            raise HTTPError(400, "InvalidRequest",
+                            f"manifest blob {digest} was not uploaded: PUT its JSON to "
+                            f"/blobs/{blob_key(digest)} first") from None
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > self.max_manifest_bytes:
+                raise HTTPError(413, "TooLarge", f"manifest blob {digest} has {size} bytes; "
+                                f"at most {self.max_manifest_bytes} are accepted")
+            text = handle.read()
+        try:
+            raw = _parse_json(text, True)
+        except HTTPError as exc:
+            raise HTTPError(400, exc.kind, f"manifest blob {digest}: {exc.message}") from None
+        del text
+        return Manifest.from_dict(raw)
 
     async def commit_by_key(self, request: Request) -> Response:
         """The version a keyed commit made: how a save retried after a crash finds it."""
@@ -544,15 +596,19 @@ def _handle(func: Endpoint) -> Endpoint:
 
 
 def create_app(store: Store, *, blob_url_base: str | None = None,
-               blob_url_secret: str | None = None) -> Starlette:
+               blob_url_secret: str | None = None, max_json_bytes: int = MAX_JSON_BYTES,
+               max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> Starlette:
     """The ASGI application serving ``store``.
 
     ``blob_url_base`` sends blob reads to a static server of the same folder, by addresses
     signed with ``blob_url_secret`` (required with it; see ``store.blobs.signed_blob_url``).
+    ``max_json_bytes`` bounds every JSON body (an inline manifest with it),
+    ``max_manifest_bytes`` a manifest committed by reference.
     """
     if blob_url_base and not blob_url_secret:
         raise ValueError("a blob URL base needs a secret to sign its addresses with")
-    r = Registry(store, blob_url_base, blob_url_secret)
+    r = Registry(store, blob_url_base, blob_url_secret, max_json_bytes=max_json_bytes,
+                 max_manifest_bytes=max_manifest_bytes)
     e = API_PREFIX + "/entities/{entity}"
     c = e + "/projects/{project}/collections/{name}"
     v = API_PREFIX + "/versions/{vid}"
