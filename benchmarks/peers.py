@@ -23,7 +23,9 @@ and plain reads of the source folder. Workloads (see benchmarks/README.md for th
 and shuffled); 3 fio random 4 KiB reads; 4 ``ls -lR`` and ``find | wc -l`` over the many-entry
 version; 5 time to first byte; 6 ``artifactfs mount`` until the mount answers; 7 the daemon's
 peak memory (VmHWM) during 1, 2 and 4; 8 the disk cache's size on disk while the big file and
-every small file are read through a cache bounded to a fraction of them. Every cold figure
+every small file are read through a cache bounded to a fraction of them; 9 two epochs of a
+PyTorch DataLoader (benchmarks/dataloader.py) over 2,000 x 64 KiB and 200 x 4 MiB, where
+artifactfs is also mounted on the embedded store and with ``--read-only``. Every cold figure
 starts from a fresh mount with the contender's cache emptied and the page cache dropped.
 
 It prints one table of absolute figures, then the targets with the measured ratios and
@@ -42,6 +44,7 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -64,6 +67,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dataloader import (
+    BATCH_SIZE,
+    WORKERS,
+    LoaderError,
+    LoaderRun,
+    describe_requests,
+    list_tree,
+    per_file,
+    request_counts,
+)
 from read_throughput import (
     _MOUNTED_RE,
     BLOCK,
@@ -104,17 +117,23 @@ from server_transfer import (
 
 SMALL_SIZE = 64 << 10
 TINY = b"artifactfs peer benchmark: one small blob behind every entry\n"
-ALL_WORKLOADS = (1, 2, 3, 4, 5, 6, 7, 8)
+LARGE_SIZE = 4 << 20  # the DataLoader's large files (workload 9)
+ALL_WORKLOADS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 ORDERS = ("listing", "shuffled")
 READERS = (1, 4)
 
 AFS_REG, AFS_NGX, RC_OFF, RC_FULL, CURL, LOCAL = (
     "afs-registry", "afs-nginx", "rclone-off", "rclone-full", "curl", "local",
 )
-CONTENDERS = (AFS_REG, AFS_NGX, RC_OFF, RC_FULL, CURL, LOCAL)
+# artifactfs mounted on the embedded store, and read-only mounts (workload 9 only)
+AFS_EMB, AFS_EMB_RO, AFS_REG_RO = "afs-embedded", "afs-embedded-ro", "afs-registry-ro"
+CONTENDERS = (AFS_REG, AFS_NGX, RC_OFF, RC_FULL, CURL, LOCAL, AFS_EMB, AFS_EMB_RO, AFS_REG_RO)
 LABELS = {
     AFS_REG: "afs registry",
     AFS_NGX: "afs nginx",
+    AFS_EMB: "afs embedded",
+    AFS_EMB_RO: "afs embedded ro",
+    AFS_REG_RO: "afs registry ro",
     RC_OFF: "rclone off",
     RC_FULL: "rclone full",
     CURL: "curl nginx",
@@ -122,6 +141,9 @@ LABELS = {
 }
 AFS = (AFS_REG, AFS_NGX)
 MOUNTED = (AFS_REG, AFS_NGX, RC_OFF, RC_FULL)
+READ_ONLY = (AFS_EMB_RO, AFS_REG_RO)  # mounted with 'artifactfs mount --read-only'
+AFS_VARIANTS = (AFS_EMB, AFS_EMB_RO, AFS_REG, AFS_REG_RO, AFS_NGX)  # compared in workload 9
+LOADER_CONTENDERS = (LOCAL, *AFS_VARIANTS, RC_OFF, RC_FULL)
 
 _HWM_RE = re.compile(r"^VmHWM:\s+(\d+)\s+kB", re.M)
 _NGINX_LINE_RE = re.compile(
@@ -139,14 +161,18 @@ class Sizes:
     small_folders: int
     entries: int
     entry_folders: int
+    loader_small: int = 0  # workload 9: files of 64 KiB
+    loader_large: int = 0  # workload 9: files of 4 MiB
 
 
 def sizes_for(args: argparse.Namespace) -> Sizes:
     big = args.size_mib if args.size_mib is not None else (64 if args.quick else 1024)
     small = args.small_count if args.small_count is not None else (500 if args.quick else 10_000)
     entries = args.entries if args.entries is not None else (5_000 if args.quick else 100_000)
+    loader_small = args.loader_small or (500 if args.quick else 2_000)
+    loader_large = args.loader_large or (50 if args.quick else 200)
     return Sizes(big, small, min(100, max(1, small // 50)), entries,
-                 min(1000, max(1, entries // 100)))
+                 min(1000, max(1, entries // 100)), loader_small, loader_large)
 
 
 @dataclass
@@ -166,16 +192,18 @@ def digest_of(hex_key: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_key)).decode("ascii")
 
 
-def make_small_files(top: Path, count: int, folders: int) -> Dataset:
+def make_small_files(top: Path, count: int, folders: int, *, name: str = "small",
+                     size: int = SMALL_SIZE) -> Dataset:
+    """``count`` files of ``size`` random bytes in ``folders`` folders under ``top``."""
     keys: dict[str, str] = {}
     for i in range(count):
         rel = f"d{i % folders:03d}/f{i:06d}.bin"
-        data = os.urandom(SMALL_SIZE)
+        data = os.urandom(size)
         (top / rel).parent.mkdir(parents=True, exist_ok=True)
         (top / rel).write_bytes(data)
         keys[rel] = hashlib.md5(data).hexdigest()
     rels = sorted(keys)
-    return Dataset("small", rels, keys, dict.fromkeys(rels, SMALL_SIZE))
+    return Dataset(name, rels, keys, dict.fromkeys(rels, size))
 
 
 def make_tiny_tree(top: Path, count: int, folders: int) -> Dataset:
@@ -465,6 +493,19 @@ class AfsClient(Workspace):
 
 
 @dataclass
+class AfsEmbeddedClient(AfsClient):
+    """A contender on the embedded store: the servers' own store folder, read in the daemon
+    (no server, no HTTP), with its own cache, HOME and mount point."""
+
+    @property
+    def store(self) -> Path:
+        return self.root / "store-server"
+
+    def env(self) -> dict[str, str]:
+        return Workspace.env(self)  # no ARTIFACTFS_REGISTRY: the embedded store
+
+
+@dataclass
 class Pusher(Workspace):
     """Embedded-store access to the servers' store, for ``artifactfs push`` of the big file."""
 
@@ -583,7 +624,7 @@ class AfsContender(Contender):
     mounted = True
     has_disk_cache = True
 
-    def __init__(self, key: str, client: AfsClient, server: PeerServer,
+    def __init__(self, key: str, client: AfsClient, server: PeerServer | None,
                  nginx: Nginx | None, extra_args: list[str]) -> None:
         self.key = key
         self.client = client
@@ -611,7 +652,7 @@ class AfsContender(Contender):
 
     def watched(self) -> dict[str, list[int]]:
         out = {"daemon": [self.mount.pid] if self.mount.pid else [],
-               "server": [self.server.pid] if self.server.pid else []}
+               "server": [self.server.pid] if self.server and self.server.pid else []}
         if self.nginx is not None:
             out["nginx"] = self.nginx.pids()
         return out
@@ -623,7 +664,8 @@ class AfsContender(Contender):
             return None
 
     def request_logs(self) -> list[Any]:
-        return [self.server] + ([self.nginx] if self.nginx is not None else [])
+        return ([self.server] if self.server is not None else []) + (
+            [self.nginx] if self.nginx is not None else [])
 
     def peaks(self) -> list[dict[str, Any]]:
         return self.mount.peaks
@@ -881,6 +923,8 @@ def observe(c: Contender) -> Iterator[dict[str, Any]]:
             delta["read_requests"] = int(after.get("read_requests", 0)) - int(
                 stats0.get("read_requests", 0))
             details["afs_stats"] = delta
+            # FUSE requests by kind (lookup, open, read, ...) where the daemon counts them
+            details["afs_requests"] = request_counts(stats0, after)
     if logs:
         time.sleep(0.1)  # let the last log lines reach the files
         for lg, off in zip(logs, offsets, strict=True):
@@ -1366,6 +1410,83 @@ class Bench:
                 c.stop()
         self.done()
 
+    # -- 9 -------------------------------------------------------------------------------------
+
+    def w9(self) -> None:
+        """Two epochs of a PyTorch DataLoader over each of its data sets, per contender.
+
+        Epoch 0 is cold (a fresh mount, the contender's cache emptied, the page cache
+        dropped), epoch 1 warm (right after, on the same mount). The tree is listed once
+        through the contender before the page cache is dropped, as a job builds its index
+        once before it trains; the listing is not timed. Each epoch's row carries the FUSE
+        requests per file (from the stats attribute) and the daemon's CPU time per file.
+        """
+        self.phase(9)
+        for key in ("loader_small", "loader_large"):
+            data = self.data[key]
+            n = len(data.rels)
+            title = f"9 DataLoader {n:,} x {size_text(data)}"
+            self.loader_floor(key, data, title)
+            for c in self.each(LOADER_CONTENDERS):
+                log(f"9: {c.label}: DataLoader, {n:,} x {size_text(data)}, 2 epochs")
+                run: LoaderRun | None = None
+                c.reset(empty_cache=True)
+                try:
+                    t0 = time.perf_counter()
+                    paths = list_tree(c.top(data))
+                    listing_s = time.perf_counter() - t0
+                    if len(paths) != n:
+                        raise BenchError(f"{c.label}: listed {len(paths)} files under "
+                                         f"{c.top(data)}, expected {n}")
+                    run = LoaderRun(paths, workers=WORKERS, batch_size=BATCH_SIZE)
+                    run.start()  # the workers, before the clock and the dropped cache
+                    drop_page_cache()
+                    for number, state in enumerate(("cold", "warm")):
+
+                        def fn(run: LoaderRun = run, expected: int = data.nbytes
+                               ) -> tuple[float, dict[str, Any]]:
+                            epoch = run.epoch(expected)
+                            return epoch.seconds, {"epoch": epoch.epoch,
+                                                   "first_batch_s": round(epoch.first_batch_s, 4)}
+
+                        row = self.measure(c, 9, f"{key}-{state}",
+                                           f"{title}: epoch {number}, {state}", "files/s", fn,
+                                           nbytes=data.nbytes, files=n)
+                        row.details["listing_s"] = round(listing_s, 3)
+                        self.results.add(per_file_details(row, n))
+                except LoaderError as exc:
+                    raise BenchError(f"9: {c.label}: {exc}") from None
+                finally:
+                    if run is not None:
+                        run.close()
+                        run = None
+                    c.stop()
+                    if isinstance(c, AfsContender | RcloneContender):
+                        c.empty_cache()  # up to 800 MB each: free the disk for the next
+        self.done()
+
+    def loader_floor(self, key: str, data: Dataset, title: str) -> None:
+        """The loader alone: the same epochs with a dataset that opens no file (workers
+        started, indices shuffled, batches sent back), the floor under every contender."""
+        c = self.contenders.get(LOCAL)
+        if c is None:
+            return
+        try:
+            run = LoaderRun([str(c.path(data, r)) for r in data.rels], workers=WORKERS,
+                            batch_size=BATCH_SIZE)
+        except LoaderError as exc:
+            raise BenchError(f"9: {exc}") from None
+
+        def fn() -> tuple[float, dict[str, Any]]:
+            return run.epoch(0, read=False).seconds, {}
+
+        try:
+            run.start()
+            self.record(c, 9, f"{key}-floor", f"{title}: no file read (the loader alone)",
+                        "files/s", fn, nbytes=0, files=len(data.rels))
+        finally:
+            run.close()
+
     # -- 7 -------------------------------------------------------------------------------------
 
     def w7(self, ran: set[int]) -> None:
@@ -1382,6 +1503,23 @@ class Bench:
                                  details={"peak_workload": top["workload"],
                                           "by_workload_bytes": by_workload,
                                           "daemons": len(peaks)}))
+
+
+def size_text(data: Dataset) -> str:
+    """``64 KiB`` or ``4 MiB``: the size of a data set's files (all one size)."""
+    size = max(data.sizes.values())
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
+
+
+def per_file_details(row: Row, files: int) -> Row:
+    """Add the requests and the CPU milliseconds per file to a workload-9 row."""
+    requests = row.details.get("afs_requests")
+    if requests:
+        row.details["requests_per_file"] = per_file(requests, files)
+    for role, seconds in row.details.get("cpu_s", {}).items():
+        if role in ("daemon", "server"):
+            row.details[f"{role}_cpu_ms_per_file"] = round(seconds * 1000 / files, 3)
+    return row
 
 
 # ---- targets -------------------------------------------------------------------------------
@@ -1407,8 +1545,7 @@ def evaluate_targets(res: Results) -> list[Target]:
     def ratio_target(text: str, c: str, w: int, case: str, unit: str, refs: list[str],
                      ref_case: str, need: float) -> None:
         measured = res.get(w, case, c)
-        found = [(res.get(w, ref_case, r), r) for r in refs]
-        found = [(v, r) for v, r in found if v is not None]
+        found = [(v, r) for r in refs if (v := res.get(w, ref_case, r)) is not None]
         ref = max(found) if found else None
         t = Target(text, c, measured, unit, required=f">= {need:g}x")
         if ref is not None:
@@ -1455,6 +1592,20 @@ def evaluate_targets(res: Results) -> list[Target]:
         limit_target("5 time to first byte, cold", c, 5, "ttfb", "ms", 20.0)
         limit_target("6 mount until it answers", c, 6, "mount", "s", 1.0)
         limit_target("7 daemon peak memory", c, 7, "vmhwm", "MB", 250.0)
+    for text, case, refs, need in (
+        ("9 DataLoader warm epoch, 64 KiB vs local warm", "loader_small-warm", [LOCAL], 0.8),
+        ("9 DataLoader cold epoch, 64 KiB vs best rclone", "loader_small-cold",
+         [RC_OFF, RC_FULL], 2.0),
+        ("9 DataLoader warm epoch, 4 MiB vs local warm", "loader_large-warm", [LOCAL], 0.8),
+    ):
+        # the target is met by the best artifactfs mount; every variant is shown under it
+        variants = [(v, c) for c in AFS_VARIANTS if (v := res.get(9, case, c)) is not None]
+        if not variants:
+            continue
+        best = max(variants)[1]
+        ratio_target(f"{text}, best afs", best, 9, case, "files/s", refs, case, need)
+        for _, c in variants:
+            ratio_target(f"  {text}", c, 9, case, "files/s", refs, case, need)
     for c in (AFS_NGX, AFS_REG):
         found = res.row(8, "cache_peak", c)
         if found is not None:  # "the cache size bound holds while reading more than it"
@@ -1467,9 +1618,12 @@ def evaluate_targets(res: Results) -> list[Target]:
 
 
 def render(res: Results, targets: list[Target], present: list[str]) -> str:
-    cols = [c for c in CONTENDERS if c in present]
+    # workload 9 has a table of its own (one row per contender, with requests per file)
+    main = {r.contender for r in res.rows if r.workload != 9}
+    cols = [c for c in CONTENDERS if c in present and c in main]
     head = ("workload", "unit", *(LABELS[c] for c in cols))
-    order = sorted(res.order, key=lambda k: k[0])  # 7 is measured after 8 has run
+    order = sorted((k for k in res.order if k[0] != 9),
+                   key=lambda k: k[0])  # 7 is measured after 8 has run
     body = []
     for w, case, label, unit in order:
         body.append((label, unit, *(fmt(res.get(w, case, c), unit) for c in cols)))
@@ -1481,11 +1635,14 @@ def render(res: Results, targets: list[Target], present: list[str]) -> str:
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
-    out = [line(head, 2), "  ".join("-" * w for w in widths)]
+    out = [line(head, 2), "  ".join("-" * w for w in widths)] if body else []
     for i, cells in enumerate(body):
         if i and order[i][0] != order[i - 1][0]:
             out.append("")
         out.append(line(cells, 2))
+    loader = render_loader(res)
+    if loader:
+        out += ["", *loader] if out else loader
 
     thead = ("target", "contender", "measured", "reference", "ratio", "required", "result",
              "margin")
@@ -1511,6 +1668,37 @@ def render(res: Results, targets: list[Target], present: list[str]) -> str:
     out += ["", tline(thead), "  ".join("-" * w for w in tw)]
     out += [tline(cells) for cells in tbody]
     return "\n".join(out)
+
+
+def render_loader(res: Results) -> list[str]:
+    """Workload 9: each epoch's figures per contender, the requests and CPU time per file."""
+    rows = [r for r in res.rows if r.workload == 9]
+    if not rows:
+        return []
+    head = ("9 DataLoader, 4 workers, shuffled, batch 64", "contender", "files/s", "MB/s",
+            "requests per file", "daemon CPU ms/file", "server CPU ms/file")
+    body = []
+    for _, case, label, _ in (k for k in res.order if k[0] == 9):
+        for c in (LOCAL, *AFS_VARIANTS, RC_OFF, RC_FULL):
+            r = res.row(9, case, c)
+            if r is None:
+                continue
+            d = r.details
+            body.append((
+                label.removeprefix("9 DataLoader "), LABELS[c], fmt(r.value, r.unit),
+                fmt(d.get("mb_per_s"), "MB/s"), describe_requests(d.get("requests_per_file", {})),
+                fmt(d.get("daemon_cpu_ms_per_file"), "ms"),
+                fmt(d.get("server_cpu_ms_per_file"), "ms") if d.get("cpu_s", {}).get("server")
+                else "-",
+            ))
+    widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
+    numeric = {2, 3, 5, 6}
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    return [line(head), "  ".join("-" * w for w in widths), *(line(b) for b in body)]
 
 
 def tool_versions() -> dict[str, str]:
@@ -1552,6 +1740,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "round (default 3, --quick 1)")
     p.add_argument("--cache-bound-mib", type=int, default=None,
                    help="disk cache bound of workload 8 (default 256, --quick 16)")
+    p.add_argument("--loader-small", type=int, default=None,
+                   help="workload 9: number of 64 KiB files (default 2,000, --quick 500)")
+    p.add_argument("--loader-large", type=int, default=None,
+                   help="workload 9: number of 4 MiB files (default 200, --quick 50)")
     p.add_argument("--listing-timeout", type=float, default=1800.0,
                    help="seconds one ls -lR or find may take before the run fails")
     p.add_argument("--afs-mount-args", default="",
@@ -1580,6 +1772,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.cache_bound_mib = args.cache_bound_mib or (16 if args.quick else 256)
     if min(args.ttfb_reps, args.mount_reps, args.seq_rounds) < 1:
         p.error("repetitions and rounds must be at least 1")
+    if min(args.loader_small or 1, args.loader_large or 1) < 1:
+        p.error("--loader-small and --loader-large must be at least 1")
     args.afs_args = shlex.split(args.afs_mount_args)
     return args
 
@@ -1591,9 +1785,20 @@ def check_tools(chosen: tuple[str, ...], workloads: set[int]) -> None:
     need["curl"] = CURL in chosen
     missing = [t for t, n in need.items() if n and not (
         shutil.which(t) or Path(f"/usr/sbin/{t}").exists())]
+    if 9 in workloads and importlib.util.find_spec("torch") is None:
+        missing.append("torch (the venv's)")
     if missing:
         raise BenchError(f"missing {', '.join(missing)}: run scripts/install-bench-deps.sh "
                          "(as root) first")
+
+
+def mount_has_read_only(cli: Path) -> bool:
+    """Whether this artifactfs has ``artifactfs mount --read-only`` (issue 16)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run([str(cli), "mount", "--help"], capture_output=True, text=True,
+                              timeout=60)
+        return "--read-only" in done.stdout
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -1604,10 +1809,16 @@ def run(args: argparse.Namespace) -> int:
     sizes = sizes_for(args)
     w = args.workloads
     need_big = bool(w & {1, 3, 5, 8})
-    need_small = bool(w & {2, 8})
+    need_loader = 9 in w
+    # the DataLoader's 64 KiB set is the small set when their counts agree
+    loader_is_small = need_loader and sizes.loader_small == sizes.small_count
+    need_small = bool(w & {2, 8}) or loader_is_small
     need_many = 4 in w
     data_bytes = (need_big * sizes.big_mib * BLOCK + need_small * sizes.small_count
                   * SMALL_SIZE)
+    if need_loader:
+        data_bytes += sizes.loader_large * LARGE_SIZE + (
+            0 if loader_is_small else sizes.loader_small * SMALL_SIZE)
     # source, store copy of the big file, two artifactfs caches and one rclone cache
     preflight(parent, 5 * data_bytes + (1 << 30))
     check_tools(args.chosen, w)
@@ -1666,6 +1877,24 @@ def run(args: argparse.Namespace) -> int:
             many = make_tiny_tree(data_root / "many", sizes.entries, sizes.entry_folders)
             many.version = commit_direct(pusher.store, data_root / "many", many)
             data["many"] = many
+        if need_loader:
+            if loader_is_small:
+                data["loader_small"] = data["small"]
+            else:
+                n = sizes.loader_small
+                log(f"writing {n} files of 64 KiB for the DataLoader")
+                top = data_root / "loader-small"
+                found = make_small_files(top, n, max(1, n // 50), name="loader-small")
+                found.version = commit_direct(pusher.store, top, found)
+                data["loader_small"] = found
+            n = sizes.loader_large
+            log(f"writing {n} files of 4 MiB for the DataLoader and pushing them")
+            top = data_root / "loader-large"
+            # larger than a chunk: pushed, so that the registry builds their chunk indexes
+            found = make_small_files(top, n, max(1, n // 20), name="loader-large",
+                                     size=LARGE_SIZE)
+            found.version, setup["push_loader_large_s"] = push(pusher, top, "loader-large")
+            data["loader_large"] = found
         setup["data_s"] = round(time.perf_counter() - t0, 2)
         os.sync()
 
@@ -1678,8 +1907,25 @@ def run(args: argparse.Namespace) -> int:
         log(f"servers {server_reg.url} (pid {server_reg.pid}), {server_ngx.url} "
             f"(pid {server_ngx.pid}, blobs from nginx)")
 
+        read_only = mount_has_read_only(cli)
         for k in args.chosen:
-            if k in AFS:
+            if k in READ_ONLY and not read_only:
+                warnings.append(f"{k} not measured: this artifactfs has no 'mount --read-only'")
+                log(f"warning: {warnings[-1]}")
+                continue
+            if k in (AFS_EMB, AFS_EMB_RO, AFS_REG_RO):
+                ro = ["--read-only"] if k in READ_ONLY else []
+                if k == AFS_REG_RO:
+                    client = AfsClient(root, cli, cache_size, name=k,
+                                       registry_url=server_reg.url, api_key=key)
+                else:
+                    client = AfsEmbeddedClient(root, cli, cache_size, name=k)
+                for folder in (client.cache, client.home, client.mnt):
+                    folder.mkdir(parents=True, exist_ok=True)
+                contenders[k] = AfsContender(k, client,
+                                             server_reg if k == AFS_REG_RO else None, None,
+                                             [*args.afs_args, *ro])
+            elif k in AFS:
                 server = server_reg if k == AFS_REG else server_ngx
                 client = AfsClient(root, cli, cache_size, name=k, registry_url=server.url,
                                    api_key=key)
@@ -1696,7 +1942,7 @@ def run(args: argparse.Namespace) -> int:
                 contenders[k] = LocalContender(data_root)
         bench = Bench(root, contenders, data, args, sizes, results)
         steps = {1: bench.w1, 2: bench.w2, 3: bench.w3, 4: bench.w4, 5: bench.w5,
-                 6: bench.w6, 8: bench.w8}
+                 6: bench.w6, 8: bench.w8, 9: bench.w9}
         for number, step in steps.items():
             if number in w:
                 t0 = time.perf_counter()
@@ -1771,6 +2017,8 @@ def run(args: argparse.Namespace) -> int:
             "ttfb_reps": args.ttfb_reps, "mount_reps": args.mount_reps,
             "seq_rounds": args.seq_rounds, "cache_bound_mib": args.cache_bound_mib,
             "afs_mount_args": args.afs_args, "workdir": str(root), "kept": bool(args.keep),
+            "loader": {"workers": WORKERS, "batch_size": BATCH_SIZE, "shuffle": True,
+                       "epochs": 2, "returns": "each file's length"},
             "cache_size": cache_size, "versions": {k: d.version for k, d in data.items()},
         },
         "load_average": {"start": list(load_start), "end": list(load_end)},
