@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages artifactfs needs, only those missing:
 #   fuse3 (fusermount3), libfuse3-dev + pkg-config + gcc + Python headers (to build pyfuse3),
+#   git (applies the project's pyfuse3 patch: scripts/install-pyfuse3.sh),
 #   attr (getfattr/setfattr for the demo and tests), rsync (used by tests), nginx (the tests of
 #   signed blob redirects run a private one; the package's own service is never started here).
 set -euo pipefail
@@ -9,6 +10,7 @@ need=()
 command -v fusermount3 >/dev/null || need+=(fuse3)
 pkg-config --exists fuse3 2>/dev/null || need+=(libfuse3-dev pkg-config)
 command -v gcc >/dev/null || need+=(gcc)
+command -v git >/dev/null || need+=(git)
 command -v getfattr >/dev/null || need+=(attr)
 command -v rsync >/dev/null || need+=(rsync)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)

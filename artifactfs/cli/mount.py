@@ -79,6 +79,13 @@ def _check_mountpoint(mountpoint: Path) -> None:
               help="Small files after the one opened (listing order) to fetch ahead.")
 @click.option("--kernel-readahead", type=int, default=4096, show_default=True,
               help="KiB the kernel reads ahead on the mount (root only); 0 keeps its default.")
+@click.option("--read-only", is_flag=True,
+              help="Show every folder read-only, NAME:ALIAS included (for training jobs). "
+                   "Opens and closes then never reach the daemon: a warm epoch is served "
+                   "from the kernel's page cache alone.")
+@click.option("--open-per-file", is_flag=True,
+              help="With --read-only: still send every open and close to the daemon, as "
+                   "with a pyfuse3 that lacks the project's patch (for comparison).")
 @click.option("--allow-other", is_flag=True,
               help="Let other users read the mount (needs user_allow_other for non-root).")
 @click.option("--staging-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -89,7 +96,7 @@ def _check_mountpoint(mountpoint: Path) -> None:
 def mount(
     mountpoint: Path, foreground: bool, alias_timeout: float, read_timeout: float,
     threads: int, memory_mb: int, readahead: int, request_size: int, prefetch_files: int,
-    kernel_readahead: int, allow_other: bool,
+    kernel_readahead: int, read_only: bool, open_per_file: bool, allow_other: bool,
     staging_dir: Path | None, log_file: Path | None, debug: bool,
 ) -> None:
     """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders.
@@ -107,6 +114,7 @@ def mount(
       cp extra.csv /mnt/art/vision/dataset/mnist:latest/
       artifactfs save /mnt/art/vision/dataset/mnist:latest -m "add extra.csv"
       artifactfs umount /mnt/art
+      artifactfs mount --read-only /mnt/train   # what a training job reads from
     """
     config = Config.from_env()
     mountpoint = mountpoint.expanduser().absolute()
@@ -135,7 +143,8 @@ def mount(
             threads=threads, memory_bytes=memory_mb << 20, readahead_chunks=readahead,
             request_chunks=request_size,
             kernel_readahead_kib=kernel_readahead, prefetch_files=prefetch_files,
-            allow_other=allow_other, debug=debug,
+            read_only=read_only, open_per_file=open_per_file, allow_other=allow_other,
+            debug=debug,
         )
         try:
             serve_mount(config, options)

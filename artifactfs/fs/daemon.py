@@ -88,18 +88,21 @@ def serve_mount(
         f"{registry.description}|{config.entity}|{options.mountpoint}".encode()
     ).hexdigest()[:16]
     staging = Staging(options.staging_dir / mount_id)
-    tree = Tree(registry, config.entity, blocking, options.alias_timeout, staging, local)
+    tree = Tree(registry, config.entity, blocking, options.alias_timeout, staging, local,
+                read_only=options.read_only)
     reader = VerifiedReader(
         content, blocking, memory_bytes=options.memory_bytes,
         readahead_cap=options.readahead_chunks, run_chunks=options.request_chunks,
     )
     writer = FolderWriter(tree, content, blocking, unbounded, local)
-    ops = ArtifactOperations(tree, reader, writer, options)
+    ops = ArtifactOperations(tree, reader, writer, options, no_open=no_open_reads(options))
     commands = FolderCommands(tree, blocking, unbounded, local, ops.writers)
     control_path, control_folder = control_socket_path(config.runtime_dir, mount_id)
     ops.control_address = str(control_path)
     fuse_options = set(pyfuse3.default_options)
     fuse_options |= {"fsname=artifactfs", "subtype=artifactfs", "auto_unmount"}
+    if options.read_only:
+        fuse_options.add("ro")  # the kernel refuses every change before it reaches us
     if options.allow_other:
         fuse_options.add("allow_other")
     if options.debug:
@@ -109,6 +112,13 @@ def serve_mount(
         "mounted %s (%s, entity %s) pid %d", options.mountpoint, registry.description,
         config.entity, os.getpid(),
     )
+    if options.read_only:
+        log.info(
+            "read-only: %s", "files are opened by the kernel alone (no-open)" if ops.no_open
+            else "every open reaches the daemon (--open-per-file)" if options.open_per_file
+            else "the installed pyfuse3 lacks the inode-aware read "
+                 "(scripts/install-pyfuse3.sh), so every open reaches the daemon",
+        )
 
     detached = False
     try:
@@ -121,6 +131,20 @@ def serve_mount(
             if control_folder is not None:
                 control_folder.rmdir()
         log.info("unmounted %s", options.mountpoint)
+
+
+def no_open_reads(options: MountOptions) -> bool:
+    """Whether this mount answers OPEN with ENOSYS, so that the kernel opens and closes
+    files without a round trip through the daemon (and keeps their pages cached).
+
+    The kernel then reads every file with handle 0, so the daemon must be told the inode:
+    pyfuse3 does so only with the project's patch, which says so in
+    ``NO_HANDLE_READ_GIVES_INODE``. Only read-only mounts use it: writes into alias folders
+    need their handles (an open descriptor of the staged copy, and knowing when the last
+    writer closed before a save).
+    """
+    patched = bool(getattr(pyfuse3, "NO_HANDLE_READ_GIVES_INODE", False))
+    return options.read_only and not options.open_per_file and patched
 
 
 async def _serve(

@@ -15,12 +15,14 @@ import logging
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pyfuse3
 import trio
+from cachetools import LRUCache
 
 from artifactfs.core.errors import (
     DigestMismatch,
@@ -52,8 +54,11 @@ _LONG = 24 * 3600.0  # immutable content: the kernel may keep it as long as it l
 
 
 def barrier(func: F) -> F:
+    name = func.__name__
+
     @functools.wraps(func)
     async def wrapper(self: ArtifactOperations, *args: Any) -> Any:
+        self.requests[name] += 1
         try:
             return await func(self, *args)
         except pyfuse3.FUSEError:
@@ -124,8 +129,14 @@ class ArtifactOperations(pyfuse3.Operations):
     enable_acl = False
 
     def __init__(self, tree: Tree, reader: VerifiedReader, writer: FolderWriter,
-                 options: MountOptions) -> None:
+                 options: MountOptions, *, no_open: bool = False) -> None:
         super().__init__()
+        # no-open (see daemon.no_open_reads): OPEN is answered ENOSYS, so the kernel sends
+        # no OPEN or RELEASE for files, and every READ carries the file's inode instead of
+        # a handle; the read-ahead state a handle would hold is then kept per inode
+        self.no_open = no_open
+        self._inode_reads: LRUCache[int, ReadAhead] = LRUCache(maxsize=4096)
+        self.requests: Counter[str] = Counter()  # by operation, for the stats attribute
         self.tree = tree
         self.reader = reader
         self.writer = writer
@@ -137,7 +148,6 @@ class ArtifactOperations(pyfuse3.Operations):
         self._fh = itertools.count(1)
         self._uid, self._gid = os.getuid(), os.getgid()
         self._mounted_at = time.time_ns()
-        self.read_requests = 0
         self._tuned = False
         self.siblings = SiblingWindow(options.prefetch_files)
         self._profiles: dict[int, _Profile] = {}  # _folder_profile
@@ -187,7 +197,7 @@ class ArtifactOperations(pyfuse3.Operations):
             profile = self._folder_profile(node)
             # an alias folder: the name NAME:ALIAS may soon mean another inode; the inode
             # itself never changes
-            a.entry_timeout = self.options.alias_timeout if profile.writable else _LONG
+            a.entry_timeout = self.options.alias_timeout if node.is_alias_folder else _LONG
             a.attr_timeout = _LONG
         else:
             folder = None
@@ -246,7 +256,7 @@ class ArtifactOperations(pyfuse3.Operations):
             return cached
         mtime = int(version.created_at * 1e9) if version is not None else self._mounted_at
         profile = self._profiles[folder.inode] = _Profile.of(
-            folder.is_alias_folder, mtime, version
+            folder.is_alias_folder and not self.tree.read_only, mtime, version
         )
         return profile
 
@@ -321,9 +331,13 @@ class ArtifactOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         folder = self.tree.folder_of(node)
         writing = bool(flags & _WRITE_FLAGS)
-        if writing and not folder.is_alias_folder:
+        writable = folder.is_alias_folder and not self.tree.read_only
+        if writing and not writable:
             raise pyfuse3.FUSEError(errno.EROFS)
-        ref = await self.writer.current(folder, node.path) if folder.is_alias_folder else None
+        if self.no_open:
+            # the first open of the mount; the kernel opens every later file itself
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+        ref = await self.writer.current(folder, node.path) if writable else None
         if writing or isinstance(ref, StagedFile):
             if writing and not isinstance(ref, StagedFile):
                 ref = await self.writer.staged_file(node, truncate=bool(flags & os.O_TRUNC))
@@ -389,23 +403,54 @@ class ArtifactOperations(pyfuse3.Operations):
     async def read(  # type: ignore[override]
         self, fh: int, off: int, size: int
     ) -> bytes | bytearray | memoryview:
-        self.read_requests += 1
-        handle = self._handles[fh]
-        if handle.fd >= 0:
+        handle = self._handles.get(fh)
+        if handle is None:
+            if not self.no_open:
+                raise pyfuse3.FUSEError(errno.EBADF)
+            node, entry, ahead = await self._unopened(fh)  # fh is the inode
+        elif handle.fd >= 0:
             return await self.writer.local(os.pread, handle.fd, size, off)
-        entry = handle.entry
-        assert entry is not None
+        else:
+            assert handle.entry is not None
+            node, entry, ahead = handle.node, handle.entry, handle.readahead
+        return await self._read_version(node, entry, ahead, off, size)
+
+    async def _unopened(self, inode: int) -> tuple[Node, ManifestEntry, ReadAhead]:
+        """The file, entry and read-ahead state of a read under no-open, where the kernel
+        names the file by inode; its first read does what an open would (prefetching the
+        files listed after it)."""
+        node = self.tree.node(inode)
+        if node.kind is not Kind.FILE:
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        entry = node.entry
+        folder = self.tree.folder_of(node)
+        if entry is None:  # the node was made before its folder's listing was at hand
+            entry = (await self.tree.version_listing(folder)).files.get(node.path)
+            if entry is None:
+                raise pyfuse3.FUSEError(errno.ENOENT)
+            node.entry = entry
+        ahead = self._inode_reads.get(inode)
+        if ahead is None:
+            ahead = self._inode_reads[inode] = ReadAhead(cap=self.reader.readahead_cap)
+            if self.nursery is not None and self.options.prefetch_files:
+                self._look_ahead(folder, node)
+        return node, entry, ahead
+
+    async def _read_version(
+        self, node: Node, entry: ManifestEntry, ahead: ReadAhead, off: int, size: int
+    ) -> bytes | bytearray | memoryview:
+        """A read of a version's bytes, verified, with read-ahead."""
         # Read-ahead is decided when a read arrives, since reads may complete out of order;
-        # but a handle's first read is answered before anything is fetched ahead of it, so
+        # but a file's first read is answered before anything is fetched ahead of it, so
         # that it does not share the first round trip (time to first byte).
-        nursery, ahead = self.nursery, handle.readahead
+        nursery = self.nursery
         first_read = ahead.next_offset == -1
         if nursery is not None and not first_read:
             self.reader.schedule_readahead(nursery, entry, ahead, off, size)
         try:
             data = await self.reader.read(entry, off, size)
         except (DigestMismatch, NotFound, OSError) as exc:  # a missing blob is an I/O error
-            version = handle.node.version
+            version = node.version
             log.error(
                 "EIO: %s path %r digest %s: %s",
                 version.qualified_name if version else "?", entry.path, entry.digest, exc,
@@ -437,6 +482,7 @@ class ArtifactOperations(pyfuse3.Operations):
     async def flush(self, fh: int) -> None:
         """Writes go straight to the staged copy; nothing is buffered here. ENOSYS tells
         the kernel so, once, and it stops asking on every close (a round trip per file)."""
+        self.requests["flush"] += 1
         raise pyfuse3.FUSEError(errno.ENOSYS)
 
     @barrier
@@ -592,7 +638,10 @@ class ArtifactOperations(pyfuse3.Operations):
             "cache_hits": content.cache.hits,
             "cache_misses": content.cache.misses,
             "manifest_fetches": self.tree.manifest_fetches,
-            "read_requests": self.read_requests,
+            "read_requests": self.requests["read"],
+            "requests": dict(self.requests),
+            "no_open": self.no_open,
+            "read_only": self.tree.read_only,
             "pid": os.getpid(),
         }
 

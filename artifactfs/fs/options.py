@@ -30,5 +30,10 @@ class MountOptions:
     """Small files after the one opened, in listing order, fetched ahead in parallel."""
     kernel_readahead_kib: int = 4096
     """Kernel read-ahead on the mount; larger means fewer, larger read requests."""
+    read_only: bool = False
+    """Every folder read-only, alias folders included: what training jobs mount. With the
+    project's pyfuse3 the kernel then opens files without asking the daemon (no-open)."""
+    open_per_file: bool = False
+    """Keep sending every open to the daemon on a read-only mount (no no-open)."""
     allow_other: bool = False
     debug: bool = False

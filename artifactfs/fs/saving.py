@@ -74,6 +74,11 @@ class FolderCommands:
 
     async def folder(self, rel: str) -> Node:
         """The alias folder ``PROJECT/TYPE/NAME:ALIAS[/...]`` names."""
+        if self.tree.read_only:
+            raise ArtifactFSError(
+                "this mount is read-only (--read-only): nothing is staged in it; mount "
+                "without --read-only to write into NAME:ALIAS folders"
+            )
         parts = [p for p in rel.split("/") if p]
         if len(parts) < 3:
             raise ArtifactFSError(

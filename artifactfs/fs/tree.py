@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import errno
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -96,17 +97,20 @@ def _never(_: str) -> bool:
 class Tree:
     def __init__(
         self, registry: Registry, entity: str, blocking: Blocking, listing_ttl: float,
-        staging: Staging, local: Blocking,
+        staging: Staging, local: Blocking, *, read_only: bool = False,
     ) -> None:
         self.registry = registry
         self.entity = entity
         self.staging = staging
+        # a read-only mount shows the registry's versions only: changes staged by an earlier
+        # writable mount stay on disk, untouched, for the next one
+        self.read_only = read_only
         self._blocking = blocking  # registry calls
         self._local = local  # the staging folder's files
         # staged folders a previous daemon left, loaded when first looked up
         self._left: dict[FolderKey, tuple[VersionInfo | None, Path]] = {
             key: (base, path) for key, base, path in staging.on_disk()
-        }
+        } if not read_only else {}
         self._epochs: dict[FolderKey, int] = {}  # bumped when a folder's staging ends
         self._nodes: dict[int, Node] = {ROOT_INODE: Node(ROOT_INODE, Kind.ROOT, "")}
         self._inodes: dict[tuple[Any, ...], int] = {}
@@ -407,6 +411,7 @@ class Tree:
         """Make an alias folder writable: its current version becomes the staging base."""
         if folder.staged is not None:
             return folder.staged
+        self._check_writable()
         key = folder.folder_key
         listing = await self.version_listing(folder)
         manifest = Manifest(listing.files.values())
@@ -421,6 +426,7 @@ class Tree:
 
     async def new_collection(self, parent: Node, name: str) -> Node:
         """``mkdir PROJECT/TYPE/NAME:latest``: stage a collection that does not exist yet."""
+        self._check_writable()
         collection, _, label = name.partition(":")
         key = FolderKey(parent.project, parent.type, collection, label)
         staged = await self._local(
@@ -428,6 +434,10 @@ class Tree:
         )
         self.staging.folders[key] = staged
         return self._version(parent.project, parent.type, collection, label, None, staged)
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise OSError(errno.EROFS, "the mount is read-only (--read-only)")
 
     def saved(
         self, folder: Node, info: VersionInfo, manifest: Manifest
