@@ -1420,57 +1420,74 @@ class Bench:
         through the contender before the page cache is dropped, as a job builds its index
         once before it trains; the listing is not timed. Each epoch's row carries the FUSE
         requests per file (from the stats attribute) and the daemon's CPU time per file.
+
+        Rounds of every contender in turn, each row the median round, as in workload 1: a
+        warm epoch of 2,000 files from the page cache lasts about a tenth of a second, and
+        on a shared 2-CPU machine one such figure moves by half between two runs.
         """
+        rows: dict[tuple[str, str], list[Row]] = {}
+        rounds = self.args.loader_rounds
         self.phase(9)
-        for key in ("loader_small", "loader_large"):
-            data = self.data[key]
-            n = len(data.rels)
-            title = f"9 DataLoader {n:,} x {size_text(data)}"
-            self.loader_floor(key, data, title)
-            for c in self.each(LOADER_CONTENDERS):
-                log(f"9: {c.label}: DataLoader, {n:,} x {size_text(data)}, 2 epochs")
-                run: LoaderRun | None = None
-                c.reset(empty_cache=True)
-                try:
-                    t0 = time.perf_counter()
-                    paths = list_tree(c.top(data))
-                    listing_s = time.perf_counter() - t0
-                    if len(paths) != n:
-                        raise BenchError(f"{c.label}: listed {len(paths)} files under "
-                                         f"{c.top(data)}, expected {n}")
-                    run = LoaderRun(paths, workers=WORKERS, batch_size=BATCH_SIZE)
-                    run.start()  # the workers, before the clock and the dropped cache
-                    drop_page_cache()
-                    for number, state in enumerate(("cold", "warm")):
-
-                        def fn(run: LoaderRun = run, expected: int = data.nbytes
-                               ) -> tuple[float, dict[str, Any]]:
-                            epoch = run.epoch(expected)
-                            return epoch.seconds, {"epoch": epoch.epoch,
-                                                   "first_batch_s": round(epoch.first_batch_s, 4)}
-
-                        row = self.measure(c, 9, f"{key}-{state}",
-                                           f"{title}: epoch {number}, {state}", "files/s", fn,
-                                           nbytes=data.nbytes, files=n)
-                        row.details["listing_s"] = round(listing_s, 3)
-                        self.results.add(per_file_details(row, n))
-                except LoaderError as exc:
-                    raise BenchError(f"9: {c.label}: {exc}") from None
-                finally:
-                    if run is not None:
-                        run.close()
-                        run = None
-                    c.stop()
-                    if isinstance(c, AfsContender | RcloneContender):
-                        c.empty_cache()  # up to 800 MB each: free the disk for the next
+        for number in range(1, rounds + 1):
+            for key in ("loader_small", "loader_large"):
+                data = self.data[key]
+                title = f"9 DataLoader {len(data.rels):,} x {size_text(data)}"
+                log(f"9: {title}, round {number} of {rounds}")
+                for row in self.loader_floor(key, data, title):
+                    rows.setdefault((row.case, row.contender), []).append(row)
+                for c in self.each(LOADER_CONTENDERS):
+                    for row in self.loader_epochs(c, key, data, title):
+                        log(f"  {c.label}: {row.label.removeprefix(title + ': ')}: "
+                            f"{fmt(row.value, row.unit)} {row.unit}")
+                        rows.setdefault((row.case, row.contender), []).append(row)
+        for found in rows.values():
+            self.add_median(found)
         self.done()
 
-    def loader_floor(self, key: str, data: Dataset, title: str) -> None:
-        """The loader alone: the same epochs with a dataset that opens no file (workers
-        started, indices shuffled, batches sent back), the floor under every contender."""
+    def loader_epochs(self, c: Contender, key: str, data: Dataset, title: str) -> list[Row]:
+        """Epoch 0 (cold) and epoch 1 (warm) of ``data`` through ``c``; the mount and the
+        loader's workers are stopped, and the contender's cache emptied, whatever happens."""
+        n = len(data.rels)
+        out: list[Row] = []
+        run: LoaderRun | None = None
+        c.reset(empty_cache=True)
+        try:
+            t0 = time.perf_counter()
+            paths = list_tree(c.top(data))
+            listing_s = time.perf_counter() - t0
+            if len(paths) != n:
+                raise BenchError(f"9: {c.label}: listed {len(paths)} files under "
+                                 f"{c.top(data)}, expected {n}")
+            run = LoaderRun(paths, workers=WORKERS, batch_size=BATCH_SIZE)
+            run.start()  # the workers, before the clock and the dropped cache
+            drop_page_cache()
+            for number, state in enumerate(("cold", "warm")):
+
+                def fn(run: LoaderRun = run, expected: int = data.nbytes
+                       ) -> tuple[float, dict[str, Any]]:
+                    epoch = run.epoch(expected)
+                    return epoch.seconds, {"first_batch_s": round(epoch.first_batch_s, 4)}
+
+                row = self.measure(c, 9, f"{key}-{state}", f"{title}: epoch {number}, {state}",
+                                   "files/s", fn, nbytes=data.nbytes, files=n)
+                row.details["listing_s"] = round(listing_s, 3)
+                out.append(per_file_details(row, n))
+        except LoaderError as exc:
+            raise BenchError(f"9: {c.label}: {exc}") from None
+        finally:
+            if run is not None:
+                run.close()
+            c.stop()
+            if isinstance(c, AfsContender | RcloneContender):
+                c.empty_cache()  # up to 800 MB each: free the disk for the next
+        return out
+
+    def loader_floor(self, key: str, data: Dataset, title: str) -> list[Row]:
+        """The loader alone: an epoch whose items open no file (indices shuffled and sent
+        to the workers, batches sent back), the floor under every contender."""
         c = self.contenders.get(LOCAL)
         if c is None:
-            return
+            return []
         try:
             run = LoaderRun([str(c.path(data, r)) for r in data.rels], workers=WORKERS,
                             batch_size=BATCH_SIZE)
@@ -1482,8 +1499,8 @@ class Bench:
 
         try:
             run.start()
-            self.record(c, 9, f"{key}-floor", f"{title}: no file read (the loader alone)",
-                        "files/s", fn, nbytes=0, files=len(data.rels))
+            return [self.measure(c, 9, f"{key}-floor", f"{title}: no file read (the loader "
+                                 "alone)", "files/s", fn, nbytes=0, files=len(data.rels))]
         finally:
             run.close()
 
@@ -1744,6 +1761,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="workload 9: number of 64 KiB files (default 2,000, --quick 500)")
     p.add_argument("--loader-large", type=int, default=None,
                    help="workload 9: number of 4 MiB files (default 200, --quick 50)")
+    p.add_argument("--loader-rounds", type=int, default=None,
+                   help="rounds of workload 9 over all contenders; each row is the median "
+                        "round (default 3, --quick 1)")
     p.add_argument("--listing-timeout", type=float, default=1800.0,
                    help="seconds one ls -lR or find may take before the run fails")
     p.add_argument("--afs-mount-args", default="",
@@ -1769,8 +1789,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.ttfb_reps = args.ttfb_reps or (3 if args.quick else 10)
     args.mount_reps = args.mount_reps or (3 if args.quick else 5)
     args.seq_rounds = args.seq_rounds or (1 if args.quick else 3)
+    args.loader_rounds = args.loader_rounds or (1 if args.quick else 3)
     args.cache_bound_mib = args.cache_bound_mib or (16 if args.quick else 256)
-    if min(args.ttfb_reps, args.mount_reps, args.seq_rounds) < 1:
+    if min(args.ttfb_reps, args.mount_reps, args.seq_rounds, args.loader_rounds) < 1:
         p.error("repetitions and rounds must be at least 1")
     if min(args.loader_small or 1, args.loader_large or 1) < 1:
         p.error("--loader-small and --loader-large must be at least 1")
@@ -2016,6 +2037,7 @@ def run(args: argparse.Namespace) -> int:
             "sizes": asdict(sizes), "fio_seconds": args.fio_seconds,
             "ttfb_reps": args.ttfb_reps, "mount_reps": args.mount_reps,
             "seq_rounds": args.seq_rounds, "cache_bound_mib": args.cache_bound_mib,
+            "loader_rounds": args.loader_rounds,
             "afs_mount_args": args.afs_args, "workdir": str(root), "kept": bool(args.keep),
             "loader": {"workers": WORKERS, "batch_size": BATCH_SIZE, "shuffle": True,
                        "epochs": 2, "returns": "each file's length"},
