@@ -27,9 +27,9 @@ from artifactfs.cli.output import fail
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError
 from artifactfs.fs.mounts import FSTYPE, fuse_mount_type, is_stale, unmount
-from artifactfs.fs.options import MountOptions
+from artifactfs.fs.options import MountOptions, option_default
 
-__all__ = ["mount", "umount"]
+__all__ = ["mount", "mount_options", "umount"]
 
 _READY_TIMEOUT = 60.0
 
@@ -61,23 +61,31 @@ def _check_mountpoint(mountpoint: Path) -> None:
 @click.command()
 @click.argument("mountpoint", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--foreground", "-f", is_flag=True, help="Stay in the foreground; log to stderr.")
-@click.option("--alias-timeout", type=float, default=5.0, show_default=True,
+@click.option("--alias-timeout", type=float, default=option_default("alias_timeout"),
+              show_default=True,
               help="Seconds NAME:ALIAS and folder listings are trusted before asked again.")
-@click.option("--read-timeout", type=float, default=30.0, show_default=True,
-              help="Seconds a read waits on an unreachable registry before failing with EIO.")
-@click.option("--threads", type=int, default=16, show_default=True,
+@click.option("--read-timeout", type=float, default=option_default("read_timeout"),
+              show_default=True,
+              help="Seconds a read waits on an unreachable registry (retries included) "
+                   "before failing with EIO.")
+@click.option("--threads", type=int, default=option_default("threads"), show_default=True,
               help="Worker threads for fetching, hashing and cache I/O (staged writes "
                    "get as many of their own).")
-@click.option("--memory", "memory_mb", type=int, default=64, show_default=True,
+@click.option("--memory", "memory_mb", type=int,
+              default=option_default("memory_bytes") >> 20, show_default=True,
               help="MiB of verified chunks kept in memory for re-reads and read-ahead.")
-@click.option("--readahead", type=int, default=16, show_default=True,
+@click.option("--readahead", type=int, default=option_default("readahead_chunks"),
+              show_default=True,
               help="Maximum sequential read-ahead window, in 1 MiB chunks (at most half "
                    "of --memory).")
-@click.option("--request-size", type=int, default=8, show_default=True,
+@click.option("--request-size", type=int, default=option_default("request_chunks"),
+              show_default=True,
               help="MiB one range request may ask for while reading ahead.")
-@click.option("--prefetch-files", type=int, default=64, show_default=True,
+@click.option("--prefetch-files", type=int, default=option_default("prefetch_files"),
+              show_default=True,
               help="Small files after the one opened (listing order) to fetch ahead.")
-@click.option("--kernel-readahead", type=int, default=4096, show_default=True,
+@click.option("--kernel-readahead", type=int, default=option_default("kernel_readahead_kib"),
+              show_default=True,
               help="KiB the kernel reads ahead on the mount (root only); 0 keeps its default.")
 @click.option("--read-only", is_flag=True,
               help="Show every folder read-only, NAME:ALIAS included (for training jobs). "
@@ -126,6 +134,15 @@ def mount(
     _check_mountpoint(mountpoint)
     log_file = (log_file or _log_path(config, mountpoint)).absolute()
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    options = mount_options(
+        mountpoint, (staging_dir or config.state_dir / "staging").absolute(),
+        alias_timeout=alias_timeout, read_timeout=read_timeout, threads=threads,
+        memory_mb=memory_mb, readahead=readahead, request_size=request_size,
+        prefetch_files=prefetch_files, kernel_readahead=kernel_readahead,
+        read_only=read_only, open_per_file=open_per_file, allow_other=allow_other,
+        debug=debug,
+    )
+
     def serve() -> None:
         from artifactfs.fs.daemon import serve_mount
 
@@ -136,16 +153,6 @@ def mount(
         )
         if not debug:  # one line per request would cost more than some of the requests
             logging.getLogger("httpx").setLevel(logging.WARNING)
-        options = MountOptions(
-            mountpoint=mountpoint,
-            staging_dir=(staging_dir or config.state_dir / "staging").absolute(),
-            alias_timeout=alias_timeout, read_timeout=read_timeout,
-            threads=threads, memory_bytes=memory_mb << 20, readahead_chunks=readahead,
-            request_chunks=request_size,
-            kernel_readahead_kib=kernel_readahead, prefetch_files=prefetch_files,
-            read_only=read_only, open_per_file=open_per_file, allow_other=allow_other,
-            debug=debug,
-        )
         try:
             serve_mount(config, options)
         except (RuntimeError, ArtifactFSError) as exc:  # pyfuse3.init raises RuntimeError
@@ -155,6 +162,26 @@ def mount(
         serve()
     else:
         _start_background(mountpoint, log_file, serve)
+
+
+def mount_options(
+    mountpoint: Path, staging_dir: Path, *, alias_timeout: float, read_timeout: float,
+    threads: int, memory_mb: int, readahead: int, request_size: int, prefetch_files: int,
+    kernel_readahead: int, read_only: bool, open_per_file: bool, allow_other: bool,
+    debug: bool,
+) -> MountOptions:
+    """The daemon's options from the command's, in the units ``MountOptions`` keeps (MiB
+    of memory become bytes; 1 MiB chunks stay chunks). The command's defaults come from
+    ``MountOptions``, so its defaults given here build ``MountOptions``'s own."""
+    return MountOptions(
+        mountpoint=mountpoint, staging_dir=staging_dir,
+        alias_timeout=alias_timeout, read_timeout=read_timeout,
+        threads=threads, memory_bytes=memory_mb << 20, readahead_chunks=readahead,
+        request_chunks=request_size,
+        kernel_readahead_kib=kernel_readahead, prefetch_files=prefetch_files,
+        read_only=read_only, open_per_file=open_per_file, allow_other=allow_other,
+        debug=debug,
+    )
 
 
 def _start_background(mountpoint: Path, log_file: Path, serve: Callable[[], None]) -> None:

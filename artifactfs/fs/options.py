@@ -1,11 +1,17 @@
-"""Options of one mount, built once by the CLI and passed down."""
+"""Options of one mount, built once by the CLI and passed down.
+
+``MountOptions`` is the one place the mount's defaults are written: ``artifactfs mount``
+takes each option's default (and the default its ``--help`` shows) from here, and the
+daemon reads nothing else, so a default changed here changes all three.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
+from typing import Any
 
-__all__ = ["MountOptions"]
+__all__ = ["MountOptions", "option_default"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +22,8 @@ class MountOptions:
     alias_timeout: float = 5.0
     """Seconds the kernel may keep ``NAME:ALIAS -> vN`` and folder listings."""
     read_timeout: float = 30.0
-    """Seconds a read may wait on the registry (retries included) before it fails with EIO."""
+    """Seconds a read may wait on the registry (retries included) before it fails with EIO;
+    also the registry client's own limit, so a worker thread is freed soon after."""
     threads: int = 16
     """Worker threads for registry calls, hashing and cache I/O; as many again for staged
     files."""
@@ -37,3 +44,17 @@ class MountOptions:
     """Keep sending every open to the daemon on a read-only mount (no no-open)."""
     allow_other: bool = False
     debug: bool = False
+
+
+_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in fields(MountOptions) if f.default is not MISSING
+}
+
+
+def option_default(name: str) -> Any:
+    """The default of the ``MountOptions`` field ``name``, for the CLI's options.
+
+    Raises KeyError for a field without a default (``mountpoint``, ``staging_dir``) or a
+    name that is no field: a CLI option renamed out of step fails at import, not silently.
+    """
+    return _DEFAULTS[name]
