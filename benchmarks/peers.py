@@ -44,6 +44,7 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import multiprocessing as mp
@@ -1432,7 +1433,7 @@ class Bench:
             for key in ("loader_small", "loader_large"):
                 data = self.data[key]
                 title = f"9 DataLoader {len(data.rels):,} x {size_text(data)}"
-                log(f"9: {title}, round {number} of {rounds}")
+                log(f"{title}, round {number} of {rounds}")
                 for row in self.loader_floor(key, data, title):
                     rows.setdefault((row.case, row.contender), []).append(row)
                 for c in self.each(LOADER_CONTENDERS):
@@ -1720,6 +1721,11 @@ def render_loader(res: Results) -> list[str]:
 
 def tool_versions() -> dict[str, str]:
     out: dict[str, str] = {}
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        # "+artifactfs.N": the patched build whose read() gets the inode (no-open mounts)
+        out["pyfuse3"] = importlib.metadata.version("pyfuse3")
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        out["torch"] = importlib.metadata.version("torch")
     for name, cmd in {"nginx": ["nginx", "-v"], "rclone": ["rclone", "version"],
                       "fio": ["fio", "--version"], "curl": ["curl", "--version"]}.items():
         with contextlib.suppress(OSError, subprocess.SubprocessError):
