@@ -57,8 +57,9 @@ INLINE_MANIFEST_MAX = 16 << 20
 uploaded as a blob and named by the commit, well below the 64 MiB a registry takes as JSON
 by default (server/app.py), so that a registry given less still takes most commits inline."""
 # a commit's answer waits for the registry to check and store every entry: 30 s of grace
-# plus this much per entry (20 s per million, twice what 1.28 million took on this machine)
-_COMMIT_SECONDS_PER_ENTRY = 2e-5
+# plus this much per entry (50 s per million; 1.28 million took 40 s on this machine kind,
+# upload included, with two other processes busy)
+_COMMIT_SECONDS_PER_ENTRY = 5e-5
 _REDIRECT_TTL = 300.0
 _T = TypeVar("_T")
 
@@ -95,12 +96,19 @@ class HttpRegistry(Registry):
         api_key: str | None,
         *,
         timeout: float = 30.0,
+        read_timeout: float | None = None,
         attempts: int = 4,
         max_connections: int = 32,
         inline_manifest_max: int = INLINE_MANIFEST_MAX,
     ) -> None:
         self.url = url.rstrip("/")
         self._timeout = timeout
+        # a read (GET, HEAD, bulk) gives up after read_timeout, retries included: a mount
+        # passes its --read-timeout, after which it has failed the read anyway, so that the
+        # worker thread waiting here is freed then instead of up to twice 30 s later
+        read_limit = read_timeout if read_timeout is not None else timeout
+        self._read_timeouts = httpx.Timeout(read_limit, connect=min(read_limit, 10.0))
+        self._read_deadline = read_limit if read_timeout is not None else timeout * 2
         self._inline_manifest_max = inline_manifest_max
         self.description = f"registry {self.url}"
         headers = {"User-Agent": "artifactfs"}
@@ -140,6 +148,9 @@ class HttpRegistry(Registry):
         """One request, retried unless ``retry`` is false; ``bulk`` reads take the
         lighter client (idempotent reads whose answers are large)."""
         client = self._reads if bulk else self._client
+        read = bulk or method in ("GET", "HEAD")
+        if read:
+            kwargs.setdefault("timeout", self._read_timeouts)
 
         def once() -> httpx.Response:
             try:
@@ -156,13 +167,14 @@ class HttpRegistry(Registry):
                 return once()
             except _Retryable as exc:
                 raise exc.error(f"{self.url}: {exc}") from None
-        return self._retrying(once)
+        return self._retrying(once, self._read_deadline if read else self._deadline)
 
-    def _retrying(self, once: Callable[[], _T]) -> _T:
-        """Run ``once`` again on _Retryable failures, with backoff, within the deadline."""
+    def _retrying(self, once: Callable[[], _T], deadline: float) -> _T:
+        """Run ``once`` again on _Retryable failures, with backoff, until ``deadline``
+        seconds have passed (checked between attempts)."""
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-            stop=stop_after_attempt(self._attempts) | stop_after_delay(self._deadline),
+            stop=stop_after_attempt(self._attempts) | stop_after_delay(deadline),
             wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
             before_sleep=_log_retry,
             reraise=True,
@@ -284,7 +296,7 @@ class HttpRegistry(Registry):
 
     def _commit_timeout(self, body_bytes: int, entries: int) -> httpx.Timeout:
         """The read timeout of a commit grows with its manifest: the registry checks and
-        writes every entry before it answers, some 10 s per million entries on this
+        writes every entry before it answers, some 20 s per million entries on this
         machine kind, and a commit given up on would be sent again."""
         read = self._timeout + entries * _COMMIT_SECONDS_PER_ENTRY
         return httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0), read=read)
@@ -355,6 +367,7 @@ class HttpRegistry(Registry):
             self._redirects.pop(key, None)
         response, body = self._retrying(
             lambda: self._read_body(f"/blobs/{key}", headers, start, end, direct=False),
+            self._read_deadline,
         )
         if response.history and response.status_code in (200, 206):
             self._redirects[key] = str(response.url)
@@ -364,7 +377,8 @@ class HttpRegistry(Registry):
         self, url: str, headers: dict[str, str], start: int, end: int, *, direct: bool
     ) -> tuple[httpx.Response, bytes | bytearray]:
         """One ranged GET, its body read into a single preallocated buffer."""
-        request = self._reads.build_request("GET", url, headers=headers)
+        request = self._reads.build_request("GET", url, headers=headers,
+                                            timeout=self._read_timeouts)
         if direct:  # another origin: the key stays with the registry
             request.headers.pop("Authorization", None)
         try:

@@ -259,7 +259,8 @@ class Registry:
                             "a commit needs exactly one of 'manifest' and 'manifest_blob'")
         if ref is None:
             # off the event loop: 400,000 entries take a second or more to check
-            return await self._run(Manifest.from_dict, self._field(body, "manifest", dict))
+            raw = self._field(body, "manifest", dict)  # parsed for this request alone
+            return await self._run(lambda: Manifest.from_dict(raw, consume=True))
         if not isinstance(ref, str) or blob_key_or_none(ref) is None:
             raise HTTPError(400, "InvalidRequest",
                             "field 'manifest_blob' must be a base64 MD5 string")
@@ -290,7 +291,7 @@ class Registry:
         except HTTPError as exc:
             raise HTTPError(400, exc.kind, f"manifest blob {digest}: {exc.message}") from None
         del text
-        return Manifest.from_dict(raw)
+        return Manifest.from_dict(raw, consume=True)
 
     async def commit_by_key(self, request: Request) -> Response:
         """The version a keyed commit made: how a save retried after a crash finds it."""

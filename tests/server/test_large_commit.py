@@ -2,9 +2,10 @@
 
 A manifest past the registry's JSON limit (``--max-json-bytes``, 64 MiB by default: ImageNet's
 1.28 million files take 120 MB) is uploaded as a blob and named by the commit
-(``manifest_blob``). The servers here are started with a limit of 64 KiB, and the clients
-with an inline bound of 16 KiB, so that a manifest of a few thousand entries takes that path:
-the same code as at full size, in well under a second. Checked: it commits end to end
+(``manifest_blob``). The clients here send at most 16 KiB inline, and the limits are checked
+on a server started with a JSON limit of 64 KiB and a manifest limit of 1 MiB, so that a
+manifest of a few thousand entries takes that path: the same code as at full size, in well
+under a second. Checked: it commits end to end
 (HTTP client, SDK), reads back the same, keeps commit keys exactly-once, and every bad
 reference (not a digest, not uploaded, another entity's, not JSON, not a manifest, too large,
 an upload cut short) answers 4xx with a message and leaves no version behind.
@@ -19,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ENTITY, OTHER, Registry
 from helpers import wait_until
 
 from artifactfs.config import Config
@@ -29,25 +29,28 @@ from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.registry.http import INLINE_MANIFEST_MAX, HttpRegistry
 from artifactfs.sdk import Api, Artifact
 
+ENTITY, OTHER = "team", "other"  # the entities of the keys tests/server/conftest.py makes
 JSON_LIMIT = 64 << 10
 INLINE_MAX = 16 << 10
 FILES = 2000  # ~150 KB of manifest JSON: past both bounds above
-
-
-@pytest.fixture(scope="module")
-def small_limits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    """A registry taking JSON bodies of at most 64 KiB and manifests of at most 1 MiB."""
-    from conftest import running_registry
-
-    root = tmp_path_factory.mktemp("small-limits")
-    with running_registry(root, "--max-json-bytes", "64K",
-                          "--max-manifest-bytes", "1M") as reg:
-        yield reg
+Registry = Any  # tests/server/conftest.py's Registry: a server, its store and its keys
 
 
 @pytest.fixture
-def client(small_limits: Registry) -> Iterator[HttpRegistry]:
-    c = HttpRegistry(small_limits.url, small_limits.rw_key, inline_manifest_max=INLINE_MAX)
+def small_limits(start_registry: Any) -> Registry:
+    """A registry taking JSON bodies of at most 64 KiB and manifests of at most 1 MiB."""
+    return start_registry("--max-json-bytes", "64K", "--max-manifest-bytes", "1M")
+
+
+@pytest.fixture
+def reg(shared_registry: Registry) -> Registry:
+    """A registry with the default limits: the client's bound alone decides the path."""
+    return shared_registry
+
+
+@pytest.fixture
+def client(reg: Registry) -> Iterator[HttpRegistry]:
+    c = HttpRegistry(reg.url, reg.rw_key, inline_manifest_max=INLINE_MAX)
     try:
         yield c
     finally:
@@ -94,10 +97,9 @@ def manifest_json(manifest: Manifest) -> bytes:
 # ---- end to end ------------------------------------------------------------------------------
 
 
-def test_manifest_past_the_json_limit_commits_by_reference(
-    small_limits: Registry, client: HttpRegistry
-) -> None:
+def test_manifest_past_the_json_limit_commits_by_reference(small_limits: Registry) -> None:
     reg = small_limits
+    client = HttpRegistry(reg.url, reg.rw_key, inline_manifest_max=INLINE_MAX)
     project = reg.unique("big")
     manifest = many_files(reg)
     text = manifest_json(manifest)
@@ -114,15 +116,15 @@ def test_manifest_past_the_json_limit_commits_by_reference(
     assert (info.version, info.file_count, info.digest) == ("v0", FILES, manifest.digest())
     assert set(info.aliases) == {"latest", "full"}
     back = client.manifest(info.id)
+    client.close()
     assert back.to_json() == manifest.to_json()
     # the version reaches its entries' blobs, as an inline commit's does
     entry = next(iter(back))
     assert reg.rw.get(f"/blobs/{blob_key(entry.digest)}").content == f"blob {0}\n".encode()
 
 
-def test_small_manifest_stays_inline(small_limits: Registry, client: HttpRegistry) -> None:
+def test_small_manifest_stays_inline(reg: Registry, client: HttpRegistry) -> None:
     """Below the client's bound nothing is uploaded besides the entries' blobs."""
-    reg = small_limits
     project = reg.unique("small")
     manifest = many_files(reg, n=20)
     assert len(manifest_json(manifest)) < INLINE_MAX
@@ -139,9 +141,8 @@ def test_default_inline_bound_is_well_below_the_server_limit() -> None:
 
 
 def test_keyed_commit_by_reference_is_exactly_once(
-    small_limits: Registry, client: HttpRegistry
+    reg: Registry, client: HttpRegistry
 ) -> None:
-    reg = small_limits
     project = reg.unique("keyed")
     manifest = many_files(reg)
     kwargs: dict[str, Any] = {"entity": ENTITY, "project": project, "name": "data",
@@ -153,9 +154,8 @@ def test_keyed_commit_by_reference_is_exactly_once(
     assert client.version_by_commit_key(ENTITY, "k" * 32).id == first.id  # type: ignore[union-attr]
 
 
-def test_sdk_save_of_a_large_artifact(small_limits: Registry, tmp_path: Path) -> None:
+def test_sdk_save_of_a_large_artifact(reg: Registry, tmp_path: Path) -> None:
     """The SDK commits through the same client: a large artifact saves unchanged."""
-    reg = small_limits
     project = reg.unique("sdk")
     folder = tmp_path / "data"
     for i in range(FILES // 2):
@@ -184,15 +184,14 @@ def test_sdk_save_of_a_large_artifact(small_limits: Registry, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("ref", ["", "not-a-digest", 42, ["x"], "AAAA"])
-def test_reference_that_is_not_a_digest(small_limits: Registry, ref: Any) -> None:
-    project = small_limits.unique("ref")
-    r = commit_by_ref(small_limits, project, ref)
+def test_reference_that_is_not_a_digest(reg: Registry, ref: Any) -> None:
+    project = reg.unique("ref")
+    r = commit_by_ref(reg, project, ref)
     assert_error(r, 400, "InvalidRequest", "base64 MD5")
-    assert versions(small_limits, project) == []
+    assert versions(reg, project) == []
 
 
-def test_both_or_neither_manifest_field(small_limits: Registry) -> None:
-    reg = small_limits
+def test_both_or_neither_manifest_field(reg: Registry) -> None:
     project = reg.unique("both")
     ref = reg.upload(manifest_json(Manifest()))
     for body in ({"type": "dataset"},
@@ -202,18 +201,17 @@ def test_both_or_neither_manifest_field(small_limits: Registry) -> None:
     assert versions(reg, project) == []
 
 
-def test_reference_never_uploaded(small_limits: Registry) -> None:
-    project = small_limits.unique("lost")
+def test_reference_never_uploaded(reg: Registry) -> None:
+    project = reg.unique("lost")
     digest = md5_b64(b"a manifest nobody uploaded")
-    r = commit_by_ref(small_limits, project, digest)
+    r = commit_by_ref(reg, project, digest)
     assert_error(r, 400, "InvalidRequest", "was not uploaded")
-    assert versions(small_limits, project) == []
+    assert versions(reg, project) == []
 
 
-def test_reference_to_another_entitys_manifest(small_limits: Registry) -> None:
+def test_reference_to_another_entitys_manifest(reg: Registry) -> None:
     """Naming a manifest another entity uploaded is answered as naming one never uploaded:
     its list of files is that entity's business."""
-    reg = small_limits
     manifest = many_files(reg, n=5)
     digest = reg.upload(manifest_json(manifest))  # uploaded by entity team
     project = reg.unique("theirs")
@@ -226,8 +224,7 @@ def test_reference_to_another_entitys_manifest(small_limits: Registry) -> None:
     assert commit_by_ref(reg, project, digest).status_code == 201
 
 
-def test_read_only_key_cannot_commit_by_reference(small_limits: Registry) -> None:
-    reg = small_limits
+def test_read_only_key_cannot_commit_by_reference(reg: Registry) -> None:
     digest = reg.upload(manifest_json(Manifest()))
     project = reg.unique("ro")
     assert commit_by_ref(reg, project, digest, client=reg.ro).status_code == 403
@@ -244,9 +241,8 @@ def test_read_only_key_cannot_commit_by_reference(small_limits: Registry) -> Non
     (b'{"version": 1, "contents": {"a.txt": {"digest": "XUFAKrxLKna5cZ2REBfFkg==",'
      b' "size": 5}}}', "InvalidManifest", "was not uploaded"),
 ])
-def test_reference_to_a_bad_manifest(small_limits: Registry, text: bytes, kind: str,
+def test_reference_to_a_bad_manifest(reg: Registry, text: bytes, kind: str,
                                      words: str) -> None:
-    reg = small_limits
     digest = reg.upload(text)
     project = reg.unique("badref")
     r = commit_by_ref(reg, project, digest)
@@ -266,10 +262,9 @@ def test_reference_past_the_manifest_limit(small_limits: Registry) -> None:
     assert versions(reg, project) == []
 
 
-def test_interrupted_manifest_upload_leaves_no_version(small_limits: Registry) -> None:
+def test_interrupted_manifest_upload_leaves_no_version(reg: Registry) -> None:
     """An upload of the manifest cut off halfway stores nothing: the commit naming it is
     refused, no version appears, and the half-written file is removed."""
-    reg = small_limits
     text = manifest_json(many_files(reg, n=FILES + 1))  # a manifest not uploaded before
     digest = md5_b64(text)
     with socket.create_connection(("127.0.0.1", reg.server.port)) as sock:
@@ -286,9 +281,8 @@ def test_interrupted_manifest_upload_leaves_no_version(small_limits: Registry) -
     assert not reg.blob_path(digest).exists()
 
 
-def test_client_errors_are_the_registrys(small_limits: Registry, client: HttpRegistry) -> None:
+def test_client_errors_are_the_registrys(reg: Registry, client: HttpRegistry) -> None:
     """The HTTP client raises the domain errors the registry answered with."""
-    reg = small_limits
     manifest = many_files(reg)
     manifest.add(ManifestEntry("zz/never-uploaded.bin", md5_b64(b"nope"), 4))
     project = reg.unique("client")
