@@ -59,7 +59,7 @@ def serve_mount(
     """Mount and serve until unmounted or signalled. Blocks."""
     _limit_malloc_arenas()
     rarer_full_passes()
-    registry = open_registry(config)
+    registry = open_registry(config, read_timeout=options.read_timeout)
     content = open_content(config, registry)
     limiter = trio.CapacityLimiter(options.threads)
 

@@ -11,12 +11,18 @@ from artifactfs.registry.local import LocalRegistry
 __all__ = ["LocalRegistry", "Registry", "VerifiedContent", "open_content", "open_registry"]
 
 
-def open_registry(config: Config) -> Registry:
-    """The registry ``config`` names: the server when a URL is set, else the embedded store."""
+def open_registry(config: Config, *, read_timeout: float | None = None) -> Registry:
+    """The registry ``config`` names: the server when a URL is set, else the embedded store.
+
+    ``read_timeout``: seconds a read from a server may take, retries included (None: the
+    client's own limits). A mount passes its ``--read-timeout``: it fails a read then, and
+    a worker thread still waiting on the server would keep one of its slots taken. The
+    embedded store has nothing to wait on.
+    """
     if config.registry_url:
         from artifactfs.registry.http import HttpRegistry
 
-        return HttpRegistry(config.registry_url, config.api_key)
+        return HttpRegistry(config.registry_url, config.api_key, read_timeout=read_timeout)
     from artifactfs.store import Store
 
     return LocalRegistry(Store(config.store_dir))
