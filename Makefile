@@ -35,10 +35,13 @@ lint: $(TSTAMP)
 	$(VENV)/bin/ruff check artifactfs tests benchmarks scripts
 	$(VENV)/bin/mypy
 
-# make bench BENCH_ARGS=--quick for a smoke run of a few minutes
+# make bench BENCH_ARGS=--quick for a smoke run of a few minutes; the ImageNet-sized version
+# (issue 16) takes about 25 min and 6 GB of disk: IMAGENET_ARGS='--sizes 100000 --no-local'
+# for a short look
 bench: system-deps $(TSTAMP)
 	@scripts/install-bench-deps.sh
 	$(PY) benchmarks/peers.py $(BENCH_ARGS)
+	$(PY) benchmarks/imagenet_scale.py $(IMAGENET_ARGS)
 
 # fault injection (issue 15): one table, also written to docs/reliability.md; about 15 min.
 # make faults FAULTS_ARGS='--only blob_corruption --n 10' for one scenario
