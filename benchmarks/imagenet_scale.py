@@ -25,7 +25,8 @@ built in Python; everything after that goes through the real code paths:
   it needs about 5 GB at full size, and is removed straight after).
 
 It prints a table of each figure at each size with the growth from the smallest to the
-largest size (against the growth of the entries themselves: faster is super-linear), then
+largest size (against the growth of the entries themselves: more than a tenth faster is
+called super-linear), then
 the targets of issue 16 with PASS/MISS at each size, and writes both as JSON under
 ``benchmarks/results/``. It asserts nothing. Processes are stopped by their pid, mounts are
 always unmounted in ``finally``, and the work folder is removed unless ``--keep``.
@@ -84,6 +85,9 @@ TARGET_LS_S = 1.0
 TARGET_READ_S = 0.050
 TARGET_FIND_RATIO = 2.0
 TARGET_RSS = 1 << 30
+# a figure that grew by more than the entries did, times this, is called super-linear: a
+# tenth for the noise of one run on a shared machine
+LINEAR_SLACK = 1.1
 
 
 # ---- the version ----------------------------------------------------------------------------
@@ -372,7 +376,7 @@ def figures_table(results: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
                   if entry_growth and values[0] and values[-1] is not None else None)
         verdict = ""
         if growth is not None and entry_growth is not None:
-            verdict = "super-linear" if growth > entry_growth else ""
+            verdict = "super-linear" if growth > entry_growth * LINEAR_SLACK else ""
         body.append((label, *(_show(v, unit) for v in values),
                      f"{growth:.1f}x" if growth is not None else "-", verdict))
         rows.append({"figure": label, "values": values, "unit": unit, "growth": growth,
@@ -408,7 +412,7 @@ def targets_table(results: list[dict[str, Any]]) -> tuple[str, list[dict[str, An
             ("ls", "first ls of the root < 1 s", lambda v: f"{v:.2f} s"),
             ("read", "first read < 50 ms", lambda v: f"{v * 1000:.1f} ms"),
             ("find", "find <= 2x local ext4", lambda v: f"{v:.2f}x"),
-            ("rss", "daemon VmHWM < 1 GB", lambda v: f"{v / 2**20:.0f} MiB"),
+            ("rss", "daemon VmHWM < 1 GiB", lambda v: f"{v / 2**20:.0f} MiB"),
         ):
             cells = []
             for c in checks:
