@@ -1537,6 +1537,11 @@ def per_file_details(row: Row, files: int) -> Row:
     for role, seconds in row.details.get("cpu_s", {}).items():
         if role in ("daemon", "server"):
             row.details[f"{role}_cpu_ms_per_file"] = round(seconds * 1000 / files, 3)
+    # HTTP requests the artifactfs server and nginx answered (rclone's only measure of them)
+    http = sum(int(row.details.get(k, {}).get("requests", 0))
+               for k in ("server_requests", "nginx_requests"))
+    if row.contender != LOCAL:
+        row.details["http_requests_per_file"] = round(http / files, 3)
     return row
 
 
@@ -1694,7 +1699,7 @@ def render_loader(res: Results) -> list[str]:
     if not rows:
         return []
     head = ("9 DataLoader, 4 workers, shuffled, batch 64", "contender", "files/s", "MB/s",
-            "requests per file", "daemon CPU ms/file", "server CPU ms/file")
+            "FUSE requests per file", "HTTP/file", "daemon CPU ms/file", "server CPU ms/file")
     body = []
     for _, case, label, _ in (k for k in res.order if k[0] == 9):
         for c in (LOCAL, *AFS_VARIANTS, RC_OFF, RC_FULL):
@@ -1705,12 +1710,13 @@ def render_loader(res: Results) -> list[str]:
             body.append((
                 label.removeprefix("9 DataLoader "), LABELS[c], fmt(r.value, r.unit),
                 fmt(d.get("mb_per_s"), "MB/s"), describe_requests(d.get("requests_per_file", {})),
+                fmt(d.get("http_requests_per_file"), "ms"),
                 fmt(d.get("daemon_cpu_ms_per_file"), "ms"),
                 fmt(d.get("server_cpu_ms_per_file"), "ms") if d.get("cpu_s", {}).get("server")
                 else "-",
             ))
     widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
-    numeric = {2, 3, 5, 6}
+    numeric = {2, 3, 5, 6, 7}
 
     def line(cells: tuple[str, ...]) -> str:
         return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
