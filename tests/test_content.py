@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import random
 import threading
 from pathlib import Path
 
@@ -286,10 +287,11 @@ def test_prefetched_small_files_hold_no_more_memory_than_the_budget(
     config: Config, tmp_path: Path
 ):
     """The budget counts each piece's own bytes, so no piece may keep more alive: a small
-    file's share of a batch answer, kept as a view, held the whole answer."""
+    file's share of a batch answer, kept as a view, held the whole answer. And a batch asks
+    for no more than the prefetch budget (half the memory) holds."""
     registry = open_registry(config)
     content = open_content(config, registry)
-    blobs = [os.urandom(50_000 + i) for i in range(60)]  # one batch of 3 MB
+    blobs = [os.urandom(50_000 + i) for i in range(60)]  # 3 MB
     entries = []
     for i, data in enumerate(blobs):
         src = tmp_path / f"s{i}.bin"
@@ -305,15 +307,73 @@ def test_prefetched_small_files_hold_no_more_memory_than_the_budget(
 
     try:
         trio.run(main)
-        assert content.stats.bytes == sum(map(len, blobs))  # all of them, in the batch
-        kept = list(reader._memory.values())
+        fitting = reader.prefetch_bytes // 50_100
+        assert content.stats.bytes == sum(map(len, blobs[:fitting]))  # one batch
+        assert content.stats.requests == 1
+        kept = [p for p, _ in reader._waiting.values()]
         held = {id(b): len(b) for b in (p.obj if isinstance(p, memoryview) else p for p in kept)}
-        assert len(kept) >= 15 and sum(held.values()) <= budget
-        assert all(bytes(reader._memory[(e.digest, -1)]) == data
-                   for e, data in zip(entries, blobs, strict=True)
-                   if (e.digest, -1) in reader._memory)
+        assert len(kept) == fitting and sum(held.values()) <= reader.prefetch_bytes
+        assert all(bytes(reader._waiting[(e.digest, -1)][0]) == data
+                   for e, data in zip(entries[:fitting], blobs, strict=False))
     finally:
         registry.close()
+
+
+def test_prefetch_stays_within_its_budget_and_every_file_is_fetched_once(
+    parts, tmp_path: Path
+):
+    """Reads in shuffled order over a folder larger than memory: small files fetched ahead
+    wait outside the LRU until read, more are fetched as reads free the budget, and none is
+    pushed out unread and read a second time (from the store or the disk cache)."""
+    store, content = parts
+    blobs = [os.urandom(20_000 + i) for i in range(120)]  # 2.4 MB, memory 1 MiB
+    entries = small_entries(store, tmp_path, blobs)
+    reader = VerifiedReader(content, _in_thread, memory_bytes=1 << 20)
+    order = list(range(len(entries)))
+    random.Random(5).shuffle(order)
+    peak = 0
+
+    async def main() -> None:
+        nonlocal peak
+        sweep = 0
+        async with trio.open_nursery() as nursery:
+            for i in order:
+                went = reader.schedule_small(nursery, entries[sweep : sweep + 64], sweep=True)
+                sweep += went
+                peak = max(peak, reader.prefetched_unread)
+                got = await reader.read(entries[i], 0, entries[i].size)
+                assert bytes(got) == blobs[i]
+                assert reader._memory.currsize + reader._waiting_bytes <= 1 << 20
+
+    trio.run(main)
+    assert 0 < peak <= reader.prefetch_bytes
+    assert reader.prefetched_unread == 0 and not reader._waiting
+    assert content.stats.bytes == sum(map(len, blobs))  # each blob once
+    assert content.cache.hits == 0  # nothing read back from the disk cache either
+    assert content.stats.requests < len(entries) * 3 // 4  # many came in batches
+
+
+def test_prefetched_files_never_read_give_their_budget_up_after_a_while(
+    parts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A reader that stopped must not hold the prefetch budget for good."""
+    from artifactfs.fs import reader as reader_module
+
+    store, content = parts
+    blobs = [os.urandom(30_000 + i) for i in range(40)]
+    entries = small_entries(store, tmp_path, blobs)
+    reader = VerifiedReader(content, _in_thread, memory_bytes=1 << 20)
+
+    async def look(part: list[ManifestEntry]) -> int:
+        async with trio.open_nursery() as nursery:
+            return reader.schedule_small(nursery, part, sweep=True)
+
+    first = trio.run(look, entries)
+    assert 0 < first < len(entries) and reader.prefetched_unread > 0
+    assert trio.run(look, entries[first:]) == 0  # no room: nothing read yet
+    monkeypatch.setattr(reader_module, "_STALE_WAIT_SECONDS", 0.0)
+    assert trio.run(look, entries[first:]) > 0  # the unread ones gave their room up
+    assert all(content.cache.contains(blob_key(e.digest)) for e in entries[:first])
 
 
 def test_small_files_once_read_are_not_prefetched_again(parts, tmp_path: Path):

@@ -356,16 +356,22 @@ class ArtifactOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=self._add_handle(handle), keep_cache=True)
 
     def _look_ahead(self, folder: Node, node: Node) -> None:
-        """Prefetch the siblings after an opened file, when the window says it is time."""
+        """Prefetch small files of an opened file's folder when the window says it is time:
+        the siblings after it for reads in listing order, the folder's next files in a
+        sweep for reads in any other order (see SiblingWindow)."""
         position = self.tree.file_position(folder, node.path)
-        if position is None:
+        if position is None or self.nursery is None:
             return
         parent, index = position
-        if self.nursery is not None and self.siblings.due((folder.inode, parent), index):
-            self.reader.schedule_small(
-                self.nursery,
-                self.tree.files_after(folder, parent, index, self.options.prefetch_files),
-            )
+        key = (folder.inode, parent)
+        look = self.siblings.look(key, index)
+        if look is None:
+            return
+        after, sweeping = look
+        entries = self.tree.files_after(folder, parent, after, self.options.prefetch_files)
+        went = self.reader.schedule_small(self.nursery, entries, sweep=sweeping)
+        if sweeping:
+            self.siblings.swept(key, after + went)
 
     async def _open_staged(self, node: Node, folder: Node, ref: StagedFile) -> OpenFile:
         assert folder.staged is not None

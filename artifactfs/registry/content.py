@@ -67,7 +67,8 @@ def _batches(indexes: list[int], sizes: list[int]) -> list[list[int]]:
 
 
 class FetchStats:
-    """Counters of what crossed from the registry, for tests and benchmarks."""
+    """Counters of what crossed from the registry, for tests and benchmarks: requests (a
+    batch of small files is one) and the bytes they brought."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -139,12 +140,13 @@ class VerifiedContent:
                 missing.append(i)
         for group in _batches(missing, [e.size for e in entries]):
             fetched = self.registry.read_blobs([entries[i].digest for i in group])
+            self.stats.add(sum(len(data) for data in fetched if data is not None))
             for i, data in zip(group, fetched, strict=True):
                 entry = entries[i]
                 if data is None:
                     continue
                 tried.add(i)
-                if self._accept_whole(entry, data, 0):
+                if self._accept_whole(entry, data, 0, counted=True):
                     found[i] = data
         return [
             p if p is not None else self.whole(e, attempts=1 if i in tried else _ATTEMPTS)
@@ -163,9 +165,13 @@ class VerifiedContent:
             return None
         return cached
 
-    def _accept_whole(self, entry: ManifestEntry, data: Piece, attempt: int) -> bool:
-        """Count fetched bytes of a small entry and cache them if they pass the MD5 check."""
-        self.stats.add(len(data))
+    def _accept_whole(self, entry: ManifestEntry, data: Piece, attempt: int, *,
+                      counted: bool = False) -> bool:
+        """Count fetched bytes of a small entry (unless its batch ``counted`` them, as one
+        request) and cache them if they pass the MD5 check: one hash of the bytes, and
+        the cache's own checksum computed as they are written, with no read back."""
+        if not counted:
+            self.stats.add(len(data))
         if _md5_matches(entry, data):
             self.cache.put(self._stored_key(entry), data)
             return True
@@ -352,6 +358,16 @@ class VerifiedContent:
     def which_cached(self, entries: list[ManifestEntry]) -> list[bool]:
         """For each entry, whether the disk cache holds its whole bytes."""
         return [self.cache.contains(self._stored_key(entry)) for entry in entries]
+
+    def wholes_not_cached(self, entries: list[ManifestEntry]) -> list[Piece | None]:
+        """For prefetch: ``wholes`` of the small entries the disk cache lacks (one batch
+        request, each MD5-checked and cached), None for the ones it holds, which are not
+        read (a read of them finds them there). One worker-thread trip where asking the
+        cache first and fetching after took two."""
+        on_disk = self.which_cached(entries)
+        missing = [entry for entry, cached in zip(entries, on_disk, strict=True) if not cached]
+        fetched = iter(self.wholes(missing, uncached=True) if missing else ())
+        return [None if cached else next(fetched) for cached in on_disk]
 
     # ---- whole reads ---------------------------------------------------------------------
 
