@@ -1,4 +1,4 @@
-"""The folder tree a mount shows, with no FUSE in it.
+"""The folder tree a mount shows, with no FUSE in it: what FUSE asks of it.
 
 ::
 
@@ -7,10 +7,11 @@
     PROJECT/TYPE/               NAME:vN for each committed version, NAME:ALIAS for each alias
     PROJECT/TYPE/NAME:LABEL/    the manifest's paths as folders and files
 
-Inodes are stable for the life of the mount: each node is keyed by what it shows, and a key
-keeps its inode number. An alias folder's key includes the version it resolved to, so when
-the alias moves, ``NAME:ALIAS`` is looked up to a *new* inode while files already open keep
-reading the version they opened, and the kernel's cached pages can never mix two versions.
+Three parts, each with its own job: ``InodeTable`` (fs/inodes.py) gives every node its
+stable inode number; ``RegistryAnswers`` (fs/answers.py) remembers what the registry said,
+for when it is slow or down; ``Tree`` here puts them together for lookups and listings, and
+follows a folder's staging from its beginning to its save or discard, telling both parts
+what changed.
 
 All registry calls go through ``blocking`` (a worker thread); the tree's own state is only
 touched on the event loop, so it needs no lock.
@@ -19,75 +20,36 @@ touched on the event loop, so it needs no lock.
 from __future__ import annotations
 
 import bisect
-import enum
 import errno
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import trio
-from cachetools import LRUCache, TTLCache
-
-from artifactfs.core.collector import collector_paused
-from artifactfs.core.errors import InvalidName, NotFound, RegistryFault, RegistryUnavailable
+from artifactfs.core.errors import InvalidName, NotFound
 from artifactfs.core.manifest import Manifest, ManifestEntry
-from artifactfs.core.names import parse_version_label, validate_alias, validate_name
+from artifactfs.core.names import validate_alias, validate_name
 from artifactfs.core.posix import SYMLINK_EXTRA_KEY
 from artifactfs.core.records import VersionInfo
+from artifactfs.fs.answers import RegistryAnswers
+from artifactfs.fs.inodes import (
+    ROOT_INODE,
+    FolderNodeKey,
+    InodeTable,
+    Kind,
+    Node,
+    ProjectKey,
+    TypeKey,
+)
 from artifactfs.fs.listing import VersionListing
 from artifactfs.fs.staging import FolderKey, StagedFolder, Staging
 from artifactfs.registry import Registry
 
-__all__ = ["Kind", "Node", "Tree"]
+__all__ = ["ROOT_INODE", "Kind", "Node", "Tree"]
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Blocking = Callable[..., Awaitable[Any]]
-
-ROOT_INODE = 1
-_DOWN_SECONDS = 5.0
-
-
-class Kind(enum.Enum):
-    ROOT = "root"
-    PROJECT = "project"
-    TYPE = "type"
-    VERSION = "version"  # NAME:vN or NAME:ALIAS
-    DIR = "dir"
-    FILE = "file"
-
-
-@dataclass(slots=True)
-class Node:
-    inode: int
-    kind: Kind
-    name: str
-    project: str = ""
-    type: str = ""
-    label: str = ""  # vN or the alias, for VERSION nodes
-    version: VersionInfo | None = None
-    folder: int = 0  # the VERSION node's inode, for DIR and FILE nodes
-    path: str = ""  # path inside the version, for DIR and FILE nodes
-    entry: ManifestEntry | None = None  # for FILE nodes of read-only folders
-    staged: StagedFolder | None = None  # for VERSION nodes with staged writes
-
-    @property
-    def is_dir(self) -> bool:
-        return self.kind is not Kind.FILE
-
-    @property
-    def is_alias_folder(self) -> bool:
-        """``NAME:ALIAS`` (writable), as opposed to ``NAME:vN`` (never changes)."""
-        return self.kind is Kind.VERSION and (
-            self.version is None or self.label != self.version.version
-        )
-
-    @property
-    def folder_key(self) -> FolderKey:
-        return FolderKey(self.project, self.type, self.name.split(":", 1)[0], self.label)
 
 
 def _never(_: str) -> bool:
@@ -105,21 +67,14 @@ class Tree:
         # a read-only mount shows the registry's versions only: changes staged by an earlier
         # writable mount stay on disk, untouched, for the next one
         self.read_only = read_only
-        self._blocking = blocking  # registry calls
+        self.inodes = InodeTable()
+        self.answers = RegistryAnswers(registry, entity, blocking, listing_ttl)
         self._local = local  # the staging folder's files
         # staged folders a previous daemon left, loaded when first looked up
         self._left: dict[FolderKey, tuple[VersionInfo | None, Path]] = {
             key: (base, path) for key, base, path in staging.on_disk()
         } if not read_only else {}
         self._epochs: dict[FolderKey, int] = {}  # bumped when a folder's staging ends
-        self._nodes: dict[int, Node] = {ROOT_INODE: Node(ROOT_INODE, Kind.ROOT, "")}
-        self._inodes: dict[tuple[Any, ...], int] = {}
-        self._next_inode = ROOT_INODE + 1
-        self._listings: LRUCache[str, VersionListing] = LRUCache(maxsize=64)
-        self._fresh: TTLCache[tuple[Any, ...], Any] = TTLCache(maxsize=4096, ttl=listing_ttl)
-        self._last: dict[tuple[Any, ...], Any] = {}  # last answers, for when it is down
-        self._down_until = 0.0
-        self.manifest_fetches = 0
         # drops the kernel's cached entry NAME of folder INODE; blocking, so called only from
         # worker threads (set by the FUSE layer; None without a kernel, as in unit tests)
         self.invalidate_entry: Callable[[int, str], None] | None = None
@@ -127,33 +82,25 @@ class Tree:
     # ---- nodes ---------------------------------------------------------------------------
 
     def node(self, inode: int) -> Node:
-        try:
-            return self._nodes[inode]
-        except KeyError:
-            raise NotFound(f"inode {inode} is unknown") from None
+        """The node of ``inode``. Raises NotFound for a number never given."""
+        return self.inodes.node(inode)
 
     @property
     def node_count(self) -> int:
-        return len(self._nodes)
+        return len(self.inodes)
 
-    def _node_for(self, key: tuple[Any, ...], make: Callable[[int], Node]) -> Node:
-        inode = self._inodes.get(key)
-        if inode is None:
-            inode = self._next_inode
-            self._next_inode += 1
-            self._inodes[key] = inode
-            self._nodes[inode] = make(inode)
-        return self._nodes[inode]
+    @property
+    def manifest_fetches(self) -> int:
+        return self.answers.manifest_fetches
 
     def _project(self, name: str) -> Node:
-        return self._node_for(("p", name), lambda i: Node(i, Kind.PROJECT, name, project=name))
+        return self.inodes.node_for(
+            ProjectKey(name), lambda i: Node(i, Kind.PROJECT, name, project=name)
+        )
 
     def type_node(self, project: str, type_: str) -> Node:
-        return self._type(project, type_)
-
-    def _type(self, project: str, type_: str) -> Node:
-        return self._node_for(
-            ("t", project, type_),
+        return self.inodes.node_for(
+            TypeKey(project, type_),
             lambda i: Node(i, Kind.TYPE, type_, project=project, type=type_),
         )
 
@@ -162,7 +109,7 @@ class Tree:
         staged: StagedFolder | None = None,
     ) -> Node:
         key = self._folder_node_key(FolderKey(project, type_, collection, label), info)
-        node = self._node_for(
+        node = self.inodes.node_for(
             key,
             lambda i: Node(
                 i, Kind.VERSION, f"{collection}:{label}", project=project, type=type_,
@@ -175,91 +122,18 @@ class Tree:
             node.staged = staged
         return node
 
-    def _folder_node_key(self, key: FolderKey, info: VersionInfo | None) -> tuple[Any, ...]:
+    def _folder_node_key(self, key: FolderKey, info: VersionInfo | None) -> FolderNodeKey:
         """What a NAME:LABEL folder node is keyed by: the version it shows, and how many
         times its staging ended (a discard must give it fresh inodes)."""
-        epoch = self._epochs.get(key, 0)
-        return ("v", key.project, key.type, key.name, key.alias, info.id if info else None,
-                epoch)
+        return FolderNodeKey(key, info.id if info else None, self._epochs.get(key, 0))
 
-    def _entry_nodes(
-        self, folder: Node, prefix: str, names: Iterable[str],
-        entries: Mapping[str, ManifestEntry | None] | None, is_file: Callable[[str], bool],
-    ) -> list[Node]:
-        """The nodes of ``names`` in the folder ``prefix`` of a NAME:LABEL folder, made if
-        needed. ``entries`` gives a file's manifest entry (kept on its node); a path without
-        one is a file when ``is_file`` says so.
-
-        A listing of 100,000 entries comes through here once: ``_node_for`` is written out
-        and ``Node`` built from positional arguments, a third less time per entry.
-        """
-        inodes, nodes = self._inodes, self._nodes
-        finode, project, type_, version = folder.inode, folder.project, folder.type, folder.version
-        get = entries.get if entries is not None else None
-        with collector_paused():  # many long-lived objects at once
-            out = []
-            for name in names:
-                path = prefix + name
-                entry = get(path) if get is not None else None
-                key = ("e", finode, path)
-                inode = inodes.get(key)
-                if inode is None:
-                    inode = self._next_inode
-                    self._next_inode += 1
-                    inodes[key] = inode
-                    kind = Kind.FILE if entry is not None or is_file(path) else Kind.DIR
-                    node = nodes[inode] = Node(
-                        inode, kind, name, project, type_, "", version, finode, path, entry
-                    )
-                else:
-                    node = nodes[inode]
-                    if entry is not None:
-                        node.entry = entry
-                out.append(node)
-        return out
-
-    # ---- registry queries, cached briefly --------------------------------------------------
-
-    async def _ask(
-        self, key: tuple[Any, ...], query: Callable[..., T], *args: Any, fresh: bool = True
-    ) -> T:
-        """Ask the registry, remembering answers.
-
-        ``fresh`` answers are reused for the listing timeout. When the registry cannot be
-        reached, the last answer to the same question is used (so cached files stay
-        reachable through their folders), and further questions skip the registry for a few
-        seconds instead of each waiting out the timeout.
-        """
-        if fresh and key in self._fresh:
-            return self._fresh[key]
-        if trio.current_time() >= self._down_until:
-            try:
-                answer = await self._blocking(query, *args)
-            except RegistryFault as exc:
-                # it answered: only this question is broken, not the registry
-                log.warning("registry failed to answer %s: %s", key, exc)
-                if key in self._last:
-                    return self._last[key]
-                raise
-            except (RegistryUnavailable, trio.TooSlowError):
-                self._down_until = trio.current_time() + _DOWN_SECONDS
-                log.warning("registry unreachable; answering %s from memory if possible", key)
-            else:
-                self._last[key] = answer
-                if fresh:
-                    self._fresh[key] = answer
-                return answer
-        if key in self._last:
-            return self._last[key]
-        raise RegistryUnavailable(f"registry unreachable and {key} never seen")
+    # ---- registry answers -----------------------------------------------------------------
 
     async def projects(self) -> list[str]:
-        return await self._ask(("projects",), self.registry.list_projects, self.entity)
+        return await self.answers.projects()
 
     async def types(self, project: str) -> list[str]:
-        return await self._ask(
-            ("types", project), self.registry.list_types, self.entity, project
-        )
+        return await self.answers.types(project)
 
     async def listing(self, folder: Node) -> VersionListing | StagedFolder:
         """The folder's files and folders: staged state, or the manifest (fetched once)."""
@@ -270,14 +144,10 @@ class Tree:
     async def version_listing(self, folder: Node) -> VersionListing:
         """The version's manifest as folders; fetched once per version and kept (LRU)."""
         assert folder.version is not None
-        vid = folder.version.id
-        found = self._listings.get(vid)
-        if found is None:
-            # parsing and indexing a large manifest takes a while: not on the event loop
-            found = await self._blocking(lambda: VersionListing(self.registry.manifest(vid)))
-            self.manifest_fetches += 1
-            self._listings[vid] = found
-        return found
+        return await self.answers.listing(folder.version.id)
+
+    def _listing_in_memory(self, folder: Node) -> VersionListing | None:
+        return self.answers.listing_in_memory(folder.version.id) if folder.version else None
 
     # ---- what FUSE asks -------------------------------------------------------------------
 
@@ -288,7 +158,7 @@ class Tree:
                 return self._project(name)
         elif parent.kind is Kind.PROJECT:
             if name in await self.types(parent.project):
-                return self._type(parent.project, name)
+                return self.type_node(parent.project, name)
         elif parent.kind is Kind.TYPE:
             return await self._lookup_version(parent, name)
         elif parent.kind in (Kind.VERSION, Kind.DIR):
@@ -308,7 +178,7 @@ class Tree:
         the open loaded it, unless many versions read since have pushed it out)."""
         if folder.staged is not None or folder.version is None:
             return None
-        listing = self._listings.get(folder.version.id)
+        listing = self._listing_in_memory(folder)
         if listing is None:
             return None
         parent, _, name = path.rpartition("/")
@@ -319,7 +189,7 @@ class Tree:
     ) -> list[ManifestEntry]:
         """Up to ``count`` files that follow position ``index`` of folder ``parent`` (after
         ``file_position``, which found the listing in memory)."""
-        listing = self._listings.get(folder.version.id) if folder.version else None
+        listing = self._listing_in_memory(folder)
         if listing is None:
             return []
         prefix = f"{parent}/" if parent else ""
@@ -339,31 +209,20 @@ class Tree:
         """The node of ``path`` in a folder, made if needed (inodes follow renames)."""
         entries = None
         if is_file and folder.staged is None:
-            listing = self._listings.get(folder.version.id) if folder.version else None
+            listing = self._listing_in_memory(folder)
             entries = listing.files if listing else None
         parent, _, name = path.rpartition("/")
-        return self._entry_nodes(
+        return self.inodes.entry_nodes(
             folder, f"{parent}/" if parent else "", (name,), entries, lambda _: is_file
         )[0]
 
     def moved(self, folder: Node, src: str, dst: str) -> None:
         """Re-key the nodes of a renamed file or folder so their inodes follow them."""
-        prefix = src + "/"
-        for key in [k for k in self._inodes if k[0] == "e" and k[1] == folder.inode
-                    and (k[2] == src or k[2].startswith(prefix))]:
-            inode = self._inodes.pop(key)
-            new_path = dst + key[2][len(src):]
-            self._inodes[("e", folder.inode, new_path)] = inode
-            node = self._nodes[inode]
-            node.path = new_path
-            node.name = new_path.rsplit("/", 1)[-1]
-        for key in [k for k in self._inodes if k[0] == "e" and k[1] == folder.inode
-                    and k[2] == dst and self._nodes[self._inodes[k]].path != dst]:
-            del self._inodes[key]
+        self.inodes.moved(folder.inode, src, dst)
 
     def forget_path(self, folder: Node, path: str) -> None:
         """A removed path: a later file of the same name gets a new inode."""
-        self._inodes.pop(("e", folder.inode, path), None)
+        self.inodes.forget_path(folder.inode, path)
 
     async def _lookup_version(self, parent: Node, name: str) -> Node:
         collection, sep, label = name.partition(":")
@@ -379,15 +238,7 @@ class Tree:
         if staged is not None:
             return self._version(parent.project, parent.type, collection, label, staged.base,
                                  staged)
-        question = ("resolve", parent.project, collection, label)
-        known = self._last.get(question)
-        if known is not None and parse_version_label(label) is not None:
-            info: VersionInfo = known  # vN never changes: no need to ask again
-        else:
-            info = await self._ask(
-                question, self.registry.resolve, self.entity, parent.project, collection,
-                label, fresh=False,
-            )
+        info = await self.answers.resolve(parent.project, collection, label)
         if info.type != parent.type:
             raise NotFound(name)
         return self._version(parent.project, parent.type, collection, label, info)
@@ -398,9 +249,7 @@ class Tree:
         if found is not None or key not in self._left:
             return found
         base, path = self._left[key]
-        manifest = (
-            await self._blocking(self.registry.manifest, base.id) if base else Manifest()
-        )
+        manifest = await self.answers.manifest(base.id) if base else Manifest()
         found = await self._local(StagedFolder.load, path, manifest)
         self.staging.folders[key] = found
         del self._left[key]
@@ -450,24 +299,19 @@ class Tree:
         """
         key = folder.folder_key
         cleanup = self.staging.detach(key)
-        del self._inodes[self._folder_node_key(key, folder.version)]
-        self._inodes[self._folder_node_key(key, info)] = folder.inode
+        self.inodes.rekey(self._folder_node_key(key, folder.version),
+                          self._folder_node_key(key, info))
         folder.version = info
         folder.staged = None
-        self._down_until = 0.0  # the registry just answered a commit
-        listing = self._listings[info.id] = VersionListing(manifest)
-        self._last[("resolve", key.project, key.name, key.alias)] = info
-        self._fresh.pop(("versions", key.project, key.type), None)
-        self._fresh.pop(("types", key.project), None)
-        self._fresh.pop(("projects",), None)
+        listing = self.answers.saved(key, info, manifest)
         vanished: list[Node] = []  # empty folders: a version has none
-        for node in self._nodes.values():
+        for node in self.inodes.nodes():
             if node.folder == folder.inode:
                 node.version = info
                 if node.kind is Kind.FILE:
                     node.entry = manifest.get(node.path)
                 elif (node.path not in listing.dirs
-                      and self._inodes.get(("e", folder.inode, node.path)) == node.inode):
+                      and self.inodes.entry_inode(folder.inode, node.path) == node.inode):
                     vanished.append(node)
         entries = [self._entry_of(folder, node) for node in vanished]
         for node in vanished:
@@ -477,7 +321,7 @@ class Tree:
     def _entry_of(self, folder: Node, node: Node) -> tuple[int, str]:
         """(parent inode, name): how the kernel knows a node of a NAME:LABEL folder."""
         parent_path, _, name = node.path.rpartition("/")
-        parent = self._inodes.get(("e", folder.inode, parent_path)) if parent_path else None
+        parent = self.inodes.entry_inode(folder.inode, parent_path) if parent_path else None
         return (parent if parent is not None else folder.inode), name
 
     def _then_invalidate(self, cleanup: Callable[[], None],
@@ -504,8 +348,7 @@ class Tree:
         key = folder.folder_key
         cleanup = self.staging.detach(key)
         self._epochs[key] = self._epochs.get(key, 0) + 1
-        self._last.pop(("resolve", key.project, key.name, key.alias), None)
-        self._fresh.pop(("versions", key.project, key.type), None)
+        self.answers.staging_ended(key)
         folder.staged = None
         return self._then_invalidate(
             cleanup, [(self.type_node(key.project, key.type).inode, folder.name)]
@@ -516,7 +359,7 @@ class Tree:
         if parent.kind is Kind.ROOT:
             return [self._project(p) for p in await self.projects()]
         if parent.kind is Kind.PROJECT:
-            return [self._type(parent.project, t) for t in await self.types(parent.project)]
+            return [self.type_node(parent.project, t) for t in await self.types(parent.project)]
         if parent.kind is Kind.TYPE:
             return await self._version_folders(parent)
         folder = self.folder_of(parent)
@@ -524,25 +367,14 @@ class Tree:
         prefix = f"{parent.path}/" if parent.path else ""
         names = listing.dirs.get(parent.path, ())
         if not isinstance(listing, VersionListing):
-            return self._entry_nodes(folder, prefix, sorted(names), None,
-                                     listing.files.__contains__)
+            return self.inodes.entry_nodes(folder, prefix, sorted(names), None,
+                                           listing.files.__contains__)
         # already sorted, and the entries are at hand
-        return self._entry_nodes(folder, prefix, names, listing.files, _never)
+        return self.inodes.entry_nodes(folder, prefix, names, listing.files, _never)
 
     async def _version_folders(self, parent: Node) -> list[Node]:
-        def query() -> list[VersionInfo]:
-            out: list[VersionInfo] = []
-            for c in self.registry.list_collections(self.entity, parent.project, parent.type):
-                try:
-                    out.extend(self.registry.list_versions(self.entity, parent.project, c.name))
-                except RegistryFault as exc:  # one broken collection; the others still list
-                    log.warning("leaving %s/%s out of %s/%s: %s", parent.project, c.name,
-                                parent.project, parent.type, exc)
-            return out
-
         nodes: dict[str, Node] = {}
-        for info in await self._ask(("versions", parent.project, parent.type), query):
-            self._last[("resolve", parent.project, info.name, info.version)] = info
+        for info in await self.answers.versions(parent.project, parent.type):
             for label in (info.version, *info.aliases):
                 fkey = FolderKey(parent.project, parent.type, info.name, label)
                 if fkey in self.staging.folders or fkey in self._left:
