@@ -186,16 +186,24 @@ class StagedFolder:
         folder = cls(root, key, base, base_manifest)
         highest = 0
         with open(root / "journal.jsonl", "rb") as f:
-            session = json.loads(f.readline()).get("session")
+            header = f.readline()
+            session = json.loads(header).get("session")
             folder.session = session if isinstance(session, str) else None
+            whole = len(header)  # where the last line replayed ends
             for line in f:
                 try:
-                    record = json.loads(line)
+                    record = json.loads(line) if line.endswith(b"\n") else None
                 except ValueError:
+                    record = None
+                if record is None:
                     break  # a torn last line: the change it began never completed
                 folder._replay(record)
+                whole += len(line)
                 if record.get("op") == "put":
                     highest = max(highest, int(record["upper"]))
+        # cut the torn line off: the next line appended would be glued to it, and every
+        # change made from now on would be lost at the next replay
+        os.truncate(root / "journal.jsonl", whole)
         folder._counter = itertools.count(highest + 1)
         folder._open_journal(truncate=False)
         return folder
