@@ -329,6 +329,7 @@ def test_prefetch_stays_within_its_budget_and_every_file_is_fetched_once(
     blobs = [os.urandom(20_000 + i) for i in range(120)]  # 2.4 MB, memory 1 MiB
     entries = small_entries(store, tmp_path, blobs)
     reader = VerifiedReader(content, _in_thread, memory_bytes=1 << 20)
+    reader.disk_ahead_bytes = 0  # memory only: see the next test for the disk cache
     order = list(range(len(entries)))
     random.Random(5).shuffle(order)
     peak = 0
@@ -353,6 +354,38 @@ def test_prefetch_stays_within_its_budget_and_every_file_is_fetched_once(
     assert content.stats.requests < len(entries) * 3 // 4  # many came in batches
 
 
+def test_a_sweep_past_its_memory_goes_on_into_the_disk_cache_within_its_own_bound(
+    parts, tmp_path: Path
+):
+    """Files a sweep fetches past its share of memory are verified and cached, not kept in
+    memory; a read of them comes from the disk cache (no second fetch), and the bound on
+    such files frees up as they are read."""
+    store, content = parts
+    blobs = [os.urandom(40_000 + i) for i in range(100)]  # 4 MB; memory 1 MiB, disk 2 MiB
+    entries = small_entries(store, tmp_path, blobs)
+    reader = VerifiedReader(content, _in_thread, memory_bytes=1 << 20)
+    reader.disk_ahead_bytes = 2 << 20
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            went = reader.schedule_small(nursery, entries, sweep=True)
+        in_memory = len(reader._waiting)
+        assert 0 < in_memory < went < len(entries)
+        assert reader.prefetched_unread <= reader.prefetch_bytes
+        assert 0 < reader.prefetched_to_disk_unread <= reader.disk_ahead_bytes
+        assert reader._memory.currsize + reader._waiting_bytes <= 1 << 20
+        assert all(content.cache.contains(blob_key(e.digest)) for e in entries[:went])
+        fetched = content.stats.bytes
+        for entry, data in zip(entries[:went], blobs, strict=False):
+            assert bytes(await reader.read(entry, 0, entry.size)) == data
+        assert content.stats.bytes == fetched  # nothing fetched twice
+        assert content.cache.hits == went - in_memory  # the rest came from the disk cache
+        assert reader.prefetched_unread == reader.prefetched_to_disk_unread == 0
+
+    trio.run(main)
+    assert content.stats.requests == 1  # one batch for all of them
+
+
 def test_prefetched_files_never_read_give_their_budget_up_after_a_while(
     parts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -363,6 +396,7 @@ def test_prefetched_files_never_read_give_their_budget_up_after_a_while(
     blobs = [os.urandom(30_000 + i) for i in range(40)]
     entries = small_entries(store, tmp_path, blobs)
     reader = VerifiedReader(content, _in_thread, memory_bytes=1 << 20)
+    reader.disk_ahead_bytes = 0
 
     async def look(part: list[ManifestEntry]) -> int:
         async with trio.open_nursery() as nursery:
