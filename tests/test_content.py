@@ -492,3 +492,31 @@ def test_sdk_download_drops_a_rotten_cache_entry_and_fetches_it_again(
     assert path.stat().st_size == size  # the rotten file was dropped and written anew
     good = data if kind == "small" else data[CHUNK_SIZE : 2 * CHUNK_SIZE]
     assert path.read_bytes()[: len(good)] == good
+
+
+def test_download_of_a_small_entry_hashes_its_bytes_once(
+    parts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The MD5 check of the fetch is the check: the download hashed the same bytes again.
+    From the disk cache (checked by its own checksum) nothing is MD5-hashed at all."""
+    store, content = parts
+    data = os.urandom(300_000)
+    (entry,) = small_entries(store, tmp_path, [data])
+    made: list[int] = []
+    real_md5 = hashlib.md5
+
+    def counting_md5(*args, **kwargs):  # the real hash; only the passes are counted
+        made.append(1)
+        return real_md5(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "md5", counting_md5)
+    content.download(entry, tmp_path / "cold.bin")
+    assert (tmp_path / "cold.bin").read_bytes() == data and len(made) == 1
+    content.download(entry, tmp_path / "warm.bin")
+    assert (tmp_path / "warm.bin").read_bytes() == data and len(made) == 1
+    with open(store.blobs.path(entry.digest), "r+b") as f:  # bad bytes are still refused
+        f.write(b"\x00" if data[0] else b"\x01")
+    content.cache.discard(blob_key(entry.digest))
+    with pytest.raises(DigestMismatch):
+        content.download(entry, tmp_path / "bad.bin")
+    assert not (tmp_path / "bad.bin").exists()
