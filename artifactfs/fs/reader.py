@@ -30,6 +30,7 @@ from cachetools import LRUCache, TTLCache
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.errors import RegistryUnavailable
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.fs.options import option_default
 from artifactfs.registry import VerifiedContent
 from artifactfs.registry.content import Piece
 
@@ -196,9 +197,9 @@ class VerifiedReader:
         content: VerifiedContent,
         blocking: Blocking,
         *,
-        memory_bytes: int = 64 << 20,
-        readahead_cap: int = 16,
-        run_chunks: int = 8,
+        memory_bytes: int = option_default("memory_bytes"),
+        readahead_cap: int = option_default("readahead_chunks"),
+        run_chunks: int = option_default("request_chunks"),
     ) -> None:
         self.content = content
         self._blocking = blocking
