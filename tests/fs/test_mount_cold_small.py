@@ -92,7 +92,9 @@ def test_a_shuffled_cold_epoch_fetches_each_small_file_once_and_mostly_in_batche
     # file, whose batches the readers outran)
     assert seen["fetch_requests"] < len(files) // 10, seen
     requests = mount.stats()["requests"]
-    assert requests.get("open", 0) <= 1 and requests.get("release", 0) == 0  # no-open
+    # no-open: the first opens of the 4 readers may all reach the daemon before the first
+    # ENOSYS is answered (the kernel stops sending OPEN only then); none after that
+    assert requests.get("open", 0) <= 4 and requests.get("release", 0) == 0
     if transport == "server":
         log = (tmp_path / "server.log").read_text()
         sent = log.count("POST /api/v1/blobs/batch") + log.count("GET /api/v1/blobs/")
