@@ -60,15 +60,17 @@ class FolderListing:
 
     ``files`` is keyed by each file's path in the version (what the mount's nodes are keyed
     by), in name order; ``names`` are the folder's names, files and sub-folders together,
-    sorted (the order a listing shows, which sibling prefetch follows).
+    sorted (the order a listing shows, which sibling prefetch follows); ``folder_order``
+    the sub-folders' names sorted, ``folders`` the same as a set.
     """
 
-    __slots__ = ("files", "folders", "names", "path")
+    __slots__ = ("files", "folder_order", "folders", "names", "path")
 
     def __init__(self, path: str, folders: Iterable[str],
                  files: Mapping[str, ManifestEntry]) -> None:
         self.path = path
-        self.folders: frozenset[str] = frozenset(folders)
+        self.folder_order: tuple[str, ...] = tuple(sorted(folders))
+        self.folders: frozenset[str] = frozenset(self.folder_order)
         self.files: Mapping[str, ManifestEntry] = files
         cut = len(path) + 1 if path else 0
         self.names: list[str] = sorted([*self.folders, *(p[cut:] for p in files)])
@@ -176,7 +178,9 @@ def parse_folder(raw: object, path: str) -> FolderListing:
     prefix = f"{path}/" if path else ""
     names = [*folders, *files]
     if not all(type(n) is str and n and "/" not in n for n in names):
-        raise _bad(path, "holds a name that is empty or not a single path part")
+        name = next(n for n in names if type(n) is not str or not n or "/" in n)
+        raise _bad(path, f"holds {shown(str(name))}, a name that is empty or not a single "
+                   "path part")
     if len(set(names)) != len(names):
         raise _bad(path, "holds a name twice (or as both a file and a folder)")
     for name in folders:
