@@ -202,7 +202,7 @@ class RegistryAnswers:
         question = Resolution(project, name, label)
         known = self._last.get(question)
         if known is not None and parse_version_label(label) is not None:
-            return known  # type: ignore[no-any-return]
+            return known
         return await self._ask(
             question, self.registry.resolve, self.entity, project, name, label, fresh=False
         )
