@@ -31,7 +31,13 @@ from typing import Any
 
 from artifactfs.core.errors import InvalidManifest, InvalidRequest
 from artifactfs.core.limits import shown
-from artifactfs.core.manifest import Manifest, ManifestEntry, validate_entry_path
+from artifactfs.core.manifest import (
+    MAX_PART_BYTES,
+    Manifest,
+    ManifestEntry,
+    entries_from_contents,
+    validate_entry_path,
+)
 
 __all__ = [
     "FOLDER_BATCH_BYTES",
@@ -66,14 +72,17 @@ class FolderListing:
 
     __slots__ = ("files", "folder_order", "folders", "names", "path")
 
-    def __init__(self, path: str, folders: Iterable[str],
-                 files: Mapping[str, ManifestEntry]) -> None:
+    def __init__(self, path: str, folders: Iterable[str], files: Mapping[str, ManifestEntry],
+                 *, file_names: Sequence[str] | None = None) -> None:
+        """``file_names``: the names of ``files`` in the same order, if at hand."""
         self.path = path
         self.folder_order: tuple[str, ...] = tuple(sorted(folders))
         self.folders: frozenset[str] = frozenset(self.folder_order)
         self.files: Mapping[str, ManifestEntry] = files
-        cut = len(path) + 1 if path else 0
-        self.names: list[str] = sorted([*self.folders, *(p[cut:] for p in files)])
+        if file_names is None:
+            cut = len(path) + 1 if path else 0
+            file_names = [p[cut:] for p in files]
+        self.names: list[str] = sorted([*self.folder_order, *file_names])
 
     def __len__(self) -> int:
         return len(self.names)
@@ -164,10 +173,31 @@ def _bad(path: str, why: str) -> InvalidManifest:
     return InvalidManifest(f"the listing of folder {shown(path)} {why}")
 
 
+def _plain_names(names: list[str]) -> bool:
+    """True when every name is one plain path part: ASCII, at most 255 characters, not
+    empty, no '/', no NUL, not starting with '.'. Proved for all of them at once, a few
+    passes in C over the names joined by newlines (a name holding a newline itself, or
+    anything else in doubt, answers False, and each is then checked on its own)."""
+    if not names:
+        return True
+    try:
+        joined = "\n" + "\n".join(names)
+    except TypeError:  # a name that is not a string
+        return False
+    return (joined.isascii() and joined.count("\n") == len(names) and not joined.endswith("\n")
+            and max(map(len, names)) <= MAX_PART_BYTES
+            and not any(bad in joined for bad in ("\n\n", "\n.", "/", "\x00")))
+
+
 def parse_folder(raw: object, path: str) -> FolderListing:
     """The listing of folder ``path`` from its parsed JSON; InvalidManifest when it is not
     one (the registry's answer is checked as strictly as a manifest is: every path that
-    comes out of it is safe to join under a mount)."""
+    comes out of it is safe to join under a mount). ``raw``'s entries are emptied as read.
+
+    ``find`` over ImageNet's train split parses all 1.28 million entries this way, so the
+    names are checked all at once and plain entries made without a call each
+    (``entries_from_contents``); no folder is worked out, all are ``path``.
+    """
     if not isinstance(raw, dict):
         raise _bad(path, "is not a JSON object")
     if raw.get("path") != path:
@@ -176,21 +206,23 @@ def parse_folder(raw: object, path: str) -> FolderListing:
     if not isinstance(folders, list) or not isinstance(files, dict):
         raise _bad(path, "has 'folders' that is not a list or 'files' that is not an object")
     prefix = f"{path}/" if path else ""
-    names = [*folders, *files]
-    if not all(type(n) is str and n and "/" not in n for n in names):
-        name = next(n for n in names if type(n) is not str or not n or "/" in n)
-        raise _bad(path, f"holds {shown(str(name))}, a name that is empty or not a single "
-                   "path part")
-    if len(set(names)) != len(names):
+    names: list[str] = list(files)
+    every = [*folders, *names]
+    plain = _plain_names(every)
+    if not plain:
+        if not all(type(n) is str and n and "/" not in n for n in every):
+            name = next(n for n in every if type(n) is not str or not n or "/" in n)
+            raise _bad(path, f"holds {shown(str(name))}, a name that is empty or not a "
+                       "single path part")
+        for name in every:
+            validate_entry_path(prefix + name)
+    if len(set(every)) != len(every):
         raise _bad(path, "holds a name twice (or as both a file and a folder)")
-    for name in folders:
-        validate_entry_path(prefix + name)
-    # the manifest's own parser: the same checks, and its quick path for plain entries
-    manifest = Manifest.from_dict(
-        {"version": 1, "contents": {prefix + n: e for n, e in files.items()}}, consume=True
-    )
-    entries = dict(sorted(manifest.entries.items()))
-    return FolderListing(path, folders, entries)
+    entries = entries_from_contents(files, plain=True, prefix=prefix, consume=True)
+    if sorted(names) != names:  # a registry stores them sorted; any other is sorted here
+        names.sort()
+        entries = {prefix + n: entries[prefix + n] for n in names}
+    return FolderListing(path, folders, entries, file_names=names)
 
 
 def parse_folders(text: str | bytes, paths: Sequence[str]) -> list[FolderListing]:
