@@ -39,7 +39,7 @@ lint: $(TSTAMP)
 # (issue 16) takes about 25 min and 6 GB of disk: IMAGENET_ARGS='--sizes 100000 --no-local'
 # for a short look
 bench: system-deps $(TSTAMP)
-	@scripts/install-bench-deps.sh
+	@scripts/install-bench-deps.sh $(VENV)
 	$(PY) benchmarks/peers.py $(BENCH_ARGS)
 	$(PY) benchmarks/imagenet_scale.py $(IMAGENET_ARGS)
 

@@ -14,7 +14,8 @@ measures:
 
 - ``small, epoch 0``: a fresh mount with the artifactfs cache emptied; the tree is listed
   (a DataLoader's index, outside the clock), the page cache dropped, then every file read
-  whole by ``--readers`` processes in one shuffled order split into contiguous shares.
+  whole by ``--readers`` processes in one shuffled order (``--order listing``: in listing
+  order) split into contiguous shares.
   Files/s, and the daemon's CPU (utime + stime from /proc/PID/stat) per file.
 - ``big, cold`` and ``big, disk-cache warm``: one reader, 1 MiB reads from start to end,
   page cache dropped, after a fresh mount with the cache emptied (cold) or kept (warm).
@@ -142,13 +143,15 @@ def empty_cache_and_restart(mount: AfsMount) -> None:
 
 
 def measure_small(mount: AfsMount, top: Path, readers: int, runs: int, profile: Path | None,
-                  label: str, tool: str = "py-spy") -> list[dict[str, Any]]:
+                  label: str, tool: str = "py-spy", order: str = "shuffled"
+                  ) -> list[dict[str, Any]]:
     rows = []
     for run in range(runs):
         empty_cache_and_restart(mount)
         rels = list_tree(top)
-        paths = [top / rel for rel in rels]
-        random.Random(SEED + run).shuffle(paths)
+        paths = [top / rel for rel in rels]  # sorted: the mount's listing order
+        if order == "shuffled":
+            random.Random(SEED + run).shuffle(paths)
         expected = len(paths) * SMALL_SIZE
         assert mount.pid is not None
         with Profiler(profile, f"{label}-small-{run}", mount.pid, tool):
@@ -159,7 +162,7 @@ def measure_small(mount: AfsMount, top: Path, readers: int, runs: int, profile: 
         cpu = u1 - u0 + s1 - s0
         counts = diff(before, after)
         row = {
-            "transport": label, "workload": "small, epoch 0", "run": run,
+            "transport": label, "workload": f"small, epoch 0, {order}", "run": run,
             "files": len(paths), "seconds": round(seconds, 3),
             "files_per_s": round(len(paths) / seconds, 1),
             "mb_per_s": round(expected / 1e6 / seconds, 1),
@@ -236,6 +239,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--big-mib", type=int, default=1024, help="the big file's MiB (0 skips it)")
     p.add_argument("--transports", default="embedded,server",
                    help="comma-separated: embedded, server")
+    p.add_argument("--order", choices=("shuffled", "listing"), default="shuffled",
+                   help="small files in one shuffled order, or in listing order (each "
+                        "reader a contiguous share)")
     p.add_argument("--runs", type=int, default=1, help="small epoch 0 runs per transport")
     p.add_argument("--profile", type=Path, default=None,
                    help="folder for py-spy speedscope profiles of the small epochs")
@@ -293,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             base = client.mnt / PROJECT / TYPE
             if args.count:
                 rows += measure_small(mount, base / small_folder, args.readers, args.runs,
-                                      args.profile, label, args.profiler)
+                                      args.profile, label, args.profiler, args.order)
             if args.big_mib:
                 rows += measure_big(mount, base / big_folder / "big.bin",
                                     args.big_mib * BLOCK, label)

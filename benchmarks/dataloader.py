@@ -271,6 +271,24 @@ def drop_page_cache() -> None:
     DROP_CACHES.write_text("3\n")
 
 
+def page_cache_drops() -> int | None:
+    """How many times anyone has written to drop_caches since boot (``drop_pagecache`` of
+    /proc/vmstat), or None where the kernel does not say.
+
+    On a machine shared with other benchmarks, a drop by someone else in the middle of a
+    warm epoch makes it a partly cold one; comparing this count before and after an epoch
+    tells such an epoch from a slow one.
+    """
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                if line.startswith("drop_pagecache "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def run_epochs(run: LoaderRun, epochs: int, stats_root: Path | None,
                expected: int | None) -> Iterable[dict[str, Any]]:
     """Each epoch's figures, with the requests per file when ``stats_root`` is a mount."""

@@ -329,6 +329,7 @@ def test_prefetch_stays_within_its_budget_and_every_file_is_fetched_once(
     blobs = [os.urandom(20_000 + i) for i in range(120)]  # 2.4 MB, memory 1 MiB
     entries = small_entries(store, tmp_path, blobs)
     reader = VerifiedReader(content, _in_thread, memory_bytes=1 << 20)
+    reader.disk_ahead_bytes = 0  # memory only: see the next test for the disk cache
     order = list(range(len(entries)))
     random.Random(5).shuffle(order)
     peak = 0
@@ -353,6 +354,38 @@ def test_prefetch_stays_within_its_budget_and_every_file_is_fetched_once(
     assert content.stats.requests < len(entries) * 3 // 4  # many came in batches
 
 
+def test_a_sweep_past_its_memory_goes_on_into_the_disk_cache_within_its_own_bound(
+    parts, tmp_path: Path
+):
+    """Files a sweep fetches past its share of memory are verified and cached, not kept in
+    memory; a read of them comes from the disk cache (no second fetch), and the bound on
+    such files frees up as they are read."""
+    store, content = parts
+    blobs = [os.urandom(40_000 + i) for i in range(100)]  # 4 MB; memory 1 MiB, disk 2 MiB
+    entries = small_entries(store, tmp_path, blobs)
+    reader = VerifiedReader(content, _in_thread, memory_bytes=1 << 20)
+    reader.disk_ahead_bytes = 2 << 20
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            went = reader.schedule_small(nursery, entries, sweep=True)
+        in_memory = len(reader._waiting)
+        assert 0 < in_memory < went < len(entries)
+        assert reader.prefetched_unread <= reader.prefetch_bytes
+        assert 0 < reader.prefetched_to_disk_unread <= reader.disk_ahead_bytes
+        assert reader._memory.currsize + reader._waiting_bytes <= 1 << 20
+        assert all(content.cache.contains(blob_key(e.digest)) for e in entries[:went])
+        fetched = content.stats.bytes
+        for entry, data in zip(entries[:went], blobs, strict=False):
+            assert bytes(await reader.read(entry, 0, entry.size)) == data
+        assert content.stats.bytes == fetched  # nothing fetched twice
+        assert content.cache.hits == went - in_memory  # the rest came from the disk cache
+        assert reader.prefetched_unread == reader.prefetched_to_disk_unread == 0
+
+    trio.run(main)
+    assert content.stats.requests == 1  # one batch for all of them
+
+
 def test_prefetched_files_never_read_give_their_budget_up_after_a_while(
     parts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -363,6 +396,7 @@ def test_prefetched_files_never_read_give_their_budget_up_after_a_while(
     blobs = [os.urandom(30_000 + i) for i in range(40)]
     entries = small_entries(store, tmp_path, blobs)
     reader = VerifiedReader(content, _in_thread, memory_bytes=1 << 20)
+    reader.disk_ahead_bytes = 0
 
     async def look(part: list[ManifestEntry]) -> int:
         async with trio.open_nursery() as nursery:
@@ -458,3 +492,31 @@ def test_sdk_download_drops_a_rotten_cache_entry_and_fetches_it_again(
     assert path.stat().st_size == size  # the rotten file was dropped and written anew
     good = data if kind == "small" else data[CHUNK_SIZE : 2 * CHUNK_SIZE]
     assert path.read_bytes()[: len(good)] == good
+
+
+def test_download_of_a_small_entry_hashes_its_bytes_once(
+    parts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The MD5 check of the fetch is the check: the download hashed the same bytes again.
+    From the disk cache (checked by its own checksum) nothing is MD5-hashed at all."""
+    store, content = parts
+    data = os.urandom(300_000)
+    (entry,) = small_entries(store, tmp_path, [data])
+    made: list[int] = []
+    real_md5 = hashlib.md5
+
+    def counting_md5(*args, **kwargs):  # the real hash; only the passes are counted
+        made.append(1)
+        return real_md5(*args, **kwargs)
+
+    monkeypatch.setattr(hashlib, "md5", counting_md5)
+    content.download(entry, tmp_path / "cold.bin")
+    assert (tmp_path / "cold.bin").read_bytes() == data and len(made) == 1
+    content.download(entry, tmp_path / "warm.bin")
+    assert (tmp_path / "warm.bin").read_bytes() == data and len(made) == 1
+    with open(store.blobs.path(entry.digest), "r+b") as f:  # bad bytes are still refused
+        f.write(b"\x00" if data[0] else b"\x01")
+    content.cache.discard(blob_key(entry.digest))
+    with pytest.raises(DigestMismatch):
+        content.download(entry, tmp_path / "bad.bin")
+    assert not (tmp_path / "bad.bin").exists()

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from artifactfs.core.collector import FULL_PASS_EVERY, collector_paused, rarer_full_passes
+from artifactfs.core.collector import (
+    FREEZE_AFTER,
+    FULL_PASS_EVERY,
+    collector_paused,
+    rarer_full_passes,
+)
 from artifactfs.core.manifest import Manifest
 
 
@@ -21,6 +27,7 @@ def collector_on() -> Iterator[None]:
     finally:
         gc.enable()
         gc.set_threshold(*thresholds)
+        gc.unfreeze()  # what a test froze is the collector's again
 
 
 def test_the_collector_is_off_inside_and_back_on_after() -> None:
@@ -79,3 +86,31 @@ def test_rarer_full_passes_leaves_the_young_generations_alone() -> None:
     rarer_full_passes()
     assert gc.get_threshold() == (700, 10, FULL_PASS_EVERY)
     assert FULL_PASS_EVERY > 10
+
+
+class _Thing:
+    __slots__ = ("__weakref__", "value")
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
+def test_a_large_build_is_frozen_and_its_objects_are_still_freed_when_dropped() -> None:
+    gc.unfreeze()
+    before = gc.get_freeze_count()
+    with collector_paused():
+        built = [_Thing(i) for i in range(FREEZE_AFTER + 10_000)]
+    # the collector's next passes skip them (a pass over a million new objects was a
+    # quarter of a large version's first listing)
+    assert gc.get_freeze_count() >= before + FREEZE_AFTER
+    probe = weakref.ref(built[-1])
+    del built
+    assert probe() is None  # reference counting still frees frozen objects
+
+
+def test_a_small_build_is_not_frozen() -> None:
+    gc.unfreeze()
+    with collector_paused():
+        built = [_Thing(i) for i in range(1000)]
+    assert gc.get_freeze_count() == 0
+    assert len(built) == 1000

@@ -387,23 +387,29 @@ class VerifiedContent:
     def download(
         self, entry: ManifestEntry, dest: Path, on_bytes: Callable[[int], None] | None = None
     ) -> None:
-        """Write the entry's verified bytes to ``dest`` atomically (parents must exist)."""
+        """Write the entry's verified bytes to ``dest`` atomically (parents must exist).
+
+        A large entry's chunks, each checked against the chunk index, are also hashed
+        together against the entry's MD5 as they are written (the index could be the
+        registry's word alone). A small entry's bytes were MD5-checked by ``whole`` (or put
+        in the cache so checked): hashing them again was a second pass over every byte.
+        """
+        if not self.is_chunked(entry):
+            with atomic_writer(dest) as out:
+                data = self.whole(entry)
+                out.write(data)
+            if on_bytes:
+                on_bytes(len(data))
+            return
         md5 = hashlib.md5()
         with atomic_writer(dest) as out:
-            if self.is_chunked(entry):
-                count = self.index(entry).count
-                for first in range(0, count, DOWNLOAD_RUN):
-                    for data in self.chunks(entry, first, min(count, first + DOWNLOAD_RUN)):
-                        md5.update(data)
-                        out.write(data)
-                        if on_bytes:
-                            on_bytes(len(data))
-            else:
-                data = self.whole(entry)
-                md5.update(data)
-                out.write(data)
-                if on_bytes:
-                    on_bytes(len(data))
+            count = self.index(entry).count
+            for first in range(0, count, DOWNLOAD_RUN):
+                for data in self.chunks(entry, first, min(count, first + DOWNLOAD_RUN)):
+                    md5.update(data)
+                    out.write(data)
+                    if on_bytes:
+                        on_bytes(len(data))
             if base64.b64encode(md5.digest()).decode() != entry.digest:
                 raise DigestMismatch(
                     f"{entry.path!r}: assembled bytes do not match digest {entry.digest}"

@@ -71,8 +71,9 @@ def counters(mount: Mount) -> dict[str, int]:
 def test_a_shuffled_cold_epoch_fetches_each_small_file_once_and_mostly_in_batches(
     api: Api, tmp_path: Path, transport: str, mount_factory
 ):
-    """More files than the mount's memory holds (4.8 MB, --memory 2): before the folder
-    sweep, files fetched ahead were pushed out unread and read again from the disk cache."""
+    """More files than the mount's memory holds (4.8 MB, --memory 2): the folder sweep
+    keeps what fits in memory until read and sends the rest to the disk cache, in batches,
+    each blob fetched once and checked once."""
     files = small_files(240, 3, seed=1)
     push(api, tmp_path, files, aliases=())
     mount = mount_factory("--read-only", "--memory", "2")
@@ -87,13 +88,15 @@ def test_a_shuffled_cold_epoch_fetches_each_small_file_once_and_mostly_in_batche
     assert all(got[rel] == data for rel, data in files.items())
     seen = {k: after[k] - before[k] for k in after}
     assert seen["fetch_bytes"] == sum(map(len, files.values())), seen  # each blob once
-    assert seen["cache_hits"] == 0, seen  # none read back from the disk cache
-    assert seen["fetch_requests"] < len(files) * 3 // 4, seen  # many in batches
+    # nearly all in the sweeps' batches (13 requests here; 24 with the window after each
+    # file, whose batches the readers outran)
+    assert seen["fetch_requests"] < len(files) // 10, seen
     requests = mount.stats()["requests"]
     assert requests.get("open", 0) <= 1 and requests.get("release", 0) == 0  # no-open
     if transport == "server":
         log = (tmp_path / "server.log").read_text()
-        assert log.count("POST /api/v1/blobs/batch") >= 2
+        sent = log.count("POST /api/v1/blobs/batch") + log.count("GET /api/v1/blobs/")
+        assert sent < len(files) // 10, sent
 
 
 def test_a_bad_blob_fetched_ahead_in_a_sweep_is_refused_and_never_cached(
