@@ -29,6 +29,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from artifactfs.core.collector import collector_paused
 from artifactfs.core.errors import InvalidManifest, InvalidRequest
 from artifactfs.core.limits import shown
 from artifactfs.core.manifest import (
@@ -50,6 +51,7 @@ __all__ = [
     "join_rows",
     "parse_folder",
     "parse_folders",
+    "parse_stored",
 ]
 
 FOLDER_BATCH_MAX = 64
@@ -235,7 +237,16 @@ def parse_folders(text: str | bytes, paths: Sequence[str]) -> list[FolderListing
     if not isinstance(raw, list) or not 0 < len(raw) <= len(paths):
         raise InvalidManifest(f"an answer for {len(paths)} folders must be a list of 1 to "
                               f"{len(paths)} listings")
-    return [parse_folder(item, path) for item, path in zip(raw, paths, strict=False)]
+    # one pause for the whole batch: a sweep's batch is a large build (core/collector.py),
+    # where a pause per folder let the collector walk the growing heap between folders
+    with collector_paused():
+        return [parse_folder(item, path) for item, path in zip(raw, paths, strict=False)]
+
+
+def parse_stored(texts: Sequence[str], paths: Sequence[str]) -> list[FolderListing]:
+    """Stored listings (``folder_rows``' JSON) of ``paths``, one text each, parsed."""
+    with collector_paused():
+        return [parse_folder(json.loads(t), p) for t, p in zip(texts, paths, strict=True)]
 
 
 def join_rows(rows: Iterable[str]) -> str:

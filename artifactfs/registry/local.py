@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from artifactfs.core.chunks import ChunkIndex
-from artifactfs.core.folders import FolderListing, check_folder_path, parse_folder
+from artifactfs.core.folders import FolderListing, check_folder_path, parse_stored
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
 from artifactfs.registry.base import Registry
@@ -51,7 +50,7 @@ class LocalRegistry(Registry):
     def folder_listings(self, version_id: str, paths: Sequence[str]) -> list[FolderListing]:
         wanted = [check_folder_path(p) for p in paths]
         texts = self.store.db.folder_texts(version_id, wanted)
-        return [parse_folder(json.loads(t), p) for t, p in zip(texts, wanted, strict=True)]
+        return parse_stored(texts, wanted)
 
     def commit(
         self,
