@@ -13,7 +13,7 @@ TSTAMP := $(VENV)/.installed-test
 system-deps:
 	@scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml scripts/install-pyfuse3.sh patches/pyfuse3-3.5.0-inode-read.patch | system-deps
+$(STAMP): pyproject.toml scripts/install-pyfuse3.sh patches/pyfuse3-3.5.0-artifactfs.patch | system-deps
 	@scripts/make-venv.sh $(VENV) .
 	@touch $@
 

@@ -4,21 +4,23 @@
 # Why: a read-only mount answers the kernel's OPEN with ENOSYS, so the kernel stops sending
 # OPEN and RELEASE for files (one daemon round trip each, per file and epoch) and keeps their
 # pages cached. Every READ then carries file handle 0, and pyfuse3 3.5 hands read() only the
-# handle, dropping the inode libfuse gives it. patches/pyfuse3-3.5.0-inode-read.patch makes
+# handle, dropping the inode libfuse gives it. patches/pyfuse3-3.5.0-artifactfs.patch makes
 # read() receive the inode when the handle is 0, and sets pyfuse3.NO_HANDLE_READ_GIVES_INODE,
-# which the daemon checks at run time (a plain pyfuse3 keeps the open-per-file path).
+# which the daemon checks at run time (a plain pyfuse3 keeps the open-per-file path). It
+# also sends a read's reply without holding the GIL, so worker threads fetching and
+# hashing run while up to a MiB is copied into the kernel.
 # docs/design-notes.md says more.
 #
 # The patched build is pinned: pyfuse3 3.5.0 from its sdist, Cython 3.2.4 (the version its
 # sdist was generated with), built in a throw-away environment, installed as
-# 3.5.0+artifactfs.1 (which pyproject's pyfuse3==3.5.0 accepts). Safe to run again: an
+# 3.5.0+artifactfs.N (which pyproject's pyfuse3==3.5.0 accepts). Safe to run again: an
 # installed patched build is left alone.
 set -euo pipefail
 venv=$1
 here=$(cd "$(dirname "$0")/.." && pwd)
 version=3.5.0
-local_version="$version+artifactfs.1"
-patch_file="$here/patches/pyfuse3-$version-inode-read.patch"
+local_version="$version+artifactfs.2"  # bump with every change to the patch
+patch_file="$here/patches/pyfuse3-$version-artifactfs.patch"
 
 if "$venv/bin/python" - "$local_version" <<'EOF' 2>/dev/null; then
 import importlib.metadata, sys

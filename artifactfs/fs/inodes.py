@@ -199,8 +199,8 @@ class InodeTable:
             node = self._nodes[inode]
             node.path = new_path
             node.name = new_path.rsplit("/", 1)[-1]
-        inode = paths.get(dst)
-        if inode is not None and self._nodes[inode].path != dst:
+        held = paths.get(dst)
+        if held is not None and self._nodes[held].path != dst:
             del paths[dst]
 
     def forget_path(self, folder: int, path: str) -> None:

@@ -7,9 +7,12 @@ check) the chunks it touches. Here each piece has one flight that every reader o
 on, fetched alone, in a run of chunks (read-ahead) or in a batch of small files (prefetch),
 and the verified piece stays in memory for the next requests.
 
-Concurrency rules: ``_inflight``, ``_memory``, ``_ahead`` and ``_unreachable`` are only
-touched on the event loop; the blocking fetch runs in a thread through ``VerifiedContent``, which is
-thread-safe.
+Small files fetched ahead wait outside the LRU for their first read, within a budget
+(see ``VerifiedReader.__init__`` and ``SiblingWindow`` for why and how they are chosen).
+
+Concurrency rules: ``_inflight``, ``_memory``, the prefetch budget (``_ahead``,
+``_waiting``, ``_on_disk_ahead``) and ``_unreachable`` are only touched on the event loop;
+the blocking fetch runs in a thread through ``VerifiedContent``, which is thread-safe.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from cachetools import LRUCache, TTLCache
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.errors import RegistryUnavailable
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.fs.options import option_default
 from artifactfs.registry import VerifiedContent
 from artifactfs.registry.content import Piece
 
@@ -193,9 +197,9 @@ class VerifiedReader:
         content: VerifiedContent,
         blocking: Blocking,
         *,
-        memory_bytes: int = 64 << 20,
-        readahead_cap: int = 16,
-        run_chunks: int = 8,
+        memory_bytes: int = option_default("memory_bytes"),
+        readahead_cap: int = option_default("readahead_chunks"),
+        run_chunks: int = option_default("request_chunks"),
     ) -> None:
         self.content = content
         self._blocking = blocking
