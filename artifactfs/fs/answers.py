@@ -116,23 +116,6 @@ class FolderSweep:
         self._at[key] = (index + size, size)
         return size
 
-    def ahead(self, version_id: str, parent: str, index: int) -> tuple[int, int] | None:
-        """``(first index, count)`` of sub-folders to fetch ahead, in the background, now
-        that the sweep has reached ``index`` (one it has, fetched or at hand): once it is
-        half-way through the last batch, the next one (twice as large), so that the sweep
-        finds it parsed when it gets there. None when there is no sweep here, or it is not
-        that far yet."""
-        key = (version_id, parent)
-        found = self._at.get(key)
-        if found is None:
-            return None
-        expected, size = found
-        if size < 2 or not expected - size + size // 2 <= index < expected:
-            return None
-        count = min(size * 2, self.most)
-        self._at[key] = (expected + count, count)
-        return expected, count
-
 
 class RegistryAnswers:
     def __init__(
@@ -231,10 +214,6 @@ class RegistryAnswers:
         if found is None and self._largest is not None and self._largest[0] == key:
             return self._largest[1]
         return found
-
-    def fetching(self, version_id: str, path: str) -> bool:
-        """Whether folder ``path`` of a version is being fetched now."""
-        return (version_id, path) in self._fetching
 
     def _keep(self, version_id: str, listing: FolderListing) -> None:
         key = (version_id, listing.path)

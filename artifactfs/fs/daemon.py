@@ -155,7 +155,6 @@ async def _serve(
     detached = False
     async with trio.open_nursery() as nursery:
         ops.nursery = nursery
-        ops.tree.nursery = nursery  # folder fetches ahead of a sweep (fs/tree.py)
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
         await nursery.start(serve_control, commands, control_path)
         if ready:

@@ -26,9 +26,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import trio
-
-from artifactfs.core.errors import InvalidName, NotFound, RegistryUnavailable
+from artifactfs.core.errors import InvalidName, NotFound
 from artifactfs.core.folders import FolderListing
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.names import validate_alias, validate_name
@@ -77,8 +75,6 @@ class Tree:
             key: (base, path) for key, base, path in staging.on_disk()
         } if not read_only else {}
         self._epochs: dict[FolderKey, int] = {}  # bumped when a folder's staging ends
-        # runs folder fetches ahead of a sweep (set by the daemon; None: no fetch ahead)
-        self.nursery: trio.Nursery | None = None
         # drops the kernel's cached entry NAME of folder INODE; blocking, so called only from
         # worker threads (set by the FUSE layer; None without a kernel, as in unit tests)
         self.invalidate_entry: Callable[[int, str], None] | None = None
@@ -155,38 +151,17 @@ class Tree:
         of the version's folders."""
         assert folder.version is not None
         version_id = folder.version.id
-        answers = self.answers
-        found = answers.folder_in_memory(version_id, path)
-        if not path:
-            return found or await answers.folder(version_id, path)
-        up, _, name = path.rpartition("/")
-        parent = answers.folder_in_memory(version_id, up)
-        if parent is None:
-            return found or await answers.folder(version_id, path)
-        order = parent.folder_order
-        index = bisect.bisect_left(order, name)
-        if index == len(order) or order[index] != name:
-            return found or await answers.folder(version_id, path)
         siblings: list[str] = []
-        if found is None and not answers.fetching(version_id, path):
-            count = answers.sweep.batch(version_id, up, index)
-            siblings = [parent.child_path(n) for n in order[index + 1 : index + count]]
-        ahead = answers.sweep.ahead(version_id, up, index)
-        if ahead is not None and self.nursery is not None:
-            start, count = ahead
-            paths = [parent.child_path(n) for n in order[start : start + count]]
-            if paths:
-                self.nursery.start_soon(self._fetch_ahead, version_id, paths)
-        return found or await answers.folder(version_id, path, siblings)
-
-    async def _fetch_ahead(self, version_id: str, paths: list[str]) -> None:
-        """Folders a sweep will reach soon, fetched meanwhile; a failure is only logged
-        (the sweep asks for them itself when it gets there)."""
-        try:
-            await self.answers.folder(version_id, paths[0], paths[1:])
-        except (NotFound, RegistryUnavailable, OSError, trio.TooSlowError) as exc:
-            log.info("fetching folders %s.. of version %s ahead failed: %s", paths[0],
-                     version_id, exc)
+        if path and self.answers.folder_in_memory(version_id, path) is None:
+            up, _, name = path.rpartition("/")
+            parent = self.answers.folder_in_memory(version_id, up)
+            if parent is not None:
+                order = parent.folder_order
+                index = bisect.bisect_left(order, name)
+                if index < len(order) and order[index] == name:
+                    count = self.answers.sweep.batch(version_id, up, index)
+                    siblings = [parent.child_path(n) for n in order[index + 1 : index + count]]
+        return await self.answers.folder(version_id, path, siblings)
 
     def _folder_in_memory(self, folder: Node, path: str) -> FolderListing | None:
         if folder.version is None:

@@ -164,20 +164,6 @@ async def test_a_folder_asked_for_twice_at_once_is_fetched_once(registry, tmp_pa
     assert hand_off.calls == 1
 
 
-def test_a_sweep_half_way_through_a_batch_fetches_the_next_one_ahead() -> None:
-    sweep = FolderSweep(most=8)
-    assert sweep.batch("v", "", 0) == 1 and sweep.ahead("v", "", 0) is None
-    assert sweep.batch("v", "", 1) == 2 and sweep.ahead("v", "", 1) is None
-    assert sweep.ahead("v", "", 2) == (3, 4)  # half-way through [1, 3)
-    assert sweep.ahead("v", "", 3) is None and sweep.ahead("v", "", 4) is None
-    assert sweep.ahead("v", "", 5) == (7, 8)
-    assert sweep.ahead("v", "", 11) == (15, 8)  # at most 8
-    assert sweep.ahead("v", "", 12) is None
-    # a reader going from folder to folder out of order never fetches ahead
-    for index in (40, 7, 22, 3):
-        assert sweep.batch("v", "x", index) == 1 and sweep.ahead("v", "x", index) is None
-
-
 async def _append(out: list[Any], waiting: Any) -> None:
     out.append(await waiting)
 
