@@ -16,10 +16,11 @@ built in Python; everything after that goes through the real code paths:
   first, untimed);
 - **commit, server**: ``HttpRegistry.commit`` against ``artifactfs serve`` on its own store;
 - then, on each store (``embedded``, ``server``), from a dropped page cache: ``artifactfs
-  mount`` until the mount answers; the first ``ls`` of the version folder (which loads the
-  manifest); the first read of one file in a folder never listed, page cache dropped again;
-  the first ``find | wc -l`` of the version, page cache dropped again; the mount daemon's
-  peak memory (VmHWM), and the server's;
+  mount`` until the mount answers; the first ``ls`` of the version folder (which fetches
+  its root folder's listing, not the manifest: see core/folders.py); the first read of one
+  file in a folder never listed, page cache dropped again; the first ``find | wc -l`` of
+  the version, page cache dropped again; the mount daemon's peak memory (VmHWM), and the
+  server's;
 - for reference, the same tree as real 1 KiB files on the work folder's own file system
   (ext4 here), with the same three steps from a dropped page cache (``--no-local`` skips it;
   it needs about 5 GB at full size, and is removed straight after).

@@ -431,7 +431,7 @@ class ArtifactOperations(pyfuse3.Operations):
         entry = node.entry
         folder = self.tree.folder_of(node)
         if entry is None:  # the node was made before its folder's listing was at hand
-            entry = (await self.tree.version_listing(folder)).files.get(node.path)
+            entry = await self.tree.version_entry(folder, node.path)
             if entry is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
             node.entry = entry
@@ -644,6 +644,8 @@ class ArtifactOperations(pyfuse3.Operations):
             "cache_hits": content.cache.hits,
             "cache_misses": content.cache.misses,
             "manifest_fetches": self.tree.manifest_fetches,
+            "folder_fetches": self.tree.folder_fetches,
+            "folder_requests": self.tree.folder_requests,
             "read_requests": self.requests["read"],
             "requests": dict(self.requests),
             "no_open": self.no_open,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from artifactfs.core.errors import InvalidName, NotFound
+from artifactfs.core.folders import FolderListing
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.names import validate_alias, validate_name
 from artifactfs.core.posix import SYMLINK_EXTRA_KEY
@@ -41,8 +42,7 @@ from artifactfs.fs.inodes import (
     ProjectKey,
     TypeKey,
 )
-from artifactfs.fs.listing import VersionListing
-from artifactfs.fs.staging import FolderKey, StagedFolder, Staging
+from artifactfs.fs.staging import FolderKey, StagedFile, StagedFolder, Staging
 from artifactfs.registry import Registry
 
 __all__ = ["ROOT_INODE", "Kind", "Node", "Tree"]
@@ -93,6 +93,14 @@ class Tree:
     def manifest_fetches(self) -> int:
         return self.answers.manifest_fetches
 
+    @property
+    def folder_fetches(self) -> int:
+        return self.answers.folder_fetches
+
+    @property
+    def folder_requests(self) -> int:
+        return self.answers.folder_requests
+
     def _project(self, name: str) -> Node:
         return self.inodes.node_for(
             ProjectKey(name), lambda i: Node(i, Kind.PROJECT, name, project=name)
@@ -135,19 +143,45 @@ class Tree:
     async def types(self, project: str) -> list[str]:
         return await self.answers.types(project)
 
-    async def listing(self, folder: Node) -> VersionListing | StagedFolder:
-        """The folder's files and folders: staged state, or the manifest (fetched once)."""
-        if folder.staged is not None:
-            return folder.staged
-        return await self.version_listing(folder)
-
-    async def version_listing(self, folder: Node) -> VersionListing:
-        """The version's manifest as folders; fetched once per version and kept (LRU)."""
+    async def folder_listing(self, folder: Node, path: str) -> FolderListing:
+        """Folder ``path`` of the version a NAME:LABEL folder shows (its staged changes
+        aside), fetched when first needed and kept (LRU). When its parent is at hand and
+        the fetch continues a sweep through the parent's sub-folders, the next ones come in
+        the same request (see fs/answers.py). Raises NotFound for a path that is not one
+        of the version's folders."""
         assert folder.version is not None
-        return await self.answers.listing(folder.version.id)
+        version_id = folder.version.id
+        siblings: list[str] = []
+        if path and self.answers.folder_in_memory(version_id, path) is None:
+            up, _, name = path.rpartition("/")
+            parent = self.answers.folder_in_memory(version_id, up)
+            if parent is not None:
+                order = parent.folder_order
+                index = bisect.bisect_left(order, name)
+                if index < len(order) and order[index] == name:
+                    count = self.answers.sweep.batch(version_id, up, index)
+                    siblings = [parent.child_path(n) for n in order[index + 1 : index + count]]
+        return await self.answers.folder(version_id, path, siblings)
 
-    def _listing_in_memory(self, folder: Node) -> VersionListing | None:
-        return self.answers.listing_in_memory(folder.version.id) if folder.version else None
+    def _folder_in_memory(self, folder: Node, path: str) -> FolderListing | None:
+        if folder.version is None:
+            return None
+        return self.answers.folder_in_memory(folder.version.id, path)
+
+    async def version_entry(self, folder: Node, path: str) -> ManifestEntry | None:
+        """The version's entry of file ``path`` (staged changes aside), None if it has none."""
+        try:
+            listing = await self.folder_listing(folder, path.rpartition("/")[0])
+        except NotFound:
+            return None
+        return listing.files.get(path)
+
+    async def entry(self, folder: Node, path: str) -> ManifestEntry | StagedFile | None:
+        """What file ``path`` of a NAME:LABEL folder is now: its staged state if staging
+        began, else the version's entry; None when it is no file there."""
+        if folder.staged is not None:
+            return folder.staged.files.get(path)
+        return await self.version_entry(folder, path)
 
     # ---- what FUSE asks -------------------------------------------------------------------
 
@@ -163,11 +197,23 @@ class Tree:
             return await self._lookup_version(parent, name)
         elif parent.kind in (Kind.VERSION, Kind.DIR):
             folder = self.folder_of(parent)
-            listing = await self.listing(folder)
             path = f"{parent.path}/{name}" if parent.path else name
+            staged = folder.staged
+            if staged is not None:
+                if path in staged.files:
+                    return self.in_folder(folder, path, is_file=True)
+                if path in staged.dirs:
+                    return self.in_folder(folder, path, is_file=False)
+                raise NotFound(name)
+            # a node made for this path of this version: a version never changes, so the
+            # path is still there (the kernel asks again after it dropped its entries)
+            known = self.inodes.entry_inode(folder.inode, path)
+            if known is not None:
+                return self.node(known)
+            listing = await self.folder_listing(folder, parent.path)
             if path in listing.files:
                 return self.in_folder(folder, path, is_file=True)
-            if path in listing.dirs:
+            if name in listing.folders:
                 return self.in_folder(folder, path, is_file=False)
         raise NotFound(name)
 
@@ -178,24 +224,24 @@ class Tree:
         the open loaded it, unless many versions read since have pushed it out)."""
         if folder.staged is not None or folder.version is None:
             return None
-        listing = self._listing_in_memory(folder)
+        parent, _, name = path.rpartition("/")
+        listing = self._folder_in_memory(folder, parent)
         if listing is None:
             return None
-        parent, _, name = path.rpartition("/")
-        return parent, bisect.bisect_left(listing.dirs.get(parent, ()), name)
+        return parent, bisect.bisect_left(listing.names, name)
 
     def files_after(
         self, folder: Node, parent: str, index: int, count: int
     ) -> list[ManifestEntry]:
         """Up to ``count`` files that follow position ``index`` of folder ``parent`` (after
         ``file_position``, which found the listing in memory)."""
-        listing = self._listing_in_memory(folder)
+        listing = self._folder_in_memory(folder, parent)
         if listing is None:
             return []
         prefix = f"{parent}/" if parent else ""
         files = listing.files
         out = []
-        for sibling in listing.dirs.get(parent, [])[index + 1 : index + 1 + count]:
+        for sibling in listing.names[index + 1 : index + 1 + count]:
             entry = files.get(prefix + sibling)
             if entry is not None and SYMLINK_EXTRA_KEY not in entry.extra:  # links: no blob
                 out.append(entry)
@@ -208,10 +254,10 @@ class Tree:
     def in_folder(self, folder: Node, path: str, *, is_file: bool) -> Node:
         """The node of ``path`` in a folder, made if needed (inodes follow renames)."""
         entries = None
-        if is_file and folder.staged is None:
-            listing = self._listing_in_memory(folder)
-            entries = listing.files if listing else None
         parent, _, name = path.rpartition("/")
+        if is_file and folder.staged is None:
+            listing = self._folder_in_memory(folder, parent)
+            entries = listing.files if listing else None
         return self.inodes.entry_nodes(
             folder, f"{parent}/" if parent else "", (name,), entries, lambda _: is_file
         )[0]
@@ -262,8 +308,9 @@ class Tree:
             return folder.staged
         self._check_writable()
         key = folder.folder_key
-        listing = await self.version_listing(folder)
-        manifest = Manifest(listing.files.values())
+        # the base's whole manifest: what a save builds the next version's on
+        assert folder.version is not None
+        manifest = await self.answers.manifest(folder.version.id)
         staged = await self._local(
             StagedFolder.begin, self.staging.path_for(key), key, folder.version, manifest
         )
@@ -303,14 +350,14 @@ class Tree:
                           self._folder_node_key(key, info))
         folder.version = info
         folder.staged = None
-        listing = self.answers.saved(key, info, manifest)
+        listings = self.answers.saved(key, info, manifest)
         vanished: list[Node] = []  # empty folders: a version has none
         for node in self.inodes.nodes():
             if node.folder == folder.inode:
                 node.version = info
                 if node.kind is Kind.FILE:
                     node.entry = manifest.get(node.path)
-                elif (node.path not in listing.dirs
+                elif (node.path not in listings
                       and self.inodes.entry_inode(folder.inode, node.path) == node.inode):
                     vanished.append(node)
         entries = [self._entry_of(folder, node) for node in vanished]
@@ -363,14 +410,14 @@ class Tree:
         if parent.kind is Kind.TYPE:
             return await self._version_folders(parent)
         folder = self.folder_of(parent)
-        listing = await self.listing(folder)
         prefix = f"{parent.path}/" if parent.path else ""
-        names = listing.dirs.get(parent.path, ())
-        if not isinstance(listing, VersionListing):
-            return self.inodes.entry_nodes(folder, prefix, sorted(names), None,
-                                           listing.files.__contains__)
+        staged = folder.staged
+        if staged is not None:
+            return self.inodes.entry_nodes(folder, prefix, sorted(staged.dirs.get(parent.path, ())),
+                                           None, staged.files.__contains__)
+        listing = await self.folder_listing(folder, parent.path)
         # already sorted, and the entries are at hand
-        return self.inodes.entry_nodes(folder, prefix, names, listing.files, _never)
+        return self.inodes.entry_nodes(folder, prefix, listing.names, listing.files, _never)
 
     async def _version_folders(self, parent: Node) -> list[Node]:
         nodes: dict[str, Node] = {}

@@ -80,8 +80,7 @@ class FolderWriter:
         return folder, await self.tree.begin_staging(folder)
 
     async def current(self, folder: Node, path: str) -> ManifestEntry | StagedFile | None:
-        listing = await self.tree.listing(folder)
-        return listing.files.get(path)
+        return await self.tree.entry(folder, path)
 
     async def staged_file(self, node: Node, *, truncate: bool) -> StagedFile:
         """The staged copy of a file, copying the version's bytes up on first write."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from artifactfs.core.chunks import ChunkIndex
+from artifactfs.core.folders import FolderListing
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
 
@@ -56,6 +57,18 @@ class Registry(ABC):
 
     @abstractmethod
     def manifest(self, version_id: str) -> Manifest: ...
+
+    @abstractmethod
+    def folder_listings(self, version_id: str, paths: Sequence[str]) -> list[FolderListing]:
+        """The listings of folders ``paths`` (``""`` is the root) of a committed version,
+        in the order asked, without the rest of its manifest (core/folders.py): a mount
+        lists a version of a million files one folder at a time. Raises NotFound for a
+        version that is not there and for a path that is not one of its folders,
+        InvalidRequest for a path that cannot name a folder."""
+
+    def folder_listing(self, version_id: str, path: str) -> FolderListing:
+        """One folder's listing (``folder_listings`` of one path)."""
+        return self.folder_listings(version_id, [path])[0]
 
     @abstractmethod
     def commit(

@@ -36,6 +36,12 @@ from tenacity import (
 from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import RegistryFault, RegistryUnavailable
+from artifactfs.core.folders import (
+    FOLDER_BATCH_MAX,
+    FolderListing,
+    check_folder_path,
+    parse_folders,
+)
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
 from artifactfs.core.wire import (
@@ -61,6 +67,7 @@ by default (server/app.py), so that a registry given less still takes most commi
 # upload included, with two other processes busy)
 _COMMIT_SECONDS_PER_ENTRY = 5e-5
 _REDIRECT_TTL = 300.0
+_FOLDER_QUERY_BYTES = 8 << 10
 _T = TypeVar("_T")
 
 # httpcore reads a response 64 KiB at a time, and every read costs a pass through h11 and
@@ -244,6 +251,27 @@ class HttpRegistry(Registry):
         response = self._send("GET", f"/versions/{_q(version_id)}/manifest", bulk=True)
         self._raise_for(response)
         return Manifest.from_json(response.content)
+
+    def folder_listings(self, version_id: str, paths: Sequence[str]) -> list[FolderListing]:
+        wanted = [check_folder_path(p) for p in paths]
+        out: list[FolderListing] = []
+        while len(out) < len(wanted):
+            # as many as one request may name, and as fit in a URL (a server takes a
+            # request line of 16 KiB or so; percent-encoding may triple a path)
+            part: list[str] = []
+            query = 0
+            for path in wanted[len(out) : len(out) + FOLDER_BATCH_MAX]:
+                size = len(quote(path, safe="")) + 6
+                if part and query + size > _FOLDER_QUERY_BYTES:
+                    break
+                part.append(path)
+                query += size
+            response = self._send("GET", f"/versions/{_q(version_id)}/folders", bulk=True,
+                                  params=[("path", p) for p in part])
+            self._raise_for(response)
+            # the registry may answer with fewer than asked (a byte budget): ask on
+            out.extend(parse_folders(response.content, part))
+        return out
 
     def commit(
         self,

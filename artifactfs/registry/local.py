@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from artifactfs.core.chunks import ChunkIndex
+from artifactfs.core.folders import FolderListing, check_folder_path, parse_stored
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
 from artifactfs.registry.base import Registry
@@ -45,6 +46,11 @@ class LocalRegistry(Registry):
 
     def manifest(self, version_id: str) -> Manifest:
         return Manifest.from_json(self.store.db.manifest_json(version_id))
+
+    def folder_listings(self, version_id: str, paths: Sequence[str]) -> list[FolderListing]:
+        wanted = [check_folder_path(p) for p in paths]
+        texts = self.store.db.folder_texts(version_id, wanted)
+        return parse_stored(texts, wanted)
 
     def commit(
         self,

@@ -31,6 +31,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from artifactfs.core.digests import blob_key, blob_key_or_none
 from artifactfs.core.errors import ArtifactFSError, NotFound
+from artifactfs.core.folders import (
+    FOLDER_BATCH_BYTES,
+    FOLDER_BATCH_MAX,
+    check_folder_path,
+    join_rows,
+)
 from artifactfs.core.limits import escaped, finite_float
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.names import (
@@ -220,6 +226,30 @@ class Registry:
         if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)
+
+    async def folders(self, request: Request) -> Response:
+        """Listings of folders of a version (core/folders.py), ``?path=FOLDER`` once for
+        each (``path=`` is the root), at most FOLDER_BATCH_MAX: a JSON list of the first of
+        them, as many as fit in FOLDER_BATCH_BYTES (the first always); the client asks
+        again for the rest. Read from their own rows: the manifest is neither read nor
+        parsed."""
+        params = request.query_params
+        unknown = sorted(set(params) - {"path"})
+        if unknown:
+            raise HTTPError(400, "InvalidRequest", f"unknown query parameter "
+                            f"{escaped(unknown[0])}; this route takes only 'path'")
+        paths = params.getlist("path")
+        if not paths:
+            raise HTTPError(400, "InvalidRequest", "name the folders to list: ?path=FOLDER, "
+                            "once for each ('path=' alone is the version's root)")
+        if len(paths) > FOLDER_BATCH_MAX:
+            raise HTTPError(400, "InvalidRequest", f"{len(paths)} folders asked for; at most "
+                            f"{FOLDER_BATCH_MAX} a request")
+        wanted = [check_folder_path(p) for p in paths]
+        info = await self._run(self._version, request)
+        texts = await self._run(self.db.folder_texts, info.id, wanted, FOLDER_BATCH_BYTES)
+        return Response(join_rows(texts).encode(), media_type="application/json",
+                        headers={"Cache-Control": _IMMUTABLE})
 
     def _manifest_body(self, version_id: str) -> tuple[bytes, str]:
         """A stored manifest's bytes and strong ETag, made in a worker thread: encoding and
@@ -627,6 +657,7 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
         Route(v, _handle(r.update_version), methods=["PATCH"]),
         Route(v, _handle(r.delete_version), methods=["DELETE"]),
         Route(v + "/manifest", _handle(r.manifest)),
+        Route(v + "/folders", _handle(r.folders), methods=["GET"]),
         Route(v + "/aliases/{alias}", _handle(r.put_alias), methods=["PUT"]),
         Route(v + "/aliases/{alias}", _handle(r.delete_alias), methods=["DELETE"]),
         Route(API_PREFIX + "/blobs/missing", _handle(r.missing), methods=["POST"]),

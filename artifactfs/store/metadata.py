@@ -27,13 +27,16 @@ from typing import Any
 
 from artifactfs.core.digests import blob_key_or_none
 from artifactfs.core.errors import ArtifactFSError, Conflict, InvalidName, NotFound
+from artifactfs.core.folders import folder_rows
 from artifactfs.core.limits import (
     MAX_SIZE,
     UNREADABLE_KEY,
     check_description,
     check_metadata,
     load_stored_json,
+    shown,
 )
+from artifactfs.core.manifest import Manifest
 from artifactfs.core.names import LATEST, parse_version_label, validate_alias
 from artifactfs.core.records import COMMITTED, DELETED, CollectionInfo, VersionInfo
 
@@ -115,8 +118,21 @@ def _add_commit_keys(db: sqlite3.Connection) -> None:
     )
 
 
+def _add_version_folders(db: sqlite3.Connection) -> None:
+    """Schema 3: each version's folders, one row each (core/folders.py), so that a mount
+    listing one folder of a version of a million files reads that folder alone instead of
+    the whole manifest. A commit writes its version's rows in its own transaction; the
+    versions an older artifactfs committed get theirs when a folder of them is first asked
+    for (``folder_texts``), not here: parsing every manifest of a large store would hold
+    the init lock, and every process opening the store, for minutes."""
+    db.execute(
+        "CREATE TABLE version_folders (version_id TEXT NOT NULL REFERENCES versions(id), "
+        "path TEXT NOT NULL, listing TEXT NOT NULL, PRIMARY KEY (version_id, path))"
+    )
+
+
 _MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _add_blob_access, _add_commit_keys,
+    _add_blob_access, _add_commit_keys, _add_version_folders,
 )
 """Schema changes in order; ``PRAGMA user_version`` counts those a store has had. Each runs
 once, in one transaction with its new number, under the init lock. Append, never edit."""
@@ -308,6 +324,59 @@ class MetadataDB:
             raise NotFound(f"artifact version with id {version_id!r} not found")
         return str(row[0])
 
+    def folder_texts(self, version_id: str, paths: Sequence[str],
+                     max_bytes: int | None = None) -> list[str]:
+        """The stored listings (JSON, core/folders.py) of folders ``paths`` of a committed
+        version, in order; with ``max_bytes``, only as many as fit (the first always).
+
+        A version committed before folders were stored gets its rows here, once, from its
+        manifest. Raises NotFound for a version not committed and for a path that is not
+        one of its folders.
+        """
+        conn = self._conn()
+        if conn.execute("SELECT 1 FROM versions WHERE id = ? AND state = ?",
+                        (version_id, COMMITTED)).fetchone() is None:
+            raise NotFound(f"artifact version with id {version_id!r} not found")
+        out: list[str] = []
+        total = 0
+        for path in paths:
+            row = conn.execute(
+                "SELECT listing FROM version_folders WHERE version_id = ? AND path = ?",
+                (version_id, path),
+            ).fetchone()
+            if row is None and not self._folders_stored(conn, version_id):
+                self._store_folders(version_id)
+                row = conn.execute(
+                    "SELECT listing FROM version_folders WHERE version_id = ? AND path = ?",
+                    (version_id, path),
+                ).fetchone()
+            if row is None:
+                raise NotFound(f"version {version_id} has no folder {shown(path)}")
+            text = str(row[0])
+            if out and max_bytes is not None and total + len(text) > max_bytes:
+                break
+            out.append(text)
+            total += len(text)
+        return out
+
+    @staticmethod
+    def _folders_stored(conn: sqlite3.Connection, version_id: str) -> bool:
+        # every version with stored folders has a row for its root
+        return conn.execute(
+            "SELECT 1 FROM version_folders WHERE version_id = ? AND path = ''", (version_id,)
+        ).fetchone() is not None
+
+    def _store_folders(self, version_id: str) -> None:
+        """Write the folder rows of a version committed before they were kept (parsed
+        outside the write lock; two processes doing it at once write the same rows)."""
+        rows = list(folder_rows(Manifest.from_json(self.manifest_json(version_id))))
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO version_folders (version_id, path, listing) "
+                "VALUES (?, ?, ?)", ((version_id, path, text) for path, text in rows),
+            )
+        log.info("version %s: stored its %d folders' listings", version_id, len(rows))
+
     def _with_aliases(self, rows: Sequence[Sequence[Any]]) -> list[VersionInfo]:
         out = []
         conn = self._conn()
@@ -385,11 +454,13 @@ class MetadataDB:
         aliases: Sequence[str] = (),
         blob_keys: Iterable[str] = (),
         commit_key: str | None = None,
+        folders: Iterable[tuple[str, str]] = (),
     ) -> VersionInfo:
         """Insert the next version of a collection as COMMITTED, with ``latest`` and aliases.
 
         Creates entity, project and collection on first use; the entity reaches the blobs
-        ``blob_keys`` (the version's, hex MD5) from the same transaction on. A
+        ``blob_keys`` (the version's, hex MD5) from the same transaction on, and its
+        folders' listings ``folders`` (``core.folders.folder_rows``) are stored with it. A
         ``commit_key`` the entity used before returns the version that commit made, and
         changes nothing (unless that version was deleted since: then it is committed
         anew, and the key names the new version). Raises Conflict when the collection
@@ -426,6 +497,10 @@ class MetadataDB:
                     version_id, collection_id, top + 1, COMMITTED, digest, size, file_count,
                     now, now, description, meta, manifest_json,
                 ),
+            )
+            db.executemany(
+                "INSERT INTO version_folders (version_id, path, listing) VALUES (?, ?, ?)",
+                ((version_id, path, text) for path, text in folders),
             )
             for alias in {LATEST, *aliases}:
                 self._point_alias(db, collection_id, alias, version_id)

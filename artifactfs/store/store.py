@@ -8,6 +8,7 @@ from typing import Any
 
 from artifactfs.core.digests import blob_key, is_md5_digest
 from artifactfs.core.errors import InvalidManifest, InvalidName, NotFound
+from artifactfs.core.folders import folder_rows
 from artifactfs.core.limits import check_description, check_metadata
 from artifactfs.core.manifest import Manifest, validate_for_commit
 from artifactfs.core.names import (
@@ -110,6 +111,9 @@ class Store:
                     f"entry {entry.path!r} says {entry.size} bytes, but blob {entry.digest} "
                     f"has {stored}"
                 )
+        # made before the transaction, which holds the store's write lock: seconds at a
+        # million entries
+        folders = list(folder_rows(manifest))
         return self.db.commit_version(
             entity=entity,
             project=project,
@@ -124,4 +128,5 @@ class Store:
             aliases=aliases,
             blob_keys={blob_key(d) for d in digests},
             commit_key=commit_key,
+            folders=folders,
         )

@@ -17,7 +17,7 @@ from helpers import RegistryServer
 from artifactfs.core.errors import NotFound, RegistryUnavailable
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.records import VersionInfo
-from artifactfs.fs.answers import RegistryAnswers
+from artifactfs.fs.answers import FolderSweep, RegistryAnswers
 from artifactfs.fs.staging import FolderKey
 from artifactfs.registry import LocalRegistry, Registry
 from artifactfs.registry.http import HttpRegistry
@@ -112,16 +112,73 @@ async def test_a_version_is_asked_once_and_an_alias_every_time(registry, tmp_pat
         await answers.resolve("vision", "mnist", "v7")
 
 
-async def test_a_manifest_is_fetched_once_per_version(registry, tmp_path):
+async def test_a_folder_is_fetched_once_per_version_and_alone(registry, tmp_path):
     info, manifest = commit(registry, tmp_path, "vision", "mnist", "dataset",
-                            {"a/x.txt": b"x", "b.txt": b"b"})
-    answers = RegistryAnswers(registry, ENTITY, HandOff(), listing_ttl=60)
-    assert answers.listing_in_memory(info.id) is None
-    listing = await answers.listing(info.id)
-    assert await answers.listing(info.id) is listing
-    assert answers.manifest_fetches == 1
-    assert answers.listing_in_memory(info.id) is listing
-    assert listing.dirs[""] == ["a", "b.txt"] and set(listing.files) == set(manifest.entries)
+                            {"a/x.txt": b"x", "b.txt": b"b", "c/y.txt": b"y"})
+    hand_off = HandOff()
+    answers = RegistryAnswers(registry, ENTITY, hand_off, listing_ttl=60)
+    assert answers.folder_in_memory(info.id, "") is None
+    root = await answers.folder(info.id, "")
+    assert await answers.folder(info.id, "") is root
+    assert answers.folder_in_memory(info.id, "") is root
+    assert root.names == ["a", "b.txt", "c"] and list(root.files) == ["b.txt"]
+    assert root.files["b.txt"] == manifest["b.txt"]
+    assert answers.folder_in_memory(info.id, "a") is None  # nothing but what was asked
+    a = await answers.folder(info.id, "a", siblings=["c"])  # one request for both
+    assert list(a.files) == ["a/x.txt"]
+    assert list(answers.folder_in_memory(info.id, "c").files) == ["c/y.txt"]
+    assert (answers.folder_fetches, answers.folder_requests, answers.manifest_fetches) == (
+        3, 2, 0)
+    assert hand_off.calls == 2
+    with pytest.raises(NotFound):
+        await answers.folder(info.id, "b.txt")
+
+
+async def test_folders_are_kept_within_a_bound_of_entries(registry, tmp_path):
+    """The LRU holds folders up to a number of entries; one pushed out is fetched again
+    when next needed; one larger than the whole bound is still kept, alone, beside it."""
+    files = {f"{d}/{i}": bytes([i]) for d in "abc" for i in range(3)}
+    files.update({f"big/{i}": bytes([i]) for i in range(10)})
+    info, _ = commit(registry, tmp_path, "vision", "mnist", "dataset", files)
+    hand_off = HandOff()
+    answers = RegistryAnswers(registry, ENTITY, hand_off, listing_ttl=60, folder_entries=8)
+    for folder in "abc":
+        assert len((await answers.folder(info.id, folder)).files) == 3
+    assert answers.folder_in_memory(info.id, "a") is None  # 3 x (3 + 1) > 8
+    assert answers.folder_in_memory(info.id, "c") is not None
+    assert list((await answers.folder(info.id, "a")).files) == ["a/0", "a/1", "a/2"]
+    big = await answers.folder(info.id, "big")
+    assert len(big.files) == 10 and answers.folder_in_memory(info.id, "big") is big
+    assert answers.folder_fetches == 5
+
+
+async def test_a_folder_asked_for_twice_at_once_is_fetched_once(registry, tmp_path):
+    info, _ = commit(registry, tmp_path, "vision", "mnist", "dataset", {"a/x.txt": b"x"})
+    hand_off = HandOff()
+    answers = RegistryAnswers(registry, ENTITY, hand_off, listing_ttl=60)
+    got = []
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(lambda: _append(got, answers.folder(info.id, "a")))
+    assert len(got) == 5 and all(g is got[0] for g in got)
+    assert hand_off.calls == 1
+
+
+async def _append(out: list[Any], waiting: Any) -> None:
+    out.append(await waiting)
+
+
+def test_a_sweep_in_order_doubles_its_batches_and_a_jump_starts_over() -> None:
+    sweep = FolderSweep(most=8)
+    index, sizes = 0, []
+    while index < 30:
+        size = sweep.batch("v", "", index)
+        sizes.append(size)
+        index += size
+    assert sizes == [1, 2, 4, 8, 8, 8]
+    assert sweep.batch("v", "", 3) == 1  # not where the sweep was: one folder
+    assert sweep.batch("v", "other", 0) == 1  # each parent has its own
+    assert sweep.batch("w", "", index + 1) == 1  # and each version
 
 
 async def test_a_save_makes_its_version_known_and_its_listings_asked_again(registry, tmp_path):
@@ -141,9 +198,9 @@ async def test_a_save_makes_its_version_known_and_its_listings_asked_again(regis
     assert sorted(await answers.types("vision")) == ["dataset", "model"]
     assert await answers.projects() == ["vision"]
     assert hand_off.calls == asked + 3  # each asked again, once
-    listing = answers.listing_in_memory(info.id)  # the saved manifest, not fetched
+    listing = answers.folder_in_memory(info.id, "")  # the saved manifest's, not fetched
     assert listing is not None and list(listing.files) == ["w.bin"]
-    assert answers.manifest_fetches == 0
+    assert answers.manifest_fetches == 0 and answers.folder_fetches == 0
     # other listings keep their answers until the TTL
     assert [v.version for v in await answers.versions("vision", "dataset")] == ["v0"]
     assert hand_off.calls == asked + 3
@@ -179,7 +236,7 @@ async def test_a_registry_that_is_down_is_answered_from_memory(tmp_path: Path):
         assert await answers.projects() == ["vision"]
         assert await answers.types("vision") == ["dataset"]
         assert (await answers.resolve("vision", "mnist", "best")).id == info.id
-        listing = await answers.listing(info.id)
+        listing = await answers.folder(info.id, "")
         server.stop()
         stopped = True
         await trio.sleep(0.3)  # past the TTL: every listing would be asked again
@@ -187,7 +244,7 @@ async def test_a_registry_that_is_down_is_answered_from_memory(tmp_path: Path):
         asked = hand_off.calls
         assert await answers.types("vision") == ["dataset"]
         assert (await answers.resolve("vision", "mnist", "best")).id == info.id
-        assert await answers.listing(info.id) is listing
+        assert await answers.folder(info.id, "") is listing
         with pytest.raises(RegistryUnavailable):
             await answers.types("audio")  # never answered
         assert hand_off.calls == asked  # down: not asked again for a while

@@ -98,18 +98,22 @@ def test_statfs_answers(mounted: Mount):
     assert st.f_bsize > 0
 
 
-def test_mounting_fetches_no_manifest_and_a_version_folder_fetches_it_once(
+def test_mounting_fetches_no_folder_and_a_version_fetches_the_folders_looked_into(
     dataset: Artifact, mounted: Mount
 ):
     type_dir = mounted.path / "vision/dataset"
     os.listdir(type_dir)
     os.stat(type_dir / "mnist:v0")
-    assert mounted.stats()["manifest_fetches"] == 0
+    assert mounted.stats()["folder_fetches"] == 0
     os.listdir(type_dir / "mnist:v0")
     os.listdir(type_dir / "mnist:v0/train")
     os.stat(type_dir / "mnist:v0/train/a.bin")
-    assert mounted.stats()["manifest_fetches"] == 1
-    assert mounted.stats()["fetch_bytes"] == 0  # no file bytes until a read
+    os.stat(type_dir / "mnist:v0/train/deep")  # a folder's attributes need no listing
+    os.listdir(type_dir / "mnist:v0/train")
+    stats = mounted.stats()
+    assert (stats["folder_fetches"], stats["folder_requests"]) == (2, 2)  # root, train
+    assert stats["manifest_fetches"] == 0  # never the whole manifest to read
+    assert stats["fetch_bytes"] == 0  # no file bytes until a read
 
 
 def test_xattrs_show_version_and_file_metadata(dataset: Artifact, mounted: Mount):
@@ -194,8 +198,15 @@ def test_manifest_with_escaping_path_reads_as_io_error(
     db = sqlite3.connect(config.store_dir / "registry.sqlite3")
     bad = dataset.manifest.to_dict()
     bad["contents"]["../../escape.txt"] = {"digest": "XUFAKrxLKna5cZ2REBfFkg==", "size": 5}
+    # and the root's own listing, which a mount reads instead of the manifest
+    (root,) = db.execute("SELECT listing FROM version_folders WHERE version_id = ? AND "
+                         "path = ''", (dataset.id,)).fetchone()
+    root = json.loads(root)
+    root["files"]["../../escape.txt"] = bad["contents"]["../../escape.txt"]
     with db:
         db.execute("UPDATE versions SET manifest = ? WHERE id = ?", (json.dumps(bad), dataset.id))
+        db.execute("UPDATE version_folders SET listing = ? WHERE version_id = ? AND path = ''",
+                   (json.dumps(root), dataset.id))
     db.close()
     with pytest.raises(OSError) as info:
         os.listdir(mounted.path / "vision/dataset/mnist:v0")

@@ -62,7 +62,8 @@ async def test_lookups_from_the_root_to_a_file(registry, tmp_path):
                     "vision/dataset/bad name:v0", "vision/dataset/mnist:v0/zzz"):
         with pytest.raises(NotFound):
             await walk(tree, missing)
-    assert tree.manifest_fetches == 1
+    # the folders looked into (the root, d, d/e), each once; never the whole manifest
+    assert (tree.folder_fetches, tree.manifest_fetches) == (3, 0)
 
 
 async def test_children_list_in_a_stable_order(registry, tmp_path):
@@ -99,7 +100,8 @@ async def test_a_save_keeps_the_folders_inodes_and_shows_the_new_version(registr
     a = await walk(tree, "vision/dataset/mnist:latest/a.txt")
     e = await walk(tree, "vision/dataset/mnist:latest/d/e")
     staged = await tree.begin_staging(folder)
-    assert folder.staged is staged and (await tree.listing(folder)) is staged
+    assert folder.staged is staged and (await tree.entry(folder, "a.txt")) is staged.files["a.txt"]
+    assert tree.manifest_fetches == 1  # staging builds on the base's whole manifest
     staged.remove("d/e/c.txt")  # d/e is now empty: a version keeps no empty folder
     info, manifest = commit(registry, tmp_path, "vision", "mnist", "dataset",
                             {"a.txt": b"a", "d/b.txt": b"b"}, aliases=("latest",))
