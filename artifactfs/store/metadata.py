@@ -339,17 +339,17 @@ class MetadataDB:
             raise NotFound(f"artifact version with id {version_id!r} not found")
         out: list[str] = []
         total = 0
-        for path in paths:
-            row = conn.execute(
+        def row_of(path: str) -> Any:
+            return conn.execute(
                 "SELECT listing FROM version_folders WHERE version_id = ? AND path = ?",
                 (version_id, path),
             ).fetchone()
+
+        for path in paths:
+            row = row_of(path)
             if row is None and not self._folders_stored(conn, version_id):
                 self._store_folders(version_id)
-                row = conn.execute(
-                    "SELECT listing FROM version_folders WHERE version_id = ? AND path = ?",
-                    (version_id, path),
-                ).fetchone()
+                row = row_of(path)
             if row is None:
                 raise NotFound(f"version {version_id} has no folder {shown(path)}")
             text = str(row[0])

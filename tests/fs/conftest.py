@@ -17,6 +17,8 @@ import pytest
 from helpers import ARTIFACTFS
 
 from artifactfs.fs.mounts import FSTYPE, fuse_mount_type
+from artifactfs.registry import LocalRegistry
+from artifactfs.store import Store
 
 pytestmark = pytest.mark.mount
 
@@ -114,3 +116,13 @@ def drop_caches() -> None:
     """Drop the kernel's page cache, dentries and inodes (root only)."""
     os.sync()
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
+    """The real embedded registry on the test's own store, for tests with no mount."""
+    reg = LocalRegistry(Store(tmp_path / "store"))
+    try:
+        yield reg
+    finally:
+        reg.close()

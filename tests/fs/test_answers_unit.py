@@ -6,7 +6,7 @@ registry that goes away. No mount."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.records import VersionInfo
 from artifactfs.fs.answers import FolderSweep, RegistryAnswers
 from artifactfs.fs.staging import FolderKey
-from artifactfs.registry import LocalRegistry, Registry
+from artifactfs.registry import Registry
 from artifactfs.registry.http import HttpRegistry
 from artifactfs.store import Store
 from artifactfs.store.files import hash_file
@@ -60,14 +60,6 @@ def commit(registry: Registry, tmp_path: Path, project: str, name: str, type_: s
                            manifest=manifest, aliases=aliases)
     return info, manifest
 
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
-    reg = LocalRegistry(Store(tmp_path / "store"))
-    try:
-        yield reg
-    finally:
-        reg.close()
 
 
 async def test_listings_are_reused_for_the_ttl_then_asked_again(registry, tmp_path):

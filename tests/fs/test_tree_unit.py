@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,6 @@ from artifactfs.core.errors import NotFound
 from artifactfs.fs.staging import Staging
 from artifactfs.fs.tree import ROOT_INODE, Kind, Node, Tree
 from artifactfs.registry import LocalRegistry
-from artifactfs.store import Store
 
 FILES = {"a.txt": b"a", "d/b.txt": b"b", "d/e/c.txt": b"c"}
 
@@ -25,14 +24,6 @@ FILES = {"a.txt": b"a", "d/b.txt": b"b", "d/e/c.txt": b"c"}
 async def local(func: Callable[..., Any], *args: Any) -> Any:
     return await trio.to_thread.run_sync(functools.partial(func, *args))
 
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[LocalRegistry]:
-    reg = LocalRegistry(Store(tmp_path / "store"))
-    try:
-        yield reg
-    finally:
-        reg.close()
 
 
 def make_tree(registry: LocalRegistry, tmp_path: Path, *, ttl: float = 3600,
