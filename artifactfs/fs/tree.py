@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from cachetools import LRUCache
+
 from artifactfs.core.errors import InvalidName, NotFound
 from artifactfs.core.folders import FolderListing
 from artifactfs.core.manifest import Manifest, ManifestEntry
@@ -75,6 +77,10 @@ class Tree:
             key: (base, path) for key, base, path in staging.on_disk()
         } if not read_only else {}
         self._epochs: dict[FolderKey, int] = {}  # bumped when a folder's staging ends
+        # whole manifests of alias folders listed in a writable mount, by version id: the
+        # base a first write stages on, fetched while the registry answers (few: a manifest
+        # of a million entries is half a gigabyte)
+        self._bases: LRUCache[str, Manifest] = LRUCache(maxsize=4)
         # drops the kernel's cached entry NAME of folder INODE; blocking, so called only from
         # worker threads (set by the FUSE layer; None without a kernel, as in unit tests)
         self.invalidate_entry: Callable[[int, str], None] | None = None
@@ -310,7 +316,7 @@ class Tree:
         key = folder.folder_key
         # the base's whole manifest: what a save builds the next version's on
         assert folder.version is not None
-        manifest = await self.answers.manifest(folder.version.id)
+        manifest = await self._base_manifest(folder.version.id)
         staged = await self._local(
             StagedFolder.begin, self.staging.path_for(key), key, folder.version, manifest
         )
@@ -416,8 +422,19 @@ class Tree:
             return self.inodes.entry_nodes(folder, prefix, sorted(staged.dirs.get(parent.path, ())),
                                            None, staged.files.__contains__)
         listing = await self.folder_listing(folder, parent.path)
+        if not parent.path and folder.is_alias_folder and not self.read_only:
+            # may be written: have the base a first write stages on, so that writing begins
+            # even when the registry stops answering later (as local work should)
+            assert folder.version is not None
+            await self._base_manifest(folder.version.id)
         # already sorted, and the entries are at hand
         return self.inodes.entry_nodes(folder, prefix, listing.names, listing.files, _never)
+
+    async def _base_manifest(self, version_id: str) -> Manifest:
+        found = self._bases.get(version_id)
+        if found is None:
+            found = self._bases[version_id] = await self.answers.manifest(version_id)
+        return found
 
     async def _version_folders(self, parent: Node) -> list[Node]:
         nodes: dict[str, Node] = {}
