@@ -210,6 +210,19 @@ def tree_steps(top: Path, unlisted: str, expect_names: int, expect_found: int) -
 # ---- one size -------------------------------------------------------------------------------
 
 
+def upload_and_commit(registry: Any, sources: list[tuple[Path, str]],
+                      manifest: Any) -> tuple[Any, float]:
+    """Upload the blobs (untimed), then commit the manifest: the version and the seconds
+    the commit took."""
+    for path, digest in sources:
+        registry.upload_blob(path, digest)
+    gc.collect()
+    t0 = time.perf_counter()
+    info = registry.commit(entity=ENTITY, project=PROJECT, name=NAME, type_=TYPE,
+                           manifest=manifest)
+    return info, time.perf_counter() - t0
+
+
 def run_size(root: Path, cli: Path, entries: int, args: argparse.Namespace,
              logs: list[Path]) -> dict[str, Any]:
     from artifactfs.registry import LocalRegistry
@@ -235,13 +248,7 @@ def run_size(root: Path, cli: Path, entries: int, args: argparse.Namespace,
     embedded = Client(root, cli, args.cache_size, transport=EMBEDDED)
     local = LocalRegistry(Store(embedded.store))
     try:
-        for path, digest in sources:
-            local.upload_blob(path, digest)
-        gc.collect()
-        t0 = time.perf_counter()
-        info = local.commit(entity=ENTITY, project=PROJECT, name=NAME, type_=TYPE,
-                            manifest=manifest)
-        out["commit_embedded_s"] = time.perf_counter() - t0
+        info, out["commit_embedded_s"] = upload_and_commit(local, sources, manifest)
     finally:
         local.close()
     log(f"embedded commit {info.qualified_name}: {out['commit_embedded_s']:.2f} s")
@@ -254,12 +261,7 @@ def run_size(root: Path, cli: Path, entries: int, args: argparse.Namespace,
         out["server_rss_idle"] = vm_hwm(server.pid)
         remote = HttpRegistry(server.url, key)
         try:
-            for path, digest in sources:
-                remote.upload_blob(path, digest)
-            t0 = time.perf_counter()
-            info = remote.commit(entity=ENTITY, project=PROJECT, name=NAME, type_=TYPE,
-                                 manifest=manifest)
-            out["commit_server_s"] = time.perf_counter() - t0
+            info, out["commit_server_s"] = upload_and_commit(remote, sources, manifest)
         finally:
             remote.close()
         out["server_rss_after_commit"] = vm_hwm(server.pid)

@@ -256,7 +256,7 @@ class ArtifactOperations(pyfuse3.Operations):
             return cached
         mtime = int(version.created_at * 1e9) if version is not None else self._mounted_at
         profile = self._profiles[folder.inode] = _Profile.of(
-            folder.is_alias_folder and not self.tree.read_only, mtime, version
+            self.tree.writable(folder), mtime, version
         )
         return profile
 
@@ -331,7 +331,7 @@ class ArtifactOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EISDIR)
         folder = self.tree.folder_of(node)
         writing = bool(flags & _WRITE_FLAGS)
-        writable = folder.is_alias_folder and not self.tree.read_only
+        writable = self.tree.writable(folder)
         if writing and not writable:
             raise pyfuse3.FUSEError(errno.EROFS)
         if self.no_open:

@@ -337,6 +337,11 @@ class Tree:
         self.staging.folders[key] = staged
         return self._version(parent.project, parent.type, collection, label, None, staged)
 
+    def writable(self, folder: Node) -> bool:
+        """Whether writes into this NAME:LABEL folder are taken: an alias folder, on a mount
+        that is not read-only."""
+        return folder.is_alias_folder and not self.read_only
+
     def _check_writable(self) -> None:
         if self.read_only:
             raise OSError(errno.EROFS, "the mount is read-only (--read-only)")
@@ -422,7 +427,7 @@ class Tree:
             return self.inodes.entry_nodes(folder, prefix, sorted(staged.dirs.get(parent.path, ())),
                                            None, staged.files.__contains__)
         listing = await self.folder_listing(folder, parent.path)
-        if not parent.path and folder.is_alias_folder and not self.read_only:
+        if not parent.path and self.writable(folder):
             # may be written: have the base a first write stages on, so that writing begins
             # even when the registry stops answering later (as local work should)
             assert folder.version is not None

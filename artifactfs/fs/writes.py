@@ -71,7 +71,7 @@ class FolderWriter:
         if node.kind in (Kind.ROOT, Kind.PROJECT, Kind.TYPE):
             fail(errno.EROFS)
         folder = self.tree.folder_of(node)
-        if not folder.is_alias_folder or self.tree.read_only:
+        if not self.tree.writable(folder):
             fail(errno.EROFS)
         return folder
 
