@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# install-pyfuse3.sh VENV: install pyfuse3 3.5.0 with artifactfs's one-line patch into VENV.
+# install-pyfuse3.sh VENV: install pyfuse3 3.5.0 with artifactfs's small patch into VENV.
 #
 # Why: a read-only mount answers the kernel's OPEN with ENOSYS, so the kernel stops sending
 # OPEN and RELEASE for files (one daemon round trip each, per file and epoch) and keeps their
@@ -8,7 +8,9 @@
 # read() receive the inode when the handle is 0, and sets pyfuse3.NO_HANDLE_READ_GIVES_INODE,
 # which the daemon checks at run time (a plain pyfuse3 keeps the open-per-file path). It
 # also sends a read's reply without holding the GIL, so worker threads fetching and
-# hashing run while up to a MiB is copied into the kernel.
+# hashing run while up to a MiB is copied into the kernel; and it adds
+# readdir_reply_unlinked, a listing entry by name, inode number and type alone, for which
+# the kernel makes no dentry (a find over a million files then costs the kernel a third).
 # docs/design-notes.md says more.
 #
 # The patched build is pinned: pyfuse3 3.5.0 from its sdist, Cython 3.2.4 (the version its
@@ -19,7 +21,7 @@ set -euo pipefail
 venv=$1
 here=$(cd "$(dirname "$0")/.." && pwd)
 version=3.5.0
-local_version="$version+artifactfs.2"  # bump with every change to the patch
+local_version="$version+artifactfs.3"  # bump with every change to the patch
 patch_file="$here/patches/pyfuse3-$version-artifactfs.patch"
 
 if "$venv/bin/python" - "$local_version" <<'EOF' 2>/dev/null; then

@@ -110,6 +110,21 @@ class _Profile:
         )
 
 
+# Entries of a folder listed with attributes before the rest may come by name alone (see
+# ArtifactOperations.readdir): an ``ls -l`` of a small folder costs no lookups
+UNLINKED_AFTER = 128
+
+_UnlinkedReply = Callable[[pyfuse3.ReaddirToken, bytes, int, int, int], bool]
+
+
+@dataclass(slots=True)
+class _Listing:
+    """An open folder: the node listed and its children when it was opened."""
+
+    node: Node
+    children: list[Node]
+
+
 @dataclass(slots=True)
 class OpenFile:
     node: Node
@@ -144,7 +159,11 @@ class ArtifactOperations(pyfuse3.Operations):
         self.nursery: trio.Nursery | None = None  # set by the daemon before serving
         self.control_address = ""
         self._handles: dict[int, OpenFile] = {}
-        self._dir_handles: dict[int, list[Node]] = {}
+        self._dir_handles: dict[int, _Listing] = {}
+        # readdir: files past the first entries by name alone, where pyfuse3 can say so
+        self._unlinked_reply: _UnlinkedReply | None = getattr(
+            pyfuse3, "readdir_reply_unlinked", None)
+        self._stat_folders: set[int] = set()  # folders something was looked up in
         self._fh = itertools.count(1)
         self._uid, self._gid = os.getuid(), os.getgid()
         self._mounted_at = time.time_ns()
@@ -210,6 +229,15 @@ class ArtifactOperations(pyfuse3.Operations):
         a.st_mode = profile.dir_mode
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = profile.mtime_ns
         return a
+
+    @staticmethod
+    def _file_type(node: Node) -> int:
+        """The type bits of a FILE node of a folder that is not staged, as ``_attrs`` gives
+        them."""
+        entry = node.entry
+        if entry is not None and entry.extra and symlink_target(entry) is not None:
+            return stat.S_IFLNK
+        return stat.S_IFREG
 
     @staticmethod
     def _staged_attrs(a: pyfuse3.EntryAttributes, staged: StagedFolder, path: str,
@@ -292,6 +320,7 @@ class ArtifactOperations(pyfuse3.Operations):
         if text is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         node = await self.tree.lookup(self.tree.node(parent_inode), text)
+        self._stat_folders.add(parent_inode)  # see readdir
         return self._attrs(node)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -305,19 +334,36 @@ class ArtifactOperations(pyfuse3.Operations):
         if not node.is_dir:
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         fh = next(self._fh)
-        self._dir_handles[fh] = await self.tree.children(node)
+        self._dir_handles[fh] = _Listing(node, await self.tree.children(node))
         return fh
 
     @barrier
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        children = self._dir_handles[fh]
+        # Every entry's attributes (READDIRPLUS) make the kernel build a dentry and an inode
+        # per entry, which costs more than the listing itself: a walk of a large folder that
+        # never stats its files (find, os.walk) pays for nothing. So, like the kernel's own
+        # "readdirplus auto": the first entries of a folder come with attributes; past
+        # UNLINKED_AFTER, names alone (with inode number and type), until something in the
+        # folder is looked up, which says it is being stat'ed: from then on, attributes.
+        listing = self._dir_handles[fh]
+        children = listing.children
+        unlinked = self._unlinked_reply if self._names_alone(listing.node) else None
         for index in range(start_id, len(children)):
             child = children[index]
-            if not pyfuse3.readdir_reply(
-                token, child.name.encode("utf-8", "surrogateescape"), self._attrs(child),
-                index + 1,
-            ):
+            name = child.name.encode("utf-8", "surrogateescape")
+            if unlinked is not None and index >= UNLINKED_AFTER and child.kind is Kind.FILE:
+                if not unlinked(token, name, child.inode, self._file_type(child), index + 1):
+                    break
+            elif not pyfuse3.readdir_reply(token, name, self._attrs(child), index + 1):
                 break
+
+    def _names_alone(self, folder: Node) -> bool:
+        """Whether a listing of ``folder`` may give files past UNLINKED_AFTER by name alone:
+        not once a lookup in it was seen, and never in staged folders (whose files' types
+        can change under a listing)."""
+        if folder.kind not in (Kind.VERSION, Kind.DIR) or folder.inode in self._stat_folders:
+            return False
+        return self.tree.folder_of(folder).staged is None
 
     async def releasedir(self, fh: int) -> None:
         self._dir_handles.pop(fh, None)
