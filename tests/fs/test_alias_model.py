@@ -80,10 +80,10 @@ class MountHolder:
 
     def kill_and_remount(self) -> None:
         os.kill(self.mount.pid, signal.SIGKILL)
-        assert wait_gone(self.mount.pid)
+        assert wait_gone(self.mount.pid, timeout=60)  # generous: slow on a loaded machine
         # auto_unmount takes the dead mount away; mounting before it has would let it take
         # the new mount away instead
-        assert wait_until(lambda: fuse_mount_type(self.path) is None)
+        assert wait_until(lambda: fuse_mount_type(self.path) is None, timeout=60)
         self.mount = self._start()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
