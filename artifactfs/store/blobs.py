@@ -33,7 +33,7 @@ from cachetools import TTLCache
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
 from artifactfs.core.errors import DigestMismatch, NotFound
-from artifactfs.store.files import (
+from artifactfs.files import (
     READ_BLOCK,
     atomic_writer,
     create_temporary,

@@ -13,8 +13,8 @@ from helpers import free_port
 
 from artifactfs.core.errors import RegistryUnavailable
 from artifactfs.core.manifest import Manifest
+from artifactfs.files import hash_file
 from artifactfs.registry.http import HttpRegistry
-from artifactfs.store.files import hash_file
 
 
 class Flaky(BaseHTTPRequestHandler):
