@@ -15,10 +15,9 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
 from cachetools import TTLCache
@@ -57,7 +56,8 @@ from artifactfs.core.wire import (
     status_for,
 )
 from artifactfs.store import Store
-from artifactfs.store.blobs import BatchTooLarge, signed_blob_url
+from artifactfs.store.blobs import signed_blob_url
+from artifactfs.store.blobstore import BatchTooLarge, ByteStream
 
 __all__ = ["MAX_JSON_BYTES", "MAX_MANIFEST_BYTES", "create_app"]
 
@@ -305,17 +305,15 @@ class Registry:
         the limit; InvalidManifest (400) for a manifest that breaks the rules.
         """
         try:
-            handle = self.access.open(entity, digest)
+            size = self.access.size(entity, digest)
+            if size > self.max_manifest_bytes:
+                raise HTTPError(413, "TooLarge", f"manifest blob {digest} has {size} bytes; "
+                                f"at most {self.max_manifest_bytes} are accepted")
+            text = self.access.read(entity, digest)
         except NotFound:
             raise HTTPError(400, "InvalidRequest",
                             f"manifest blob {digest} was not uploaded: PUT its JSON to "
                             f"/blobs/{blob_key(digest)} first") from None
-        with handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > self.max_manifest_bytes:
-                raise HTTPError(413, "TooLarge", f"manifest blob {digest} has {size} bytes; "
-                                f"at most {self.max_manifest_bytes} are accepted")
-            text = handle.read()
         try:
             raw = _parse_json(text, True)
         except HTTPError as exc:
@@ -438,30 +436,22 @@ class Registry:
 
     def _open_blob(
         self, entity: str, digest: str, range_header: str | None, head: bool
-    ) -> tuple[int, tuple[int, int] | None, bytes, BinaryIO | None]:
+    ) -> tuple[int, tuple[int, int] | None, bytes, ByteStream | None]:
         """Size, range and the bytes of a blob read, in one trip to a worker thread (the
-        access check included): the bytes themselves when they fit in one read, else the
-        open file positioned at the range's start for streaming."""
-        handle = self.access.open(entity, digest)
-        try:
-            size = os.fstat(handle.fileno()).st_size
-            wanted = parse_range(range_header, size)
-            start, end = wanted if wanted else (0, size)
-            if head:
-                handle.close()
-                return size, wanted, b"", None
-            if end - start <= _READ_AT_ONCE:
-                body = os.pread(handle.fileno(), end - start, start)
-                handle.close()
-                if len(body) != end - start:  # cut short underneath us: no partial answer
-                    raise HTTPError(500, "InternalError", f"blob {digest} is shorter than "
-                                    "its recorded size")
-                return size, wanted, body, None
-            handle.seek(start)
-            return size, wanted, b"", handle
-        except BaseException:
-            handle.close()
-            raise
+        access check included): the bytes themselves when they fit in one read, else a
+        stream of the range."""
+        size = self.access.size(entity, digest)
+        wanted = parse_range(range_header, size)
+        start, end = wanted if wanted else (0, size)
+        if head:
+            return size, wanted, b"", None
+        if end - start <= _READ_AT_ONCE:
+            body = self.access.read(entity, digest, start, end)
+            if len(body) != end - start:  # cut short underneath us: no partial answer
+                raise HTTPError(500, "InternalError", f"blob {digest} is shorter than "
+                                "its recorded size")
+            return size, wanted, body, None
+        return size, wanted, b"", self.access.open_range(entity, digest, start, end)
 
     async def chunk_index(self, request: Request) -> Response:
         digest = _hex_to_digest(request.path_params["key"])
