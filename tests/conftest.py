@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import ARTIFACTFS, RegistryServer
+from seaweed import SeaweedS3
 
 from artifactfs.config import Config
 from artifactfs.sdk import Api
 from artifactfs.store import Store
+from artifactfs.store.s3 import S3BlobStore
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -75,3 +78,34 @@ def run_cli(env: dict[str, str], tmp_path: Path):
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One real S3 service (SeaweedFS) for the whole run: it takes seconds to start, and
+    each test keeps to a prefix of its own in the bucket (``s3_blobs``)."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_url(seaweed: SeaweedS3) -> str:
+    """``s3://BUCKET/PREFIX`` of a prefix no other test uses."""
+    return f"s3://{seaweed.bucket}/t-{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+def s3_blobs(seaweed: SeaweedS3, s3_url: str, monkeypatch: pytest.MonkeyPatch
+             ) -> Iterator[S3BlobStore]:
+    """An S3 blob store under this test's own prefix, configured the standard AWS way (the
+    environment), as a server process would be."""
+    for name, value in seaweed.env.items():
+        monkeypatch.setenv(name, value)
+    store = S3BlobStore.from_url(s3_url)
+    try:
+        yield store
+    finally:
+        store.close()
