@@ -25,11 +25,15 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def env(tmp_path: Path, transport: str) -> Iterator[dict[str, str]]:
+def env(tmp_path: Path, transport: str, request: pytest.FixtureRequest
+        ) -> Iterator[dict[str, str]]:
     """Environment for a CLI run against this test's own store (or server) and cache.
 
     With the server transport, ``ARTIFACTFS_STORE`` still names the folder the server
-    serves, so tests can inspect or damage it from outside the way an operator could.
+    serves, so tests can inspect or damage it from outside the way an operator could. The
+    ``s3`` transport, which a test asks for by ``@pytest.mark.parametrize("transport",
+    ["s3"])``, is a server whose blobs are in a real S3 service (SeaweedFS) under a prefix of
+    the test's own; clients read and write them there by presigned URL.
     """
     out = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTFS_")}
     store = tmp_path / "store"
@@ -42,7 +46,11 @@ def env(tmp_path: Path, transport: str) -> Iterator[dict[str, str]]:
         yield out
         return
     key = Store(store).db.create_key("local")
-    server = RegistryServer(store, tmp_path / "server.log", env=out)
+    server_env = out
+    if transport == "s3":
+        seaweed: SeaweedS3 = request.getfixturevalue("seaweed")
+        server_env = {**out, **seaweed.env, "ARTIFACTFS_BLOBS": request.getfixturevalue("s3_url")}
+    server = RegistryServer(store, tmp_path / "server.log", env=server_env)
     try:
         yield {**out, "ARTIFACTFS_REGISTRY": server.url, "ARTIFACTFS_API_KEY": key}
     finally:

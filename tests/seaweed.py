@@ -136,3 +136,83 @@ class SeaweedS3:
                 self.proc.kill()
                 self.proc.wait()
         self._log_file.close()
+
+
+class RecordingProxy:
+    """A loopback TCP relay in front of the S3 gateway that keeps every byte clients send
+    through it: what storage received (a test looks for the API key in it), and a storage
+    outage on demand (``stop``: connections are then refused)."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self._sent = bytearray()
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._conns: list[socket.socket] = []
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def sent(self) -> bytes:
+        with self._lock:
+            return bytes(self._sent)
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False),
+                             daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, record: bool) -> None:
+        import socket
+
+        try:
+            while block := src.recv(1 << 16):
+                if record:
+                    with self._lock:
+                        self._sent += block
+                dst.sendall(block)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        """Refuse connections from now on, and cut the open ones."""
+        import socket
+
+        self._stopped.set()
+        try:  # wakes the accept() under way (close alone does not)
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            s.close()
+        self._thread.join(timeout=5)

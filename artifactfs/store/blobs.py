@@ -41,7 +41,13 @@ from artifactfs.files import (
     open_announced,
     read_fd,
 )
-from artifactfs.store.blobstore import BatchTooLarge, BlobSink, BlobStore, ByteStream
+from artifactfs.store.blobstore import (
+    BatchTooLarge,
+    BlobSink,
+    BlobStore,
+    ByteStream,
+    UploadPlan,
+)
 
 __all__ = [
     "BatchTooLarge",
@@ -395,6 +401,27 @@ class BlobAccess:
         self.check(entity, digest)
         return self.blobs.chunk_index(digest)
 
+    def reaches(self, entity: str | None, digest: str) -> bool:
+        """Whether ``digest`` is stored and ``entity`` may reach it: an upload of it then has
+        nothing to add."""
+        return bool(self.readable(entity, (digest,))) and self.blobs.has(digest)
+
+    def start_upload(self, entity: str | None, digest: str, size: int, *, lifetime: int
+                     ) -> UploadPlan | None:
+        """Addresses for ``entity`` to upload ``digest`` straight to storage (None when the
+        backend takes uploads only through the server). The upload gives access only once
+        ``finish_upload`` found its bytes right, exactly as an upload through the server."""
+        return self.blobs.start_upload(digest, size, lifetime=lifetime)
+
+    def finish_upload(self, entity: str | None, digest: str, upload_id: str) -> ContentDigest:
+        """Check an upload made by ``start_upload``'s plan and let ``entity`` reach the blob.
+        Raises DigestMismatch (nothing visible, no access) when its bytes differ, NotFound
+        when none arrived. The upload's id is known to its uploader alone, so no entity can
+        finish another's upload to gain access to its bytes."""
+        result = self.blobs.finish_upload(digest, upload_id)
+        self.grant(entity, (digest,))
+        return result
+
     def receiver(self, entity: str | None, digest: str) -> BlobReceiver | None:
         """Something to stream an upload of ``digest`` into, or None when ``entity`` already
         reaches that stored blob (there is nothing to receive; drain the body)."""
@@ -423,7 +450,7 @@ class BlobAccess:
     def put_file(self, entity: str | None, path: Path, digest: str, *,
                  on_bytes: Callable[[int], None] | None = None) -> bool:
         """``put_stream`` from a local file."""
-        if self.blobs.has(digest) and self.readable(entity, (digest,)):
+        if self.reaches(entity, digest):
             return False
         with open(path, "rb") as f:
             return self.put_stream(entity, f, digest, on_bytes=on_bytes)
