@@ -5,9 +5,12 @@ the default transport for the API, and ``StdlibTransport`` for bulk reads (blob 
 indexes, manifests), where the transport's CPU per byte is what limits a mount.
 Idempotent requests (GET, HEAD, PUT, DELETE and the read-only POST of ``blobs/missing``) are
 retried with exponential backoff and jitter on connection errors and 5xx answers; a commit
-(POST) is not, since it might have succeeded. Blob uploads stream from disk. Blob reads may
-be redirected to another server; the API key is not sent there (httpx drops
-``Authorization`` when a redirect leaves the origin), and callers verify every byte anyway.
+(POST) is not, since it might have succeeded. Blob uploads go straight to storage where the
+registry hands out presigned addresses (a bucket; the registry checks the bytes before the
+blob counts), else stream from disk through the registry. Blob reads may be redirected to
+storage or another server; the API key is not sent there (httpx drops ``Authorization`` when
+a redirect leaves the origin, and uploads to storage go by a client without it), presigned
+queries are kept out of the log, and callers verify every byte anyway.
 """
 
 from __future__ import annotations
@@ -429,8 +432,10 @@ class HttpRegistry(Registry):
                 plan = self._json("POST", f"/blobs/{key}/uploads", json={"size": size})
             except NotFound:  # a registry older than presigned uploads
                 plan = {"method": "server"}
-            if plan.get("stored") is False:
-                return  # this entity reaches that blob already
+            if plan.get("stored") is False:  # this entity reaches that blob already
+                if on_bytes:
+                    on_bytes(size)  # as a PUT the registry drained would have counted
+                return
             if plan.get("method") == "direct":
                 self._upload_direct(path, digest, size, plan, on_bytes)
                 return

@@ -512,8 +512,12 @@ class Registry:
         entity = request.state.entity
         if await self._run(self.access.reaches, entity, digest):
             return JSONResponse({"digest": digest, "stored": False})
+        # every part's address is signed now, so a large blob's last part must still find
+        # its address valid: the lifetime grows with the size (5 MB/s at least), up to the
+        # 7 days signature version 4 allows
+        lifetime = min(max(self.blob_url_lifetime, 60 + size // (5 * 10**6)), 7 * 86400)
         plan = await self._run(lambda: self.access.start_upload(
-            entity, digest, size, lifetime=self.blob_url_lifetime))
+            entity, digest, size, lifetime=lifetime))
         if plan is None:
             return JSONResponse({"method": "server"})
         return JSONResponse({"method": "direct", **plan.to_dict()},

@@ -13,15 +13,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from helpers import rand_bytes
+from helpers import ARTIFACTFS, rand_bytes
 from seaweed import RecordingProxy, SeaweedS3
-from server.conftest import ENTITY, Registry, running_registry
+from server.conftest import ENTITY, Registry, clean_env, running_registry
 
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key, md5_b64
@@ -239,3 +240,28 @@ def test_storage_stopped_is_a_clear_error_and_no_partial_version(
     log = s3_registry.server.log_text()
     assert "Traceback" not in log and " 500 " not in log
     _no_secrets(log, seaweed, s3_registry.rw_key)
+
+
+def test_serve_refuses_a_bad_blob_store_clearly(tmp_path: Path) -> None:
+    env = {**clean_env(), "ARTIFACTFS_BLOBS": "ftp://bucket/prefix"}
+    cmd = [ARTIFACTFS, "serve", "--store", str(tmp_path / "store"), "--port", "1"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "s3://BUCKET/PREFIX" in done.stderr
+    assert "Traceback" not in done.stderr
+    env["ARTIFACTFS_BLOBS"] = "s3://bucket/prefix"
+    env["ARTIFACTFS_BLOB_URL_SECRET"] = "a-secret-of-enough-length"
+    done = subprocess.run([*cmd, "--blob-url-base", "http://127.0.0.1:1/"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "presigned URL" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_large_upload_gets_addresses_that_outlive_it(s3_registry: Registry) -> None:
+    """Every part's address is signed when the upload starts: for 5 GB the last must still
+    work after 1,000 s at 5 MB/s, past the 600 s a read's address gets."""
+    size = 5 * 10**9
+    key = blob_key(md5_b64(b"a large file, never sent"))
+    plan = s3_registry.rw.post(f"/blobs/{key}/uploads", json={"size": size}).json()
+    parts = plan["parts"]
+    assert parts[-1]["end"] == size and len(parts) == -(-size // (8 << 20))
+    assert "X-Amz-Expires=1060&" in parts[-1]["url"]
