@@ -155,6 +155,9 @@ class RecordingProxy:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._conns: list[socket.socket] = []
         self._stopped = threading.Event()
+        self.delay_next = 0.0
+        """Seconds the next connection's first request is held before it goes on (what a
+        slow network does to a presigned URL of a short life)."""
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -178,14 +181,16 @@ class RecordingProxy:
                 continue
             with self._lock:
                 self._conns += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, True),
+            delay, self.delay_next = self.delay_next, 0.0
+            threading.Thread(target=self._pump, args=(client, upstream, True, delay),
                              daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, False),
                              daemon=True).start()
 
-    def _pump(self, src: Any, dst: Any, record: bool) -> None:
+    def _pump(self, src: Any, dst: Any, record: bool, delay: float = 0.0) -> None:
         import socket
 
+        time.sleep(delay)
         try:
             while block := src.recv(1 << 16):
                 if record:

@@ -219,6 +219,22 @@ def test_an_expired_address_is_asked_for_again(
         assert reg.server.log_text().count(f"GET /api/v1/blobs/{blob_key(digest)}\" 307") == 2
 
 
+def test_an_address_expired_on_the_way_is_asked_for_again_once(
+    tmp_path: Path, seaweed: SeaweedS3, storage: RecordingProxy, s3_url: str,
+) -> None:
+    env = _s3_env(seaweed, storage, s3_url)
+    with running_registry(tmp_path, "--blob-url-lifetime", "1", env=env) as reg:
+        reg.commit("p", "d", {"m": MEDIUM})
+        client = HttpRegistry(reg.url, reg.rw_key)
+        try:
+            storage.delay_next = 2.0  # the first address reaches storage expired: 403
+            digest = md5_b64(MEDIUM)
+            assert client.read_blob(digest, 0, 10) == MEDIUM[:10]
+        finally:
+            client.close()
+        assert reg.server.log_text().count(f"GET /api/v1/blobs/{blob_key(digest)}\" 307") == 2
+
+
 def test_storage_stopped_is_a_clear_error_and_no_partial_version(
     s3_registry: Registry, client: HttpRegistry, storage: RecordingProxy, seaweed: SeaweedS3,
     tmp_path: Path,
