@@ -162,6 +162,19 @@ def test_multipart_upload_checked_before_visible(s3_blobs: S3BlobStore) -> None:
     assert s3_blobs.read(digest, 8 << 20, (8 << 20) + 10) == data[8 << 20:(8 << 20) + 10]
 
 
+def test_parts_that_cannot_be_joined_are_a_client_error(s3_blobs: S3BlobStore) -> None:
+    data = rand_bytes(9 << 20, seed=4)
+    digest = md5_b64(data)
+    plan = s3_blobs.start_upload(digest, len(data), lifetime=60).to_dict()
+    first, second = plan["parts"]
+    # a first part of one byte: S3 joins no part under 5 MiB but the last
+    assert httpx.put(first["url"], content=data[:1]).status_code == 200
+    assert httpx.put(second["url"], content=data[second["start"]:]).status_code == 200
+    with pytest.raises((InvalidRequest, DigestMismatch)):
+        s3_blobs.finish_upload(digest, plan["upload_id"])
+    assert not s3_blobs.has(digest)
+
+
 def test_finish_of_an_upload_never_made(s3_blobs: S3BlobStore) -> None:
     digest = md5_b64(b"abc")
     with pytest.raises(InvalidRequest):

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
+import boto3.exceptions
 import botocore.config
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
@@ -86,6 +87,9 @@ _PARALLEL = 16
 # size, then on disk, until its digest is checked
 _SPOOL_IN_MEMORY = 8 << 20
 _T = TypeVar("_T")
+# what storage answers when the parts a client uploaded cannot be joined: the client's fault
+_CLIENT_FAULTS = frozenset({"EntityTooSmall", "InvalidPart", "InvalidPartOrder", "BadDigest",
+                            "InvalidDigest"})
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -157,12 +161,15 @@ class S3BlobStore(BlobStore):
                 raise NotFound(f"{what}: not found") from None
             if code == "InvalidRange":
                 raise NotFound(f"{what}: range past the end") from None
+            if code in _CLIENT_FAULTS:  # what a client uploaded is wrong, not storage
+                raise InvalidRequest(f"{what}: storage refused it ({code})") from None
             log.warning("blob storage %s refused %s: %s (HTTP %s)", self.description, what,
                         code, status)
             raise RegistryUnavailable(
                 f"blob storage {self.description} refused {what}: {code or status}") from None
-        except botocore.exceptions.BotoCoreError as exc:
-            # connection refused, timeouts, no credentials: the message names no secret
+        except (botocore.exceptions.BotoCoreError, boto3.exceptions.Boto3Error) as exc:
+            # connection refused, timeouts, no credentials, a managed transfer that failed:
+            # the message names no secret
             log.warning("blob storage %s failed %s: %s", self.description, what,
                         type(exc).__name__)
             raise RegistryUnavailable(
@@ -267,7 +274,10 @@ class S3BlobStore(BlobStore):
         if found.digest != digest or found.chunk_index is None:
             raise DigestMismatch(f"blob {digest} is damaged: its bytes have digest "
                                  f"{found.digest}")
-        self._put_index(digest, found.chunk_index)
+        try:
+            self._put_index(digest, found.chunk_index)
+        except RegistryUnavailable as exc:  # read-only credentials: built again next time
+            log.warning("could not keep the chunk index of blob %s: %s", digest, exc)
         return found.chunk_index
 
     def keys(self) -> Iterator[str]:
@@ -353,7 +363,11 @@ class S3BlobStore(BlobStore):
         what = f"upload of blob {digest}"
         try:
             if s3_upload:
-                self._complete(name, s3_upload, what)
+                try:
+                    self._complete(name, s3_upload, what)
+                except (NotFound, InvalidRequest, RegistryUnavailable):
+                    self._abort_parts(name, s3_upload)
+                    raise
             result = self._check_upload(digest, name, what, single=not s3_upload)
             if result.chunk_index is not None:
                 self._put_index(digest, result.chunk_index)
@@ -366,6 +380,15 @@ class S3BlobStore(BlobStore):
             except (NotFound, RegistryUnavailable) as exc:
                 log.info("upload %s of blob %s left behind: %s", token, digest, exc)
         return result
+
+    def _abort_parts(self, name: str, s3_upload: str) -> None:
+        """Drop the parts of a multipart upload that will never be joined (storage keeps,
+        and bills, them until told)."""
+        try:
+            self._call("abort of a multipart upload", self._s3.abort_multipart_upload,
+                       Key=name, UploadId=s3_upload)
+        except (NotFound, RegistryUnavailable) as exc:
+            log.info("parts of an abandoned upload left behind: %s", exc)
 
     def _complete(self, name: str, s3_upload: str, what: str) -> None:
         """Join the parts storage holds (as storage lists them: a client's word on them is
