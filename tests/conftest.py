@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import ARTIFACTFS, RegistryServer
+from seaweed import SeaweedS3
 
 from artifactfs.config import Config
 from artifactfs.sdk import Api
 from artifactfs.store import Store
+from artifactfs.store.s3 import S3BlobStore
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -22,11 +25,15 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def env(tmp_path: Path, transport: str) -> Iterator[dict[str, str]]:
+def env(tmp_path: Path, transport: str, request: pytest.FixtureRequest
+        ) -> Iterator[dict[str, str]]:
     """Environment for a CLI run against this test's own store (or server) and cache.
 
     With the server transport, ``ARTIFACTFS_STORE`` still names the folder the server
-    serves, so tests can inspect or damage it from outside the way an operator could.
+    serves, so tests can inspect or damage it from outside the way an operator could. The
+    ``s3`` transport, which a test asks for by ``@pytest.mark.parametrize("transport",
+    ["s3"])``, is a server whose blobs are in a real S3 service (SeaweedFS) under a prefix of
+    the test's own; clients read and write them there by presigned URL.
     """
     out = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTFS_")}
     store = tmp_path / "store"
@@ -39,7 +46,11 @@ def env(tmp_path: Path, transport: str) -> Iterator[dict[str, str]]:
         yield out
         return
     key = Store(store).db.create_key("local")
-    server = RegistryServer(store, tmp_path / "server.log", env=out)
+    server_env = out
+    if transport == "s3":
+        seaweed: SeaweedS3 = request.getfixturevalue("seaweed")
+        server_env = {**out, **seaweed.env, "ARTIFACTFS_BLOBS": request.getfixturevalue("s3_url")}
+    server = RegistryServer(store, tmp_path / "server.log", env=server_env)
     try:
         yield {**out, "ARTIFACTFS_REGISTRY": server.url, "ARTIFACTFS_API_KEY": key}
     finally:
@@ -75,3 +86,34 @@ def run_cli(env: dict[str, str], tmp_path: Path):
         return proc
 
     return run
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """One real S3 service (SeaweedFS) for the whole run: it takes seconds to start, and
+    each test keeps to a prefix of its own in the bucket (``s3_blobs``)."""
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_url(seaweed: SeaweedS3) -> str:
+    """``s3://BUCKET/PREFIX`` of a prefix no other test uses."""
+    return f"s3://{seaweed.bucket}/t-{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+def s3_blobs(seaweed: SeaweedS3, s3_url: str, monkeypatch: pytest.MonkeyPatch
+             ) -> Iterator[S3BlobStore]:
+    """An S3 blob store under this test's own prefix, configured the standard AWS way (the
+    environment), as a server process would be."""
+    for name, value in seaweed.env.items():
+        monkeypatch.setenv(name, value)
+    store = S3BlobStore.from_url(s3_url)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from helpers import folder_bytes, open_fd_count, wait_until
 
+from artifactfs import files
 from artifactfs.cache import ContentCache
 from artifactfs.cache.disk import LAYOUT, TRAILER_SIZE
-from artifactfs.store import files
-from artifactfs.store.files import write_atomically
+from artifactfs.files import write_atomically
 
 
 def _name(data: bytes) -> str:

@@ -19,10 +19,10 @@ from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY, CHUNK_SIZE, ChunkIndex
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import DigestMismatch
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.files import hash_file
 from artifactfs.fs.reader import VerifiedReader
 from artifactfs.registry import LocalRegistry, VerifiedContent, open_content, open_registry
 from artifactfs.store import Store
-from artifactfs.store.files import hash_file
 
 
 def stored_entry(store: Store, tmp_path: Path, data: bytes) -> ManifestEntry:

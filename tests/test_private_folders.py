@@ -17,8 +17,8 @@ import pytest
 
 from artifactfs.cache.disk import ContentCache
 from artifactfs.core.errors import ArtifactFSError
+from artifactfs.files import private_folder
 from artifactfs.fs.staging import Staging
-from artifactfs.store.files import private_folder
 
 NOBODY = 65534
 

@@ -120,6 +120,29 @@ def test_new_artifact_saves_through_the_configured_registry(api: Api, src: Path)
         other.close()
 
 
+@pytest.mark.parametrize("transport", ["s3"], indirect=True)
+def test_download_of_a_version_whose_blobs_are_in_s3(api: Api, src: Path, tmp_path: Path
+                                                     ) -> None:
+    """Blobs in a bucket behind the server: saved by presigned upload, downloaded by
+    presigned URL, verified."""
+    big = os.urandom(2 * (1 << 20) + 99)
+    (src / "big.bin").write_bytes(big)
+    save_dir(src)
+    # another machine: nothing in its cache yet (saving kept the files in this one's)
+    reader = Api(config=api.config.replace(cache_dir=tmp_path / "other-cache"))
+    try:
+        path = reader.artifact(f"{PROJECT}/data:latest").download(root=str(tmp_path / "dl"))
+        assert files_under(Path(path)) == files_under(src)
+        reader.artifact(f"{PROJECT}/data:latest").verify(path)
+    finally:
+        reader.close()
+    log = (tmp_path / "server.log").read_text()
+    assert '"PUT /api/v1/blobs/' not in log and "/uploaded" in log
+    reads = [line for line in log.splitlines()
+             if '"GET /api/v1/blobs/' in line and "/chunks" not in line]
+    assert reads and all('" 307 ' in line for line in reads)  # every byte from storage
+
+
 @embedded_only
 def test_save_uses_the_default_project(api: Api, src: Path, monkeypatch) -> None:
     monkeypatch.setenv("ARTIFACTFS_PROJECT", "defaultproj")

@@ -50,7 +50,7 @@ from pathlib import Path
 import xxhash
 
 from artifactfs.core.chunks import BytesLike
-from artifactfs.store.files import open_announced, private_folder, write_atomically
+from artifactfs.files import open_announced, private_folder, write_atomically
 
 __all__ = ["LAYOUT", "TRAILER_SIZE", "ContentCache"]
 

@@ -21,6 +21,7 @@ from artifactfs.core.names import validate_name
 
 if TYPE_CHECKING:
     from artifactfs.store import Store
+    from artifactfs.store.blobstore import BlobStore
 
 __all__ = ["key", "serve"]
 
@@ -28,10 +29,23 @@ __all__ = ["key", "serve"]
 _SECRET_RE = re.compile(r"[A-Za-z0-9_.~+/=-]{16,}")
 
 
-def _store(store_dir: Path | None) -> Store:
+def _store(store_dir: Path | None, blobs: BlobStore | None = None) -> Store:
     from artifactfs.store import Store  # here, not at import: every command loads this module
 
-    return Store(store_dir or Config.from_env().store_dir)
+    return Store(store_dir or Config.from_env().store_dir, blobs=blobs)
+
+
+def _blobs_from_env() -> BlobStore | None:
+    """TEMPORARY hook (issue 17, step 2) until step 1's ``--blobs`` lands: with
+    ``ARTIFACTFS_BLOBS=s3://BUCKET/PREFIX`` the served store keeps its blobs in that bucket
+    (endpoint and credentials from the standard AWS configuration); its metadata stays in
+    the store folder. ``--blobs URL`` replaces this function."""
+    url = os.environ.get("ARTIFACTFS_BLOBS")
+    if not url:
+        return None
+    from artifactfs.store.s3 import S3BlobStore
+
+    return S3BlobStore.from_url(url)
 
 
 def _blob_url_secret(path: Path | None) -> str | None:
@@ -91,6 +105,10 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
                    "signed with, as nginx's secure_link_md5 names it: 16 or more of A-Z a-z "
                    "0-9 _ - . ~ + / =. Or set ARTIFACTFS_BLOB_URL_SECRET; never on the "
                    "command line, which every local user can read.")
+@click.option("--blob-url-lifetime", default=600, show_default=True,
+              type=click.IntRange(min=1, max=7 * 86400),
+              help="Seconds a blob address handed to a client works (presigned by a bucket, "
+                   "or signed for --blob-url-base).")
 @click.option("--max-json-bytes", default="64M", show_default=True, callback=_size_option,
               help="Largest JSON body accepted (K, M, G); a commit's manifest larger than "
                    "that is sent by reference to an uploaded blob.")
@@ -99,7 +117,7 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
               help="Largest manifest a commit may name by reference (K, M, G).")
 def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
           body_timeout: float, max_connections: int, blob_url_base: str | None,
-          blob_url_secret_file: Path | None, max_json_bytes: int,
+          blob_url_secret_file: Path | None, blob_url_lifetime: int, max_json_bytes: int,
           max_manifest_bytes: int) -> None:
     """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
 
@@ -131,14 +149,20 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
         fail("the blob URL secret must be 16 or more of A-Z a-z 0-9 _ - . ~ + / = "
              "(it is written literally into nginx's secure_link_md5)")
     try:
-        store = _store(store_dir)
+        blobs = _blobs_from_env()
+        if blobs is not None and blob_url_base:
+            fail("--blob-url-base is for a blob folder; blobs in a bucket are read by "
+                 "presigned URL")
+        store = _store(store_dir, blobs)
     except ArtifactFSError as exc:
         fail(str(exc))
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}, reachable beyond this machine", err=True)
-    click.echo(f"serving {store.root} on http://{host}:{port}/api/v1", err=True)
+    click.echo(f"serving {store.root} ({store.blobs.description}) on "
+               f"http://{host}:{port}/api/v1", err=True)
     app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret,
-                     max_json_bytes=max_json_bytes, max_manifest_bytes=max_manifest_bytes)
+                     max_json_bytes=max_json_bytes, max_manifest_bytes=max_manifest_bytes,
+                     blob_url_lifetime=blob_url_lifetime)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     limits = ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,

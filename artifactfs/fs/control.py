@@ -39,9 +39,9 @@ from typing import Any
 import trio
 
 from artifactfs.core.errors import ArtifactFSError
+from artifactfs.files import private_folder
 from artifactfs.fs.control_client import MAX_SOCKET_PATH, encode
 from artifactfs.fs.saving import FolderCommands
-from artifactfs.store.files import private_folder
 
 __all__ = [
     "MAX_CLIENTS",

@@ -50,7 +50,7 @@ from artifactfs.core.posix import (
     with_executable,
 )
 from artifactfs.core.records import VersionInfo
-from artifactfs.store.files import hash_file, private_folder
+from artifactfs.files import hash_file, private_folder
 
 __all__ = ["FILE_MODE", "FolderKey", "PathMeta", "StagedFile", "StagedFolder", "Staging"]
 

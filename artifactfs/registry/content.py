@@ -30,8 +30,8 @@ from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import DigestMismatch, InvalidManifest
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.wire import BATCH_MAX_BLOBS, BATCH_MAX_BYTES
+from artifactfs.files import atomic_writer
 from artifactfs.registry.base import Registry
-from artifactfs.store.files import atomic_writer
 
 __all__ = ["FetchStats", "Piece", "VerifiedContent"]
 

@@ -5,17 +5,22 @@ the default transport for the API, and ``StdlibTransport`` for bulk reads (blob 
 indexes, manifests), where the transport's CPU per byte is what limits a mount.
 Idempotent requests (GET, HEAD, PUT, DELETE and the read-only POST of ``blobs/missing``) are
 retried with exponential backoff and jitter on connection errors and 5xx answers; a commit
-(POST) is not, since it might have succeeded. Blob uploads stream from disk. Blob reads may
-be redirected to another server; the API key is not sent there (httpx drops
-``Authorization`` when a redirect leaves the origin), and callers verify every byte anyway.
+(POST) is not, since it might have succeeded. Blob uploads go straight to storage where the
+registry hands out presigned addresses (a bucket; the registry checks the bytes before the
+blob counts), else stream from disk through the registry. Blob reads may be redirected to
+storage or another server; the API key is not sent there (httpx drops ``Authorization`` when
+a redirect leaves the origin, and uploads to storage go by a client without it), presigned
+queries are kept out of the log, and callers verify every byte anyway.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -35,7 +40,7 @@ from tenacity import (
 
 from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.digests import blob_key, md5_b64
-from artifactfs.core.errors import RegistryFault, RegistryUnavailable
+from artifactfs.core.errors import DigestMismatch, NotFound, RegistryFault, RegistryUnavailable
 from artifactfs.core.folders import (
     FOLDER_BATCH_MAX,
     FolderListing,
@@ -58,6 +63,7 @@ __all__ = ["INLINE_MANIFEST_MAX", "HttpRegistry"]
 log = logging.getLogger(__name__)
 
 _UPLOAD_BLOCK = 1 << 20
+_UPLOAD_PARALLEL = 4  # parts of one multipart upload sent at once
 INLINE_MANIFEST_MAX = 16 << 20
 """Largest manifest JSON sent inside a commit's body (some 170,000 entries); a larger one is
 uploaded as a blob and named by the commit, well below the 64 MiB a registry takes as JSON
@@ -75,6 +81,44 @@ _T = TypeVar("_T")
 # httpcore's public HTTP/1.1 connection, so this sets it for the process; recv() still
 # returns what is there, so small answers are unaffected.
 httpcore.HTTP11Connection.READ_NUM_BYTES = 1 << 20
+
+
+# the query of a presigned URL (AWS signature version 4's X-Amz-Signature, version 2's
+# Signature) lets anyone holding it read or write: never written to a log
+_SECRET_QUERY = re.compile(r"\?[^\s\"'<>]*(?:X-Amz-Signature|Signature)=[^\s\"'<>]*",
+                           re.IGNORECASE)
+
+
+def redacted(text: str) -> str:
+    """``text`` with the query of any presigned URL in it left out."""
+    return _SECRET_QUERY.sub("?(signed query not shown)", text)
+
+
+class _RedactSignatures(logging.Filter):
+    """Leaves presigned queries out of httpx's log lines ("HTTP Request: GET URL"), which
+    name every URL followed, a redirect to storage included, and httpcore's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _SECRET_QUERY.search(message):
+            record.msg, record.args = redacted(message), None
+        return True
+
+
+# the loggers that name URLs: httpx's request lines, httpcore's traces (DEBUG) of the
+# response headers, a redirect's Location among them; a logger's filter applies only to its
+# own records, so each is named
+_URL_LOGGERS = ("httpx", "httpcore.http11", "httpcore.http2", "httpcore.connection",
+                "httpcore.proxy")
+
+
+def _redact_httpx_log() -> None:
+    """Once per process: the filter on httpx's and httpcore's loggers (added when a client is
+    made, not at import)."""
+    for name in _URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactSignatures) for f in logger.filters):
+            logger.addFilter(_RedactSignatures())
 
 
 class _Retryable(Exception):
@@ -110,6 +154,7 @@ class HttpRegistry(Registry):
     ) -> None:
         self.url = url.rstrip("/")
         self._timeout = timeout
+        _redact_httpx_log()
         # a read (GET, HEAD, bulk) gives up after read_timeout, retries included: a mount
         # passes its --read-timeout, after which it has failed the read anyway, so that the
         # worker thread waiting here is freed then instead of up to twice 30 s later
@@ -137,6 +182,10 @@ class HttpRegistry(Registry):
         # http.client, which costs a fifth of the CPU per byte (see registry/transport.py)
         self._reads = httpx.Client(transport=StdlibTransport(max_idle=max_connections),
                                    **common)
+        # uploads straight to storage: no API key, no base URL, no redirects
+        self._storage = httpx.Client(headers={"User-Agent": "artifactfs"},
+                                     timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        self._direct_uploads: bool | None = None  # False once the registry said "server"
         self._attempts = attempts
         self._deadline = timeout * 2
         # blob key -> where the registry last redirected its reads (a static server, a
@@ -146,6 +195,7 @@ class HttpRegistry(Registry):
     def close(self) -> None:
         self._client.close()
         self._reads.close()
+        self._storage.close()
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -165,8 +215,8 @@ class HttpRegistry(Registry):
             except httpx.TransportError as exc:
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
             if response.status_code >= 500:
-                raise _Retryable(f"HTTP {response.status_code} from {method} {path}",
-                                 answered=response.status_code != 503)
+                raise _Retryable(f"HTTP {response.status_code} from {method} {path}"
+                                 f"{_said(response)}", answered=response.status_code != 503)
             return response
 
         if not retry:
@@ -371,11 +421,82 @@ class HttpRegistry(Registry):
     def upload_blob(
         self, path: Path, digest: str, on_bytes: Callable[[int], None] | None = None
     ) -> None:
+        """Upload a file as blob ``digest``: straight to storage when the registry hands out
+        upload addresses (a bucket), else through the registry (a PUT of the bytes). Raises
+        DigestMismatch when the bytes are not the digest's (storage or the registry found
+        other bytes; nothing stored)."""
         size = path.stat().st_size
+        key = blob_key(digest)
+        if self._direct_uploads is not False:
+            try:
+                plan = self._json("POST", f"/blobs/{key}/uploads", json={"size": size})
+            except NotFound:  # a registry older than presigned uploads
+                plan = {"method": "server"}
+            if plan.get("stored") is False:  # this entity reaches that blob already
+                if on_bytes:
+                    on_bytes(size)  # as a PUT the registry drained would have counted
+                return
+            if plan.get("method") == "direct":
+                self._upload_direct(path, digest, size, plan, on_bytes)
+                return
+            # the registry stores blobs itself: ask no more
+            self._direct_uploads = False
         self._json(
-            "PUT", f"/blobs/{blob_key(digest)}", content=_FileBody(path, on_bytes),
+            "PUT", f"/blobs/{key}", content=_FileBody(path, on_bytes),
             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
         )
+
+    def _upload_direct(self, path: Path, digest: str, size: int, plan: dict[str, Any],
+                       on_bytes: Callable[[int], None] | None) -> None:
+        """Every part of an upload plan PUT to storage (without the API key: the plan's
+        addresses carry their own signatures), then the registry told, which checks the bytes
+        before the blob counts. Parts go four at a time."""
+        parts = plan.get("parts")
+        upload_id = plan.get("upload_id")
+        if not isinstance(parts, list) or not parts or not isinstance(upload_id, str):
+            raise RegistryFault(f"{self.url}: bad upload plan for blob {digest}")
+
+        def put(part: dict[str, Any]) -> None:
+            start, end = int(part["start"]), int(part["end"])
+            with open(path, "rb") as f:
+                f.seek(start)
+                body = f.read(end - start)
+            self._retrying(lambda: self._put_part(str(part["url"]), body,
+                                                  dict(part.get("headers") or {}), digest),
+                           self._deadline)
+            if on_bytes:
+                on_bytes(len(body))
+
+        if len(parts) == 1:
+            put(parts[0])
+        else:
+            with ThreadPoolExecutor(max_workers=_UPLOAD_PARALLEL) as pool:
+                for done in [pool.submit(put, p) for p in parts]:
+                    done.result()
+        # the registry reads a large upload back to check it: 30 s and 20 s per GiB
+        timeout = httpx.Timeout(self._timeout, connect=min(self._timeout, 10.0),
+                                read=self._timeout + size / (50 << 20))
+        try:
+            self._json("POST", f"/blobs/{blob_key(digest)}/uploaded",
+                       json={"upload_id": upload_id}, timeout=timeout)
+        except NotFound:
+            # a retry after a lost answer finds the upload gone: done if the blob is ours now
+            if self.missing_blobs([digest]):
+                raise
+
+    def _put_part(self, url: str, body: bytes, headers: dict[str, str], digest: str) -> None:
+        try:
+            response = self._storage.put(url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"blob storage: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 500:
+            raise _Retryable(f"blob storage answered HTTP {response.status_code}")
+        if response.status_code == 400 and b"BadDigest" in response.content:
+            raise DigestMismatch(f"blob storage refused the bytes of blob {digest}: they do "
+                                 "not have that digest (did the file change?)")
+        if response.status_code >= 400:
+            raise RegistryFault(f"blob storage refused an upload of blob {digest} "
+                                f"(HTTP {response.status_code})")
 
     def read_blob(self, digest: str, start: int, end: int) -> bytes | bytearray:
         if end <= start:
@@ -390,16 +511,28 @@ class HttpRegistry(Registry):
                 response, body = self._read_body(target, headers, start, end, direct=True)
                 if response.status_code in (200, 206):
                     return body
+                log.info("remembered location of blob %s answered HTTP %d (expired?); "
+                         "asking the registry", digest, response.status_code)
             except (_Retryable, httpx.HTTPError) as exc:
-                log.info("remembered blob location failed (%s); asking the registry", exc)
+                log.info("remembered location of blob %s failed (%s); asking the registry",
+                         digest, redacted(str(exc)))
             self._redirects.pop(key, None)
-        response, body = self._retrying(
-            lambda: self._read_body(f"/blobs/{key}", headers, start, end, direct=False),
-            self._read_deadline,
-        )
-        if response.history and response.status_code in (200, 206):
-            self._redirects[key] = str(response.url)
-        return body
+        for attempt in (1, 2):
+            response, body = self._retrying(
+                lambda: self._read_body(f"/blobs/{key}", headers, start, end, direct=False),
+                self._read_deadline,
+            )
+            if response.status_code in (200, 206):
+                if response.history:
+                    self._redirects[key] = str(response.url)
+                return body
+            # storage refused the address the registry just handed out (expired on the way,
+            # a clock that runs ahead): a fresh one, once
+            log.info("blob storage refused a fresh address for blob %s (HTTP %d)%s", digest,
+                     response.status_code, "; asking the registry again" if attempt == 1
+                     else "")
+        raise RegistryFault(f"{self.url}: blob storage refused the addresses the registry "
+                            f"gave for blob {digest} (HTTP {response.status_code})")
 
     def _read_body(
         self, url: str, headers: dict[str, str], start: int, end: int, *, direct: bool
@@ -413,12 +546,12 @@ class HttpRegistry(Registry):
             response = self._reads.send(request, stream=True, follow_redirects=not direct)
             try:
                 if response.status_code >= 500:
-                    raise _Retryable(f"HTTP {response.status_code} from GET {url}",
+                    raise _Retryable(f"HTTP {response.status_code} from GET {redacted(url)}",
                                      answered=response.status_code != 503)
                 if response.status_code >= 400:
                     response.read()
-                    if direct:
-                        return response, b""
+                    if direct or (response.history and response.status_code == 403):
+                        return response, b""  # storage's refusal: the caller asks again
                     self._raise_for(response)
                 if response.status_code == 200:  # a server that ignored Range sent everything
                     return response, response.read()[start:end]
@@ -446,6 +579,16 @@ class HttpRegistry(Registry):
         if response.status_code == 204 or not response.content:
             return None
         return ChunkIndex.from_bytes(response.content)
+
+
+def _said(response: httpx.Response) -> str:
+    """What a registry's error answer says (": MESSAGE"), for a 5xx retried and given up on:
+    "blob storage cannot be reached" tells more than "HTTP 503"."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    return f": {redacted(str(message))[:500]}" if isinstance(message, str) else ""
 
 
 def _read_exact(response: httpx.Response, size: int) -> bytes | bytearray:

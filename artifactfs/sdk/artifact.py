@@ -36,6 +36,7 @@ from artifactfs.core.manifest import (
 from artifactfs.core.names import LATEST, validate_alias, validate_name, validate_type
 from artifactfs.core.posix import is_executable, symlink_target
 from artifactfs.core.records import COMMITTED, DELETED, PENDING, VersionInfo
+from artifactfs.files import hash_file
 from artifactfs.sdk.api import Api
 from artifactfs.sdk.entry import ArtifactManifestEntry
 from artifactfs.sdk.paths import safe_join
@@ -46,7 +47,6 @@ from artifactfs.sdk.posix import (
     place_link,
     set_executable,
 )
-from artifactfs.store.files import hash_file
 
 __all__ = ["Artifact"]
 

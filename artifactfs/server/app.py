@@ -15,10 +15,9 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
 from cachetools import TTLCache
@@ -57,9 +56,10 @@ from artifactfs.core.wire import (
     status_for,
 )
 from artifactfs.store import Store
-from artifactfs.store.blobs import BatchTooLarge, signed_blob_url
+from artifactfs.store.blobs import signed_blob_url
+from artifactfs.store.blobstore import BatchTooLarge, ByteStream
 
-__all__ = ["MAX_JSON_BYTES", "MAX_MANIFEST_BYTES", "create_app"]
+__all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_MANIFEST_BYTES", "create_app"]
 
 log = logging.getLogger("artifactfs.server")
 
@@ -69,6 +69,8 @@ MAX_MANIFEST_BYTES = 256 << 20
 """Largest manifest a commit may name by reference (``manifest_blob``): some 2.5 million
 entries of ImageNet's shape (94 bytes each; its 1,281,167 train files take 120 MB). The
 server holds it parsed while it commits, about ten times its size."""
+MAX_BLOB_BYTES = 5 << 40
+"""Largest blob an upload may announce (S3's limit for one object, 5 TiB)."""
 _STREAM_BLOCK = 1 << 20
 # a blob range up to this size is read with one pread and sent as one body: the chunk runs
 # mounts ask for, without a thread hop per block
@@ -78,8 +80,9 @@ _READ_AT_ONCE = 16 << 20
 _PARSE_ON_LOOP = 64 << 10
 _IMMUTABLE = "public, max-age=31536000, immutable"
 BLOB_URL_LIFETIME = 600
-"""Seconds a signed --blob-url-base address works: longer than a client remembers it (five
-minutes, registry/http.py), short enough that a leaked one is soon useless."""
+"""Seconds a signed --blob-url-base address or a presigned storage URL works: longer than a
+client remembers it (five minutes, registry/http.py), short enough that a leaked one is soon
+useless."""
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -116,8 +119,10 @@ class Registry:
 
     def __init__(self, store: Store, blob_url_base: str | None,
                  blob_url_secret: str | None, *, max_json_bytes: int = MAX_JSON_BYTES,
-                 max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> None:
+                 max_manifest_bytes: int = MAX_MANIFEST_BYTES,
+                 blob_url_lifetime: int = BLOB_URL_LIFETIME) -> None:
         self.store = store
+        self.blob_url_lifetime = blob_url_lifetime
         self.max_json_bytes = max_json_bytes
         self.max_manifest_bytes = max_manifest_bytes
         self.db = store.db
@@ -305,17 +310,15 @@ class Registry:
         the limit; InvalidManifest (400) for a manifest that breaks the rules.
         """
         try:
-            handle = self.access.open(entity, digest)
+            size = self.access.size(entity, digest)
+            if size > self.max_manifest_bytes:
+                raise HTTPError(413, "TooLarge", f"manifest blob {digest} has {size} bytes; "
+                                f"at most {self.max_manifest_bytes} are accepted")
+            text = self.access.read(entity, digest)
         except NotFound:
             raise HTTPError(400, "InvalidRequest",
                             f"manifest blob {digest} was not uploaded: PUT its JSON to "
                             f"/blobs/{blob_key(digest)} first") from None
-        with handle:
-            size = os.fstat(handle.fileno()).st_size
-            if size > self.max_manifest_bytes:
-                raise HTTPError(413, "TooLarge", f"manifest blob {digest} has {size} bytes; "
-                                f"at most {self.max_manifest_bytes} are accepted")
-            text = handle.read()
         try:
             raw = _parse_json(text, True)
         except HTTPError as exc:
@@ -399,8 +402,16 @@ class Registry:
             await self._run(self.access.size, entity, digest)  # NotFound unless it may read it
             assert self._blob_url_secret is not None
             url = signed_blob_url(self.blob_url_base, digest, secret=self._blob_url_secret,
-                                  expires=int(time.time()) + BLOB_URL_LIFETIME)
+                                  expires=int(time.time()) + self.blob_url_lifetime)
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+        if request.method == "GET":
+            # straight from storage where it can sign an address (a bucket): the bytes never
+            # pass through this server; NotFound unless the entity may read a stored blob
+            presigned = await self._run(lambda: self.access.presign_get(
+                entity, digest, lifetime=self.blob_url_lifetime))
+            if presigned is not None:
+                return RedirectResponse(presigned, status_code=307,
+                                        headers={"Cache-Control": "no-store"})
         headers = {"Accept-Ranges": "bytes", "Cache-Control": _IMMUTABLE, "ETag": f'"{key}"'}
         head = request.method == "HEAD"
         try:
@@ -438,30 +449,22 @@ class Registry:
 
     def _open_blob(
         self, entity: str, digest: str, range_header: str | None, head: bool
-    ) -> tuple[int, tuple[int, int] | None, bytes, BinaryIO | None]:
+    ) -> tuple[int, tuple[int, int] | None, bytes, ByteStream | None]:
         """Size, range and the bytes of a blob read, in one trip to a worker thread (the
-        access check included): the bytes themselves when they fit in one read, else the
-        open file positioned at the range's start for streaming."""
-        handle = self.access.open(entity, digest)
-        try:
-            size = os.fstat(handle.fileno()).st_size
-            wanted = parse_range(range_header, size)
-            start, end = wanted if wanted else (0, size)
-            if head:
-                handle.close()
-                return size, wanted, b"", None
-            if end - start <= _READ_AT_ONCE:
-                body = os.pread(handle.fileno(), end - start, start)
-                handle.close()
-                if len(body) != end - start:  # cut short underneath us: no partial answer
-                    raise HTTPError(500, "InternalError", f"blob {digest} is shorter than "
-                                    "its recorded size")
-                return size, wanted, body, None
-            handle.seek(start)
-            return size, wanted, b"", handle
-        except BaseException:
-            handle.close()
-            raise
+        access check included): the bytes themselves when they fit in one read, else a
+        stream of the range."""
+        size = self.access.size(entity, digest)
+        wanted = parse_range(range_header, size)
+        start, end = wanted if wanted else (0, size)
+        if head:
+            return size, wanted, b"", None
+        if end - start <= _READ_AT_ONCE:
+            body = self.access.read(entity, digest, start, end)
+            if len(body) != end - start:  # cut short underneath us: no partial answer
+                raise HTTPError(500, "InternalError", f"blob {digest} is shorter than "
+                                "its recorded size")
+            return size, wanted, body, None
+        return size, wanted, b"", self.access.open_range(entity, digest, start, end)
 
     async def chunk_index(self, request: Request) -> Response:
         digest = _hex_to_digest(request.path_params["key"])
@@ -494,6 +497,39 @@ class Registry:
             await self._run(receiver.commit)
         finally:
             await self._run(receiver.abort)
+        return JSONResponse({"digest": digest, "stored": True}, status_code=201)
+
+
+    async def start_upload(self, request: Request) -> Response:
+        """Where the asking entity uploads a blob straight to storage: ``{"method":
+        "direct", "upload_id", "parts": [{"number", "url", "start", "end", "headers"}]}``, or
+        ``{"method": "server"}`` when the store takes uploads only by PUT to this server, or
+        ``{"stored": false}`` when the entity reaches that blob already (nothing to send)."""
+        digest = _hex_to_digest(request.path_params["key"])
+        size = self._field(await self._json(request), "size", int)
+        if not 0 <= size <= MAX_BLOB_BYTES:
+            raise HTTPError(400, "InvalidRequest", f"'size' must be 0 to {MAX_BLOB_BYTES}")
+        entity = request.state.entity
+        if await self._run(self.access.reaches, entity, digest):
+            return JSONResponse({"digest": digest, "stored": False})
+        # every part's address is signed now, so a large blob's last part must still find
+        # its address valid: the lifetime grows with the size (5 MB/s at least), up to the
+        # 7 days signature version 4 allows
+        lifetime = min(max(self.blob_url_lifetime, 60 + size // (5 * 10**6)), 7 * 86400)
+        plan = await self._run(lambda: self.access.start_upload(
+            entity, digest, size, lifetime=lifetime))
+        if plan is None:
+            return JSONResponse({"method": "server"})
+        return JSONResponse({"method": "direct", **plan.to_dict()},
+                            headers={"Cache-Control": "no-store"})
+
+    async def finish_upload(self, request: Request) -> Response:
+        """The upload of ``start_upload`` is done: its bytes are checked (and the chunk index
+        built) before the blob counts as present for the entity; 400 DigestMismatch, nothing
+        stored, when they are not the blob's."""
+        digest = _hex_to_digest(request.path_params["key"])
+        upload_id = self._field(await self._json(request), "upload_id", str)
+        await self._run(self.access.finish_upload, request.state.entity, digest, upload_id)
         return JSONResponse({"digest": digest, "stored": True}, status_code=201)
 
 
@@ -628,18 +664,21 @@ def _handle(func: Endpoint) -> Endpoint:
 
 def create_app(store: Store, *, blob_url_base: str | None = None,
                blob_url_secret: str | None = None, max_json_bytes: int = MAX_JSON_BYTES,
-               max_manifest_bytes: int = MAX_MANIFEST_BYTES) -> Starlette:
+               max_manifest_bytes: int = MAX_MANIFEST_BYTES,
+               blob_url_lifetime: int = BLOB_URL_LIFETIME) -> Starlette:
     """The ASGI application serving ``store``.
 
-    ``blob_url_base`` sends blob reads to a static server of the same folder, by addresses
-    signed with ``blob_url_secret`` (required with it; see ``store.blobs.signed_blob_url``).
+    Blob reads (GET) are redirected to an address the blob store presigns when it can (a
+    bucket), for ``blob_url_lifetime`` seconds. For a folder store, ``blob_url_base`` sends
+    them to a static server of the same folder instead, by addresses signed with
+    ``blob_url_secret`` (required with it; see ``store.blobs.signed_blob_url``).
     ``max_json_bytes`` bounds every JSON body (an inline manifest with it),
     ``max_manifest_bytes`` a manifest committed by reference.
     """
     if blob_url_base and not blob_url_secret:
         raise ValueError("a blob URL base needs a secret to sign its addresses with")
     r = Registry(store, blob_url_base, blob_url_secret, max_json_bytes=max_json_bytes,
-                 max_manifest_bytes=max_manifest_bytes)
+                 max_manifest_bytes=max_manifest_bytes, blob_url_lifetime=blob_url_lifetime)
     e = API_PREFIX + "/entities/{entity}"
     c = e + "/projects/{project}/collections/{name}"
     v = API_PREFIX + "/versions/{vid}"
@@ -665,6 +704,8 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
         Route(b, _handle(r.get_blob), methods=["GET", "HEAD"]),
         Route(b, _handle(r.put_blob), methods=["PUT"]),
         Route(b + "/chunks", _handle(r.chunk_index)),
+        Route(b + "/uploads", _handle(r.start_upload), methods=["POST"]),
+        Route(b + "/uploaded", _handle(r.finish_upload), methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

@@ -1,4 +1,4 @@
-"""The store's content-addressed blob folder.
+"""The content-addressed blob folder (the embedded store's ``BlobStore``), and blob access.
 
 Layout (also what a static web server serving the same folder exposes)::
 
@@ -9,9 +9,9 @@ A blob is written to ``tmp/``, checked against the digest it was promised to hav
 durable, given its chunk index, and only then renamed into place, so a blob that is visible is
 always whole and right, and can be read by chunk.
 
-The folder is shared by every entity of the store (one copy of each file), but access is not:
-``BlobAccess`` is the folder as one entity may reach it, and ``signed_blob_url`` the short-lived
-address of a blob on a static server holding the same folder.
+Blobs are shared by every entity of the store (one copy of each file), but access is not:
+``BlobAccess`` is a ``BlobStore`` (this folder or a bucket) as one entity may reach it, and
+``signed_blob_url`` the short-lived address of a blob on a static server holding this folder.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
@@ -33,13 +33,20 @@ from cachetools import TTLCache
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
 from artifactfs.core.errors import DigestMismatch, NotFound
-from artifactfs.store.files import (
+from artifactfs.files import (
     READ_BLOCK,
     atomic_writer,
     create_temporary,
     hash_file,
     open_announced,
     read_fd,
+)
+from artifactfs.store.blobstore import (
+    BatchTooLarge,
+    BlobSink,
+    BlobStore,
+    ByteStream,
+    UploadPlan,
 )
 
 __all__ = [
@@ -60,13 +67,13 @@ log = logging.getLogger(__name__)
 _READ_WINDOW = 16
 
 
-class BatchTooLarge(ValueError):
-    """The blobs asked for in one batch add up to more than its limit."""
+class BlobDir(BlobStore):
+    """Blobs as files of a local folder (the layout above): durable once visible (fsync of
+    the bytes before the rename), and readable by a static web server of the same folder."""
 
-
-class BlobDir:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.description = f"blob folder {root}"
         self.blob_root = root / "blobs"
         self.chunk_root = root / "chunks"
         self.tmp = root / "tmp"
@@ -85,7 +92,6 @@ class BlobDir:
         return self.path(digest).is_file()
 
     def missing(self, digests: Iterable[str]) -> set[str]:
-        """The digests among ``digests`` that have no blob here."""
         return {d for d in set(digests) if not self.has(d)}
 
     def size(self, digest: str) -> int:
@@ -95,39 +101,7 @@ class BlobDir:
             raise NotFound(f"blob {digest} not found") from None
 
     def writer(self, digest: str) -> BlobWriter:
-        """An incremental writer for blob ``digest``; nothing is visible until ``commit``."""
         return BlobWriter(self, digest)
-
-    def put_stream(
-        self,
-        stream: BinaryIO,
-        digest: str,
-        *,
-        on_bytes: Callable[[int], None] | None = None,
-    ) -> ContentDigest:
-        """Store the bytes of ``stream`` as the blob ``digest``.
-
-        Raises DigestMismatch, storing nothing, when the bytes have another digest. Storing a
-        blob that is already present checks the bytes and replaces it with the same bytes.
-        """
-        writer = self.writer(digest)
-        try:
-            while block := stream.read(READ_BLOCK):
-                writer.write(block)
-                if on_bytes:
-                    on_bytes(len(block))
-            return writer.commit()
-        finally:
-            writer.abort()
-
-    def put_file(
-        self, path: Path, digest: str, *, on_bytes: Callable[[int], None] | None = None
-    ) -> ContentDigest | None:
-        """Store a local file as blob ``digest``; None when the blob was already here."""
-        if self.has(digest):
-            return None
-        with open(path, "rb") as f:
-            return self.put_stream(f, digest, on_bytes=on_bytes)
 
     def write_index(self, digest: str, index: ChunkIndex) -> None:
         dest = self._index_path(digest)
@@ -136,7 +110,6 @@ class BlobDir:
             out.write(index.to_bytes())
 
     def read(self, digest: str, start: int = 0, end: int | None = None) -> bytes:
-        """Bytes ``[start, end)`` of a blob (to its end when ``end`` is None)."""
         try:
             with open(self.path(digest), "rb") as f:
                 f.seek(start)
@@ -144,13 +117,26 @@ class BlobDir:
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
 
+    def open_range(self, digest: str, start: int, end: int) -> ByteStream:
+        try:
+            f = open(self.path(digest), "rb")  # noqa: SIM115 (the caller closes it)
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} not found") from None
+        f.seek(start)
+        return _Bounded(f, end - start)
+
+    def keys(self) -> Iterator[str]:
+        for folder in os.scandir(self.blob_root):
+            if folder.is_dir(follow_symlinks=False):
+                for entry in os.scandir(folder.path):
+                    digest = _digest_of(entry.name)
+                    if digest is not None:
+                        yield digest
+
     def read_many(
         self, digests: Iterable[str], *, max_bytes: int | None = None
     ) -> list[bytes | None]:
-        """Whole blobs in the order asked; None for one that is not here.
-
-        Raises BatchTooLarge, having read nothing, when the blobs found add up to more
-        than ``max_bytes``: a refused batch costs the disk no more than its sizes.
+        """A refused batch (BatchTooLarge) costs the disk no more than its sizes.
 
         The files are then read a window at a time, each window announced to the disk
         first (``open_announced``): a batch of 34 small blobs from a dropped page cache
@@ -173,10 +159,6 @@ class BlobDir:
         return out
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:
-        """The blob's chunk index, None for a blob of one chunk or less.
-
-        Raises NotFound for a blob that is not here, and DigestMismatch for a large one
-        whose index is missing and whose bytes no longer match their digest."""
         try:
             return ChunkIndex.from_bytes(self._index_path(digest).read_bytes())
         except FileNotFoundError:
@@ -208,7 +190,33 @@ class BlobDir:
                     os.unlink(entry.path)
 
 
-class BlobWriter:
+class _Bounded:
+    """An open blob file that reads no further than the end of a range."""
+
+    def __init__(self, file: BinaryIO, left: int) -> None:
+        self._file = file
+        self._left = left
+
+    def read(self, size: int = -1, /) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        block = self._file.read(size) if size else b""
+        self._left -= len(block)
+        return block
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _digest_of(name: str) -> str | None:
+    """The entry digest of a file named by a hex MD5, None for anything else."""
+    try:
+        raw = bytes.fromhex(name)
+    except ValueError:
+        return None
+    return base64.b64encode(raw).decode("ascii") if len(raw) == 16 else None
+
+
+class BlobWriter(BlobSink):
     """Receives a blob's bytes in pieces, then checks and publishes them in one rename.
 
     ``abort`` (safe after ``commit``) removes the temporary file; a crash leaves only a
@@ -303,7 +311,7 @@ class BlobAccess:
     batches of the same blobs) costs a dictionary lookup once warm.
     """
 
-    def __init__(self, blobs: BlobDir, record: BlobAccessRecord) -> None:
+    def __init__(self, blobs: BlobStore, record: BlobAccessRecord) -> None:
         self.blobs = blobs
         self._record = record
         self._known: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=_KNOWN_MAX,
@@ -359,14 +367,19 @@ class BlobAccess:
         self.check(entity, digest)
         return self.blobs.size(digest)
 
-    def open(self, entity: str | None, digest: str) -> BinaryIO:
-        """The blob's file, open for reading (the caller closes it); NotFound as in ``check``
-        or when it is not stored."""
+    def open_range(self, entity: str | None, digest: str, start: int, end: int
+                   ) -> ByteStream:
+        """Bytes ``[start, end)`` of the blob as a stream (the caller closes it); NotFound as
+        in ``check`` or when it is not stored."""
         self.check(entity, digest)
-        try:
-            return open(self.blobs.path(digest), "rb")
-        except FileNotFoundError:
-            raise NotFound(f"blob {digest} not found") from None
+        return self.blobs.open_range(digest, start, end)
+
+    def presign_get(self, entity: str | None, digest: str, *, lifetime: int) -> str | None:
+        """An address reading the blob straight from storage for ``lifetime`` seconds, None
+        when the backend has none; NotFound as in ``size`` (also for a blob not stored: an
+        address is handed out only for bytes that are there)."""
+        self.size(entity, digest)
+        return self.blobs.presign_get(digest, lifetime=lifetime)
 
     def read(self, entity: str | None, digest: str, start: int = 0,
              end: int | None = None) -> bytes:
@@ -387,6 +400,27 @@ class BlobAccess:
     def chunk_index(self, entity: str | None, digest: str) -> ChunkIndex | None:
         self.check(entity, digest)
         return self.blobs.chunk_index(digest)
+
+    def reaches(self, entity: str | None, digest: str) -> bool:
+        """Whether ``digest`` is stored and ``entity`` may reach it: an upload of it then has
+        nothing to add."""
+        return bool(self.readable(entity, (digest,))) and self.blobs.has(digest)
+
+    def start_upload(self, entity: str | None, digest: str, size: int, *, lifetime: int
+                     ) -> UploadPlan | None:
+        """Addresses for ``entity`` to upload ``digest`` straight to storage (None when the
+        backend takes uploads only through the server). The upload gives access only once
+        ``finish_upload`` found its bytes right, exactly as an upload through the server."""
+        return self.blobs.start_upload(digest, size, lifetime=lifetime)
+
+    def finish_upload(self, entity: str | None, digest: str, upload_id: str) -> ContentDigest:
+        """Check an upload made by ``start_upload``'s plan and let ``entity`` reach the blob.
+        Raises DigestMismatch (nothing visible, no access) when its bytes differ, NotFound
+        when none arrived. The upload's id is known to its uploader alone, so no entity can
+        finish another's upload to gain access to its bytes."""
+        result = self.blobs.finish_upload(digest, upload_id)
+        self.grant(entity, (digest,))
+        return result
 
     def receiver(self, entity: str | None, digest: str) -> BlobReceiver | None:
         """Something to stream an upload of ``digest`` into, or None when ``entity`` already
@@ -416,7 +450,7 @@ class BlobAccess:
     def put_file(self, entity: str | None, path: Path, digest: str, *,
                  on_bytes: Callable[[int], None] | None = None) -> bool:
         """``put_stream`` from a local file."""
-        if self.blobs.has(digest) and self.readable(entity, (digest,)):
+        if self.reaches(entity, digest):
             return False
         with open(path, "rb") as f:
             return self.put_stream(entity, f, digest, on_bytes=on_bytes)
@@ -436,7 +470,7 @@ class BlobReceiver:
         self._access = access
         self._entity = entity
         self.digest = digest
-        self._writer: BlobWriter | None = None if stored else access.blobs.writer(digest)
+        self._writer: BlobSink | None = None if stored else access.blobs.writer(digest)
         self._md5 = hashlib.md5() if stored else None
 
     def write(self, data: BytesLike) -> None:

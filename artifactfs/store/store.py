@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from artifactfs.core.digests import blob_key, is_md5_digest
-from artifactfs.core.errors import InvalidManifest, InvalidName, NotFound
+from artifactfs.core.errors import InvalidManifest, InvalidName
 from artifactfs.core.folders import folder_rows
 from artifactfs.core.limits import check_description, check_metadata
 from artifactfs.core.manifest import Manifest, validate_for_commit
@@ -20,6 +20,7 @@ from artifactfs.core.names import (
 from artifactfs.core.posix import SYMLINK_EXTRA_KEY, check_symlink_entry
 from artifactfs.core.records import VersionInfo
 from artifactfs.store.blobs import BlobAccess, BlobDir
+from artifactfs.store.blobstore import BlobStore
 from artifactfs.store.metadata import MetadataDB
 
 __all__ = ["Store"]
@@ -28,14 +29,19 @@ __all__ = ["Store"]
 class Store:
     """Metadata and blobs of one registry folder; safe to share between processes."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, blobs: BlobStore | None = None) -> None:
+        """``blobs``: where blob bytes live (an S3 bucket, say); the folder's own blob
+        folders when None."""
         self.root = Path(root).expanduser()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InvalidName(f"cannot use {self.root} as a store folder: {exc.strerror}") from None
-        self.blobs = BlobDir(self.root)
-        self.blobs.remove_tmp_leftovers()  # what writers that crashed a day ago left behind
+        if blobs is None:
+            folder = BlobDir(self.root)
+            folder.remove_tmp_leftovers()  # what writers that crashed a day ago left behind
+            blobs = folder
+        self.blobs: BlobStore = blobs
         self.db = MetadataDB(self.root / "registry.sqlite3")
         self.access = BlobAccess(self.blobs, self.db)  # the blob folder as one entity sees it
 
@@ -92,14 +98,8 @@ class Store:
                     f"entry {entry.path!r} has digest {digest!r}, not a base64 MD5"
                 )
         reachable = self.access.readable(caller, digests)
-        sizes: dict[str, int | None] = {}
-        for digest in digests:
-            try:
-                if digest not in reachable:
-                    raise NotFound(digest)
-                sizes[digest] = self.blobs.size(digest)
-            except NotFound:
-                sizes[digest] = None
+        # one call for all: a bucket answers each with a round trip, so it asks in parallel
+        sizes = {d: None for d in digests - reachable} | self.blobs.sizes(reachable)
         for entry in stored_entries:
             stored = sizes[entry.digest]
             if stored is None:

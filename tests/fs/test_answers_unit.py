@@ -17,12 +17,12 @@ from helpers import RegistryServer
 from artifactfs.core.errors import NotFound, RegistryUnavailable
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.records import VersionInfo
+from artifactfs.files import hash_file
 from artifactfs.fs.answers import FolderSweep, RegistryAnswers
 from artifactfs.fs.staging import FolderKey
 from artifactfs.registry import Registry
 from artifactfs.registry.http import HttpRegistry
 from artifactfs.store import Store
-from artifactfs.store.files import hash_file
 
 ENTITY = "local"
 

@@ -134,14 +134,17 @@ def clean_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_registry(root: Path, *serve_options: str) -> Iterator[Registry]:
-    """A store folder under ``root`` with three keys, served by a real process until exit."""
+def running_registry(root: Path, *serve_options: str, env: dict[str, str] | None = None
+                     ) -> Iterator[Registry]:
+    """A store folder under ``root`` with three keys, served by a real process until exit;
+    ``env`` adds to the server's environment."""
     store_dir = root / "store"
     db = Store(store_dir).db
     rw = db.create_key(ENTITY)
     ro = db.create_key(ENTITY, read_only=True)
     other = db.create_key(OTHER)
-    server = RegistryServer(store_dir, root / "server.log", *serve_options, env=clean_env())
+    server = RegistryServer(store_dir, root / "server.log", *serve_options,
+                            env={**clean_env(), **(env or {})})
     reg = None
     try:
         reg = Registry(server, store_dir, rw, ro, other)

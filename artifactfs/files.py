@@ -1,5 +1,10 @@
-"""Small file-system helpers every layer that writes files uses: atomic writes, hashing,
-private folders."""
+"""Local file helpers every layer that writes files uses: atomic writes, hashing, private
+folders.
+
+A module of its own above ``core`` (which does no I/O) and beside the layers that use it (the
+store, the cache, the fs layer, the SDK), so that none of them imports another's package for
+them: the HTTP client and the SDK then load neither the store nor sqlite3.
+"""
 
 from __future__ import annotations
 
