@@ -107,6 +107,20 @@ def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def allocated_bytes(top: Path) -> int:
+    """What the files under ``top`` take on disk (their allocated blocks, as ``du`` counts),
+    each file once by inode; a file removed while the walk runs is skipped."""
+    blocks: dict[int, int] = {}
+    for folder, _, names in os.walk(top):
+        for name in names:
+            try:
+                st = os.stat(os.path.join(folder, name))
+            except FileNotFoundError:
+                continue
+            blocks[st.st_ino] = st.st_blocks * 512
+    return sum(blocks.values())
+
+
 def folder_bytes(top: Path) -> int:
     """Bytes of every file under ``top``, counted by inode: a file renamed from one folder
     to another while the walk runs counts once; a file removed meanwhile is skipped."""

@@ -70,7 +70,11 @@ _LOW_WATER = 0.9
 
 
 class ContentCache:
-    def __init__(self, root: Path, max_bytes: int) -> None:
+    def __init__(self, root: Path, max_bytes: int, *, block_size: int | None = None) -> None:
+        """A cache folder at ``root`` holding at most ``max_bytes`` on disk. What a file
+        takes is counted in whole blocks of ``block_size`` (the file system's, when None):
+        a 64 KiB object and its trailer take 68 KiB of a 4 KiB-block file system, and
+        counted by their length, 10,000 of them held 6% more than the bound."""
         self.root = root
         self.max_bytes = max_bytes
         self.objects = root / LAYOUT
@@ -82,6 +86,7 @@ class ContentCache:
         # files in it (a checksum is no signature) or hold its eviction lock
         private_folder(self.objects)
         private_folder(self.tmp)
+        self._block = block_size or _block_size(self.objects)
         self._lock = threading.Lock()  # guards the counts
         self._usage: int | None = None  # this process's estimate; None until first scanned
         self._scanning = False
@@ -136,7 +141,7 @@ class ContentCache:
                 path = self._where(name)
                 log.warning("cache file %s is damaged (%s); dropped it, to be fetched and "
                             "verified again", path, damage)
-                self._drop(path, st.st_size)
+                self._drop(path, self._taken(st.st_size))
                 with self._lock:
                     self.misses += 1
                     self.damaged += 1
@@ -162,7 +167,7 @@ class ContentCache:
         (larger than the bound, too many other writes in flight, or an eviction that
         failed) are not cached; the read that fetched them has them anyway.
         """
-        size = len(data) + TRAILER_SIZE
+        size = self._taken(len(data) + TRAILER_SIZE)
         if not self._reserve(size):
             log.debug("not caching %s: %d bytes do not fit in the bound", name, size)
             return
@@ -253,7 +258,7 @@ class ContentCache:
     def discard(self, name: str) -> None:
         path = self._where(name)
         with contextlib.suppress(FileNotFoundError):
-            self._drop(path, os.stat(path).st_size)
+            self._drop(path, self._taken(os.stat(path).st_size))
 
     def _drop(self, path: str, size: int) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -262,8 +267,12 @@ class ContentCache:
             if self._usage is not None:
                 self._usage -= size
 
+    def _taken(self, size: int) -> int:
+        """What a file of ``size`` bytes takes on disk: whole blocks."""
+        return -(-size // self._block) * self._block
+
     def usage(self) -> int:
-        """Bytes held now, counted on disk."""
+        """Bytes held now, counted on disk (whole blocks)."""
         return sum(size for _, _, size in self._scan())
 
     def evict(self, *, only_if_over: bool = False) -> None:
@@ -325,8 +334,17 @@ class ContentCache:
             for entry in os.scandir(sub.path):
                 with contextlib.suppress(FileNotFoundError):
                     st = entry.stat()
-                    out.append((st.st_atime_ns, entry.path, st.st_size))
+                    out.append((st.st_atime_ns, entry.path, self._taken(st.st_size)))
         return out
+
+
+def _block_size(folder: Path) -> int:
+    """The allocation unit of the file system ``folder`` is on (4 KiB on ext4)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return 4096
+    return st.f_frsize or st.f_bsize or 4096
 
 
 def _fanned_out(folder: Path) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 from fs.conftest import Mount, drop_caches
 from fs.test_mount_readahead import make_data, read_range, sha
 from fs.test_mount_tree import push
-from helpers import folder_bytes
+from helpers import allocated_bytes
 
 from artifactfs.sdk import Api
 
@@ -19,7 +19,8 @@ BOUND = 8 * MIB
 
 
 class Watch:
-    """``folder_bytes`` sampled in a thread as often as it can be, until stopped."""
+    """``allocated_bytes`` (what the files take on disk) sampled in a thread as often as it
+    can be, until stopped."""
 
     def __init__(self, top: Path) -> None:
         self.top = top
@@ -29,7 +30,7 @@ class Watch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, folder_bytes(self.top))
+            self.peak = max(self.peak, allocated_bytes(self.top))
             self.samples += 1
             self._stop.wait(0.002)
 
@@ -40,7 +41,7 @@ class Watch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
-        self.peak = max(self.peak, folder_bytes(self.top))
+        self.peak = max(self.peak, allocated_bytes(self.top))
 
 
 def bounded_mount(env: dict[str, str], tmp_path: Path, mount_factory: Callable[..., Mount],
