@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,13 @@ ENTITY, PROJECT = "local", "proj"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(tmp_path / "store")
+def store(open_store: Callable[[], Store]) -> Store:
+    """The test's store, on SQLite and on PostgreSQL (``engine_name``)."""
+    return open_store()
+
+
+# the blob folder's own tests: the database takes no part in them, so they run once
+blobs_only = pytest.mark.parametrize("engine_name", ["sqlite"], indirect=True)
 
 
 def put(store: Store, data: bytes) -> str:
@@ -350,6 +356,7 @@ def test_reference_entries_need_no_blob(store: Store) -> None:
 # ---- blobs ------------------------------------------------------------------------------
 
 
+@blobs_only
 def test_blob_round_trip(store: Store) -> None:
     data = b"0123456789" * 100
     digest = put(store, data)
@@ -366,6 +373,7 @@ def test_blob_round_trip(store: Store) -> None:
     assert blobs.missing([digest, md5_b64(b"other")]) == {md5_b64(b"other")}
 
 
+@blobs_only
 def test_missing_blob_is_not_found(store: Store) -> None:
     digest = md5_b64(b"never stored")
     assert not store.blobs.has(digest)
@@ -377,6 +385,7 @@ def test_missing_blob_is_not_found(store: Store) -> None:
         store.blobs.chunk_index(digest)
 
 
+@blobs_only
 def test_read_many_answers_in_order_across_windows(store: Store) -> None:
     # more digests than one window of open files, missing ones and repeats among them
     blobs = [os.urandom(100 + n) for n in range(70)]
@@ -390,6 +399,7 @@ def test_read_many_answers_in_order_across_windows(store: Store) -> None:
     assert store.blobs.read_many([]) == []
 
 
+@blobs_only
 def test_read_many_over_its_byte_limit_raises_and_closes_its_files(store: Store) -> None:
     blobs = [os.urandom(1000) for _ in range(40)]
     digests = [put(store, b) for b in blobs]
@@ -402,6 +412,7 @@ def test_read_many_over_its_byte_limit_raises_and_closes_its_files(store: Store)
     assert store.blobs.read_many(asked, max_bytes=40_000) == [*blobs, None]
 
 
+@blobs_only
 def test_read_many_refuses_an_oversized_batch_before_reading_any_of_it(store: Store) -> None:
     # the first blob cannot be read (its file is now a folder, which opens and has a size
     # but fails on read), and the limit is crossed only by the last: a batch checked a
@@ -418,6 +429,7 @@ def test_read_many_refuses_an_oversized_batch_before_reading_any_of_it(store: St
         store.blobs.read_many(digests, max_bytes=total)
 
 
+@blobs_only
 def test_large_blob_gets_a_chunk_index(store: Store) -> None:
     data = os.urandom(2 * CHUNK_SIZE + 17)
     digest = md5_b64(data)
@@ -431,6 +443,7 @@ def test_large_blob_gets_a_chunk_index(store: Store) -> None:
         assert index.check(n, store.blobs.read(digest, start, end))
 
 
+@blobs_only
 def test_a_blob_whose_index_cannot_be_written_is_not_published(store: Store) -> None:
     """A large blob without its index could never be read by chunk, and an upload would
     skip it as present: the index is written first, so its failure publishes nothing."""
@@ -445,6 +458,7 @@ def test_a_blob_whose_index_cannot_be_written_is_not_published(store: Store) -> 
     assert files_under(store.root / "tmp") == []
 
 
+@blobs_only
 def test_a_lost_chunk_index_is_built_again_from_its_checked_blob(store: Store) -> None:
     data = os.urandom(2 * CHUNK_SIZE + 5)
     digest = md5_b64(data)
@@ -463,6 +477,7 @@ def test_a_lost_chunk_index_is_built_again_from_its_checked_blob(store: Store) -
     assert not index_file.exists()  # no index vouches for damaged bytes
 
 
+@blobs_only
 def test_blob_with_wrong_digest_is_refused_and_nothing_is_stored(store: Store) -> None:
     data = b"the real bytes"
     promised = md5_b64(b"other bytes")
@@ -475,6 +490,7 @@ def test_blob_with_wrong_digest_is_refused_and_nothing_is_stored(store: Store) -
     assert files_under(store.root / "chunks") == []
 
 
+@blobs_only
 def test_large_blob_with_wrong_digest_stores_no_index(store: Store, tmp_path: Path) -> None:
     data = os.urandom(CHUNK_SIZE + 1)
     src = tmp_path / "big.bin"
@@ -487,6 +503,7 @@ def test_large_blob_with_wrong_digest_stores_no_index(store: Store, tmp_path: Pa
     assert files_under(store.root / "chunks") == []
 
 
+@blobs_only
 def test_put_file_skips_a_blob_already_there(store: Store, tmp_path: Path) -> None:
     src = tmp_path / "f.bin"
     src.write_bytes(b"abc")
@@ -496,6 +513,7 @@ def test_put_file_skips_a_blob_already_there(store: Store, tmp_path: Path) -> No
     assert len(files_under(store.root / "blobs")) == 1
 
 
+@blobs_only
 def test_on_bytes_counts_every_byte(store: Store) -> None:
     data = os.urandom(5 * CHUNK_SIZE + 3)
     seen: list[int] = []
@@ -503,14 +521,15 @@ def test_on_bytes_counts_every_byte(store: Store) -> None:
     assert sum(seen) == len(data)
 
 
-def test_store_reopens_with_its_data(store: Store) -> None:
+def test_store_reopens_with_its_data(store: Store, open_store: Callable[[], Store]) -> None:
     v0 = commit(store, {"f": b"persist"}, aliases=("best",))
-    again = Store(store.root)
+    again = open_store()
     assert again.db.resolve(ENTITY, PROJECT, "data", "best").id == v0.id
     assert again.blobs.read(md5_b64(b"persist")) == b"persist"
     assert isinstance(again.blobs, BlobDir)
 
 
+@blobs_only
 def test_remove_tmp_leftovers_keeps_young_files(store: Store) -> None:
     young = store.root / "tmp" / ".tmp-young"
     old = store.root / "tmp" / ".tmp-old"

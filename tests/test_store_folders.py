@@ -42,10 +42,12 @@ def _rows(root: Path, vid: str) -> list[str]:
 
 
 def _as_old_store(root: Path) -> None:
-    """The store as artifactfs wrote it before schema 3: no folder rows, version 2."""
+    """The store as artifactfs wrote it before schema 3: no folder rows, version 2 (and,
+    being older than Alembic, no revision)."""
     db = sqlite3.connect(root / "registry.sqlite3")
     try:
         db.execute("DROP TABLE version_folders")
+        db.execute("DROP TABLE alembic_version")
         db.execute("PRAGMA user_version = 2")
         db.commit()
     finally:

@@ -10,28 +10,18 @@ import signal
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from artifactfs.cli.output import fail
-from artifactfs.config import Config
+from artifactfs.cli.stores import StoreChoice, store_options
 from artifactfs.core.errors import ArtifactFSError
 from artifactfs.core.names import validate_name
-
-if TYPE_CHECKING:
-    from artifactfs.store import Store
 
 __all__ = ["key", "serve"]
 
 # what can stand unquoted and unescaped in an nginx string ("$" would start a variable)
 _SECRET_RE = re.compile(r"[A-Za-z0-9_.~+/=-]{16,}")
-
-
-def _store(store_dir: Path | None) -> Store:
-    from artifactfs.store import Store  # here, not at import: every command loads this module
-
-    return Store(store_dir or Config.from_env().store_dir)
 
 
 def _blob_url_secret(path: Path | None) -> str | None:
@@ -64,8 +54,7 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
 
 
 @click.command()
-@click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Store folder (default $ARTIFACTFS_STORE).")
+@store_options()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; loopback unless you mean to share it.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
@@ -97,9 +86,9 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option("--max-manifest-bytes", default="256M", show_default=True,
               callback=_size_option,
               help="Largest manifest a commit may name by reference (K, M, G).")
-def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
-          body_timeout: float, max_connections: int, blob_url_base: str | None,
-          blob_url_secret_file: Path | None, max_json_bytes: int,
+def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, host: str,
+          port: int, header_timeout: float, body_timeout: float, max_connections: int,
+          blob_url_base: str | None, blob_url_secret_file: Path | None, max_json_bytes: int,
           max_manifest_bytes: int) -> None:
     """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
 
@@ -107,6 +96,8 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
     Example:
       artifactfs key create myteam            # prints a key, once
       artifactfs serve --store /srv/artifacts --port 8080
+      # or on PostgreSQL (after: artifactfs db upgrade --db URL)
+      artifactfs serve --db postgresql://afs@db:5432/afs --blobs file:///srv/blobs
       # clients:
       export ARTIFACTFS_REGISTRY=http://127.0.0.1:8080 ARTIFACTFS_API_KEY=afs_...
       export ARTIFACTFS_ENTITY=myteam
@@ -131,12 +122,12 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
         fail("the blob URL secret must be 16 or more of A-Z a-z 0-9 _ - . ~ + / = "
              "(it is written literally into nginx's secure_link_md5)")
     try:
-        store = _store(store_dir)
+        store = StoreChoice.of(store_dir, db_url, blobs_url).open()
     except ArtifactFSError as exc:
         fail(str(exc))
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}, reachable beyond this machine", err=True)
-    click.echo(f"serving {store.root} on http://{host}:{port}/api/v1", err=True)
+    click.echo(f"serving {store.location} on http://{host}:{port}/api/v1", err=True)
     app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret,
                      max_json_bytes=max_json_bytes, max_manifest_bytes=max_manifest_bytes)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
@@ -181,19 +172,20 @@ def _fit_descriptors(max_connections: int) -> int:
 
 @click.group()
 def key() -> None:
-    """Manage API keys of a store folder (run on the server's machine)."""
+    """Manage API keys of a store (run where its database is reachable)."""
 
 
 @key.command("create")
 @click.argument("entity")
 @click.option("--read-only", is_flag=True, help="The key may read but not change anything.")
-@click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Store folder (default $ARTIFACTFS_STORE).")
-def key_create(entity: str, read_only: bool, store_dir: Path | None) -> None:
+@store_options(blobs=False)
+def key_create(entity: str, read_only: bool, store_dir: Path | None,
+               db_url: str | None) -> None:
     """Create an API key for ENTITY and print it. It is shown once; only a hash is kept."""
     try:
         validate_name(entity, "entity")
-        key_text = _store(store_dir).db.create_key(entity, read_only=read_only)
+        db = StoreChoice.of(store_dir, db_url).metadata()
+        key_text = db.create_key(entity, read_only=read_only)
     except ArtifactFSError as exc:
         fail(str(exc))
     click.echo(key_text)

@@ -1,10 +1,17 @@
-"""The embedded registry: one folder holding ``registry.sqlite3`` and the blob folders."""
+"""A registry's store: its metadata database and its blob folder.
+
+The embedded form is one folder holding ``registry.sqlite3`` and the blob folders
+(``Store(DIR)``); a shared one names its database and blob folder by URL
+(``Store(db="postgresql://...", blobs="file:///srv/blobs")``, see ``store.database``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import URL
 
 from artifactfs.core.digests import blob_key, is_md5_digest
 from artifactfs.core.errors import InvalidManifest, InvalidName, NotFound
@@ -20,24 +27,55 @@ from artifactfs.core.names import (
 from artifactfs.core.posix import SYMLINK_EXTRA_KEY, check_symlink_entry
 from artifactfs.core.records import VersionInfo
 from artifactfs.store.blobs import BlobAccess, BlobDir
+from artifactfs.store.database import blobs_folder, parse_db_url, shown_url, sqlite_url
 from artifactfs.store.metadata import MetadataDB
 
 __all__ = ["Store"]
 
 
 class Store:
-    """Metadata and blobs of one registry folder; safe to share between processes."""
+    """Metadata and blobs of one registry; safe to share between processes.
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).expanduser()
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InvalidName(f"cannot use {self.root} as a store folder: {exc.strerror}") from None
+    ``Store(DIR)`` is the embedded store folder; ``Store(db=URL, blobs=URL)`` names the two
+    parts (``DIR`` means ``db="sqlite:///DIR/registry.sqlite3", blobs="file:///DIR"``).
+    ``upgrade``: see MetadataDB (default: SQLite upgrades at open, PostgreSQL only by
+    ``artifactfs db upgrade``). Raises InvalidName for a bad folder or URL, SchemaMismatch
+    and RegistryUnavailable as MetadataDB does.
+    """
+
+    def __init__(self, root: str | Path | None = None, *, db: str | None = None,
+                 blobs: str | None = None, upgrade: bool | None = None) -> None:
+        if root is not None and (db is not None or blobs is not None):
+            raise InvalidName("a store is either a folder (--store) or a database and a blob "
+                              "folder (--db and --blobs), not both")
+        if root is not None:
+            self.root = Path(root).expanduser()
+            db_url = sqlite_url(self.root / "registry.sqlite3")
+        elif db is None or blobs is None:
+            raise InvalidName("a store named by URL needs both --db and --blobs "
+                              "(or ARTIFACTFS_DB and ARTIFACTFS_BLOBS)")
+        else:
+            db_url = parse_db_url(db)
+            self.root = blobs_folder(blobs).expanduser()
+        self.db_url = db_url
+        for folder in {self.root, *_sqlite_parent(db_url)}:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidName(
+                    f"cannot use {folder} as a store folder: {exc.strerror}") from None
         self.blobs = BlobDir(self.root)
         self.blobs.remove_tmp_leftovers()  # what writers that crashed a day ago left behind
-        self.db = MetadataDB(self.root / "registry.sqlite3")
+        self.db = MetadataDB(db_url, upgrade=upgrade)
         self.access = BlobAccess(self.blobs, self.db)  # the blob folder as one entity sees it
+
+    @property
+    def location(self) -> str:
+        """What this store is, for messages: its folder, or its database and blob folder
+        (a password in the URL masked)."""
+        if self.db_url == sqlite_url(self.root / "registry.sqlite3"):
+            return str(self.root)
+        return f"{shown_url(self.db_url)} with blobs in {self.root}"
 
     def commit(
         self,
@@ -130,3 +168,10 @@ class Store:
             commit_key=commit_key,
             folders=folders,
         )
+
+
+def _sqlite_parent(url: URL) -> list[Path]:
+    """The folder of a SQLite database file, which a store made anew creates."""
+    if url.get_backend_name() == "sqlite" and url.database:
+        return [Path(url.database).parent]
+    return []
