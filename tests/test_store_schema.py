@@ -262,3 +262,29 @@ def test_postgresql_rows_of_a_newer_schema_are_not_touched(pg_url: str, tmp_path
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(FUTURE,)]
         assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (1,)
+
+
+def test_store_urls_are_checked_in_one_line(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    blobs = (tmp_path / "b").as_uri()
+    db = f"sqlite:///{tmp_path}/r.sqlite3"
+    cases = {
+        ("serve", "--db", db, "--blobs", "s3://bucket/prefix"): "s3:// blob stores are not yet",
+        ("serve", "--db", db): "needs both --db and --blobs",
+        ("serve", "--store", str(tmp_path / "s"), "--db", db): "either --store or --db",
+        ("serve", "--db", db, "--blobs", "http://x/y"): "not of the form file:///PATH",
+        ("key", "create", "team", "--db", "sqlite://"): "names a file",
+        ("db", "upgrade", "--db", "postgresql://afs@127.0.0.1:5432"): "names no database",
+    }
+    for args, message in cases.items():
+        proc = cli(*args, env=env)
+        assert proc.returncode == 1, args
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    # the same store named both ways is one store
+    made = cli("key", "create", "team", "--db", db, env=env)
+    assert made.returncode == 0, made.stderr
+    store = Store(db=db, blobs=blobs)
+    assert store.db.check_key(made.stdout.strip()) == ("team", False)
+    assert store.location == f"{db} with blobs in {tmp_path / 'b'}"
+    assert Store(tmp_path / "s").location == str(tmp_path / "s")

@@ -1,4 +1,5 @@
-"""The embedded registry: SQLite metadata and a content-addressed blob folder."""
+"""A registry's store: metadata in SQLite or PostgreSQL (SQLAlchemy Core, Alembic revisions)
+and a content-addressed blob folder."""
 
 from artifactfs.store.blobs import BlobDir
 from artifactfs.store.metadata import MetadataDB
