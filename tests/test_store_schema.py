@@ -275,7 +275,10 @@ def test_store_urls_are_checked_in_one_line(tmp_path: Path) -> None:
         ("serve", "--db", db, "--blobs", "http://x/y"): "not of the form file:///PATH",
         ("key", "create", "team", "--db", "sqlite://"): "names a file",
         ("db", "upgrade", "--db", "postgresql://afs@127.0.0.1:5432"): "names no database",
+        ("key", "create", "team", "--db", f"sqlite:///{tmp_path}/a-file/r.sqlite3"):
+            "as the database's folder",
     }
+    (tmp_path / "a-file").write_text("not a folder")
     for args, message in cases.items():
         proc = cli(*args, env=env)
         assert proc.returncode == 1, args

@@ -36,11 +36,16 @@ def db_upgrade(store_dir: Path | None, db_url: str | None) -> None:
       artifactfs db upgrade --db postgresql://afs@db.internal:5432/artifacts
       artifactfs db upgrade --store /srv/artifacts
     """
-    from artifactfs.store.database import create_db_engine, shown_url, upgrade_database
+    from artifactfs.store.database import (
+        create_db_engine,
+        make_sqlite_folder,
+        shown_url,
+        upgrade_database,
+    )
 
     try:
         url = StoreChoice.of(store_dir, db_url).database_url()
-        _sqlite_folder(url)
+        make_sqlite_folder(url)
         engine = create_db_engine(url)
         try:
             before, after = upgrade_database(engine)
@@ -79,14 +84,3 @@ def db_status(store_dir: Path | None, db_url: str | None) -> None:
     if not current:
         raise SystemExit(1)
 
-
-def _sqlite_folder(url: object) -> None:
-    """A store folder that does not exist yet is made, as opening the store makes it."""
-    from sqlalchemy.engine import URL
-
-    assert isinstance(url, URL)
-    if url.get_backend_name() == "sqlite" and url.database:
-        try:
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            fail(f"cannot make the folder of {url.database}: {exc.strerror}")

@@ -54,6 +54,7 @@ __all__ = [
     "blobs_folder",
     "check_schema",
     "create_db_engine",
+    "make_sqlite_folder",
     "open_database",
     "parse_db_url",
     "schema_state",
@@ -112,6 +113,18 @@ def parse_db_url(text: str) -> URL:
 def sqlite_url(path: Path) -> URL:
     """The URL of a SQLite file (built, not parsed, so any character in the path is kept)."""
     return URL.create("sqlite", database=str(path.expanduser()))
+
+
+def make_sqlite_folder(url: URL) -> None:
+    """Make the folder of a SQLite database file if it is not there, as opening a store
+    folder always made it. Raises InvalidName when it cannot be made."""
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return
+    folder = Path(url.database).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidName(f"cannot use {folder} as the database's folder: {exc.strerror}") from None
 
 
 def shown_url(url: URL | str) -> str:

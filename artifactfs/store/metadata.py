@@ -49,7 +49,13 @@ from artifactfs.core.manifest import Manifest
 from artifactfs.core.names import LATEST, parse_version_label, validate_alias
 from artifactfs.core.records import COMMITTED, DELETED, CollectionInfo, VersionInfo
 from artifactfs.store import queries as q
-from artifactfs.store.database import create_db_engine, open_database, shown_url, sqlite_url
+from artifactfs.store.database import (
+    create_db_engine,
+    make_sqlite_folder,
+    open_database,
+    shown_url,
+    sqlite_url,
+)
 
 __all__ = ["MetadataDB"]
 
@@ -102,6 +108,7 @@ class MetadataDB:
 
     def __init__(self, url: URL | Path, *, upgrade: bool | None = None) -> None:
         self.url = sqlite_url(url) if isinstance(url, Path) else url
+        make_sqlite_folder(self.url)
         self.engine = create_db_engine(self.url)
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._upserts = q.upserts(self.engine.dialect.name)

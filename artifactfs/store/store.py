@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import URL
-
 from artifactfs.core.digests import blob_key, is_md5_digest
 from artifactfs.core.errors import InvalidManifest, InvalidName, NotFound
 from artifactfs.core.folders import folder_rows
@@ -58,12 +56,10 @@ class Store:
             db_url = parse_db_url(db)
             self.root = blobs_folder(blobs).expanduser()
         self.db_url = db_url
-        for folder in {self.root, *_sqlite_parent(db_url)}:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise InvalidName(
-                    f"cannot use {folder} as a store folder: {exc.strerror}") from None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidName(f"cannot use {self.root} as a store folder: {exc.strerror}") from None
         self.blobs = BlobDir(self.root)
         self.blobs.remove_tmp_leftovers()  # what writers that crashed a day ago left behind
         self.db = MetadataDB(db_url, upgrade=upgrade)
@@ -169,9 +165,3 @@ class Store:
             folders=folders,
         )
 
-
-def _sqlite_parent(url: URL) -> list[Path]:
-    """The folder of a SQLite database file, which a store made anew creates."""
-    if url.get_backend_name() == "sqlite" and url.database:
-        return [Path(url.database).parent]
-    return []
