@@ -291,3 +291,75 @@ def test_store_urls_are_checked_in_one_line(tmp_path: Path) -> None:
     assert store.db.check_key(made.stdout.strip()) == ("team", False)
     assert store.location == f"{db} with blobs in {tmp_path / 'b'}"
     assert Store(tmp_path / "s").location == str(tmp_path / "s")
+
+
+# ---- a later revision: what the next schema change will go through ------------------------
+
+_NEXT_REVISION = '''
+"""A test's revision after 0001: one table more."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002_test_extra"
+down_revision = "0001_schema_3"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("test_extra", sa.Column("id", sa.Integer, primary_key=True))
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("PRAGMA user_version = 4")  # as docs/database.md asks of the next one
+'''
+
+
+@pytest.fixture
+def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The package's migrations plus a revision 0002, as this code's own."""
+    import artifactfs.store.database as database
+
+    folder = tmp_path / "migrations"
+    shutil.copytree(Path(database.__file__).with_name("migrations"), folder,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "versions" / "0002_test_extra.py").write_text(_NEXT_REVISION)
+    monkeypatch.setattr(database, "_MIGRATIONS", folder)
+    monkeypatch.setattr(database, "HEAD_REVISION", "0002_test_extra")
+    return "0002_test_extra"
+
+
+def _revision(store: Store) -> str:
+    with store.db.engine.connect() as conn:
+        return str(conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar())
+
+
+def test_a_pre_alembic_store_is_stamped_then_upgraded_by_later_revisions(
+        next_revision: str, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    shutil.copytree(MAIN_STORE, root)
+    before = table_rows(root / "registry.sqlite3")
+    store = Store(root)
+    assert _revision(store) == next_revision
+    after = table_rows(root / "registry.sqlite3")
+    assert after.pop("test_extra") == []
+    assert after == before
+    with store.db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA user_version").scalar() == 4
+
+
+def test_postgresql_at_an_older_revision_waits_for_db_upgrade(
+        next_revision: str, pg_url: str, tmp_path: Path) -> None:
+    from sqlalchemy.engine import make_url
+
+    from artifactfs.store.database import create_db_engine, upgrade_database
+
+    blobs = (tmp_path / "b").as_uri()
+    with pytest.raises(SchemaMismatch, match="revision 0001_schema_3; this artifactfs needs "
+                                             "revision 0002_test_extra; run: artifactfs db"):
+        Store(db=pg_url, blobs=blobs)
+    engine = create_db_engine(make_url(pg_url).set(drivername="postgresql+psycopg"))
+    try:
+        before, after = upgrade_database(engine)
+    finally:
+        engine.dispose()
+    assert (before.revision, after.revision) == ("0001_schema_3", next_revision)
+    assert _revision(Store(db=pg_url, blobs=blobs)) == next_revision
