@@ -244,7 +244,13 @@ def _init_lock(engine: Engine) -> Iterator[None]:
         yield
         return
     path = Path(database)
-    with open(path.with_name(path.name + ".init.lock"), "a") as lock:
+    lock_path = path.with_name(path.name + ".init.lock")
+    try:
+        lock = open(lock_path, "a")  # noqa: SIM115 - closed below
+    except OSError as err:
+        raise InvalidName(f"cannot open the store's lock file {lock_path}: {err.strerror}"
+                          ) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

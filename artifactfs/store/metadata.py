@@ -158,22 +158,26 @@ class MetadataDB:
         sets: list[dict[str, Any]] = params if isinstance(params, list) else [params]
         first = sets[0]
         key = (statement, tuple(first))
-        compiled = self._compiled.get(key)
-        if compiled is None:
+        prepared = self._compiled.get(key)
+        if prepared is None:
             # an INSERT names the columns given, no more (PostgreSQL fills its ids itself)
-            compiled = self._compiled[key] = statement.compile(
-                dialect=self.engine.dialect, column_keys=list(first))
-        positions = compiled.positiontup  # SQLite's qmark; None for psycopg's pyformat
-        rows = []
+            compiled = statement.compile(dialect=self.engine.dialect, column_keys=list(first))
+            # the values the statement holds itself (COMMITTED in a WHERE, a LIMIT)
+            fixed = {k: v for k, v in compiled.construct_params(_check=False).items()
+                     if v is not None}
+            prepared = self._compiled[key] = (compiled.string, compiled.positiontup, fixed)
+        sql, positions, fixed = prepared
+        rows: list[Any] = []
         for values in sets:
-            merged = compiled.construct_params(values)
+            merged = {**fixed, **values}
+            # SQLite's qmark takes a list in order; psycopg's pyformat the dict
             rows.append([merged[n] for n in positions] if positions is not None else merged)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             if many:
-                cursor.executemany(compiled.string, rows)
+                cursor.executemany(sql, rows)
                 return []
-            cursor.execute(compiled.string, rows[0])
+            cursor.execute(sql, rows[0])
             return list(cursor.fetchall()) if cursor.description else []
         finally:
             cursor.close()
