@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from helpers import ARTIFACTFS
 from pg import PgCluster
+from sqlalchemy import inspect as sa_inspect
 
 from artifactfs.core.digests import md5_b64
 from artifactfs.core.errors import ArtifactFSError, NotFound, SchemaMismatch
@@ -314,17 +315,26 @@ def upgrade() -> None:
 
 
 @pytest.fixture
-def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The package's migrations plus a revision 0002, as this code's own."""
+def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  pg_cluster: PgCluster) -> Callable[[str], str]:
+    """``add(text)`` makes ``text`` this code's revision 0002, after the package's own.
+
+    (The cluster is started first: its template database must be made by the package's
+    revisions alone.)
+    """
     import artifactfs.store.database as database
 
     folder = tmp_path / "migrations"
     shutil.copytree(Path(database.__file__).with_name("migrations"), folder,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0002_test_extra.py").write_text(_NEXT_REVISION)
     monkeypatch.setattr(database, "_MIGRATIONS", folder)
-    monkeypatch.setattr(database, "HEAD_REVISION", "0002_test_extra")
-    return "0002_test_extra"
+
+    def add(text: str) -> str:
+        (folder / "versions" / "0002_test_extra.py").write_text(text)
+        monkeypatch.setattr(database, "HEAD_REVISION", "0002_test_extra")
+        return "0002_test_extra"
+
+    return add
 
 
 def _revision(store: Store) -> str:
@@ -333,12 +343,13 @@ def _revision(store: Store) -> str:
 
 
 def test_a_pre_alembic_store_is_stamped_then_upgraded_by_later_revisions(
-        next_revision: str, tmp_path: Path) -> None:
+        next_revision: Callable[[str], str], tmp_path: Path) -> None:
+    head = next_revision(_NEXT_REVISION)
     root = tmp_path / "store"
     shutil.copytree(MAIN_STORE, root)
     before = table_rows(root / "registry.sqlite3")
     store = Store(root)
-    assert _revision(store) == next_revision
+    assert _revision(store) == head
     after = table_rows(root / "registry.sqlite3")
     assert after.pop("test_extra") == []
     assert after == before
@@ -347,9 +358,10 @@ def test_a_pre_alembic_store_is_stamped_then_upgraded_by_later_revisions(
 
 
 def test_postgresql_at_an_older_revision_waits_for_db_upgrade(
-        next_revision: str, pg_url: str, tmp_path: Path) -> None:
+        next_revision: Callable[[str], str], pg_url: str, tmp_path: Path) -> None:
     from sqlalchemy.engine import make_url
 
+    head = next_revision(_NEXT_REVISION)
     from artifactfs.store.database import create_db_engine, upgrade_database
 
     blobs = (tmp_path / "b").as_uri()
@@ -361,5 +373,30 @@ def test_postgresql_at_an_older_revision_waits_for_db_upgrade(
         before, after = upgrade_database(engine)
     finally:
         engine.dispose()
-    assert (before.revision, after.revision) == ("0001_schema_3", next_revision)
-    assert _revision(Store(db=pg_url, blobs=blobs)) == next_revision
+    assert (before.revision, after.revision) == ("0001_schema_3", head)
+    assert _revision(Store(db=pg_url, blobs=blobs)) == head
+
+
+def test_a_revision_that_fails_leaves_the_schema_as_it_was(
+        next_revision: Callable[[str], str], open_store: Callable[[], Store],
+        engine_name: str) -> None:
+    """Every revision runs in the one transaction of its upgrade (DDL included, on both
+    engines): one that fails half-way leaves neither its table nor its revision."""
+    import artifactfs.store.database as database
+
+    store = open_store()  # at 0001, all the package's revisions
+    store.db.close()
+    next_revision(_NEXT_REVISION.replace(
+        '        op.execute("PRAGMA user_version = 4")',
+        '        op.execute("PRAGMA user_version = 4")\n'
+        '    raise RuntimeError("a revision that fails half-way")'))
+    engine = store.db.engine
+    with pytest.raises(RuntimeError, match="half-way"):
+        database.upgrade_database(engine)
+    with engine.connect() as conn:
+        state = database.schema_state(conn)
+        tables = sa_inspect(conn).get_table_names()
+    assert state.revision == "0001_schema_3"
+    assert "test_extra" not in tables
+    if engine_name == "sqlite":
+        assert state.user_version == 3

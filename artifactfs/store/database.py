@@ -157,8 +157,11 @@ def create_db_engine(url: URL) -> Engine:
     SQLite: WAL and a generous busy timeout, so readers never block writers and writers
     queue; autocommit at the driver, so a read takes no lock, and ``MetadataDB`` opens
     every write with ``BEGIN IMMEDIATE`` itself (the write lock before the first read).
-    PostgreSQL: a checked pool (a connection the server closed is replaced, not handed
-    out). Both: statement parameters never appear in an error (they hold key hashes).
+    PostgreSQL: autocommit too, so a read is one round trip (not BEGIN, the query and
+    the ROLLBACK a returned connection gets), and ``MetadataDB`` opens every write with
+    BEGIN; no ping at checkout (one round trip more per call): a connection that failed is
+    dropped from the pool instead (``MetadataDB._connection``). Both: statement parameters
+    never appear in an error (they hold key hashes).
     """
     if url.get_backend_name() == "sqlite":
         engine = sa.create_engine(url, connect_args={"timeout": 60.0},
@@ -175,7 +178,7 @@ def create_db_engine(url: URL) -> Engine:
 
         return engine
     return sa.create_engine(url, pool_size=_PG_POOL, max_overflow=_PG_OVERFLOW,
-                            pool_pre_ping=True, hide_parameters=True)
+                            isolation_level="AUTOCOMMIT", hide_parameters=True)
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:
@@ -348,6 +351,8 @@ def _run_revisions(engine: Engine, where: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.connect() as conn:
+        if not is_sqlite(conn):  # one transaction, not the engine's autocommit
+            conn.execution_options(isolation_level="READ COMMITTED")
         if is_sqlite(conn):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:

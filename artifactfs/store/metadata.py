@@ -22,6 +22,7 @@ Concurrency rules (several processes, and on PostgreSQL several servers, share o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -114,6 +115,7 @@ class MetadataDB:
         self._upserts = q.upserts(self.engine.dialect.name)
         self._local = threading.local()
         self._compiled: dict[Any, Any] = {}  # (statement, columns) -> its SQL here
+        self._lost: type[Exception] = self.engine.dialect.loaded_dbapi.OperationalError
         try:
             open_database(self.engine, upgrade=self._sqlite if upgrade is None else upgrade)
         except BaseException:
@@ -135,7 +137,11 @@ class MetadataDB:
     def _connection(self) -> Iterator[Connection]:
         if not self._sqlite:
             with self.engine.connect() as conn:
-                yield conn
+                try:
+                    yield conn
+                except self._lost:
+                    conn.invalidate()  # the server went away: do not pool this one again
+                    raise
             return
         kept: Connection | None = getattr(self._local, "conn", None)
         if kept is None or kept.closed:
@@ -200,21 +206,21 @@ class MetadataDB:
     def _write(self) -> Iterator[Connection]:
         """One transaction that commits when the block ends and rolls back if it raises.
 
-        The driver's own transaction: the statements run on its cursor (``_fetch``), so
-        SQLAlchemy's bookkeeping would not know of them. SQLite's starts with BEGIN
-        IMMEDIATE (the driver is in autocommit mode); psycopg's starts by itself.
+        The driver's own transaction, begun and ended by statements: both drivers are in
+        autocommit mode (database.create_db_engine), and the statements run on the
+        driver's cursor (``_fetch``), where SQLAlchemy's bookkeeping would not see them.
         """
         with self._connection() as conn:
             raw: Any = conn.connection.dbapi_connection
-            if self._sqlite:
-                raw.execute("BEGIN IMMEDIATE")
+            raw.execute("BEGIN IMMEDIATE" if self._sqlite else "BEGIN")
             try:
                 yield conn
             except BaseException:
-                raw.rollback()
+                with contextlib.suppress(Exception):  # a lost connection: the error is above
+                    raw.execute("ROLLBACK")
                 raise
             else:
-                raw.commit()
+                raw.execute("COMMIT")
             finally:
                 if conn.in_transaction():  # a read run through SQLAlchemy itself (an IN list)
                     conn.rollback()  # its bookkeeping only: the driver's has ended above
