@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.folders import FolderListing, check_folder_path, parse_stored
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
 from artifactfs.registry.base import Registry
-from artifactfs.store import Store
+
+if TYPE_CHECKING:  # a store is handed in; importing it here loaded SQLAlchemy for every client
+    from artifactfs.store import Store
 
 __all__ = ["LocalRegistry"]
 
