@@ -49,7 +49,9 @@ class RegistryServer:
     """A real ``artifactfs serve`` process on loopback, stopped by its pid."""
 
     def __init__(self, store: Path, log: Path, *extra: str, env: dict[str, str] | None = None,
-                 port: int | None = None):
+                 port: int | None = None, db_url: str | None = None):
+        """``store``: the store folder, or with ``db_url`` (served with ``--db``) the blob
+        folder (``--blobs``)."""
         import os
         import subprocess
 
@@ -59,7 +61,9 @@ class RegistryServer:
         self.log = log
         self._log_file = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [ARTIFACTFS, "serve", "--store", str(store), "--port", str(self.port), *extra],
+            [ARTIFACTFS, "serve",
+             *(["--db", db_url, "--blobs", store.as_uri()] if db_url else ["--store", str(store)]),
+             "--port", str(self.port), *extra],
             stdout=self._log_file, stderr=subprocess.STDOUT, env=env or dict(os.environ),
         )
         self._wait_ready()
