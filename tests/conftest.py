@@ -84,11 +84,12 @@ def env(tmp_path: Path, transport: str, request: pytest.FixtureRequest
         yield out
         return
     key = Store(store).db.create_key("local")
-    server_env = out
+    server_env, blobs_url = out, None
     if transport == "s3":
         seaweed: SeaweedS3 = request.getfixturevalue("seaweed")
-        server_env = {**out, **seaweed.env, "ARTIFACTFS_BLOBS": request.getfixturevalue("s3_url")}
-    server = RegistryServer(store, tmp_path / "server.log", env=server_env)
+        server_env = {**out, **seaweed.env}
+        blobs_url = request.getfixturevalue("s3_url")
+    server = RegistryServer(store, tmp_path / "server.log", env=server_env, blobs_url=blobs_url)
     try:
         yield {**out, "ARTIFACTFS_REGISTRY": server.url, "ARTIFACTFS_API_KEY": key}
     finally:

@@ -270,7 +270,6 @@ def test_store_urls_are_checked_in_one_line(tmp_path: Path) -> None:
     blobs = (tmp_path / "b").as_uri()
     db = f"sqlite:///{tmp_path}/r.sqlite3"
     cases = {
-        ("serve", "--db", db, "--blobs", "s3://bucket/prefix"): "s3:// blob stores are not yet",
         ("serve", "--db", db): "needs both --db and --blobs",
         ("serve", "--store", str(tmp_path / "s"), "--db", db): "either --store or --db",
         ("serve", "--db", db, "--blobs", "http://x/y"): "not of the form file:///PATH",
@@ -290,7 +289,7 @@ def test_store_urls_are_checked_in_one_line(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     store = Store(db=db, blobs=blobs)
     assert store.db.check_key(made.stdout.strip()) == ("team", False)
-    assert store.location == f"{db} with blobs in {tmp_path / 'b'}"
+    assert store.location == f"{db}, blobs in blob folder {tmp_path / 'b'}"
     assert Store(tmp_path / "s").location == str(tmp_path / "s")
 
 

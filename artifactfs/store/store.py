@@ -97,7 +97,7 @@ class Store:
         if (self.root is not None and self.blobs_in_folder
                 and self.db_url == sqlite_url(self.root / "registry.sqlite3")):
             return str(self.root)
-        return f"{shown_url(self.db_url)} with blobs in {self.blobs.description}"
+        return f"{shown_url(self.db_url)}, blobs in {self.blobs.description}"
 
     def commit(
         self,

@@ -135,11 +135,13 @@ def clean_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_registry(root: Path, *serve_options: str, db_url: str | None = None,
-                     env: dict[str, str] | None = None) -> Iterator[Registry]:
+                     blobs_url: str | None = None, env: dict[str, str] | None = None
+                     ) -> Iterator[Registry]:
     """A store folder under ``root`` with three keys, served by a real process until exit.
 
     With ``db_url`` (PostgreSQL), the metadata is in that database and ``root/store`` holds
-    the blobs alone; ``env`` adds to the server's environment.
+    the blobs alone; with ``blobs_url`` the blobs are there (an S3 bucket) instead; ``env``
+    adds to the server's environment.
     """
     store_dir = root / "store"
     store = Store(db=db_url, blobs=store_dir.as_uri()) if db_url else Store(store_dir)
@@ -149,7 +151,8 @@ def running_registry(root: Path, *serve_options: str, db_url: str | None = None,
     other = db.create_key(OTHER)
     db.close()
     server = RegistryServer(store_dir, root / "server.log", *serve_options,
-                            env={**clean_env(), **(env or {})}, db_url=db_url)
+                            env={**clean_env(), **(env or {})}, db_url=db_url,
+                            blobs_url=blobs_url)
     reg = None
     try:
         reg = Registry(server, store_dir, rw, ro, other)
