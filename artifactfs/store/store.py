@@ -16,7 +16,7 @@ from artifactfs.core.digests import blob_key, is_md5_digest
 from artifactfs.core.errors import InvalidManifest, InvalidName
 from artifactfs.core.folders import folder_rows
 from artifactfs.core.limits import check_description, check_metadata
-from artifactfs.core.manifest import Manifest, validate_for_commit
+from artifactfs.core.manifest import Manifest, ManifestEntry, validate_for_commit
 from artifactfs.core.names import (
     validate_alias,
     validate_commit_key,
@@ -29,6 +29,7 @@ from artifactfs.store.blobs import BlobAccess, BlobDir
 from artifactfs.store.blobstore import BlobStore
 from artifactfs.store.database import blobs_folder, parse_db_url, shown_url, sqlite_url
 from artifactfs.store.metadata import MetadataDB
+from artifactfs.store.sweeplock import sweep_lock
 
 __all__ = ["Store"]
 
@@ -84,6 +85,8 @@ class Store:
         self.blobs: BlobStore = store_blobs
         self.db = MetadataDB(db_url, upgrade=upgrade)
         self.access = BlobAccess(self.blobs, self.db)  # the blob folder as one entity sees it
+        # held by a commit from its blob check to its version's insert (store/sweeplock.py)
+        self.sweep_lock = sweep_lock(self.db.engine)
 
     @property
     def blobs_in_folder(self) -> bool:
@@ -151,6 +154,21 @@ class Store:
                 raise InvalidManifest(
                     f"entry {entry.path!r} has digest {digest!r}, not a base64 MD5"
                 )
+        # gc removes no blob while a commit is between its check of the blobs and its
+        # version's insert: without this, one could land naming bytes just removed
+        with self.sweep_lock.shared():
+            return self._commit_checked(
+                entity=entity, project=project, name=name, type_=type_, manifest=manifest,
+                description=description, metadata=metadata, aliases=aliases, caller=caller,
+                commit_key=commit_key, stored_entries=stored_entries, digests=digests)
+
+    def _commit_checked(
+        self, *, entity: str, project: str, name: str, type_: str, manifest: Manifest,
+        description: str | None, metadata: dict[str, Any] | None, aliases: Sequence[str],
+        caller: str | None, commit_key: str | None, stored_entries: list[ManifestEntry],
+        digests: set[str],
+    ) -> VersionInfo:
+        """``commit`` once the manifest is checked: its blobs are there, then the version."""
         reachable = self.access.readable(caller, digests)
         # one call for all: a bucket answers each with a round trip, so it asks in parallel
         sizes = {d: None for d in digests - reachable} | self.blobs.sizes(reachable)
