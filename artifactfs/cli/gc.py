@@ -12,12 +12,17 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from artifactfs.cli.output import emit_json, fail, human_size
 from artifactfs.cli.stores import StoreChoice, store_options
 from artifactfs.core.errors import ArtifactFSError
+
+if TYPE_CHECKING:
+    from artifactfs.store.blobstore import StoredBlob
+    from artifactfs.store.gc import GcPlan
 
 __all__ = ["gc"]
 
@@ -87,18 +92,15 @@ def gc(store_dir: Path | None, db_url: str | None, blobs_url: str | None, grace:
                    "expired_versions": len(plan.expired_versions)})
 
 
-def _plan_line(plan: object) -> str:
-    from artifactfs.store.gc import GcPlan
-
-    assert isinstance(plan, GcPlan)
+def _plan_line(plan: GcPlan) -> str:
     return (f"would remove {len(plan.doomed)} blobs ({human_size(plan.doomed_bytes)}) of "
             f"{plan.scanned} stored; keeps {plan.live} referenced and {plan.young} written "
             f"less than the grace ago; would drop the folder rows of "
             f"{len(plan.expired_versions)} deleted versions")
 
 
-def _report(as_json: bool, *, dry_run: bool, plan_line: str, blobs: list, extra: dict
-            ) -> None:
+def _report(as_json: bool, *, dry_run: bool, plan_line: str, blobs: list[StoredBlob],
+            extra: dict[str, int]) -> None:
     if not as_json:
         click.echo(plan_line)
         return

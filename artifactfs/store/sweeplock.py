@@ -22,6 +22,7 @@ import abc
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,8 +87,23 @@ class _FileLock(SweepLock):
 
 
 class _AdvisoryLock(SweepLock):
+    """On connections of a pool of its own: a commit holds one while it checks out another
+    for its transaction, and sharing one pool, 40 commits at once (the server's threads)
+    would each hold a lock connection and wait for a second that never comes."""
+
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self._url = engine.url
+        self._engine: Engine | None = None
+        self._made = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        with self._made:
+            if self._engine is None:  # made at the first commit: a reader never needs it
+                from artifactfs.store.database import create_db_engine
+
+                self._engine = create_db_engine(self._url)
+            return self._engine
 
     @contextmanager
     def _session(self) -> Iterator[Connection]:
