@@ -96,6 +96,14 @@ def test_bad_grace_is_one_line(tmp_path: Path) -> None:
     assert "not a duration" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_gc_of_no_store_is_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run([ARTIFACTFS, "gc", "--store", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: ") and "not a store folder" in proc.stderr
+    assert not (tmp_path / "none").exists()  # and made none
+
+
 def test_gc_removes_only_the_dead(kind: GcStore) -> None:
     """Live, deleted past the grace, deleted within it, uploaded and never committed; a
     dry run first, then the sweep; a chunked blob's index goes with it."""

@@ -64,7 +64,11 @@ def gc(store_dir: Path | None, db_url: str | None, blobs_url: str | None, grace:
 
     try:
         with ExitStack() as stack:
-            store = StoreChoice.of(store_dir, db_url, blobs_url).open()
+            choice = StoreChoice.of(store_dir, db_url, blobs_url)
+            if (choice.store_dir is not None
+                    and not (choice.store_dir.expanduser() / "registry.sqlite3").is_file()):
+                fail(f"{choice.store_dir} is not a store folder (no registry.sqlite3 in it)")
+            store = choice.open()
             stack.callback(store.blobs.close)
             plan = plan_gc(store, grace=grace)
             if dry_run:

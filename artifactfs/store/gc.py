@@ -200,8 +200,10 @@ def sweep(store: Store, plan: GcPlan, *,
                     spared += 1
                     continue
                 gone.append(stored)
-            store.blobs.delete([b.digest for b in gone])
+            # the grants first: a sweep stopped between the two leaves dead blobs the next
+            # one finds, never rows naming blobs no listing will show again
             access_rows += _drop_access(conn, entities, [blob_key(b.digest) for b in gone])
+            store.blobs.delete([b.digest for b in gone])
         removed.extend(gone)
         if on_blobs is not None:
             on_blobs(len(batch))
