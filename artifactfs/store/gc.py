@@ -31,6 +31,7 @@ again); never a version naming bytes removed.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
     from artifactfs.store.store import Store
 
 __all__ = ["GcPlan", "GcResult", "parse_grace", "plan_gc", "sweep"]
+
+log = logging.getLogger(__name__)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -205,6 +208,8 @@ def sweep(store: Store, plan: GcPlan, *,
             access_rows += _drop_access(conn, entities, [blob_key(b.digest) for b in gone])
             store.blobs.delete([b.digest for b in gone])
         removed.extend(gone)
+        log.info("gc: removed %d blobs (%d bytes) of a batch of %d from %s", len(gone),
+                 sum(b.size for b in gone), len(batch), store.blobs.description)
         if on_blobs is not None:
             on_blobs(len(batch))
     folder_rows = 0
