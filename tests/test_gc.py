@@ -205,6 +205,29 @@ def test_commit_between_its_check_and_its_insert_keeps_its_blob(kind: GcStore) -
     assert store.db.version_by_id(info.id).state == COMMITTED
 
 
+def test_a_commit_waits_for_a_batch_being_swept(kind: GcStore) -> None:
+    """A commit holds the sweep lock from its blob check to its insert: while gc holds it
+    (one batch's second look and removal) a commit neither checks nor lands."""
+    store = kind.open()
+    data = b"committed while a batch is swept"
+    digest = put(store, data)
+    manifest = Manifest([ManifestEntry("f.txt", digest, len(data))])
+    landed: list[str] = []
+
+    def commit_now() -> None:
+        landed.append(store.commit(entity=ENTITY, project=PROJECT, name="wait",
+                                   type_="dataset", manifest=manifest).id)
+
+    with store.sweep_lock.exclusive():
+        committer = threading.Thread(target=commit_now)
+        committer.start()
+        committer.join(1.0)
+        assert committer.is_alive() and not landed
+        assert not store.db.list_versions(ENTITY, PROJECT, "wait")
+    committer.join(30)
+    assert landed and store.db.resolve(ENTITY, PROJECT, "wait", "latest").id == landed[0]
+
+
 def _wait_for_the_sweep(store: Store, sweeper: subprocess.Popen[str]) -> None:
     """Until gc has marked and tries for the lock: on PostgreSQL its session is seen asking
     for it; on SQLite (where gc needs well under a second to get there) two seconds."""
