@@ -5,6 +5,9 @@ pass it down.
 
 - ARTIFACTFS_REGISTRY: server URL; unset means the embedded store
 - ARTIFACTFS_STORE: embedded store folder (``~/.local/share/artifactfs/store``)
+- ARTIFACTFS_DB, ARTIFACTFS_BLOBS: a store named by its two parts instead, a database URL
+  (``sqlite:///PATH``, ``postgresql://USER@HOST:PORT/DB``) and a blob folder
+  (``file:///PATH``); set, they take the place of ARTIFACTFS_STORE
 - ARTIFACTFS_API_KEY: key for the server
 - ARTIFACTFS_ENTITY: default entity (``local``)
 - ARTIFACTFS_PROJECT: default project for ``Artifact.save()`` (``uncategorized``)
@@ -44,6 +47,9 @@ def parse_size(text: str) -> int:
 class Config:
     registry_url: str | None
     store_dir: Path
+    db_url: str | None
+    """A database URL (``store.database``); may hold a password, so never shown as is."""
+    blobs_url: str | None
     api_key: str | None
     entity: str
     project: str
@@ -68,6 +74,8 @@ class Config:
         return cls(
             registry_url=env.get("ARTIFACTFS_REGISTRY") or None,
             store_dir=Path(env.get("ARTIFACTFS_STORE") or data_home / "artifactfs" / "store"),
+            db_url=env.get("ARTIFACTFS_DB") or None,
+            blobs_url=env.get("ARTIFACTFS_BLOBS") or None,
             api_key=env.get("ARTIFACTFS_API_KEY") or None,
             entity=entity,
             project=project,
@@ -81,10 +89,12 @@ class Config:
     def replace(self, **changes: object) -> Config:
         return replace(self, **changes)  # type: ignore[arg-type]
 
-    def __repr__(self) -> str:  # keep the key out of logs and tracebacks
+    def __repr__(self) -> str:  # keep the key and a database password out of logs
         key = "set" if self.api_key else "unset"
+        db = "set" if self.db_url else "unset"
         return (
             f"Config(registry_url={self.registry_url!r}, store_dir={str(self.store_dir)!r}, "
+            f"db_url={db}, blobs_url={self.blobs_url!r}, "
             f"api_key={key}, entity={self.entity!r}, project={self.project!r}, "
             f"cache_dir={str(self.cache_dir)!r}, cache_size={self.cache_size})"
         )

@@ -3,7 +3,10 @@
 #   fuse3 (fusermount3), libfuse3-dev + pkg-config + gcc + Python headers (to build pyfuse3),
 #   git (applies the project's pyfuse3 patch: scripts/install-pyfuse3.sh),
 #   attr (getfattr/setfattr for the demo and tests), rsync (used by tests), nginx (the tests of
-#   signed blob redirects run a private one; the package's own service is never started here).
+#   signed blob redirects run a private one; the package's own service is never started here),
+#   postgresql (the store's tests on PostgreSQL start a private cluster of their own with its
+#   initdb, found as /usr/lib/postgresql/<major>/bin: 15 on Debian 12, 17 on Debian 13; the
+#   package's own service is never started here either, and no test touches its cluster).
 set -euo pipefail
 
 need=()
@@ -14,6 +17,7 @@ command -v git >/dev/null || need+=(git)
 command -v getfattr >/dev/null || need+=(attr)
 command -v rsync >/dev/null || need+=(rsync)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || need+=(python3-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
@@ -26,7 +30,7 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
     echo "installing system packages: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    # keep nginx's service from starting during the install (a container has no init anyway;
+    # keep nginx's and postgresql's services from starting during the install (a container has no init anyway;
     # a server may have port 80 taken); a policy-rc.d made here is removed again
     policy=/usr/sbin/policy-rc.d
     made_policy=0

@@ -5,17 +5,55 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from helpers import ARTIFACTFS, RegistryServer
+from pg import PgCluster
 from seaweed import SeaweedS3
 
 from artifactfs.config import Config
 from artifactfs.sdk import Api
 from artifactfs.store import Store
 from artifactfs.store.s3 import S3BlobStore
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One private PostgreSQL cluster for the session (tests/pg.py), stopped by its pid."""
+    cluster = PgCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """A database URL of this test's own PostgreSQL database, at the head revision."""
+    name = pg_cluster.new_database()
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """Which database a store test runs on: the metadata tests run on both."""
+    return str(request.param)
+
+
+@pytest.fixture
+def open_store(engine_name: str, tmp_path: Path,
+               request: pytest.FixtureRequest) -> Callable[[], Store]:
+    """``open_store()`` opens this test's store (again): a folder on SQLite, or a
+    PostgreSQL database of its own with the blob folder ``tmp_path/store``."""
+    if engine_name == "sqlite":
+        return lambda: Store(tmp_path / "store")
+    url = request.getfixturevalue("pg_url")
+    return lambda: Store(db=url, blobs=(tmp_path / "store").as_uri())
 
 
 @pytest.fixture(params=["embedded", "server"])
@@ -46,11 +84,12 @@ def env(tmp_path: Path, transport: str, request: pytest.FixtureRequest
         yield out
         return
     key = Store(store).db.create_key("local")
-    server_env = out
+    server_env, blobs_url = out, None
     if transport == "s3":
         seaweed: SeaweedS3 = request.getfixturevalue("seaweed")
-        server_env = {**out, **seaweed.env, "ARTIFACTFS_BLOBS": request.getfixturevalue("s3_url")}
-    server = RegistryServer(store, tmp_path / "server.log", env=server_env)
+        server_env = {**out, **seaweed.env}
+        blobs_url = request.getfixturevalue("s3_url")
+    server = RegistryServer(store, tmp_path / "server.log", env=server_env, blobs_url=blobs_url)
     try:
         yield {**out, "ARTIFACTFS_REGISTRY": server.url, "ARTIFACTFS_API_KEY": key}
     finally:

@@ -49,7 +49,11 @@ class RegistryServer:
     """A real ``artifactfs serve`` process on loopback, stopped by its pid."""
 
     def __init__(self, store: Path, log: Path, *extra: str, env: dict[str, str] | None = None,
-                 port: int | None = None):
+                 port: int | None = None, db_url: str | None = None,
+                 blobs_url: str | None = None):
+        """``store``: the store folder, or with ``db_url`` (served with ``--db``) the blob
+        folder (``--blobs``); with ``blobs_url`` (an ``s3://`` bucket, say) the blobs are
+        there, and the metadata in ``db_url`` or the folder's own SQLite database."""
         import os
         import subprocess
 
@@ -59,7 +63,9 @@ class RegistryServer:
         self.log = log
         self._log_file = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [ARTIFACTFS, "serve", "--store", str(store), "--port", str(self.port), *extra],
+            [ARTIFACTFS, "serve",
+             *_store_args(store, db_url, blobs_url),
+             "--port", str(self.port), *extra],
             stdout=self._log_file, stderr=subprocess.STDOUT, env=env or dict(os.environ),
         )
         self._wait_ready()
@@ -87,6 +93,14 @@ class RegistryServer:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def _store_args(store: Path, db_url: str | None, blobs_url: str | None) -> list[str]:
+    """How ``serve`` is told where its store is: ``--store``, or ``--db`` and ``--blobs``."""
+    if db_url is None and blobs_url is None:
+        return ["--store", str(store)]
+    db = db_url or f"sqlite:///{(store / 'registry.sqlite3').resolve()}"
+    return ["--db", db, "--blobs", blobs_url or store.as_uri()]
 
 
 def stop_process(proc: Any) -> None:

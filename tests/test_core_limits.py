@@ -93,6 +93,9 @@ def test_description_bounds() -> None:
         check_description("a\udc80")
     with pytest.raises(InvalidRequest, match="must be a string"):
         check_description(5)  # type: ignore[arg-type]
+    # PostgreSQL's text cannot hold NUL: refused on every engine alike
+    with pytest.raises(InvalidRequest, match="NUL"):
+        check_description("a\x00b")
 
 
 @pytest.mark.parametrize(

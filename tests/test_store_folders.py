@@ -5,10 +5,12 @@ older artifactfs wrote (which gets the table when it is opened)."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from helpers import RegistryServer
 
 from artifactfs.core.digests import md5_b64
@@ -17,6 +19,7 @@ from artifactfs.core.folders import folder_listings
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.registry import LocalRegistry
 from artifactfs.store import Store
+from artifactfs.store.schema import version_folders
 
 FILES = {"a/1": b"one", "a/2": b"two", "b/c/3": b"three", "top": b"top"}
 
@@ -42,20 +45,31 @@ def _rows(root: Path, vid: str) -> list[str]:
 
 
 def _as_old_store(root: Path) -> None:
-    """The store as artifactfs wrote it before schema 3: no folder rows, version 2."""
+    """The store as artifactfs wrote it before schema 3: no folder rows, version 2 (and,
+    being older than Alembic, no revision)."""
     db = sqlite3.connect(root / "registry.sqlite3")
     try:
         db.execute("DROP TABLE version_folders")
+        db.execute("DROP TABLE alembic_version")
         db.execute("PRAGMA user_version = 2")
         db.commit()
     finally:
         db.close()
 
 
-def test_a_commit_stores_every_folder_of_its_version(tmp_path: Path) -> None:
-    store = Store(tmp_path / "store")
+def _stored_paths(store: Store, vid: str) -> list[str]:
+    """The version's folder rows, read through the store's own engine (either kind)."""
+    with store.db.engine.connect() as conn:
+        return list(conn.execute(
+            sa.select(version_folders.c.path).where(version_folders.c.version_id == vid)
+            .order_by(version_folders.c.path)).scalars())
+
+
+def test_a_commit_stores_every_folder_of_its_version(
+        open_store: Callable[[], Store]) -> None:
+    store = open_store()
     vid = _commit(store)
-    assert _rows(store.root, vid) == ["", "a", "b", "b/c"]
+    assert _stored_paths(store, vid) == ["", "a", "b", "b/c"]
     texts = store.db.folder_texts(vid, ["b/c", "a", ""])
     assert [t.count('"path"') for t in texts] == [1, 1, 1]
     # a byte budget gives the first folders that fit, the first however large

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from artifactfs import __version__
+from artifactfs.cli.db import db
+from artifactfs.cli.gc import gc
 from artifactfs.cli.mount import mount, umount
 from artifactfs.cli.output import emit_json, fail, human_size, progress_factory, table
 from artifactfs.cli.serve import key, serve
@@ -34,6 +36,8 @@ ENV_HELP = """\b
 Environment:
   ARTIFACTFS_REGISTRY    registry server URL (unset: the embedded store)
   ARTIFACTFS_STORE       embedded store folder (~/.local/share/artifactfs/store)
+  ARTIFACTFS_DB          a store's database URL instead (sqlite:///PATH, postgresql://...)
+  ARTIFACTFS_BLOBS       and its blob folder (file:///PATH)
   ARTIFACTFS_API_KEY     API key for the server
   ARTIFACTFS_ENTITY      entity to work in (local)
   ARTIFACTFS_CACHE_DIR   shared content cache (~/.cache/artifactfs)
@@ -241,6 +245,8 @@ cli.add_command(mount)
 cli.add_command(umount)
 cli.add_command(serve)
 cli.add_command(key)
+cli.add_command(db)
+cli.add_command(gc)
 cli.add_command(save)
 cli.add_command(status)
 cli.add_command(discard)

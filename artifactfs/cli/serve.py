@@ -10,42 +10,18 @@ import signal
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from artifactfs.cli.output import fail
-from artifactfs.config import Config
+from artifactfs.cli.stores import StoreChoice, store_options
 from artifactfs.core.errors import ArtifactFSError
 from artifactfs.core.names import validate_name
-
-if TYPE_CHECKING:
-    from artifactfs.store import Store
-    from artifactfs.store.blobstore import BlobStore
 
 __all__ = ["key", "serve"]
 
 # what can stand unquoted and unescaped in an nginx string ("$" would start a variable)
 _SECRET_RE = re.compile(r"[A-Za-z0-9_.~+/=-]{16,}")
-
-
-def _store(store_dir: Path | None, blobs: BlobStore | None = None) -> Store:
-    from artifactfs.store import Store  # here, not at import: every command loads this module
-
-    return Store(store_dir or Config.from_env().store_dir, blobs=blobs)
-
-
-def _blobs_from_env() -> BlobStore | None:
-    """TEMPORARY hook (issue 17, step 2) until step 1's ``--blobs`` lands: with
-    ``ARTIFACTFS_BLOBS=s3://BUCKET/PREFIX`` the served store keeps its blobs in that bucket
-    (endpoint and credentials from the standard AWS configuration); its metadata stays in
-    the store folder. ``--blobs URL`` replaces this function."""
-    url = os.environ.get("ARTIFACTFS_BLOBS")
-    if not url:
-        return None
-    from artifactfs.store.s3 import S3BlobStore
-
-    return S3BlobStore.from_url(url)
 
 
 def _blob_url_secret(path: Path | None) -> str | None:
@@ -78,8 +54,7 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
 
 
 @click.command()
-@click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Store folder (default $ARTIFACTFS_STORE).")
+@store_options()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; loopback unless you mean to share it.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
@@ -115,9 +90,10 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option("--max-manifest-bytes", default="256M", show_default=True,
               callback=_size_option,
               help="Largest manifest a commit may name by reference (K, M, G).")
-def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
-          body_timeout: float, max_connections: int, blob_url_base: str | None,
-          blob_url_secret_file: Path | None, blob_url_lifetime: int, max_json_bytes: int,
+def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, host: str,
+          port: int, header_timeout: float, body_timeout: float, max_connections: int,
+          blob_url_base: str | None, blob_url_secret_file: Path | None,
+          blob_url_lifetime: int, max_json_bytes: int,
           max_manifest_bytes: int) -> None:
     """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
 
@@ -125,6 +101,8 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
     Example:
       artifactfs key create myteam            # prints a key, once
       artifactfs serve --store /srv/artifacts --port 8080
+      # or on PostgreSQL (after: artifactfs db upgrade --db URL)
+      artifactfs serve --db postgresql://afs@db:5432/afs --blobs file:///srv/blobs
       # clients:
       export ARTIFACTFS_REGISTRY=http://127.0.0.1:8080 ARTIFACTFS_API_KEY=afs_...
       export ARTIFACTFS_ENTITY=myteam
@@ -149,17 +127,15 @@ def serve(store_dir: Path | None, host: str, port: int, header_timeout: float,
         fail("the blob URL secret must be 16 or more of A-Z a-z 0-9 _ - . ~ + / = "
              "(it is written literally into nginx's secure_link_md5)")
     try:
-        blobs = _blobs_from_env()
-        if blobs is not None and blob_url_base:
+        store = StoreChoice.of(store_dir, db_url, blobs_url).open()
+        if blob_url_base and not store.blobs_in_folder:
             fail("--blob-url-base is for a blob folder; blobs in a bucket are read by "
                  "presigned URL")
-        store = _store(store_dir, blobs)
     except ArtifactFSError as exc:
         fail(str(exc))
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}, reachable beyond this machine", err=True)
-    click.echo(f"serving {store.root} ({store.blobs.description}) on "
-               f"http://{host}:{port}/api/v1", err=True)
+    click.echo(f"serving {store.location} on http://{host}:{port}/api/v1", err=True)
     app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret,
                      max_json_bytes=max_json_bytes, max_manifest_bytes=max_manifest_bytes,
                      blob_url_lifetime=blob_url_lifetime)
@@ -205,19 +181,20 @@ def _fit_descriptors(max_connections: int) -> int:
 
 @click.group()
 def key() -> None:
-    """Manage API keys of a store folder (run on the server's machine)."""
+    """Manage API keys of a store (run where its database is reachable)."""
 
 
 @key.command("create")
 @click.argument("entity")
 @click.option("--read-only", is_flag=True, help="The key may read but not change anything.")
-@click.option("--store", "store_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=None, help="Store folder (default $ARTIFACTFS_STORE).")
-def key_create(entity: str, read_only: bool, store_dir: Path | None) -> None:
+@store_options(blobs=False)
+def key_create(entity: str, read_only: bool, store_dir: Path | None,
+               db_url: str | None) -> None:
     """Create an API key for ENTITY and print it. It is shown once; only a hash is kept."""
     try:
         validate_name(entity, "entity")
-        key_text = _store(store_dir).db.create_key(entity, read_only=read_only)
+        db = StoreChoice.of(store_dir, db_url).metadata()
+        key_text = db.create_key(entity, read_only=read_only)
     except ArtifactFSError as exc:
         fail(str(exc))
     click.echo(key_text)

@@ -10,6 +10,7 @@ The tree::
     ├── Conflict                           the request clashes with the registry's state
     ├── DigestMismatch                     bytes do not match the digest they were promised to have
     ├── PermissionDenied                   the credentials may not do this
+    ├── SchemaMismatch                     a database's schema is newer than this code, or older
     └── RegistryUnavailable                the registry or blob store cannot be reached now
         └── RegistryFault                  it answered, with a fault of its own, this request
 
@@ -30,6 +31,7 @@ __all__ = [
     "PermissionDenied",
     "RegistryFault",
     "RegistryUnavailable",
+    "SchemaMismatch",
 ]
 
 
@@ -66,6 +68,12 @@ class DigestMismatch(ArtifactFSError):
 
 class PermissionDenied(ArtifactFSError):
     """The credentials in use may not perform this operation."""
+
+
+class SchemaMismatch(ArtifactFSError):
+    """A store's database has a schema this code does not use: one a newer artifactfs wrote
+    (refused: its rows may mean what this code cannot keep), or an older one that is only
+    upgraded on request (``artifactfs db upgrade``)."""
 
 
 class RegistryUnavailable(ArtifactFSError):

@@ -162,12 +162,16 @@ def check_metadata(metadata: Any, what: str = "metadata") -> dict[str, Any]:
 def check_description(description: str | None) -> str | None:
     """Refuse a description over the size bound or that UTF-8 can not encode.
 
-    Control characters such as newlines are allowed: a description is free text.
+    Control characters such as newlines are allowed: a description is free text. NUL is
+    not: PostgreSQL's text cannot hold it, and a store must take on one engine what it
+    takes on the other.
     """
     if description is None:
         return None
     if not isinstance(description, str):
         raise InvalidRequest("description must be a string")
+    if "\x00" in description:
+        raise InvalidRequest("description holds a NUL character (U+0000)")
     try:
         size = len(description.encode("utf-8"))
     except UnicodeEncodeError as exc:

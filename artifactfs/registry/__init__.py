@@ -25,6 +25,8 @@ def open_registry(config: Config, *, read_timeout: float | None = None) -> Regis
         return HttpRegistry(config.registry_url, config.api_key, read_timeout=read_timeout)
     from artifactfs.store import Store
 
+    if config.db_url or config.blobs_url:  # a store named by its parts (ARTIFACTFS_DB, _BLOBS)
+        return LocalRegistry(Store(db=config.db_url, blobs=config.blobs_url))
     return LocalRegistry(Store(config.store_dir))
 
 

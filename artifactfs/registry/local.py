@@ -12,7 +12,7 @@ from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, VersionInfo
 from artifactfs.registry.base import Registry
 
-if TYPE_CHECKING:  # the caller opens the store: a client of a server never loads it (sqlite3)
+if TYPE_CHECKING:  # the caller opens the store: a client of a server never loads it
     from artifactfs.store import Store
 
 __all__ = ["LocalRegistry"]
@@ -21,7 +21,7 @@ __all__ = ["LocalRegistry"]
 class LocalRegistry(Registry):
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.description = f"embedded store {store.root}"
+        self.description = f"embedded store {store.location}"
 
     def list_projects(self, entity: str) -> list[str]:
         return self.store.db.list_projects(entity)

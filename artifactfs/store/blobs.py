@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
@@ -46,6 +46,7 @@ from artifactfs.store.blobstore import (
     BlobSink,
     BlobStore,
     ByteStream,
+    StoredBlob,
     UploadPlan,
 )
 
@@ -132,6 +133,36 @@ class BlobDir(BlobStore):
                     digest = _digest_of(entry.name)
                     if digest is not None:
                         yield digest
+
+    def listing(self) -> Iterator[StoredBlob]:
+        for folder in os.scandir(self.blob_root):
+            if folder.is_dir(follow_symlinks=False):
+                for entry in os.scandir(folder.path):
+                    digest = _digest_of(entry.name)
+                    if digest is None:
+                        continue
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # removed since the folder was read
+                        continue
+                    yield StoredBlob(digest, st.st_size, st.st_mtime)
+
+    def stats(self, digests: Iterable[str]) -> dict[str, StoredBlob | None]:
+        out: dict[str, StoredBlob | None] = {}
+        for digest in digests:
+            try:
+                st = self.path(digest).stat()
+            except FileNotFoundError:
+                out[digest] = None
+            else:
+                out[digest] = StoredBlob(digest, st.st_size, st.st_mtime)
+        return out
+
+    def delete(self, digests: Sequence[str]) -> None:
+        for digest in digests:
+            for path in (self.path(digest), self._index_path(digest)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     def read_many(
         self, digests: Iterable[str], *, max_bytes: int | None = None

@@ -31,6 +31,7 @@ __all__ = [
     "BlobSink",
     "BlobStore",
     "ByteStream",
+    "StoredBlob",
     "UploadPart",
     "UploadPlan",
 ]
@@ -60,6 +61,17 @@ class BlobSink(Protocol):
     def commit(self) -> ContentDigest: ...
 
     def abort(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    """A blob as ``gc`` sees it: its size and when its bytes were last written (a file's
+    mtime, an object's LastModified), which is how gc knows a blob uploaded for a commit
+    still in flight (it is younger than the grace) without a record of uploads."""
+
+    digest: str
+    size: int
+    written_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +166,22 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def keys(self) -> Iterator[str]:
         """The digest of every stored blob, in no set order (for gc)."""
+
+    # ---- garbage collection (store/gc.py) ----------------------------------------------------
+
+    @abc.abstractmethod
+    def listing(self) -> Iterator[StoredBlob]:
+        """Every stored blob with its size and write time, in no set order."""
+
+    @abc.abstractmethod
+    def stats(self, digests: Iterable[str]) -> dict[str, StoredBlob | None]:
+        """Size and write time of each blob now (None for one not stored): gc asks again,
+        under its lock, just before it removes them."""
+
+    @abc.abstractmethod
+    def delete(self, digests: Sequence[str]) -> None:
+        """Remove these blobs and their chunk indexes (the blob first: a visible blob always
+        has its index); one already gone is no error."""
 
     # ---- writing ----------------------------------------------------------------------------
 

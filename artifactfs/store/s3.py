@@ -38,7 +38,7 @@ import logging
 import secrets
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -64,6 +64,7 @@ from artifactfs.store.blobstore import (
     BlobSink,
     BlobStore,
     ByteStream,
+    StoredBlob,
     UploadPart,
     UploadPlan,
 )
@@ -281,6 +282,11 @@ class S3BlobStore(BlobStore):
         return found.chunk_index
 
     def keys(self) -> Iterator[str]:
+        return (blob.digest for blob in self.listing())
+
+    def listing(self) -> Iterator[StoredBlob]:
+        """One LIST request per 1,000 blobs, which carries each one's size and LastModified
+        (no HEAD per blob)."""
         paginator = self._s3.get_paginator("list_objects_v2")
         start = self._name("blobs", "")
         try:
@@ -292,11 +298,42 @@ class S3BlobStore(BlobStore):
                     except ValueError:
                         continue
                     if len(raw) == 16:
-                        yield base64.b64encode(raw).decode("ascii")
+                        yield StoredBlob(base64.b64encode(raw).decode("ascii"),
+                                         int(item["Size"]), item["LastModified"].timestamp())
         except (botocore.exceptions.BotoCoreError,
                 botocore.exceptions.ClientError) as exc:
             raise RegistryUnavailable(f"blob storage {self.description}: listing failed: "
                                       f"{type(exc).__name__}") from None
+
+    def stats(self, digests: Iterable[str]) -> dict[str, StoredBlob | None]:
+        def one(digest: str) -> StoredBlob | None:
+            try:
+                head = self._call(f"HEAD of blob {digest}", self._s3.head_object,
+                                  Key=self._blob_name(digest))
+            except NotFound:
+                return None
+            return StoredBlob(digest, int(head["ContentLength"]),
+                              head["LastModified"].timestamp())
+
+        return self._parallel(one, digests)
+
+    def delete(self, digests: Sequence[str]) -> None:
+        """DeleteObjects, 500 blobs (1,000 names with their indexes) a request; every blob
+        of a request goes before its index, as one request's deletions have no order."""
+        wanted = list(dict.fromkeys(digests))
+        for start in range(0, len(wanted), 500):
+            batch = wanted[start : start + 500]
+            for names in ([self._blob_name(d) for d in batch],
+                          [self._index_name(d) for d in batch]):
+                answer = self._call(f"removal of {len(batch)} blobs", self._s3.delete_objects,
+                                    Delete={"Objects": [{"Key": n} for n in names],
+                                            "Quiet": True})
+                errors = [e for e in answer.get("Errors", ())
+                          if e.get("Code") not in ("NoSuchKey", "404")]
+                if errors:
+                    raise RegistryUnavailable(
+                        f"blob storage {self.description} refused to remove "
+                        f"{len(errors)} objects ({errors[0].get('Code')})")
 
     # ---- writing (through the server) -----------------------------------------------------------
 

@@ -1,16 +1,22 @@
-"""The embedded registry: one folder holding ``registry.sqlite3`` and the blob folders."""
+"""A registry's store: its metadata database and its blob folder.
+
+The embedded form is one folder holding ``registry.sqlite3`` and the blob folders
+(``Store(DIR)``); a shared one names its database and blob folder by URL
+(``Store(db="postgresql://...", blobs="file:///srv/blobs")``, see ``store.database``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from artifactfs.core.digests import blob_key, is_md5_digest
 from artifactfs.core.errors import InvalidManifest, InvalidName
 from artifactfs.core.folders import folder_rows
 from artifactfs.core.limits import check_description, check_metadata
-from artifactfs.core.manifest import Manifest, validate_for_commit
+from artifactfs.core.manifest import Manifest, ManifestEntry, validate_for_commit
 from artifactfs.core.names import (
     validate_alias,
     validate_commit_key,
@@ -21,29 +27,80 @@ from artifactfs.core.posix import SYMLINK_EXTRA_KEY, check_symlink_entry
 from artifactfs.core.records import VersionInfo
 from artifactfs.store.blobs import BlobAccess, BlobDir
 from artifactfs.store.blobstore import BlobStore
+from artifactfs.store.database import blobs_folder, parse_db_url, shown_url, sqlite_url
 from artifactfs.store.metadata import MetadataDB
+from artifactfs.store.sweeplock import sweep_lock
 
 __all__ = ["Store"]
 
 
 class Store:
-    """Metadata and blobs of one registry folder; safe to share between processes."""
+    """Metadata and blobs of one registry; safe to share between processes.
 
-    def __init__(self, root: str | Path, *, blobs: BlobStore | None = None) -> None:
-        """``blobs``: where blob bytes live (an S3 bucket, say); the folder's own blob
-        folders when None."""
-        self.root = Path(root).expanduser()
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InvalidName(f"cannot use {self.root} as a store folder: {exc.strerror}") from None
-        if blobs is None:
-            folder = BlobDir(self.root)
-            folder.remove_tmp_leftovers()  # what writers that crashed a day ago left behind
-            blobs = folder
-        self.blobs: BlobStore = blobs
-        self.db = MetadataDB(self.root / "registry.sqlite3")
+    ``Store(DIR)`` is the embedded store folder; ``Store(db=URL, blobs=URL)`` names the two
+    parts (``DIR`` means ``db="sqlite:///DIR/registry.sqlite3", blobs="file:///DIR"``);
+    ``blobs`` is ``file:///PATH`` or ``s3://BUCKET/PREFIX`` (docs/storage.md), or a
+    ``BlobStore`` itself (beside a folder's database, too). ``upgrade``: see MetadataDB
+    (default: SQLite upgrades at open, PostgreSQL only by ``artifactfs db upgrade``).
+    Raises InvalidName for a bad folder or URL, SchemaMismatch and RegistryUnavailable as
+    MetadataDB does.
+    """
+
+    def __init__(self, root: str | Path | None = None, *, db: str | None = None,
+                 blobs: str | BlobStore | None = None, upgrade: bool | None = None) -> None:
+        if root is not None and (db is not None or isinstance(blobs, str)):
+            raise InvalidName("a store is either a folder (--store) or a database and a blob "
+                              "store (--db and --blobs), not both")
+        folder: Path | None = None
+        store_blobs = blobs if not isinstance(blobs, str) else None
+        if root is not None:
+            folder = Path(root).expanduser()
+            db_url = sqlite_url(folder / "registry.sqlite3")
+        elif db is None or blobs is None:
+            raise InvalidName("a store named by URL needs both --db and --blobs "
+                              "(or ARTIFACTFS_DB and ARTIFACTFS_BLOBS)")
+        else:
+            db_url = parse_db_url(db)
+            if isinstance(blobs, str):
+                if urlsplit(blobs.strip()).scheme == "s3":
+                    from artifactfs.store.s3 import S3BlobStore  # boto3 only when asked for
+
+                    store_blobs = S3BlobStore.from_url(blobs)
+                else:
+                    folder = blobs_folder(blobs).expanduser()
+        self.db_url = db_url
+        # the folder of the blobs (and, for a store folder, of its database), if any
+        self.root = folder
+        if folder is not None:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InvalidName(f"cannot use {folder} as a store folder: {exc.strerror}"
+                                  ) from None
+        if store_blobs is None:
+            assert folder is not None
+            blob_dir = BlobDir(folder)
+            blob_dir.remove_tmp_leftovers()  # what writers that crashed a day ago left behind
+            store_blobs = blob_dir
+        self.blobs: BlobStore = store_blobs
+        self.db = MetadataDB(db_url, upgrade=upgrade)
         self.access = BlobAccess(self.blobs, self.db)  # the blob folder as one entity sees it
+        # held by a commit from its blob check to its version's insert (store/sweeplock.py)
+        self.sweep_lock = sweep_lock(self.db.engine)
+
+    @property
+    def blobs_in_folder(self) -> bool:
+        """Whether blob bytes are files in a folder (which a static server can serve too)."""
+        return isinstance(self.blobs, BlobDir)
+
+    @property
+    def location(self) -> str:
+        """What this store is, for messages: its folder, or its database and blob store
+        (a password in the URL masked)."""
+        if (self.root is not None and self.blobs_in_folder
+                and self.db_url == sqlite_url(self.root / "registry.sqlite3")):
+            return str(self.root)
+        return f"{shown_url(self.db_url)}, blobs in {self.blobs.description}"
 
     def commit(
         self,
@@ -97,6 +154,21 @@ class Store:
                 raise InvalidManifest(
                     f"entry {entry.path!r} has digest {digest!r}, not a base64 MD5"
                 )
+        # gc removes no blob while a commit is between its check of the blobs and its
+        # version's insert: without this, one could land naming bytes just removed
+        with self.sweep_lock.shared():
+            return self._commit_checked(
+                entity=entity, project=project, name=name, type_=type_, manifest=manifest,
+                description=description, metadata=metadata, aliases=aliases, caller=caller,
+                commit_key=commit_key, stored_entries=stored_entries, digests=digests)
+
+    def _commit_checked(
+        self, *, entity: str, project: str, name: str, type_: str, manifest: Manifest,
+        description: str | None, metadata: dict[str, Any] | None, aliases: Sequence[str],
+        caller: str | None, commit_key: str | None, stored_entries: list[ManifestEntry],
+        digests: set[str],
+    ) -> VersionInfo:
+        """``commit`` once the manifest is checked: its blobs are there, then the version."""
         reachable = self.access.readable(caller, digests)
         # one call for all: a bucket answers each with a round trip, so it asks in parallel
         sizes = {d: None for d in digests - reachable} | self.blobs.sizes(reachable)
@@ -130,3 +202,4 @@ class Store:
             commit_key=commit_key,
             folders=folders,
         )
+

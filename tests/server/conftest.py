@@ -134,17 +134,25 @@ def clean_env() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_registry(root: Path, *serve_options: str, env: dict[str, str] | None = None
+def running_registry(root: Path, *serve_options: str, db_url: str | None = None,
+                     blobs_url: str | None = None, env: dict[str, str] | None = None
                      ) -> Iterator[Registry]:
-    """A store folder under ``root`` with three keys, served by a real process until exit;
-    ``env`` adds to the server's environment."""
+    """A store folder under ``root`` with three keys, served by a real process until exit.
+
+    With ``db_url`` (PostgreSQL), the metadata is in that database and ``root/store`` holds
+    the blobs alone; with ``blobs_url`` the blobs are there (an S3 bucket) instead; ``env``
+    adds to the server's environment.
+    """
     store_dir = root / "store"
-    db = Store(store_dir).db
+    store = Store(db=db_url, blobs=store_dir.as_uri()) if db_url else Store(store_dir)
+    db = store.db
     rw = db.create_key(ENTITY)
     ro = db.create_key(ENTITY, read_only=True)
     other = db.create_key(OTHER)
+    db.close()
     server = RegistryServer(store_dir, root / "server.log", *serve_options,
-                            env={**clean_env(), **(env or {})})
+                            env={**clean_env(), **(env or {})}, db_url=db_url,
+                            blobs_url=blobs_url)
     reg = None
     try:
         reg = Registry(server, store_dir, rw, ro, other)
@@ -167,6 +175,32 @@ def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
     """One registry for a whole test module; tests keep apart by unique project names."""
     with running_registry(tmp_path_factory.mktemp("registry")) as reg:
         yield reg
+
+
+@pytest.fixture(scope="module")
+def pg_shared_registry(tmp_path_factory: pytest.TempPathFactory,
+                       pg_cluster: Any) -> Iterator[Registry]:
+    """``shared_registry`` with its metadata in a PostgreSQL database of its own."""
+    name = pg_cluster.new_database()
+    try:
+        with running_registry(tmp_path_factory.mktemp("pg-registry"),
+                              db_url=pg_cluster.url(name, password="s3cret-pw")) as reg:
+            yield reg
+    finally:
+        pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def pg_registry(pg_cluster: Any, tmp_path: Path) -> Iterator[Registry]:
+    """A server of its own on a fresh PostgreSQL database, whose URL holds the password
+    ``s3cret-pw`` (the cluster trusts loopback, so any password is taken)."""
+    name = pg_cluster.new_database()
+    try:
+        with running_registry(tmp_path,
+                              db_url=pg_cluster.url(name, password="s3cret-pw")) as reg:
+            yield reg
+    finally:
+        pg_cluster.drop_database(name)
 
 
 @pytest.fixture

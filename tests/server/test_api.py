@@ -34,9 +34,12 @@ from artifactfs.server import MAX_JSON_BYTES
 ENTITY = "team"
 
 
-@pytest.fixture
-def reg(shared_registry: Any) -> Any:
-    return shared_registry
+@pytest.fixture(params=["sqlite", "postgresql"])
+def reg(request: pytest.FixtureRequest) -> Any:
+    """The module's registry: every route's test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("shared_registry")
+    return request.getfixturevalue("pg_shared_registry")
 
 
 def assert_error(r: httpx.Response, status: int, kind: str | None = None) -> dict[str, Any]:

@@ -44,14 +44,14 @@ def storage(seaweed: SeaweedS3) -> Iterator[RecordingProxy]:
         proxy.stop()
 
 
-def _s3_env(seaweed: SeaweedS3, storage: RecordingProxy, s3_url: str) -> dict[str, str]:
-    return {**seaweed.env, "AWS_ENDPOINT_URL": storage.endpoint, "ARTIFACTFS_BLOBS": s3_url}
+def _s3_env(seaweed: SeaweedS3, storage: RecordingProxy) -> dict[str, str]:
+    return {**seaweed.env, "AWS_ENDPOINT_URL": storage.endpoint}
 
 
 @pytest.fixture
 def s3_registry(tmp_path: Path, seaweed: SeaweedS3, storage: RecordingProxy,
                 s3_url: str) -> Iterator[Registry]:
-    with running_registry(tmp_path, env=_s3_env(seaweed, storage, s3_url)) as reg:
+    with running_registry(tmp_path, blobs_url=s3_url, env=_s3_env(seaweed, storage)) as reg:
         yield reg
 
 
@@ -205,8 +205,9 @@ def test_a_lying_client_never_gets_a_blob_under_the_claimed_digest(
 def test_an_expired_address_is_asked_for_again(
     tmp_path: Path, seaweed: SeaweedS3, storage: RecordingProxy, s3_url: str,
 ) -> None:
-    env = _s3_env(seaweed, storage, s3_url)
-    with running_registry(tmp_path, "--blob-url-lifetime", "1", env=env) as reg:
+    env = _s3_env(seaweed, storage)
+    with running_registry(tmp_path, "--blob-url-lifetime", "1", blobs_url=s3_url,
+                          env=env) as reg:
         reg.commit("p", "d", {"m": MEDIUM})
         client = HttpRegistry(reg.url, reg.rw_key)
         try:
@@ -222,8 +223,9 @@ def test_an_expired_address_is_asked_for_again(
 def test_an_address_expired_on_the_way_is_asked_for_again_once(
     tmp_path: Path, seaweed: SeaweedS3, storage: RecordingProxy, s3_url: str,
 ) -> None:
-    env = _s3_env(seaweed, storage, s3_url)
-    with running_registry(tmp_path, "--blob-url-lifetime", "1", env=env) as reg:
+    env = _s3_env(seaweed, storage)
+    with running_registry(tmp_path, "--blob-url-lifetime", "1", blobs_url=s3_url,
+                          env=env) as reg:
         reg.commit("p", "d", {"m": MEDIUM})
         client = HttpRegistry(reg.url, reg.rw_key)
         try:
@@ -259,8 +261,9 @@ def test_storage_stopped_is_a_clear_error_and_no_partial_version(
 
 
 def test_serve_refuses_a_bad_blob_store_clearly(tmp_path: Path) -> None:
-    env = {**clean_env(), "ARTIFACTFS_BLOBS": "ftp://bucket/prefix"}
-    cmd = [ARTIFACTFS, "serve", "--store", str(tmp_path / "store"), "--port", "1"]
+    env = {**clean_env(), "ARTIFACTFS_DB": f"sqlite:///{tmp_path / 'registry.sqlite3'}",
+           "ARTIFACTFS_BLOBS": "ftp://bucket/prefix"}
+    cmd = [ARTIFACTFS, "serve", "--port", "1"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "s3://BUCKET/PREFIX" in done.stderr
     assert "Traceback" not in done.stderr
