@@ -18,6 +18,7 @@ import click
 
 from artifactfs import __version__
 from artifactfs.cli.db import db
+from artifactfs.cli.migrate import migrate
 from artifactfs.cli.mount import mount, umount
 from artifactfs.cli.output import emit_json, fail, human_size, progress_factory, table
 from artifactfs.cli.serve import key, serve
@@ -245,6 +246,7 @@ cli.add_command(umount)
 cli.add_command(serve)
 cli.add_command(key)
 cli.add_command(db)
+cli.add_command(migrate)
 cli.add_command(save)
 cli.add_command(status)
 cli.add_command(discard)
