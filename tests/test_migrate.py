@@ -231,6 +231,12 @@ def test_migrate_refuses_a_target_with_other_data(tmp_path: Path, pg_url: str) -
     assert table_rows(pg_url) == before
     assert not list((tmp_path / "blobs2").rglob("*.bin")) and not any(
         p.is_file() for p in (tmp_path / "blobs2").rglob("*")), "blobs written before refusing"
+    # a dry run into a folder that is not there makes nothing, and says what it would copy
+    dry = migrate(tmp_path / "b", f"sqlite:///{tmp_path / 'new' / 'registry.sqlite3'}",
+                  (tmp_path / "new").as_uri(), env, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "blobs: would copy 6 " in dry.stdout and "versions 4" in dry.stdout, dry.stdout
+    assert not (tmp_path / "new").exists()
     missing = migrate(tmp_path / "nowhere", pg_url, (tmp_path / "blobs").as_uri(), env)
     assert missing.returncode == 1
     assert missing.stderr.strip().splitlines() == [

@@ -72,6 +72,8 @@ def migrate(source_dir: Path, db_url: str, blobs_url: str, dry_run: bool,
                                workers=workers, progress=_bar)
     except ArtifactFSError as exc:
         fail(str(exc))
+    except OSError as exc:  # a source file that cannot be read, a full target disk
+        fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
     verb = "would copy" if dry_run else "copied"
     if report.copied_nothing and not report.damaged:
         click.echo("nothing to copy: the target already holds everything of the source")

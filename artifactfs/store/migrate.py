@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine
 
 from artifactfs.core.digests import blob_key
 from artifactfs.core.errors import (
@@ -48,13 +48,14 @@ from artifactfs.core.errors import (
     InvalidManifest,
     InvalidName,
     NotFound,
+    RegistryUnavailable,
     SchemaMismatch,
 )
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.posix import SYMLINK_EXTRA_KEY
 from artifactfs.store.blobs import BlobDir
 from artifactfs.store.blobstore import BlobStore
-from artifactfs.store.database import blobs_folder, parse_db_url
+from artifactfs.store.database import blobs_folder, parse_db_url, sqlite_url
 from artifactfs.store.metadata import MetadataDB
 from artifactfs.store.schema import (
     aliases,
@@ -249,7 +250,7 @@ def _copy_rows(source: Engine, target: Engine, missing: dict[str, set[tuple[Any,
                     f"COALESCE(MAX(id), 1), MAX(id) IS NOT NULL) FROM {table.name}"))
 
 
-def _copy_blobs(source: BlobDir, target: BlobStore, *, dry_run: bool, workers: int,
+def _copy_blobs(source: BlobDir, target: BlobStore | None, *, dry_run: bool, workers: int,
                 progress: Progress, report: MigrationReport) -> None:
     digests = list(source.keys())
     todo = [(digest, source.size(digest)) for digest in digests]
@@ -262,10 +263,13 @@ def _copy_blobs(source: BlobDir, target: BlobStore, *, dry_run: bool, workers: i
 
         def copy(item: tuple[str, int]) -> None:
             digest, size = item
-            try:
-                there, md5 = target.size_and_md5(digest)  # one round trip
-            except NotFound:
-                there, md5 = None, None
+            there: int | None = None
+            md5: str | None = None
+            if target is not None:  # None: a dry run's target folder, not made yet
+                try:
+                    there, md5 = target.size_and_md5(digest)  # one round trip
+                except NotFound:
+                    pass
             if there == size and md5 in (None, blob_key(digest)):
                 with lock:
                     report.blobs_skipped += 1
@@ -277,6 +281,7 @@ def _copy_blobs(source: BlobDir, target: BlobStore, *, dry_run: bool, workers: i
                     report.blobs_copied += 1
                     report.bytes_copied += size
                 return
+            assert target is not None
             stream = source.open_range(digest, 0, size)
             try:
                 # the writer checks the bytes against the key and builds the chunk index
@@ -334,12 +339,41 @@ def _verify(source: Engine, target: Engine, target_blobs: BlobStore,
                 "missing at the target" if found is None else f"{found} bytes, not {size}"))
 
 
+def _absent(url: URL | None, blobs_url: str | None) -> bool:
+    """Whether a SQLite database file, or a blob folder, is not there yet."""
+    if url is not None:
+        return url.get_backend_name() == "sqlite" and not Path(url.database or "").exists()
+    assert blobs_url is not None
+    if urlsplit(blobs_url.strip()).scheme == "s3":
+        return False
+    return not blobs_folder(blobs_url).expanduser().exists()
+
+
 def migrate_store(source_dir: Path, db_url: str, blobs_url: str, *, dry_run: bool = False,
                   workers: int = 8, progress: Progress = _no_progress) -> MigrationReport:
     """Copy the store folder ``source_dir`` into database ``db_url`` and blob store
     ``blobs_url`` (see the module's docstring). Raises Conflict when the target database
     holds other data, InvalidName for a bad folder or URL, SchemaMismatch for a source
     newer than this code, RegistryUnavailable when a target cannot be reached."""
+    try:
+        return _migrate(source_dir, db_url, blobs_url, dry_run=dry_run, workers=workers,
+                        progress=progress)
+    except sa.exc.IntegrityError as exc:  # a writer at the target while this one copies
+        raise Conflict(f"the target database changed during the copy ({_first_line(exc)}); "
+                       f"stop what writes to it and run migrate again") from None
+    except sa.exc.DBAPIError as exc:  # the database went away part way
+        raise RegistryUnavailable(f"the database failed part way ({_first_line(exc)}); "
+                                  f"run migrate again to carry on") from None
+
+
+def _first_line(exc: sa.exc.DBAPIError) -> str:
+    # the driver's message, not SQLAlchemy's (which adds the statement); parameters are
+    # hidden by the engines anyway
+    return (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+
+
+def _migrate(source_dir: Path, db_url: str, blobs_url: str, *, dry_run: bool, workers: int,
+             progress: Progress) -> MigrationReport:
     source_dir = source_dir.expanduser()
     url = parse_db_url(db_url)
     report = MigrationReport()
@@ -348,23 +382,26 @@ def migrate_store(source_dir: Path, db_url: str, blobs_url: str, *, dry_run: boo
         target_db: MetadataDB | None = None
         target_blobs: BlobStore | None = None
         try:
-            if source_db.url == url:
-                raise InvalidName("the target database is the source's")
-            try:
-                target_db = MetadataDB(url, upgrade=not dry_run)
-            except SchemaMismatch:
-                if not dry_run:
-                    raise
-                # an empty (or older) database: a real run gives it the schema first
+            if url == sqlite_url(source_dir / "registry.sqlite3"):
+                raise InvalidName("the target database is the source's own")
+            # a dry run makes nothing: a SQLite file or blob folder not there yet is empty
+            if not (dry_run and _absent(url, None)):
+                try:
+                    target_db = MetadataDB(url, upgrade=not dry_run)
+                except SchemaMismatch:
+                    if not dry_run:
+                        raise
+                    # an empty (or older) database: a real run gives it the schema first
             missing = _missing_rows(source_db.engine,
                                     target_db.engine if target_db else None, report)
-            target_blobs = open_blob_store(blobs_url)
+            if not (dry_run and _absent(None, blobs_url)):
+                target_blobs = open_blob_store(blobs_url)
             _copy_blobs(BlobDir(source_dir), target_blobs, dry_run=dry_run, workers=workers,
                         progress=progress, report=report)
             if dry_run:
                 report.rows_copied = {name: len(keys) for name, keys in missing.items()}
                 return report
-            assert target_db is not None
+            assert target_db is not None and target_blobs is not None
             _copy_rows(source_db.engine, target_db.engine, missing, progress, report)
             _verify(source_db.engine, target_db.engine, target_blobs, report)
         finally:
