@@ -97,7 +97,8 @@ def test_migrate_to_postgresql_and_s3_then_serve_every_file(
 
     first = migrate(tmp_path / "src", pg_url, s3_url, aws_env)
     assert first.returncode == 0, first.stderr
-    assert "blobs: copied 7 " in first.stdout and "checked:" in first.stdout, first.stdout
+    assert "blobs: copied 7 " in first.stdout, first.stdout
+    assert "7 blobs (1 chunk indexes) at the target" in first.stdout, first.stdout
     assert table_rows(pg_url) == table_rows(source_url(tmp_path / "src"))
 
     again = migrate(tmp_path / "src", pg_url, s3_url, aws_env)

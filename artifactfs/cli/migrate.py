@@ -92,4 +92,5 @@ def migrate(source_dir: Path, db_url: str, blobs_url: str, dry_run: bool,
     if report.problems or report.damaged:
         raise SystemExit(1)
     click.echo(f"checked: every table's row count, {report.versions_checked} manifests, "
-               f"{report.blobs_checked} blobs at the target")
+               f"{report.blobs_checked} blobs ({report.indexes_checked} chunk indexes) at the "
+               f"target")

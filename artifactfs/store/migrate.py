@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
+from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import blob_key
 from artifactfs.core.errors import (
     Conflict,
@@ -102,6 +103,7 @@ class MigrationReport:
     problems: list[str] = field(default_factory=list)
     """What the final check found different at the target (empty: equal)."""
     versions_checked: int = 0
+    indexes_checked: int = 0
     target_sizes: dict[str, int] = field(default_factory=dict)
     """The size of every blob this run copied to the target or found there."""
     blobs_checked: int = 0
@@ -302,7 +304,7 @@ def _copy_blobs(source: BlobDir, target: BlobStore | None, *, dry_run: bool, wor
                 pass
 
 
-def _verify(source: Engine, target: Engine, target_blobs: BlobStore,
+def _verify(source: Engine, target: Engine, source_blobs: BlobDir, target_blobs: BlobStore,
             report: MigrationReport) -> None:
     for table in TABLES:
         count = sa.select(sa.func.count()).select_from(table)
@@ -337,6 +339,18 @@ def _verify(source: Engine, target: Engine, target_blobs: BlobStore,
             found = sizes.get(digest)
             report.problems.append(f"blob {digest}: " + (
                 "missing at the target" if found is None else f"{found} bytes, not {size}"))
+        elif size > CHUNK_SIZE:
+            # the index a chunked read trusts: built from the bytes at the target, it must be
+            # the source's (a blob's whole-file MD5 says nothing about a chunk's hash)
+            try:
+                same = target_blobs.chunk_index(digest) == source_blobs.chunk_index(digest)
+            except (NotFound, DigestMismatch) as exc:
+                report.problems.append(f"blob {digest}: its chunk index: {exc}")
+                continue
+            report.indexes_checked += 1
+            if not same:
+                report.problems.append(f"blob {digest}: its chunk index at the target is "
+                                       f"not the source's")
 
 
 def _absent(url: URL | None, blobs_url: str | None) -> bool:
@@ -396,14 +410,15 @@ def _migrate(source_dir: Path, db_url: str, blobs_url: str, *, dry_run: bool, wo
                                     target_db.engine if target_db else None, report)
             if not (dry_run and _absent(None, blobs_url)):
                 target_blobs = open_blob_store(blobs_url)
-            _copy_blobs(BlobDir(source_dir), target_blobs, dry_run=dry_run, workers=workers,
+            source_blobs = BlobDir(source_dir)
+            _copy_blobs(source_blobs, target_blobs, dry_run=dry_run, workers=workers,
                         progress=progress, report=report)
             if dry_run:
                 report.rows_copied = {name: len(keys) for name, keys in missing.items()}
                 return report
             assert target_db is not None and target_blobs is not None
             _copy_rows(source_db.engine, target_db.engine, missing, progress, report)
-            _verify(source_db.engine, target_db.engine, target_blobs, report)
+            _verify(source_db.engine, target_db.engine, source_blobs, target_blobs, report)
         finally:
             source_db.close()
             if target_db is not None:
