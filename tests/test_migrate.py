@@ -23,7 +23,7 @@ from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.sdk import Api
-from artifactfs.store import Store
+from artifactfs.store import BlobDir, Store
 from artifactfs.store.database import create_db_engine, parse_db_url
 from artifactfs.store.migrate import TABLES
 from artifactfs.store.schema import version_folders, versions
@@ -279,3 +279,22 @@ def test_a_target_blob_of_the_right_size_but_other_bytes_is_copied_again(
     got = seaweed.client().get_object(Bucket=bucket,
                                       Key=f"{prefix}/blobs/{name[:2]}/{name}")
     assert got["Body"].read() == data
+
+
+def test_a_damaged_source_blob_is_named_not_copied(tmp_path: Path) -> None:
+    """A source blob whose bytes no longer match its name is not written at the target (the
+    writer refuses it), and the run says which one and fails, after copying the rest."""
+    source = Store(tmp_path / "src")
+    _commit(source, "data", {"good.txt": b"good", "bad.txt": b"bad!"})
+    assert isinstance(source.blobs, BlobDir)
+    bad = source.blobs.path(md5_b64(b"bad!"))
+    bad.write_bytes(b"BAD!")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTFS_")}
+    target_db = f"sqlite:///{tmp_path / 'target' / 'registry.sqlite3'}"
+    done = migrate(tmp_path / "src", target_db, (tmp_path / "target").as_uri(), env)
+    assert done.returncode == 1
+    digest = md5_b64(b"bad!")
+    assert f"error: source blob {digest} is damaged" in done.stderr, done.stderr
+    assert f"error: check failed: blob {digest}: missing at the target" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert Store(tmp_path / "target").blobs.read(md5_b64(b"good")) == b"good"
