@@ -85,6 +85,13 @@ _ROW_BATCH = 500
 """Rows a transaction at the target inserts: enough that a transaction's round trip is
 small beside its rows, few enough that a kill loses little."""
 
+_BATCH_TEXT = 32 << 20
+"""...or fewer, when their text adds up to this: a version of a million entries holds a
+manifest of about 100 MB, and 500 of them in one statement would not fit in memory."""
+
+_FETCH = 100
+"""Rows read from a database at a time, few for the same reason."""
+
 Progress = Callable[[str, int, str], Any]
 """``progress(label, total, unit)``: a context manager whose value has ``update(n)``."""
 
@@ -163,13 +170,13 @@ def _row_hash(row: sa.Row[Any]) -> bytes:
 
 
 def _stream(engine: Engine, statement: Any) -> Iterator[sa.Row[Any]]:
-    """The rows of a read a few thousand at a time (a server-side cursor on PostgreSQL,
+    """The rows of a read a few at a time (a server-side cursor on PostgreSQL,
     which lives only in a transaction: the engine itself is in autocommit)."""
     with engine.connect() as conn:
         if engine.dialect.name != "sqlite":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         with conn.begin():
-            result = conn.execution_options(stream_results=True, yield_per=2000).execute(
+            result = conn.execution_options(stream_results=True, yield_per=_FETCH).execute(
                 statement)
             yield from result
 
@@ -236,11 +243,14 @@ def _copy_rows(source: Engine, target: Engine, missing: dict[str, set[tuple[Any,
                 batch.clear()  # noqa: B023
 
             ordered = sa.select(table).order_by(*table.primary_key.columns)
+            weight = 0
             for row in _stream(source, ordered):
                 if _row_key(table, row) in wanted:
                     batch.append(dict(row._mapping))
-                    if len(batch) >= _ROW_BATCH:
+                    weight += sum(len(v) for v in row if isinstance(v, str))
+                    if len(batch) >= _ROW_BATCH or weight >= _BATCH_TEXT:
                         flush()
+                        weight = 0
             if batch:
                 flush()
     if target.dialect.name == "postgresql":
