@@ -309,9 +309,14 @@ def _copy_blobs(source: BlobDir, target: BlobStore | None, *, dry_run: bool, wor
                 report.bytes_copied += size
                 report.target_sizes[digest] = size
 
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
             for _ in pool.map(copy, todo):
                 pass
+        finally:
+            # after a failure (storage refusing, ^C) the blobs not started are dropped, not
+            # each tried and failed in turn
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _verify(source: Engine, target: Engine, source_blobs: BlobDir, target_blobs: BlobStore,
