@@ -19,6 +19,7 @@ import click
 from artifactfs import __version__
 from artifactfs.cli.db import db
 from artifactfs.cli.gc import gc
+from artifactfs.cli.migrate import migrate
 from artifactfs.cli.mount import mount, umount
 from artifactfs.cli.output import emit_json, fail, human_size, progress_factory, table
 from artifactfs.cli.serve import key, serve
@@ -247,6 +248,7 @@ cli.add_command(serve)
 cli.add_command(key)
 cli.add_command(db)
 cli.add_command(gc)
+cli.add_command(migrate)
 cli.add_command(save)
 cli.add_command(status)
 cli.add_command(discard)

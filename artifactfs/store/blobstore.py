@@ -139,6 +139,13 @@ class BlobStore(abc.ABC):
         """The digests among ``digests`` that have no blob here."""
         return {d for d, size in self.sizes(digests).items() if size is None}
 
+    def size_and_md5(self, digest: str) -> tuple[int, str | None]:
+        """The blob's size, and its hex MD5 as the backend recorded it when it can tell
+        without reading the bytes (an S3 object put in one piece: its ETag), else None; one
+        round trip. NotFound when it is not stored. ``migrate`` checks a blob it finds at the
+        target with it before skipping it."""
+        return self.size(digest), None
+
     @abc.abstractmethod
     def read(self, digest: str, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``[start, end)`` of a blob (to its end when ``end`` is None), fewer only

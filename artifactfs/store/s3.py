@@ -190,6 +190,13 @@ class S3BlobStore(BlobStore):
                           Key=self._blob_name(digest))
         return int(head["ContentLength"])
 
+    def size_and_md5(self, digest: str) -> tuple[int, str | None]:
+        head = self._call(f"HEAD of blob {digest}", self._s3.head_object,
+                          Key=self._blob_name(digest))
+        etag = str(head.get("ETag", "")).strip('"').lower()
+        # a multipart object's ETag is the MD5 of its parts' MD5s, with "-N": not the blob's
+        return int(head["ContentLength"]), etag if len(etag) == 32 and "-" not in etag else None
+
     def has(self, digest: str) -> bool:
         try:
             self.size(digest)
