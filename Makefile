@@ -37,11 +37,12 @@ lint: $(TSTAMP)
 
 # make bench BENCH_ARGS=--quick for a smoke run of a few minutes; the ImageNet-sized version
 # (issue 16) takes about 25 min and 6 GB of disk: IMAGENET_ARGS='--sizes 100000 --no-local'
-# for a short look
+# for a short look; scale_out.py (issue 17) starts its own PostgreSQL and SeaweedFS, a few minutes
 bench: system-deps $(TSTAMP)
 	@scripts/install-bench-deps.sh $(VENV)
 	$(PY) benchmarks/peers.py $(BENCH_ARGS)
 	$(PY) benchmarks/imagenet_scale.py $(IMAGENET_ARGS)
+	$(PY) benchmarks/scale_out.py $(SCALE_ARGS)
 
 # fault injection (issue 15): one table, also written to docs/reliability.md; about 15 min.
 # make faults FAULTS_ARGS='--only blob_corruption --n 10' for one scenario
