@@ -95,7 +95,7 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
           blob_url_base: str | None, blob_url_secret_file: Path | None,
           blob_url_lifetime: int, max_json_bytes: int,
           max_manifest_bytes: int) -> None:
-    """Serve a store folder over HTTP for a team (uvicorn; every request needs an API key).
+    """Serve a store over HTTP for a team (uvicorn; every request needs an API key).
 
     \b
     Example:
@@ -103,6 +103,9 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
       artifactfs serve --store /srv/artifacts --port 8080
       # or on PostgreSQL (after: artifactfs db upgrade --db URL)
       artifactfs serve --db postgresql://afs@db:5432/afs --blobs file:///srv/blobs
+      # or the blobs in a bucket too (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID... as for any
+      # S3 client); clients then read and upload by presigned URL (docs/storage.md)
+      artifactfs serve --db postgresql://afs@db:5432/afs --blobs s3://artifacts/registry
       # clients:
       export ARTIFACTFS_REGISTRY=http://127.0.0.1:8080 ARTIFACTFS_API_KEY=afs_...
       export ARTIFACTFS_ENTITY=myteam
