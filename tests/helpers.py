@@ -121,29 +121,26 @@ def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def allocated_bytes(top: Path) -> int:
-    """What the files under ``top`` take on disk (their allocated blocks, as ``du`` counts),
-    each file once by inode; a file removed while the walk runs is skipped."""
-    blocks: dict[int, int] = {}
+def _per_inode(top: Path, measure: Callable[[os.stat_result], int]) -> int:
+    """``measure`` of every file under ``top``, summed, each file once by inode: a file
+    renamed from one folder to another while the walk runs counts once; a file removed
+    meanwhile is skipped."""
+    found: dict[int, int] = {}
     for folder, _, names in os.walk(top):
         for name in names:
             try:
                 st = os.stat(os.path.join(folder, name))
             except FileNotFoundError:
                 continue
-            blocks[st.st_ino] = st.st_blocks * 512
-    return sum(blocks.values())
+            found[st.st_ino] = measure(st)
+    return sum(found.values())
+
+
+def allocated_bytes(top: Path) -> int:
+    """What the files under ``top`` take on disk: their allocated blocks, as ``du`` counts."""
+    return _per_inode(top, lambda st: st.st_blocks * 512)
 
 
 def folder_bytes(top: Path) -> int:
-    """Bytes of every file under ``top``, counted by inode: a file renamed from one folder
-    to another while the walk runs counts once; a file removed meanwhile is skipped."""
-    sizes: dict[int, int] = {}
-    for folder, _, names in os.walk(top):
-        for name in names:
-            try:
-                st = os.stat(os.path.join(folder, name))
-            except FileNotFoundError:
-                continue
-            sizes[st.st_ino] = st.st_size
-    return sum(sizes.values())
+    """Bytes of every file under ``top`` (their lengths)."""
+    return _per_inode(top, lambda st: st.st_size)
