@@ -19,12 +19,12 @@ from collections.abc import Callable
 
 from artifactfs.core.digests import blob_key_or_none
 
-__all__ = ["LEGACY_SCHEMA", "bring_to_schema_3", "stored_blob_keys"]
+__all__ = ["LEGACY_SCHEMA", "SCHEMA_0", "bring_to_schema_3", "stored_blob_keys"]
 
 LEGACY_SCHEMA = 3
 """The last ``PRAGMA user_version`` of the hand-written schema."""
 
-_SCHEMA_0 = """
+SCHEMA_0 = """
 CREATE TABLE IF NOT EXISTS entities (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS projects (
@@ -125,7 +125,7 @@ def bring_to_schema_3(db: sqlite3.Connection) -> int:
     ``user_version`` is at most 3 (a larger one is a newer artifactfs's, refused before).
     """
     (done,) = db.execute("PRAGMA user_version").fetchone()
-    for statement in _SCHEMA_0.split(";"):
+    for statement in SCHEMA_0.split(";"):
         if statement.strip():
             db.execute(statement)  # executescript would commit the caller's transaction
     for step in _STEPS[done:]:

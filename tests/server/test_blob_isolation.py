@@ -39,6 +39,7 @@ from artifactfs.core.manifest import Manifest
 from artifactfs.core.wire import split_batch
 from artifactfs.registry.http import HttpRegistry
 from artifactfs.store.blobs import signed_blob_url
+from artifactfs.store.legacy import SCHEMA_0
 
 TEAM, OTHER = "team", "other"
 
@@ -307,32 +308,9 @@ def test_sdk_client_uploads_what_only_another_entity_holds(reg: Any, tmp_path: P
 
 # ---- a store written by the previous schema ---------------------------------------------------
 
-# the schema of artifactfs/store/metadata.py before blob access was recorded (user_version 0),
-# kept here as it was so the test does not depend on the repository's history
-OLD_SCHEMA = """
-CREATE TABLE IF NOT EXISTS entities (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS projects (
-    id INTEGER PRIMARY KEY, entity_id INTEGER NOT NULL REFERENCES entities(id),
-    name TEXT NOT NULL, UNIQUE (entity_id, name));
-CREATE TABLE IF NOT EXISTS collections (
-    id INTEGER PRIMARY KEY, project_id INTEGER NOT NULL REFERENCES projects(id),
-    name TEXT NOT NULL, type TEXT NOT NULL, created_at REAL NOT NULL,
-    UNIQUE (project_id, name));
-CREATE TABLE IF NOT EXISTS versions (
-    id TEXT PRIMARY KEY, collection_id INTEGER NOT NULL REFERENCES collections(id),
-    idx INTEGER NOT NULL, state TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER NOT NULL,
-    file_count INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
-    description TEXT, metadata TEXT NOT NULL DEFAULT '{}', manifest TEXT NOT NULL,
-    UNIQUE (collection_id, idx));
-CREATE TABLE IF NOT EXISTS aliases (
-    collection_id INTEGER NOT NULL REFERENCES collections(id), alias TEXT NOT NULL,
-    version_id TEXT NOT NULL REFERENCES versions(id), PRIMARY KEY (collection_id, alias));
-CREATE INDEX IF NOT EXISTS aliases_by_version ON aliases (version_id);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id INTEGER PRIMARY KEY, entity TEXT NOT NULL, key_hash TEXT NOT NULL UNIQUE,
-    read_only INTEGER NOT NULL, created_at REAL NOT NULL);
-"""
+# the schema before blob access was recorded (user_version 0): the frozen copy the upgrade
+# itself starts from (store/legacy.py), so there is one text of it
+OLD_SCHEMA = SCHEMA_0
 
 
 class OldStore:

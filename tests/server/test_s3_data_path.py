@@ -202,39 +202,43 @@ def test_a_lying_client_never_gets_a_blob_under_the_claimed_digest(
     assert rw.post(f"/blobs/{blob_key(big)}/uploads", json={}).status_code == 400
 
 
-def test_an_expired_address_is_asked_for_again(
-    tmp_path: Path, seaweed: SeaweedS3, storage: RecordingProxy, s3_url: str,
-) -> None:
-    env = _s3_env(seaweed, storage)
+@pytest.fixture
+def short_lived(tmp_path: Path, seaweed: SeaweedS3, storage: RecordingProxy, s3_url: str
+                ) -> Iterator[tuple[Registry, HttpRegistry]]:
+    """A server whose blob addresses live 1 s, holding MEDIUM, and a client of it."""
     with running_registry(tmp_path, "--blob-url-lifetime", "1", blobs_url=s3_url,
-                          env=env) as reg:
+                          env=_s3_env(seaweed, storage)) as reg:
         reg.commit("p", "d", {"m": MEDIUM})
         client = HttpRegistry(reg.url, reg.rw_key)
         try:
-            digest = md5_b64(MEDIUM)
-            assert client.read_blob(digest, 0, 10) == MEDIUM[:10]
-            time.sleep(2.1)  # the remembered address has expired: storage answers 403
-            assert client.read_blob(digest, 10, 20) == MEDIUM[10:20]
+            yield reg, client
         finally:
             client.close()
-        assert reg.server.log_text().count(f"GET /api/v1/blobs/{blob_key(digest)}\" 307") == 2
+
+
+def _redirects(reg: Registry, digest: str) -> int:
+    return reg.server.log_text().count(f"GET /api/v1/blobs/{blob_key(digest)}\" 307")
+
+
+def test_an_expired_address_is_asked_for_again(
+    short_lived: tuple[Registry, HttpRegistry],
+) -> None:
+    reg, client = short_lived
+    digest = md5_b64(MEDIUM)
+    assert client.read_blob(digest, 0, 10) == MEDIUM[:10]
+    time.sleep(2.1)  # the remembered address has expired: storage answers 403
+    assert client.read_blob(digest, 10, 20) == MEDIUM[10:20]
+    assert _redirects(reg, digest) == 2
 
 
 def test_an_address_expired_on_the_way_is_asked_for_again_once(
-    tmp_path: Path, seaweed: SeaweedS3, storage: RecordingProxy, s3_url: str,
+    short_lived: tuple[Registry, HttpRegistry], storage: RecordingProxy,
 ) -> None:
-    env = _s3_env(seaweed, storage)
-    with running_registry(tmp_path, "--blob-url-lifetime", "1", blobs_url=s3_url,
-                          env=env) as reg:
-        reg.commit("p", "d", {"m": MEDIUM})
-        client = HttpRegistry(reg.url, reg.rw_key)
-        try:
-            storage.delay_next = 2.0  # the first address reaches storage expired: 403
-            digest = md5_b64(MEDIUM)
-            assert client.read_blob(digest, 0, 10) == MEDIUM[:10]
-        finally:
-            client.close()
-        assert reg.server.log_text().count(f"GET /api/v1/blobs/{blob_key(digest)}\" 307") == 2
+    reg, client = short_lived
+    storage.delay_next = 2.0  # the first address reaches storage expired: 403
+    digest = md5_b64(MEDIUM)
+    assert client.read_blob(digest, 0, 10) == MEDIUM[:10]
+    assert _redirects(reg, digest) == 2
 
 
 def test_storage_stopped_is_a_clear_error_and_no_partial_version(
