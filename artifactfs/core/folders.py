@@ -239,14 +239,21 @@ def parse_folders(text: str | bytes, paths: Sequence[str]) -> list[FolderListing
                               f"{len(paths)} listings")
     # one pause for the whole batch: a sweep's batch is a large build (core/collector.py),
     # where a pause per folder let the collector walk the growing heap between folders
-    with collector_paused():
+    with collector_paused(objects=sum(_files_in(item) for item in raw)):
         return [parse_folder(item, path) for item, path in zip(raw, paths, strict=False)]
 
 
 def parse_stored(texts: Sequence[str], paths: Sequence[str]) -> list[FolderListing]:
     """Stored listings (``folder_rows``' JSON) of ``paths``, one text each, parsed."""
-    with collector_paused():
-        return [parse_folder(json.loads(t), p) for t, p in zip(texts, paths, strict=True)]
+    raws = [json.loads(t) for t in texts]
+    with collector_paused(objects=sum(_files_in(raw) for raw in raws)):
+        return [parse_folder(raw, p) for raw, p in zip(raws, paths, strict=True)]
+
+
+def _files_in(raw: object) -> int:
+    """How many entries a folder listing's JSON makes (what its pause is told)."""
+    files = raw.get("files") if isinstance(raw, dict) else None
+    return len(files) if isinstance(files, dict) else 0
 
 
 def join_rows(rows: Iterable[str]) -> str:

@@ -358,7 +358,7 @@ class Manifest:
         # proved for all paths at once (_all_plain_paths) and the entry made in
         # entries_from_contents; the folders are worked out once at the end. At 1.28
         # million entries this takes a third of the time of adding them one by one.
-        with collector_paused():
+        with collector_paused(objects=len(contents)):
             entries = entries_from_contents(contents, plain=_all_plain_paths(contents),
                                             consume=consume)
             manifest._set_entries(entries)
@@ -411,7 +411,7 @@ def entries_from_contents(contents: dict[str, Any], *, plain: bool, prefix: str 
     """
     make_entry, new_entry, none = ManifestEntry.from_dict, ManifestEntry, _NO_KEYS
     entries: dict[str, ManifestEntry] = {}
-    with collector_paused():
+    with collector_paused(objects=len(contents)):
         for key, value in contents.items():
             path = prefix + key if prefix else key
             if plain and type(value) is dict:

@@ -14,7 +14,7 @@ Touched only on the event loop: no lock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -143,7 +143,7 @@ class InodeTable:
         self._keys[new] = self._keys.pop(old)
 
     def entry_nodes(
-        self, folder: Node, prefix: str, names: Iterable[str],
+        self, folder: Node, prefix: str, names: Sequence[str],
         entries: Mapping[str, ManifestEntry | None] | None, is_file: Callable[[str], bool],
     ) -> list[Node]:
         """The nodes of ``names`` in the folder ``prefix`` of the NAME:LABEL ``folder``,
@@ -159,7 +159,7 @@ class InodeTable:
         if paths is None:
             paths = self._paths[finode] = {}
         get = entries.get if entries is not None else None
-        with collector_paused():  # many long-lived objects at once
+        with collector_paused(objects=len(names)):  # many long-lived objects at once
             out = []
             for name in names:
                 path = prefix + name
