@@ -497,7 +497,11 @@ class ArtifactOperations(pyfuse3.Operations):
         # that it does not share the first round trip (time to first byte).
         nursery = self.nursery
         first_read = ahead.next_offset == -1
-        if nursery is not None and not first_read:
+        # Recorded as it arrives, the first read too: the reads the kernel sends while the
+        # first one is fetched then continue it and fetch ahead, where each of them, taken
+        # for a first read as well, fetched its own chunk alone.
+        sequential = ahead.advance(off, size)
+        if nursery is not None and sequential and not first_read:
             self.reader.schedule_readahead(nursery, entry, ahead, off, size)
         try:
             data = await self.reader.read(entry, off, size)
@@ -508,7 +512,7 @@ class ArtifactOperations(pyfuse3.Operations):
                 version.qualified_name if version else "?", entry.path, entry.digest, exc,
             )
             raise pyfuse3.FUSEError(errno.EIO) from None
-        if nursery is not None and first_read:
+        if nursery is not None and sequential and first_read:
             self.reader.schedule_readahead(nursery, entry, ahead, off, size)
         return data
 

@@ -60,6 +60,26 @@ def test_reads_a_little_out_of_order_still_count_as_sequential():
     assert not state.advance(furthest - 9 * CHUNK_SIZE, READ)  # too far behind: a seek
 
 
+def test_a_read_a_few_reads_past_the_furthest_still_counts_as_sequential():
+    """The read before it has not reached the daemon's task yet: that is no seek either.
+    Taken for one, it reset the window, and a sequential read of 49 chunks through a
+    mount took up to 20 requests instead of 12."""
+    state = ReadAhead(cap=8)
+    _read_on(state, 0, 4, size=CHUNK_SIZE)
+    furthest = state.next_offset
+    assert state.advance(furthest + CHUNK_SIZE, CHUNK_SIZE)  # one read skipped for now
+    assert (state.window, state.next_offset) == (8, furthest + 2 * CHUNK_SIZE)
+    assert state.advance(furthest, CHUNK_SIZE)  # and the one it passed, behind it now
+    assert state.window == 8
+
+
+def test_a_read_far_past_the_furthest_is_a_seek():
+    state = ReadAhead(cap=8)
+    _read_on(state, 0, 4)  # 128 KiB reads
+    assert not state.advance(state.next_offset + 5 * READ, READ)  # past four reads of its size
+    assert state.window == 0
+
+
 def test_a_cap_of_zero_never_reads_ahead():
     state = ReadAhead(cap=0)
     assert _read_on(state, 0, 4) == [0, 0, 0, 0]
