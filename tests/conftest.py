@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import scale_out
 from helpers import ARTIFACTFS, RegistryServer
 from pg import PgCluster
 from scale_out import SCALE_OUT, TRANSPORTS, pg_s3_registry
@@ -19,8 +20,10 @@ from artifactfs.sdk import Api
 from artifactfs.store import Store
 from artifactfs.store.s3 import S3BlobStore
 
-# the pg-s3 transport and the check that its tests reach every route of the server
-pytest_plugins = ["scale_out"]
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the check that the pg-s3 runs reach every route of the server (tests/scale_out.py)
+    config.pluginmanager.register(scale_out, "scale_out")
 
 
 @pytest.fixture(scope="session")

@@ -140,7 +140,7 @@ def _is_scale_out(item: pytest.Item) -> bool:
     return callspec is not None and callspec.params.get("transport") == SCALE_OUT
 
 
-# ---- the hooks (this module is a plugin: tests/conftest.py names it in pytest_plugins) --------
+# ---- the hooks (tests/conftest.py registers this module as a plugin) ---------------------------
 
 
 def pytest_configure(config: pytest.Config) -> None:
