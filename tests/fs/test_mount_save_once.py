@@ -77,6 +77,7 @@ def crash_after_commit(mount: Mount, mount_factory, env: dict[str, str], run_cli
     return again
 
 
+@scale_out
 @pytest.mark.parametrize("force", [False, True])
 def test_a_save_retried_after_a_crash_reports_its_version_and_makes_no_other(
     dataset: Artifact, mounted: Mount, mount_factory, env: dict[str, str], run_cli,
@@ -153,6 +154,7 @@ def test_a_save_whose_version_was_deleted_since_commits_again(
     assert read_tree(Path(v2)) == {"b.txt": b"beta\n", "c.txt": b"gamma\n"}
 
 
+@scale_out
 def test_what_is_written_while_a_save_runs_is_never_lost(
     dataset: Artifact, mounted: Mount, run_cli, env: dict[str, str], api: Api, tmp_path: Path
 ) -> None:
