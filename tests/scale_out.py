@@ -33,8 +33,8 @@ from typing import Any
 import pytest
 from helpers import RegistryServer
 
-__all__ = ["SCALE_OUT", "TRANSPORTS", "pg_s3_registry", "record_routes", "scale_out",
-           "servers_and_scale_out"]
+__all__ = ["SCALE_OUT", "TRANSPORTS", "answered_requests", "never_answered", "pg_s3_registry",
+           "record_routes", "scale_out", "servers_and_scale_out"]
 
 TRANSPORTS = ("embedded", "server")
 """What every SDK, CLI and mount test runs on (the ``transport`` fixture's own params)."""
@@ -90,10 +90,13 @@ def pg_s3_registry(env: dict[str, str], tmp_path: Path,
 
 def record_routes(log_text: str) -> None:
     """Note every request a pg-s3 server's log says it answered through a route."""
-    for line in log_text.splitlines():
-        found = _ACCESS.search(line)
-        if found and found.group(3) not in _NOT_ROUTED:
-            _answered.add((found.group(1), found.group(2)))
+    _answered.update(answered_requests(log_text))
+
+
+def answered_requests(log_text: str) -> set[tuple[str, str]]:
+    """(method, path) of each request a server's log says it answered through a route."""
+    found = (_ACCESS.search(line) for line in log_text.splitlines())
+    return {(m.group(1), m.group(2)) for m in found if m and m.group(3) not in _NOT_ROUTED}
 
 
 def server_routes() -> list[tuple[str, str, re.Pattern[str]]]:
@@ -118,10 +121,10 @@ def server_routes() -> list[tuple[str, str, re.Pattern[str]]]:
     return found
 
 
-def never_answered() -> list[str]:
-    """``METHOD /template`` of each route no pg-s3 server answered during this run."""
+def never_answered(answered: set[tuple[str, str]]) -> list[str]:
+    """``METHOD /template`` of each route that none of the ``answered`` requests reached."""
     return [f"{method} {path}" for method, path, regex in server_routes()
-            if not any(m == method and regex.match(p) for m, p in _answered)]
+            if not any(m == method and regex.match(p) for m, p in answered)]
 
 
 def _whole_tree(config: pytest.Config) -> bool:
@@ -163,7 +166,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         _run["verdict"] = ("not checked: this run did not select the whole subset, or a test "
                            "failed")
         return
-    missing = never_answered()
+    missing = never_answered(_answered)
     if missing:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         _run["verdict"] = (f"FAILED: {len(missing)} route(s) never answered on {SCALE_OUT} "

@@ -1,7 +1,8 @@
 """What the scale-out subset (tests/scale_out.py) reaches only here, since no other test of the
 SDK, CLI and mount suites does it: a file large enough for a multipart upload to S3, a
 manifest committed by reference, and blobs uploaded and looked at (HEAD) through the server,
-as a client other than ours (curl, an older artifactfs) does.
+as a client other than ours (curl, an older artifactfs) does. And the route check itself, on
+a real server's log.
 """
 
 from __future__ import annotations
@@ -10,8 +11,15 @@ import hashlib
 from pathlib import Path
 
 import httpx
+import pytest
 from helpers import rand_bytes
-from scale_out import SCALE_OUT, scale_out, servers_and_scale_out
+from scale_out import (
+    SCALE_OUT,
+    answered_requests,
+    never_answered,
+    scale_out,
+    servers_and_scale_out,
+)
 
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import blob_key, md5_b64
@@ -103,3 +111,26 @@ def test_blobs_put_through_the_server_and_a_manifest_committed_by_reference(
     log = (tmp_path / "server.log").read_text()
     assert '"POST /api/v1/entities/local/projects/proj/collections/byref/versions" 201' in log
     assert log.count('"PUT /api/v1/blobs/') == len(files) + 2  # the manifest, the refused one
+
+
+@pytest.mark.parametrize("transport", ["server"], indirect=True)
+def test_the_route_check_counts_only_what_a_route_answered(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Read from a real server's access log: a refused key (401) and a method a path does not
+    take (405) reached no route; HEAD is a route apart only on the blob route."""
+    url, key = env["ARTIFACTFS_REGISTRY"] + "/api/v1", env["ARTIFACTFS_API_KEY"]
+    auth = {"Authorization": f"Bearer {key}"}
+    projects = "/entities/local/projects"
+    assert httpx.get(url + projects, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert httpx.delete(url + "/blobs/" + "0" * 32, headers=auth).status_code == 405
+    assert httpx.head(url + projects, headers=auth).status_code == 200
+    assert httpx.get(url + "/blobs/" + "0" * 32 + "/chunks", headers=auth).status_code == 404
+    answered = answered_requests((tmp_path / "server.log").read_text())
+    assert answered == {("HEAD", "/api/v1" + projects),
+                        ("GET", "/api/v1/blobs/" + "0" * 32 + "/chunks")}
+    missing = never_answered(answered)
+    assert "GET /api/v1/blobs/{key}/chunks" not in missing
+    assert {"GET /api/v1/entities/{entity}/projects", "HEAD /api/v1/blobs/{key}",
+            "DELETE /api/v1/versions/{vid}"} <= set(missing)
+    assert not any(m.startswith("HEAD /api/v1/entities") for m in missing)
