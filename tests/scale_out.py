@@ -56,6 +56,9 @@ _NOT_ROUTED = frozenset({"401", "403", "405"})
 # Starlette answers HEAD on every GET route by running the GET; only the blob route answers
 # it itself (the size from the store, never a redirect), so only there is it a route apart
 _HEAD_ROUTES = frozenset({"/api/v1/blobs/{key}"})
+# routes no access log can show: a load balancer's health polls, whose 200 answers the server
+# leaves out of its log (they would be most of it); their own tests are in tests/server
+_NOT_LOGGED = frozenset({"/api/v1/health"})
 
 _answered: set[tuple[str, str]] = set()  # (method, path) a pg-s3 server answered
 _run: dict[str, Any] = {"selected": 0, "dropped": 0, "verdict": None}
@@ -100,7 +103,8 @@ def answered_requests(log_text: str) -> set[tuple[str, str]]:
 
 
 def server_routes() -> list[tuple[str, str, re.Pattern[str]]]:
-    """(method, path template, its regular expression) of every route of ``create_app``."""
+    """(method, path template, its regular expression) of every route of ``create_app`` that
+    a log can show."""
     from starlette.routing import Route
 
     from artifactfs.server.app import create_app
@@ -116,7 +120,7 @@ def server_routes() -> list[tuple[str, str, re.Pattern[str]]]:
     for route in app.routes:
         assert isinstance(route, Route), f"not a Route: {route!r}"
         for method in sorted(route.methods or ()):
-            if method != "HEAD" or route.path in _HEAD_ROUTES:
+            if route.path not in _NOT_LOGGED and (method != "HEAD" or route.path in _HEAD_ROUTES):
                 found.append((method, route.path, route.path_regex))
     return found
 
