@@ -9,14 +9,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import scale_out
 from helpers import ARTIFACTFS, RegistryServer
 from pg import PgCluster
+from scale_out import SCALE_OUT, TRANSPORTS, pg_s3_registry
 from seaweed import SeaweedS3
 
 from artifactfs.config import Config
 from artifactfs.sdk import Api
 from artifactfs.store import Store
 from artifactfs.store.s3 import S3BlobStore
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the check that the pg-s3 runs reach every route of the server (tests/scale_out.py)
+    config.pluginmanager.register(scale_out, "scale_out")
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +63,10 @@ def open_store(engine_name: str, tmp_path: Path,
     return lambda: Store(db=url, blobs=(tmp_path / "store").as_uri())
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
-    """Which registry transport a test runs on: every SDK, CLI and mount test runs on both."""
+    """Which registry transport a test runs on: every SDK, CLI and mount test runs on both,
+    and those of the scale-out subset (``@scale_out``, tests/scale_out.py) on pg-s3 too."""
     return str(request.param)
 
 
@@ -71,7 +79,9 @@ def env(tmp_path: Path, transport: str, request: pytest.FixtureRequest
     serves, so tests can inspect or damage it from outside the way an operator could. The
     ``s3`` transport, which a test asks for by ``@pytest.mark.parametrize("transport",
     ["s3"])``, is a server whose blobs are in a real S3 service (SeaweedFS) under a prefix of
-    the test's own; clients read and write them there by presigned URL.
+    the test's own; clients read and write them there by presigned URL. On ``pg-s3``
+    (tests/scale_out.py) the server's metadata is in PostgreSQL too, and there is no store
+    folder: ``ARTIFACTFS_STORE`` is unset.
     """
     out = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTFS_")}
     store = tmp_path / "store"
@@ -82,6 +92,10 @@ def env(tmp_path: Path, transport: str, request: pytest.FixtureRequest
     )
     if transport == "embedded":
         yield out
+        return
+    if transport == SCALE_OUT:
+        with pg_s3_registry(out, tmp_path, request) as clients:
+            yield clients
         return
     key = Store(store).db.create_key("local")
     server_env, blobs_url = out, None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import make_tree
+from scale_out import scale_out
 
 from artifactfs import Api, Artifact
 from artifactfs.core.digests import md5_b64
@@ -73,6 +74,7 @@ def files_under(folder: Path) -> dict[str, bytes]:
 # ---- push -------------------------------------------------------------------------------
 
 
+@scale_out
 def test_push_prints_the_new_version(run_cli, api: Api, src: Path, tmp_path: Path) -> None:
     proc = ok(run_cli("push", str(src), "vision/mnist", "--type", "dataset"))
     assert proc.stdout.strip() == "vision/mnist:v0"
@@ -115,6 +117,7 @@ def listed(api: Api, tmp_path: Path) -> Api:
     return api
 
 
+@scale_out
 def test_ls_json_at_every_level(run_cli, listed: Api) -> None:
     assert json.loads(ok(run_cli("ls", "--json")).stdout) == [
         {"entity": "local", "project": "audio"},
@@ -154,6 +157,7 @@ def test_ls_tables_at_every_level(run_cli, listed: Api) -> None:
 # ---- download and verify ----------------------------------------------------------------
 
 
+@scale_out
 def test_download_and_verify(run_cli, api: Api, tmp_path: Path) -> None:
     seed(api, tmp_path, "vision/mnist", FILES)
     dest = tmp_path / "dl"
@@ -291,6 +295,7 @@ def test_bad_environment_is_refused_cleanly(run_cli, variable: str, value: str) 
     assert variable in err or value in err
 
 
+@scale_out
 def test_not_found_names_what_was_looked_for(run_cli, api: Api, tmp_path: Path) -> None:
     err = refused(run_cli("download", "vision/mnist"))
     assert "local/vision/mnist:latest" in err

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers import make_tree
+from scale_out import scale_out
 
 from artifactfs import (
     Api,
@@ -106,6 +107,7 @@ def versions(api: Api, name: str = "data") -> list[str]:
 # ---- the client -------------------------------------------------------------------------
 
 
+@scale_out
 def test_new_artifact_saves_through_the_configured_registry(api: Api, src: Path) -> None:
     art = Artifact("data", "dataset")
     art.add_file(src / "a.txt")
@@ -254,6 +256,7 @@ def test_alias_rules_apply_when_set() -> None:
 # ---- saving and attributes --------------------------------------------------------------
 
 
+@scale_out
 def test_committed_attributes(api: Api, src: Path) -> None:
     art = save_dir(src, description="first", metadata={"rows": 3}, aliases=["best"])
     got = api.artifact(f"{PROJECT}/data:best")
@@ -297,6 +300,7 @@ def test_versions_count_up_and_latest_follows(api: Api, tmp_path: Path) -> None:
     assert api.artifact(f"{PROJECT}/data:v0").aliases == []
 
 
+@scale_out
 def test_aliases_set_and_saved_move_them(api: Api, tmp_path: Path) -> None:
     v0 = save_bytes(tmp_path, {"f.txt": b"0"}, aliases=("best", "prod"))
     v1 = save_bytes(tmp_path, {"f.txt": b"1"})
@@ -320,6 +324,7 @@ def test_aliases_set_and_saved_move_them(api: Api, tmp_path: Path) -> None:
     assert api.artifact(f"{PROJECT}/data:v1").aliases == []
 
 
+@scale_out
 def test_description_and_metadata_change_in_place(api: Api, tmp_path: Path) -> None:
     save_bytes(tmp_path, {"f.txt": b"0"})
     art = api.artifact(f"{PROJECT}/data:latest")
@@ -428,6 +433,7 @@ def test_not_found_names_what_was_looked_for(api: Api, tmp_path: Path) -> None:
         api.artifact(f"{PROJECT}/data:a/b")
 
 
+@scale_out
 def test_from_id_and_expected_type(api: Api, tmp_path: Path) -> None:
     art = save_bytes(tmp_path, {"f": b"0"})
     same = Artifact.from_id(art.id, api)
@@ -443,6 +449,7 @@ def test_from_id_and_expected_type(api: Api, tmp_path: Path) -> None:
 # ---- deleting ---------------------------------------------------------------------------
 
 
+@scale_out
 def test_delete_rules(api: Api, tmp_path: Path) -> None:
     save_bytes(tmp_path, {"f": b"0"}, aliases=("best",))
     save_bytes(tmp_path, {"f": b"1"})
@@ -736,6 +743,7 @@ def test_not_implemented_parts(api: Api, tmp_path: Path) -> None:
 # ---- failures midway --------------------------------------------------------------------
 
 
+@scale_out
 def test_save_failing_midway_leaves_no_version_and_no_moved_alias(
     api: Api, tmp_path: Path
 ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fs.conftest import Mount, drop_caches
 from helpers import make_tree
+from scale_out import scale_out
 
 from artifactfs.sdk import Api, Artifact
 
@@ -30,6 +31,7 @@ def push(api: Api, tmp_path: Path) -> Artifact:
     return art.save(project="vision")
 
 
+@scale_out
 def test_a_read_fetches_its_folders_and_a_walk_fetches_each_folder_once(
         api: Api, tmp_path: Path, mounted: Mount) -> None:
     push(api, tmp_path)

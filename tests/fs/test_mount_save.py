@@ -33,6 +33,7 @@ from fs.test_mount_writes import (
     versions,
 )
 from helpers import RegistryServer, make_tree
+from scale_out import scale_out
 
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.core.digests import blob_key, md5_b64
@@ -91,6 +92,7 @@ def stage_some_changes(folder: Path) -> dict[str, bytes]:
 # ---- saving -----------------------------------------------------------------------------------
 
 
+@scale_out
 def test_copied_folder_is_saved_as_a_new_version_and_the_old_one_is_unchanged(
     dataset: Artifact, api: Api, run_cli, mounted: Mount, tmp_path: Path
 ):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fs.conftest import Mount, drop_caches
 from helpers import make_tree
+from scale_out import scale_out
 
 from artifactfs.sdk import Api, Artifact
 
@@ -40,6 +41,7 @@ def dataset(api: Api, tmp_path: Path) -> Artifact:
     return push(api, tmp_path, FILES)
 
 
+@scale_out
 def test_tree_lists_projects_types_versions_and_aliases(dataset: Artifact, mounted: Mount):
     root = mounted.path
     assert os.listdir(root) == ["vision"]
