@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import threading
@@ -205,6 +206,27 @@ def alias_rows(replicas: Replicas, project: str, name: str) -> list[tuple[str, i
         " WHERE p.name = %s AND c.name = %s ORDER BY a.alias", (project, name))]
 
 
+_REQUEST_LINE = re.compile(r'"([A-Z]+) (\S+)" (\d{3}) ')
+
+
+def requests_served(server: RegistryServer, since: int = 0) -> list[tuple[str, str, int]]:
+    """``(method, path, status)`` of every request in the server's log past character
+    ``since`` (a mark taken when a test began: the module's replicas serve every test)."""
+    return [(m, p, int(s)) for m, p, s in _REQUEST_LINE.findall(server.log_text()[since:])]
+
+
+def log_marks(*servers: RegistryServer) -> dict[str, int]:
+    return {server.url: len(server.log_text()) for server in servers}
+
+
+def assert_no_faults(marks: dict[str, int], *servers: RegistryServer) -> None:
+    """No request since ``marks`` answered 5xx: a race that failed a request and was hidden
+    by the client's retry (a keyed commit is retried on a 500) still fails the test."""
+    faults = [r for server in servers for r in requests_served(server, marks.get(server.url, 0))
+              if r[2] >= 500]
+    assert faults == []
+
+
 def assert_no_secrets(replicas: Replicas, seaweed: SeaweedS3, *servers: RegistryServer
                       ) -> None:
     for server in servers:
@@ -224,6 +246,7 @@ def test_eight_clients_push_to_one_collection_through_two_replicas(
     replica and compared); the 8 sends of each commit's key through the other replica,
     racing the first sends, made no version of their own."""
     project = unique("push")
+    marks = log_marks(*replicas.servers)
     files = [{f"client-{i}.txt": f"client {i}\n".encode(),
               # past one chunk: a presigned PUT the server reads back for its chunk index
               "weights.bin": rand_bytes(CHUNK_SIZE + (CHUNK_SIZE // 2) + i, seed=1700 + i)}
@@ -258,6 +281,16 @@ def test_eight_clients_push_to_one_collection_through_two_replicas(
         finally:
             api.close()
         assert got == files[i]
+    # each of the 16 sends answered 201 at the first attempt: none failed and was retried
+    def commits() -> list[int]:
+        # a request's log line is written once its answer is out: wait for the last
+        return [status for server in replicas.servers
+                for method, path, status in requests_served(server, marks[server.url])
+                if method == "POST" and path.endswith("/collections/shared/versions")]
+
+    wait_until(lambda: len(commits()) >= 2 * CLIENTS, timeout=10)
+    assert commits() == [201] * 2 * CLIENTS
+    assert_no_faults(marks, *replicas.servers)
     # the bytes went to storage and came back from it, not through the replicas
     for server in replicas.servers:
         assert '"PUT /api/v1/blobs/' not in server.log_text()
@@ -288,8 +321,8 @@ def test_eight_clients_moving_aliases_through_two_replicas_end_as_a_serial_order
       on it was a move (0-3), or on none (a removal by 4-7 came last). So ``best`` and
       ``prod`` are each on one of v0..v3 or on none, never on v4..v7, and ``latest`` (moved
       by no one) stays on v11.
-    - C, deletes racing moves onto the versions deleted: clients 0-3 move ``best`` to
-      v8..v11 (one each), 4 times; clients 4-7 each move ``prod`` to one of v8..v11 and
+    - B, deletes racing moves onto the versions deleted: clients 0-3 move ``best`` to
+      v8..v11 (one each), 8 times; clients 4-7 each move ``prod`` to one of v8..v11 and
       then delete that version with its aliases, through the other replica than the one
       its mover of ``best`` uses. Every move answers 200 or 404 ("not found": the version
       is gone), never anything else, and never 200 after a 404. ``prod`` ends on no version
@@ -297,13 +330,14 @@ def test_eight_clients_moving_aliases_through_two_replicas_end_as_a_serial_order
       ``best`` likewise once any move of it to v8..v11 succeeded, else where A left it;
       ``latest`` goes back to v7 (four deletes of the four newest at once, each choosing
       the newest left under the collection's lock).
-    - B, two aliases moved in one request: the API moves several aliases at once only in
+    - C, two aliases moved in one request: the API moves several aliases at once only in
       a commit (``aliases``), with ``latest``. 8 commits at once, each naming ``best`` and
       ``prod``: numbered v12..v19 (v8..v11's numbers are never used again), and
       ``latest``, ``best`` and ``prod`` all three on v19 and on no other version: the last
       commit of any serial order takes all three together.
     """
     project = unique("aliases")
+    marks = log_marks(*replicas.servers)
     with clients_of(replicas) as clients:
         seed = upload(clients[0], tmp_path / "seed", {"seed.txt": b"one blob for all\n"})
         entry = next(iter(seed))
@@ -348,11 +382,11 @@ def test_eight_clients_moving_aliases_through_two_replicas_end_as_a_serial_order
         for alias in ("best", "prod"):
             assert after_a.get(alias, []) in ([], [0], [1], [2], [3]), after_a
 
-        # ---- C: deletes racing moves onto the versions deleted
+        # ---- B: deletes racing moves onto the versions deleted
         def mover(i: int) -> Callable[[], list[int]]:
             def run() -> list[int]:
                 answers = []
-                for _ in range(ROUNDS):
+                for _ in range(2 * ROUNDS):
                     try:
                         clients[i].add_alias(doomed[i].id, "best")
                         answers.append(200)
@@ -375,24 +409,25 @@ def test_eight_clients_moving_aliases_through_two_replicas_end_as_a_serial_order
         moves = answers[:4]
         for got in moves:
             assert got == sorted(got) and set(got) <= {200, 404}, moves
-        after_c = state()
-        assert after_c["latest"] == [7]
-        assert "prod" not in after_c
+        after_b = state()
+        assert after_b["latest"] == [7]
+        assert "prod" not in after_b
         if any(200 in got for got in moves):
-            assert "best" not in after_c
+            assert "best" not in after_b
         else:
-            assert after_c.get("best", []) == after_a.get("best", [])
+            assert after_b.get("best", []) == after_a.get("best", [])
         gone = replicas.sql("SELECT state FROM versions WHERE id = ANY(%s)",
                             ([v.id for v in doomed],))
         assert [s for (s,) in gone] == [DELETED] * 4
 
-        # ---- B: two aliases moved together, by committing
+        # ---- C: two aliases moved together, by committing
         made = at_once([lambda i=i: commit(clients[i], f"b{i}", ("best", "prod"))
                         for i in range(CLIENTS)])
         assert sorted(v.index for v in made) == list(range(12, 20))
         assert state() == {"latest": [19], "best": [19], "prod": [19]}
         listed = clients[1].list_versions(ENTITY, project, "m")
         assert [v.index for v in listed] == [*range(8), *range(12, 20)]
+    assert_no_faults(marks, *replicas.servers)
 
 
 # ---- a replica killed ------------------------------------------------------------------------
@@ -409,6 +444,7 @@ def test_a_replica_killed_mid_commit_leaves_no_partial_version(
     other replicas at once, makes exactly one version, v1."""
     project = unique("killed")
     a, b = replicas.servers
+    marks = log_marks(a, b)
     files = {"labels/a.txt": b"cat\n", "images/b.bin": rand_bytes(CHUNK_SIZE + 99, seed=17)}
     key = f"killed-{secrets.token_hex(8)}"
     with clients_of(replicas, 2) as (one, two):
@@ -490,6 +526,7 @@ def test_a_replica_killed_mid_commit_leaves_no_partial_version(
     finally:
         api.close()
     assert f"committed {ENTITY}/{project}/data:v1" in a.log_text() + b.log_text()
+    assert_no_faults(marks, a, b, spare)
 
 
 def test_a_client_carries_on_through_the_other_replica_when_its_own_dies(
@@ -502,6 +539,7 @@ def test_a_client_carries_on_through_the_other_replica_when_its_own_dies(
     index), the uploaded blob as present, and v1 committed on it; the SDK downloads and
     verifies both versions through it."""
     project = unique("failover")
+    marks = log_marks(*replicas.servers)
     big = rand_bytes(2 * CHUNK_SIZE + 5, seed=23)
     files = {"README.md": b"shards of a dataset\n", "shards/0.bin": big}
     later = {"shards/1.bin": rand_bytes(CHUNK_SIZE // 3, seed=24)}
@@ -548,3 +586,4 @@ def test_a_client_carries_on_through_the_other_replica_when_its_own_dies(
     finally:
         api.close()
     assert_no_secrets(replicas, seaweed, spare, survivor)
+    assert_no_faults(marks, spare, survivor)
