@@ -20,6 +20,9 @@ pid, as a crash or the OOM killer would.
   makes one version, with the next number.
 - A replica killed between a client's requests: the other serves everything the first one
   committed and took, blob bytes by presigned URL included, and commits what it took.
+- A replica whose machine vanishes mid-commit (a relay in front of PostgreSQL falls silent,
+  then the replica is killed): PostgreSQL hears no close, and the collection stays locked
+  until the ``idle_in_transaction_session_timeout`` docs/deploy.md advises ends the session.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ import os
 import re
 import secrets
 import signal
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -433,6 +438,42 @@ def test_eight_clients_moving_aliases_through_two_replicas_end_as_a_serial_order
 # ---- a replica killed ------------------------------------------------------------------------
 
 
+def collection_id(replicas: Replicas, project: str, name: str) -> int:
+    rows = replicas.sql("SELECT c.id FROM collections c JOIN projects p ON p.id = c.project_id"
+                        " WHERE p.name = %s AND c.name = %s", (project, name))
+    return int(rows[0][0])
+
+
+@contextlib.contextmanager
+def latest_row_locked(replicas: Replicas, cid: int) -> Iterator[Callable[[], int]]:
+    """The ``latest`` alias row of collection ``cid`` locked by a session of the test's own
+    until the block ends: a commit to the collection then stops inside its transaction,
+    after it has written the version row and its folder rows, where it moves ``latest``.
+    Yields a function that waits for such a commit and returns its backend's pid."""
+    holder = psycopg.connect(replicas.cluster.dsn(replicas.database))
+    try:
+        holder.execute("SELECT 1 FROM aliases WHERE collection_id = %s AND alias = 'latest'"
+                       " FOR UPDATE", (cid,))
+
+        def stopped() -> int:
+            waiting = wait_until(lambda: replicas.sql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO aliases%%'",
+                (replicas.database,)), timeout=30)
+            assert waiting, "the commit never reached its move of 'latest'"
+            pid = int(waiting[0][0])
+            written = {r[0] for r in replicas.sql(
+                "SELECT relation::regclass::text FROM pg_locks WHERE pid = %s"
+                " AND locktype = 'relation' AND mode = 'RowExclusiveLock'", (pid,))}
+            assert {"versions", "version_folders"} <= written, written
+            return pid
+
+        yield stopped
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 def test_a_replica_killed_mid_commit_leaves_no_partial_version(
         replicas: Replicas, spare: RegistryServer, tmp_path: Path) -> None:
     """The spare replica's commit is held inside its transaction, after it wrote the
@@ -452,43 +493,29 @@ def test_a_replica_killed_mid_commit_leaves_no_partial_version(
                         manifest=upload(one, tmp_path / "v0", {"first.txt": b"v0\n"}))
         dying = replicas.client(spare, attempts=1)
         manifest = upload(dying, tmp_path / "v1", files)
-        (cid,) = replicas.sql(
-            "SELECT c.id FROM collections c JOIN projects p ON p.id = c.project_id"
-            " WHERE p.name = %s AND c.name = 'data'", (project,))[0]
+        cid = collection_id(replicas, project, "data")
         folders_of_v0 = replicas.sql(
             "SELECT count(*) FROM version_folders WHERE version_id = %s", (v0.id,))[0][0]
-        holder = psycopg.connect(replicas.cluster.dsn(replicas.database))
         pool = ThreadPoolExecutor(1)
         try:
-            holder.execute("SELECT 1 FROM aliases WHERE collection_id = %s AND alias = 'latest'"
-                           " FOR UPDATE", (cid,))
-            sent = pool.submit(dying.commit, entity=ENTITY, project=project, name="data",
-                               type_="dataset", manifest=manifest, aliases=["candidate"],
-                               commit_key=key)
-            waiting = wait_until(lambda: replicas.sql(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s"
-                " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO aliases%%'",
-                (replicas.database,)), timeout=30)
-            assert waiting, "the spare replica's commit never reached its alias move"
-            (pid,) = waiting[0]
-            written = {r[0] for r in replicas.sql(
-                "SELECT relation::regclass::text FROM pg_locks WHERE pid = %s"
-                " AND locktype = 'relation' AND mode = 'RowExclusiveLock'", (pid,))}
-            assert {"versions", "version_folders"} <= written, written
-            assert replicas.sql(
-                "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
-                " WHERE d.datname = %s AND l.locktype = 'advisory' AND l.mode = 'ShareLock'"
-                " AND l.granted", (replicas.database,))[0][0] == 1  # the commit's gc lock
-            # in the middle of the commit, the other replicas see nothing of it
-            assert [v.id for v in two.list_versions(ENTITY, project, "data")] == [v0.id]
+            with latest_row_locked(replicas, cid) as stopped:
+                sent = pool.submit(dying.commit, entity=ENTITY, project=project, name="data",
+                                   type_="dataset", manifest=manifest, aliases=["candidate"],
+                                   commit_key=key)
+                pid = stopped()
+                assert replicas.sql(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+                    " WHERE d.datname = %s AND l.locktype = 'advisory' AND l.mode = 'ShareLock'"
+                    " AND l.granted", (replicas.database,))[0][0] == 1  # the commit's gc lock
+                # in the middle of the commit, the other replicas see nothing of it
+                assert [v.id for v in two.list_versions(ENTITY, project, "data")] == [v0.id]
 
-            os.kill(spare.proc.pid, signal.SIGKILL)
-            assert spare.proc.wait(timeout=30) == -signal.SIGKILL
-            with pytest.raises(RegistryUnavailable):
-                sent.result(timeout=60)
+                os.kill(spare.proc.pid, signal.SIGKILL)
+                assert spare.proc.wait(timeout=30) == -signal.SIGKILL
+                with pytest.raises(RegistryUnavailable):
+                    sent.result(timeout=60)
+            # the lock is given up: the orphaned backend runs on and finds its client gone
         finally:
-            holder.rollback()  # the orphaned backend now runs on, finds its client gone
-            holder.close()
             pool.shutdown(wait=False)
             dying.close()
         assert wait_until(lambda: not replicas.sql(
@@ -587,3 +614,120 @@ def test_a_client_carries_on_through_the_other_replica_when_its_own_dies(
         api.close()
     assert_no_secrets(replicas, seaweed, spare, survivor)
     assert_no_faults(marks, spare, survivor)
+
+
+# ---- a replica whose machine vanishes ---------------------------------------------------------
+
+IDLE_TIMEOUT_MS = 2000  # the bound given to the vanished replica's transactions
+
+
+class SilentRelay:
+    """A loopback TCP relay in front of PostgreSQL that can fall silent: after ``silence``
+    it forwards nothing either way and passes on no close, as a network that lost a machine
+    (PostgreSQL then hears neither data nor a close from it). Its sockets close at ``close``.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._silent = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def silence(self) -> None:
+        self._silent.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while block := src.recv(1 << 16):
+                if not self._silent.is_set():
+                    dst.sendall(block)
+            if not self._silent.is_set():
+                dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # wakes the accept() under way
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for s in sockets:
+            s.close()
+        self._thread.join(timeout=5)
+
+
+def test_a_vanished_replicas_transaction_holds_its_collection_until_the_idle_bound(
+        replicas: Replicas, tmp_path: Path) -> None:
+    """What docs/deploy.md warns of, and the bound it advises. A replica reaches PostgreSQL
+    through a relay; its commit is held inside its transaction (as above), the relay falls
+    silent and the replica is killed: its machine is gone, but PostgreSQL hears no close, so
+    the transaction stays open, idle, with the collection's row lock. A commit to that
+    collection through another replica waits for it, and goes through (as v1, the killed
+    commit leaving nothing) once PostgreSQL ends the session at the replica's
+    ``idle_in_transaction_session_timeout``, given in its ``--db`` URL. Without a bound the
+    wait is TCP's: over two hours on Linux's defaults."""
+    project = unique("vanished")
+    relay = SilentRelay(replicas.cluster.port)
+    options = f"-c idle_in_transaction_session_timeout={IDLE_TIMEOUT_MS}".replace(" ", "%20")
+    folder = tmp_path / "vanishing"
+    folder.mkdir()
+    pool = ThreadPoolExecutor(1)
+    try:
+        doomed = RegistryServer(
+            folder, folder / "server.log", env=replicas.env, blobs_url=replicas.blobs_url,
+            db_url=f"postgresql://afs@127.0.0.1:{relay.port}/{replicas.database}"
+                   f"?options={options.replace('=', '%3D')}")
+        try:
+            with clients_of(replicas, 1) as (one,), \
+                    contextlib.closing(replicas.client(doomed, attempts=1)) as lost:
+                v0 = one.commit(entity=ENTITY, project=project, name="data", type_="dataset",
+                                manifest=upload(one, tmp_path / "v0", {"a.txt": b"v0\n"}))
+                manifest = upload(lost, tmp_path / "v1", {"b.txt": b"never committed\n"})
+                with latest_row_locked(replicas, collection_id(replicas, project, "data")
+                                       ) as stopped:
+                    sent = pool.submit(lost.commit, entity=ENTITY, project=project,
+                                       name="data", type_="dataset", manifest=manifest)
+                    pid = stopped()
+                    relay.silence()
+                    os.kill(doomed.proc.pid, signal.SIGKILL)
+                    assert doomed.proc.wait(timeout=30) == -signal.SIGKILL
+                    with pytest.raises(RegistryUnavailable):
+                        sent.result(timeout=60)
+                # the backend finishes its statement, answers into the silence, and waits
+                assert wait_until(lambda: replicas.sql(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s"
+                    " AND state = 'idle in transaction'", (pid,)), timeout=10)
+                started = time.monotonic()
+                v1 = one.commit(entity=ENTITY, project=project, name="data", type_="dataset",
+                                manifest=Manifest([*manifest, *one.manifest(v0.id)]))
+                waited = time.monotonic() - started
+                assert v1.index == 1
+                assert IDLE_TIMEOUT_MS / 2000 < waited < IDLE_TIMEOUT_MS / 1000 + 10, waited
+                assert not replicas.sql("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,))
+                assert [v.index for v in one.list_versions(ENTITY, project, "data")] == [0, 1]
+        finally:
+            doomed.stop()
+    finally:
+        pool.shutdown(wait=False)
+        relay.close()
