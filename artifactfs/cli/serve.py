@@ -115,7 +115,8 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
     from artifactfs.server import create_app
     from artifactfs.server.connections import ConnectionLimits, limited_protocol
 
-    logging.basicConfig(level=logging.INFO,
+    # the server's own log, with times, in place of the CLI's "warning:" lines
+    logging.basicConfig(level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     blob_url_secret = _blob_url_secret(blob_url_secret_file)
     if blob_url_base and not blob_url_secret:
