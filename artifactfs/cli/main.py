@@ -21,7 +21,14 @@ from artifactfs.cli.db import db
 from artifactfs.cli.gc import gc
 from artifactfs.cli.migrate import migrate
 from artifactfs.cli.mount import mount, umount
-from artifactfs.cli.output import emit_json, fail, human_size, progress_factory, table
+from artifactfs.cli.output import (
+    emit_json,
+    fail,
+    human_size,
+    log_to_stderr,
+    progress_factory,
+    table,
+)
 from artifactfs.cli.serve import key, serve
 from artifactfs.cli.staged import discard, save, status
 from artifactfs.config import Config
@@ -70,7 +77,10 @@ def make_api() -> Api:
 
 @click.group(epilog=ENV_HELP, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="artifactfs")
-def cli() -> None:
+@click.option("--verbose", "-v", is_flag=True,
+              help="Also print what artifactfs and its libraries log at INFO level (serve "
+                   "and a mount's daemon keep logs of their own).")
+def cli(verbose: bool) -> None:
     """Versioned ML artifacts: push, list, download, verify, and mount them as folders.
 
     \b
@@ -80,6 +90,9 @@ def cli() -> None:
       artifactfs download vision/mnist:latest --root ./mnist
       artifactfs verify vision/mnist:latest --root ./mnist
     """
+    # warnings of the cache, the S3 store and libraries as "warning: ..." lines, once, for
+    # every command (serve and mount's daemon set up their own log over it)
+    log_to_stderr(verbose=verbose)
 
 
 @cli.command()

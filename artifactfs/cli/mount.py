@@ -150,6 +150,7 @@ def mount(
             filename=str(log_file) if log_file and not sys.stderr.isatty() else None,
             level=logging.DEBUG if debug else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            force=True,  # the daemon's log, in place of the CLI's "warning:" lines
         )
         if not debug:  # one line per request would cost more than some of the requests
             logging.getLogger("httpx").setLevel(logging.WARNING)

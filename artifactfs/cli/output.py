@@ -1,21 +1,57 @@
-"""How the CLI talks to people: errors without tracebacks, progress bars, tables, JSON."""
+"""How the CLI talks to people: errors without tracebacks, progress bars, tables, JSON, and
+the log records of artifactfs and its libraries as ``warning: ...`` lines."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
-__all__ = ["emit_json", "fail", "human_size", "progress_factory", "table"]
+__all__ = ["emit_json", "fail", "human_size", "log_to_stderr", "progress_factory", "table"]
 
 
 def fail(message: str, code: int = 1) -> None:
     """Print ``error: message`` to stderr and exit with ``code``."""
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+class _LineFormatter(logging.Formatter):
+    """A record as the CLI's own messages look: ``warning: text``, one line. Verbose, the
+    logger's name is added (which library spoke) and a traceback is kept; otherwise a
+    record's traceback is left out, as the CLI never shows one for what a user can fix."""
+
+    def __init__(self, *, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = record.levelname.lower()
+        if not self.verbose:
+            return f"{level}: {record.getMessage()}"
+        line = f"{level}: {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def log_to_stderr(*, verbose: bool = False) -> None:
+    """Send log records to stderr as ``warning: ...`` lines: WARNING and above, or with
+    ``verbose`` INFO too. Without it a warning of the S3 store, the cache or a library
+    reached stderr through logging's last-resort handler as bare text, unlike every other
+    message of the CLI. Commands that keep a log of their own (``serve``, a mount's daemon)
+    replace this with ``logging.basicConfig(force=True)``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LineFormatter(verbose=verbose))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h.formatter, _LineFormatter)]:
+        root.removeHandler(old)  # a second call (tests run the CLI in process) replaces it
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 def human_size(n: int) -> str:

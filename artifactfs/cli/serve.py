@@ -115,7 +115,8 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
     from artifactfs.server import create_app
     from artifactfs.server.connections import ConnectionLimits, limited_protocol
 
-    logging.basicConfig(level=logging.INFO,
+    # the server's own log, with times, in place of the CLI's "warning:" lines
+    logging.basicConfig(level=logging.INFO, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     blob_url_secret = _blob_url_secret(blob_url_secret_file)
     if blob_url_base and not blob_url_secret:
@@ -130,10 +131,11 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
         fail("the blob URL secret must be 16 or more of A-Z a-z 0-9 _ - . ~ + / = "
              "(it is written literally into nginx's secure_link_md5)")
     try:
-        store = StoreChoice.of(store_dir, db_url, blobs_url).open()
-        if blob_url_base and not store.blobs_in_folder:
+        choice = StoreChoice.of(store_dir, db_url, blobs_url)
+        if blob_url_base and choice.blobs_in_bucket:  # before storage is asked anything
             fail("--blob-url-base is for a blob folder; blobs in a bucket are read by "
                  "presigned URL")
+        store = choice.open()
     except ArtifactFSError as exc:
         fail(str(exc))
     if host not in ("127.0.0.1", "localhost", "::1"):

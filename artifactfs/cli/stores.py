@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -74,6 +75,14 @@ class StoreChoice:
             return cls(None, config.db_url, config.blobs_url)
         return cls(config.store_dir, None, None)
 
+    @property
+    def blobs_in_bucket(self) -> bool:
+        """Whether the blobs are named as an S3 bucket: known before the store is opened
+        (which, for a bucket, asks storage whether the bucket and credentials work), so a
+        command can refuse options that do not go with one without waiting on storage."""
+        return self.store_dir is None and bool(self.blobs_url) and (
+            urlsplit(str(self.blobs_url).strip()).scheme == "s3")
+
     def metadata(self) -> MetadataDB:
         """The database alone (``key create``: no blob folder needed); a store folder is
         made if it is not there, as opening it always did."""
@@ -84,6 +93,11 @@ class StoreChoice:
         return MetadataDB(self.database_url())
 
     def open(self, *, upgrade: bool | None = None) -> Store:
+        """The store, opened. Blobs in a bucket are checked first (one LIST: the bucket is
+        there, the credentials work, storage answers), so that a wrong ``--blobs`` or key
+        is one ``error:`` line before anything is written; see ``S3BlobStore.check_bucket``.
+        Raises InvalidName, NotFound, PermissionDenied, RegistryUnavailable, SchemaMismatch.
+        """
         from artifactfs.store import Store
 
         if self.store_dir is not None:

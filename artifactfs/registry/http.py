@@ -368,8 +368,11 @@ class HttpRegistry(Registry):
         MD5 on arrival, is reachable by this entity alone."""
         digest = md5_b64(text)
         if self.missing_blobs([digest]):
-            self._json("PUT", f"/blobs/{blob_key(digest)}", content=text,
-                       headers={"Content-Type": "application/octet-stream"})
+            # like any blob: straight to storage when the registry hands out addresses (a
+            # bucket), where the registry reads it back to check and parse it; 120 MB through
+            # the registry would cost it the CPU and bandwidth presigned uploads save
+            self._upload(digest, len(text), lambda start, end: text[start:end],
+                         lambda: text, None)
         return digest
 
     def _commit_timeout(self, body_bytes: int, entries: int) -> httpx.Timeout:
@@ -425,7 +428,19 @@ class HttpRegistry(Registry):
         upload addresses (a bucket), else through the registry (a PUT of the bytes). Raises
         DigestMismatch when the bytes are not the digest's (storage or the registry found
         other bytes; nothing stored)."""
-        size = path.stat().st_size
+        def read_range(start: int, end: int) -> bytes:
+            with open(path, "rb") as f:
+                f.seek(start)
+                return f.read(end - start)
+
+        self._upload(digest, path.stat().st_size, read_range,
+                     lambda: _FileBody(path, on_bytes), on_bytes)
+
+    def _upload(self, digest: str, size: int, read_range: Callable[[int, int], bytes],
+                body: Callable[[], bytes | _FileBody],
+                on_bytes: Callable[[int], None] | None) -> None:
+        """``upload_blob`` of bytes from anywhere: ``read_range(start, end)`` gives a part
+        of them for storage, ``body()`` all of them for a PUT through the registry."""
         key = blob_key(digest)
         if self._direct_uploads is not False:
             try:
@@ -437,17 +452,17 @@ class HttpRegistry(Registry):
                     on_bytes(size)  # as a PUT the registry drained would have counted
                 return
             if plan.get("method") == "direct":
-                self._upload_direct(path, digest, size, plan, on_bytes)
+                self._upload_direct(read_range, digest, size, plan, on_bytes)
                 return
             # the registry stores blobs itself: ask no more
             self._direct_uploads = False
         self._json(
-            "PUT", f"/blobs/{key}", content=_FileBody(path, on_bytes),
+            "PUT", f"/blobs/{key}", content=body(),
             headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
         )
 
-    def _upload_direct(self, path: Path, digest: str, size: int, plan: dict[str, Any],
-                       on_bytes: Callable[[int], None] | None) -> None:
+    def _upload_direct(self, read_range: Callable[[int, int], bytes], digest: str, size: int,
+                       plan: dict[str, Any], on_bytes: Callable[[int], None] | None) -> None:
         """Every part of an upload plan PUT to storage (without the API key: the plan's
         addresses carry their own signatures), then the registry told, which checks the bytes
         before the blob counts. Parts go four at a time."""
@@ -457,10 +472,7 @@ class HttpRegistry(Registry):
             raise RegistryFault(f"{self.url}: bad upload plan for blob {digest}")
 
         def put(part: dict[str, Any]) -> None:
-            start, end = int(part["start"]), int(part["end"])
-            with open(path, "rb") as f:
-                f.seek(start)
-                body = f.read(end - start)
+            body = read_range(int(part["start"]), int(part["end"]))
             self._retrying(lambda: self._put_part(str(part["url"]), body,
                                                   dict(part.get("headers") or {}), digest),
                            self._deadline)

@@ -129,7 +129,8 @@ def _no_progress(label: str, total: int, unit: str) -> AbstractContextManager[An
 
 
 def open_blob_store(url: str) -> BlobStore:
-    """The blob store ``--blobs`` names: ``s3://BUCKET/PREFIX`` or ``file:///PATH``."""
+    """The blob store ``--blobs`` names: ``s3://BUCKET/PREFIX`` (its bucket and credentials
+    checked, see ``S3BlobStore.check_bucket``) or ``file:///PATH``."""
     if urlsplit(url.strip()).scheme == "s3":
         from artifactfs.store.s3 import S3BlobStore  # boto3 only when asked for
 
@@ -413,6 +414,10 @@ def _migrate(source_dir: Path, db_url: str, blobs_url: str, *, dry_run: bool, wo
         try:
             if url == sqlite_url(source_dir / "registry.sqlite3"):
                 raise InvalidName("the target database is the source's own")
+            # the blob store first: a wrong bucket or key (checked as it opens) is refused
+            # before the target database is given a schema
+            if not (dry_run and _absent(None, blobs_url)):
+                target_blobs = open_blob_store(blobs_url)
             # a dry run makes nothing: a SQLite file or blob folder not there yet is empty
             if not (dry_run and _absent(url, None)):
                 try:
@@ -423,8 +428,6 @@ def _migrate(source_dir: Path, db_url: str, blobs_url: str, *, dry_run: bool, wo
                     # an empty (or older) database: a real run gives it the schema first
             missing = _missing_rows(source_db.engine,
                                     target_db.engine if target_db else None, report)
-            if not (dry_run and _absent(None, blobs_url)):
-                target_blobs = open_blob_store(blobs_url)
             source_blobs = BlobDir(source_dir)
             _copy_blobs(source_blobs, target_blobs, dry_run=dry_run, workers=workers,
                         progress=progress, report=report)

@@ -52,10 +52,12 @@ from boto3.s3.transfer import TransferConfig
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
 from artifactfs.core.errors import (
+    ArtifactFSError,
     DigestMismatch,
     InvalidName,
     InvalidRequest,
     NotFound,
+    PermissionDenied,
     RegistryUnavailable,
 )
 from artifactfs.files import READ_BLOCK
@@ -124,8 +126,67 @@ class S3BlobStore(BlobStore):
 
     @classmethod
     def from_url(cls, url: str) -> S3BlobStore:
+        """The store ``s3://BUCKET/PREFIX`` names, checked to be usable (``check_bucket``):
+        every command that opens one (``serve``, ``gc``, ``migrate``, the embedded CLI and
+        SDK on ``ARTIFACTFS_BLOBS``) refuses a wrong bucket or key at once, before it
+        writes anything anywhere."""
         bucket, prefix = parse_s3_url(url)
-        return cls(bucket, prefix)
+        store = cls(bucket, prefix)
+        try:
+            store.check_bucket()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def endpoint(self) -> str:
+        """The address of storage in use (from AWS_ENDPOINT_URL or the region), for
+        messages: it holds no credential."""
+        return str(self._s3.meta.endpoint_url)
+
+    def check_bucket(self) -> None:
+        """Check that the bucket exists and these credentials may list it under the prefix:
+        one LIST of at most one name, cheap at any size of bucket.
+
+        Why at start: a wrong key or bucket would otherwise surface only at the first
+        request a server answers (a 503 to a client, a warning in a log nobody reads), and
+        SeaweedFS makes a missing bucket on the first PUT, so a typo in ``--blobs`` would
+        quietly start a new, empty registry. A LIST rather than HeadBucket: its error
+        answers carry a code (HeadBucket's have no body, a bare 403 or 404), which tells a
+        wrong secret from an unknown key from a policy's refusal. Listing is a right a
+        registry needs anyway (gc lists; without it a HEAD of a missing blob is a 403).
+
+        Raises NotFound (no such bucket), PermissionDenied (unknown access key, wrong
+        secret key, access refused), InvalidName (a bucket name storage cannot take),
+        RegistryUnavailable (no credentials, storage unreachable or failing). Each message
+        is one line that says what to check; none holds a secret.
+        """
+        where = f"blob storage {self.description} at {self.endpoint}"
+        try:
+            self._s3.list_objects_v2(Bucket=self.bucket, MaxKeys=1,
+                                     Prefix=f"{self.prefix}/" if self.prefix else "")
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            raise _bucket_refusal(where, self.bucket, code, status) from None
+        except botocore.exceptions.NoCredentialsError:
+            raise RegistryUnavailable(
+                f"{where}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)") from None
+        except botocore.exceptions.PartialCredentialsError as exc:
+            raise RegistryUnavailable(f"{where}: incomplete AWS credentials ({exc})") from None
+        except botocore.exceptions.ParamValidationError:
+            raise InvalidName(f"{where}: {self.bucket!r} is not a valid bucket name"
+                              ) from None
+        except (botocore.exceptions.EndpointConnectionError,
+                botocore.exceptions.ConnectTimeoutError) as exc:
+            raise RegistryUnavailable(
+                f"{where} cannot be reached ({type(exc).__name__}): is AWS_ENDPOINT_URL "
+                f"right, and is storage running?") from None
+        except botocore.exceptions.BotoCoreError as exc:  # timeouts, a broken answer
+            raise RegistryUnavailable(f"{where} failed a listing of the bucket "
+                                      f"({type(exc).__name__})") from None
 
     def close(self) -> None:
         self._closed.set()
@@ -479,6 +540,31 @@ class S3BlobStore(BlobStore):
     def _copy(self, *, Bucket: str, Key: str, source: str) -> None:
         # boto3's managed copy: one CopyObject, or a multipart copy past 5 GiB
         self._s3.copy({"Bucket": Bucket, "Key": source}, Bucket, Key, Config=self._transfer)
+
+
+def _bucket_refusal(where: str, bucket: str, code: str, status: int) -> ArtifactFSError:
+    """What storage's refusal of the start check means, and what to do about it."""
+    if code == "NoSuchBucket" or (status == 404 and not code):
+        return NotFound(f"{where}: there is no bucket {bucket!r}; create it first (as "
+                        f"'aws s3 mb s3://{bucket}' does) or name another in --blobs")
+    if code == "InvalidAccessKeyId":
+        return PermissionDenied(f"{where} does not know the access key in use "
+                                f"(InvalidAccessKeyId); check AWS_ACCESS_KEY_ID or the profile")
+    if code == "SignatureDoesNotMatch":
+        return PermissionDenied(f"{where} refused the secret key in use "
+                                f"(SignatureDoesNotMatch); check AWS_SECRET_ACCESS_KEY or the "
+                                f"profile")
+    if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
+        return PermissionDenied(f"{where}: access denied ({code or status}); the credentials "
+                                f"must be allowed to list, read, write and delete under the "
+                                f"prefix")
+    if code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
+        return InvalidName(f"{where}: the bucket is in another region ({code}); set "
+                           f"AWS_REGION to its region")
+    if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
+        return RegistryUnavailable(f"{where} failed a listing of the bucket "
+                                   f"({code or status}); try again when storage is back")
+    return PermissionDenied(f"{where} refused a listing of the bucket ({code or status})")
 
 
 def _md5(data: bytes) -> bytes:

@@ -288,3 +288,25 @@ def test_a_large_upload_gets_addresses_that_outlive_it(s3_registry: Registry) ->
     parts = plan["parts"]
     assert parts[-1]["end"] == size and len(parts) == -(-size // (8 << 20))
     assert "X-Amz-Expires=1060&" in parts[-1]["url"]
+
+
+def test_a_manifest_committed_by_reference_goes_to_storage_too(
+    s3_registry: Registry, storage: RecordingProxy, tmp_path: Path,
+) -> None:
+    """A manifest past the client's inline bound is a blob like any other: uploaded by
+    presigned PUT, checked, then read from the bucket by the server for the commit."""
+    client = HttpRegistry(s3_registry.url, s3_registry.rw_key, inline_manifest_max=16 << 10)
+    try:
+        client.upload_blob(_files(tmp_path, {"small.txt": SMALL})["small.txt"], md5_b64(SMALL))
+        manifest = Manifest.from_dict(Registry.manifest_for(
+            {f"d{i // 100:04d}/{i}.txt": SMALL for i in range(2000)}))
+        assert len(manifest.to_json()) > 16 << 10  # past the bound: committed by reference
+        info = client.commit(entity=ENTITY, project="p", name="many", type_="dataset",
+                             manifest=manifest)
+        assert client.manifest(info.id).to_dict() == manifest.to_dict()
+    finally:
+        client.close()
+    log = s3_registry.server.log_text()
+    assert '"PUT /api/v1/blobs/' not in log, "a blob went through the server"
+    assert log.count("/uploaded") == 2  # the file, then the manifest
+    assert storage.sent().lower().count(b"put /") >= 2
