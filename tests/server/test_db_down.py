@@ -1,0 +1,325 @@
+"""The database goes away under a running server, and comes back (issue 17).
+
+A real ``artifactfs serve --db postgresql://... --blobs file://...`` on a PostgreSQL cluster of
+this module's own (not the session's ``pg_cluster``, which other tests use), stopped by its
+postmaster's pid and started again on the same folder and port (``PgCluster.stop_server`` and
+``start_server``): requests answer 503 with ``Retry-After``, the health route says which part
+is down, the server logs one line per failure and no traceback or password, and it answers
+again once PostgreSQL does, without a restart. Then the embedded store: a SQLite file whose
+write lock another process holds past the busy timeout is one clear error, not a traceback.
+
+One server and one cluster for the module (starting them costs seconds); a test that stopped
+PostgreSQL leaves it to the ``reg`` fixture to start it again for the next.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from helpers import ARTIFACTFS, wait_until
+from pg import PgCluster
+from server.conftest import ENTITY, Registry, clean_env, running_registry
+
+from artifactfs.config import Config
+from artifactfs.core.digests import md5_b64
+from artifactfs.core.errors import DatabaseUnavailable, RegistryUnavailable
+from artifactfs.core.manifest import Manifest, ManifestEntry
+from artifactfs.registry.http import HttpRegistry
+from artifactfs.sdk import Api
+from artifactfs.server.app import RETRY_AFTER
+from artifactfs.server.health import FRESH_FOR
+from artifactfs.store.database import parse_db_url
+from artifactfs.store.metadata import MetadataDB
+
+PASSWORD = "s3cret-pw"  # in the server's database URL; the cluster trusts loopback
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PgCluster]:
+    """A private cluster: these tests stop it."""
+    pg = PgCluster()
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="module")
+def db_name(cluster: PgCluster) -> str:
+    return cluster.new_database()
+
+
+@pytest.fixture(scope="module")
+def served(cluster: PgCluster, db_name: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with running_registry(tmp_path_factory.mktemp("db-down"),
+                          db_url=cluster.url(db_name, password=PASSWORD)) as reg:
+        yield reg
+
+
+@pytest.fixture
+def reg(served: Registry, cluster: PgCluster) -> Registry:
+    """The module's server, PostgreSQL running, and the server answering from it again."""
+    if not cluster.running:
+        cluster.start_server()
+    assert wait_until(lambda: served.anon.get("/health").status_code == 200, timeout=20), \
+        served.server.log_text()[-3000:]
+    return served
+
+
+def _requests(reg: Registry, method: str, path: str, status: int) -> int:
+    """How many requests the server's access log shows for ``method path`` answered
+    ``status``."""
+    line = re.compile(rf'"{method} /api/v1{re.escape(path)}" {status} ')
+    return sum(1 for text in reg.server.log_text().splitlines() if line.search(text))
+
+
+def _check_log(reg: Registry) -> None:
+    """No traceback and no password; the server was never restarted."""
+    log = reg.server.log_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert PASSWORD not in log
+    assert log.count("serving postgresql://") == 1
+    assert reg.server.proc.poll() is None
+
+
+def _new_key(cluster: PgCluster, db_name: str) -> str:
+    """A key the server has never seen, so it must ask the database about it."""
+    db = MetadataDB(parse_db_url(cluster.url(db_name)))
+    try:
+        return db.create_key(ENTITY)
+    finally:
+        db.close()
+
+
+def _client_env(reg: Registry, tmp_path: Path) -> dict[str, str]:
+    return {**clean_env(), "ARTIFACTFS_REGISTRY": reg.url, "ARTIFACTFS_API_KEY": reg.rw_key,
+            "ARTIFACTFS_ENTITY": ENTITY, "ARTIFACTFS_CACHE_DIR": str(tmp_path / "cache"),
+            "HOME": str(tmp_path / "home")}
+
+
+def test_a_stopped_database_answers_503_with_retry_after_and_one_log_line(
+        reg: Registry, cluster: PgCluster, db_name: str) -> None:
+    project = reg.unique("down")
+    made = reg.commit(project, "n", {"a.txt": b"alpha"})
+    listing = f"/entities/{ENTITY}/projects/{project}/collections"
+    assert reg.rw.get(listing).status_code == 200  # the key is known to the server now
+    unseen = reg.client(_new_key(cluster, db_name))
+
+    cluster.stop_server()
+
+    # a key the server knows, then one it must look up: both 503, never 500 or 401
+    for client in (reg.rw, unseen):
+        r = client.get(listing)
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == str(RETRY_AFTER)
+        error = r.json()["error"]
+        assert error["type"] == "RegistryUnavailable"
+        assert "database" in error["message"] and "try again" in error["message"]
+        # where the database is is nothing a client (perhaps without a key) is told
+        assert str(cluster.port) not in error["message"]
+        assert "postgresql" not in error["message"]
+
+    health = reg.anon.get("/health")  # no key
+    assert health.status_code == 503
+    assert health.headers["retry-after"] == str(RETRY_AFTER)
+    assert health.json() == {"status": "unavailable", "database": "unavailable", "blobs": "ok"}
+
+    # a commit without a key is not sent again: it might have been made
+    client = HttpRegistry(reg.url, reg.rw_key)
+    try:
+        with pytest.raises(RegistryUnavailable):
+            client.commit(entity=ENTITY, project=project, name="n", type_="dataset",
+                          manifest=Manifest([ManifestEntry("b.txt", md5_b64(b"alpha"), 5)]))
+    finally:
+        client.close()
+    versions = f"/entities/{ENTITY}/projects/{project}/collections/n/versions"
+    assert _requests(reg, "POST", versions, 503) == 1
+
+    # one warning line per failure, naming the database without its password
+    warnings = [line for line in reg.server.log_text().splitlines()
+                if " WARNING " in line and listing in line]
+    assert len(warnings) == 2, warnings
+    assert f"postgresql://afs:***@127.0.0.1:{cluster.port}/{db_name}" in warnings[0]
+    _check_log(reg)
+
+    cluster.start_server()
+    # back without a restart: the pool's connections the stop closed are not used again
+    assert wait_until(lambda: reg.rw.get(listing).status_code == 200, timeout=10)
+    assert reg.rw.get(f"/versions/{made['id']}").json()["version"] == "v0"
+    assert wait_until(lambda: reg.anon.get("/health").status_code == 200, timeout=5)
+    _check_log(reg)
+
+
+def test_an_sdk_call_made_while_the_database_is_down_succeeds_once_it_is_back(
+        reg: Registry, cluster: PgCluster, tmp_path: Path) -> None:
+    project = reg.unique("sdk")
+    reg.commit(project, "n", {"a.txt": b"alpha"})
+    cluster.stop_server()
+    restart = threading.Thread(target=lambda: (time.sleep(1.5), cluster.start_server()))
+    api = Api(config=Config.from_env(_client_env(reg, tmp_path)))
+    started = time.monotonic()
+    restart.start()
+    try:
+        art = api.artifact(f"{project}/n:latest")
+        took = time.monotonic() - started
+    finally:
+        restart.join(60)
+        api.close()
+    assert art.version == "v0"
+    assert took >= RETRY_AFTER  # it waited as long as the 503 asked before asking again
+    resolve = f"/entities/{ENTITY}/projects/{project}/collections/n/resolve/latest"
+    assert _requests(reg, "GET", resolve, 503) >= 1
+    assert _requests(reg, "GET", resolve, 200) == 1
+    _check_log(reg)
+
+
+def test_the_cli_with_the_database_down_past_its_retries_prints_one_error_line(
+        reg: Registry, cluster: PgCluster, tmp_path: Path) -> None:
+    project = reg.unique("cli")
+    reg.commit(project, "n", {"a.txt": b"alpha"})
+    cluster.stop_server()
+    started = time.monotonic()
+    proc = subprocess.run([ARTIFACTFS, "ls", project], env=_client_env(reg, tmp_path),
+                          capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    *notices, last = proc.stderr.strip().splitlines()
+    assert last.startswith("error: ") and "database" in last and "try again" in last, last
+    assert all("retrying" in line for line in notices), notices
+    # four attempts, each after the Retry-After the one before was answered with
+    path = f"/entities/{ENTITY}/projects/{project}/collections"
+    assert _requests(reg, "GET", path, 503) == 4
+    assert took >= 3 * RETRY_AFTER
+    _check_log(reg)
+
+
+def test_a_keyed_commit_in_flight_when_the_database_stops_makes_one_whole_version(
+        reg: Registry, cluster: PgCluster, db_name: str) -> None:
+    """The commit is held inside its transaction (its version row written, not committed)
+    by a lock this test takes on the row of ``latest``; PostgreSQL is stopped under it.
+    Nothing of that attempt remains, and the client's retry with the same commit key makes
+    the version, once."""
+    project = reg.unique("flight")
+    reg.commit(project, "n", {"a.txt": b"alpha"})
+    data = b"beta" * 1000
+    digest = reg.upload(data)
+    manifest = Manifest([ManifestEntry(f"d{i}/b.txt", digest, len(data)) for i in range(50)])
+    holder = psycopg.connect(cluster.dsn(db_name))  # in a transaction until the stop ends it
+    holder.execute("SELECT 1 FROM aliases WHERE alias = 'latest' FOR UPDATE")
+    made: list[object] = []
+
+    def commit() -> None:
+        client = HttpRegistry(reg.url, reg.rw_key)
+        try:
+            made.append(client.commit(entity=ENTITY, project=project, name="n",
+                                      type_="dataset", manifest=manifest,
+                                      commit_key="flight-key-0123456789"))
+        except Exception as exc:
+            made.append(exc)
+        finally:
+            client.close()
+
+    def waiting_on_the_lock() -> bool:
+        with psycopg.connect(cluster.dsn(db_name), autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                               "current_database() AND wait_event_type = 'Lock'").fetchone()
+        return bool(row and row[0])
+
+    thread = threading.Thread(target=commit)
+    thread.start()
+    try:
+        assert wait_until(waiting_on_the_lock, timeout=20)
+        cluster.stop_server()  # ends the commit's session and the holder's
+        cluster.start_server()
+    finally:
+        thread.join(60)
+        holder.close()
+    (info,) = made
+    assert not isinstance(info, Exception), info
+    versions = reg.rw.get(f"/entities/{ENTITY}/projects/{project}/collections/n/versions")
+    assert [v["version"] for v in versions.json()] == ["v0", "v1"]
+    assert versions.json()[1]["file_count"] == 50
+    path = f"/entities/{ENTITY}/projects/{project}/collections/n/versions"
+    assert _requests(reg, "POST", path, 503) == 1  # the attempt the stop cut short
+    assert _requests(reg, "POST", path, 201) == 2  # v0, and the retry
+    with psycopg.connect(cluster.dsn(db_name), autocommit=True) as conn:
+        (orphans,) = conn.execute("SELECT count(*) FROM version_folders WHERE version_id "
+                                  "NOT IN (SELECT id FROM versions)").fetchone() or (None,)
+    assert orphans == 0
+    _check_log(reg)
+
+
+def test_the_health_route_says_which_part_is_down_and_nothing_more(reg: Registry) -> None:
+    r = httpx.get(reg.url + "/api/v1/health", timeout=10)  # no key at all
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "database": "ok", "blobs": "ok"}
+    assert r.headers["cache-control"] == "no-store"
+    assert httpx.head(reg.url + "/api/v1/health", timeout=10).status_code == 200
+    blobs = reg.store / "blobs"
+    blobs.rename(reg.store / "blobs.away")  # the volume of the blobs went away
+    try:
+        time.sleep(FRESH_FOR)
+        r = reg.anon.get("/health")
+        assert r.status_code == 503
+        assert r.json() == {"status": "unavailable", "database": "ok", "blobs": "unavailable"}
+        assert r.headers["retry-after"] == str(RETRY_AFTER)
+    finally:
+        (reg.store / "blobs.away").rename(blobs)
+    assert wait_until(lambda: reg.anon.get("/health").status_code == 200, timeout=5)
+    # the polls that found it well are not in the access log; the one that did not is
+    assert _requests(reg, "GET", "/health", 200) == 0
+    assert _requests(reg, "GET", "/health", 503) >= 1
+    _check_log(reg)
+
+
+def test_a_sqlite_store_locked_past_the_busy_timeout_is_one_clear_error(
+        tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    path = store / "registry.sqlite3"
+    env = {**clean_env(), "ARTIFACTFS_DB": f"sqlite:///{path}?timeout=1",
+           "ARTIFACTFS_BLOBS": store.as_uri(), "ARTIFACTFS_CACHE_DIR": str(tmp_path / "cache"),
+           "HOME": str(tmp_path / "home")}
+    (tmp_path / "a.txt").write_bytes(b"alpha")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ARTIFACTFS, *args], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=120)
+
+    assert cli("push", "a.txt", "p/n", "--type", "dataset").returncode == 0
+    holder = sqlite3.connect(path, isolation_level=None)  # another process's write lock
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        db = MetadataDB(parse_db_url(f"sqlite:///{path}?timeout=0.2"))
+        try:
+            db.ping()  # readers are not held up (WAL): the health route's check passes
+            with pytest.raises(DatabaseUnavailable) as info:
+                db.create_key(ENTITY)
+        finally:
+            db.close()
+        message = str(info.value)
+        assert f"the database {path} is locked" in message and "0.2 s" in message
+        assert info.value.__cause__ is None and info.value.__suppress_context__
+
+        listed = cli("ls", "p/n")
+        assert listed.returncode == 0 and "v0" in listed.stdout, listed.stderr
+        pushed = cli("push", "a.txt", "p/n", "--type", "dataset", "--alias", "again")
+        assert pushed.returncode == 1
+        assert "Traceback" not in pushed.stderr
+        (line,) = pushed.stderr.strip().splitlines()
+        assert line.startswith(f"error: the database {path} is locked"), line
+        assert "longer than the 1 s" in line and "fuser" in line
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert cli("push", "a.txt", "p/n", "--type", "dataset", "--alias", "again").returncode == 0
