@@ -49,6 +49,12 @@ FRESH_FOR = 1.0
 _WAIT_STEP = 0.01
 
 
+class _Run:
+    """One run of a probe's check: whether its thread has begun."""
+
+    started = False
+
+
 class _Probe:
     """One part's check, run in a worker thread, one at a time, its answer kept briefly."""
 
@@ -56,7 +62,7 @@ class _Probe:
         self.name = name
         self._check = check
         self._lock = threading.Lock()  # the loop reads what a worker thread writes
-        self._running = False
+        self._current: _Run | None = None  # the check under way
         self._answer: tuple[bool, float] | None = None  # (healthy, monotonic time)
 
     async def healthy(self, limiter: anyio.CapacityLimiter) -> bool:
@@ -64,23 +70,29 @@ class _Probe:
         with anyio.move_on_after(CHECK_TIMEOUT):
             while True:
                 with self._lock:
-                    fresh = (self._answer is not None
-                             and time.monotonic() - self._answer[1] < FRESH_FOR)
-                    if fresh:
-                        assert self._answer is not None
-                        return self._answer[0]
-                    start = not self._running
-                    if start:
-                        self._running = True
-                if start:
+                    answer = self._answer
+                    if answer is not None and time.monotonic() - answer[1] < FRESH_FOR:
+                        return answer[0]
+                    run = None
+                    if self._current is None:
+                        run = self._current = _Run()
+                if run is None:
+                    await anyio.sleep(_WAIT_STEP)  # another request's check is under way
+                    continue
+                try:
                     # abandoned (left to finish in its thread) when the time is up
-                    return await anyio.to_thread.run_sync(self._run, limiter=limiter,
+                    return await anyio.to_thread.run_sync(self._run, run, limiter=limiter,
                                                           abandon_on_cancel=True)
-                await anyio.sleep(_WAIT_STEP)  # another request's check is under way
+                finally:
+                    with self._lock:  # cancelled before its thread began: none is under way
+                        if not run.started and self._current is run:
+                            self._current = None
         log.warning("health: the %s did not answer within %g s", self.name, CHECK_TIMEOUT)
         return False
 
-    def _run(self) -> bool:
+    def _run(self, run: _Run) -> bool:
+        with self._lock:
+            run.started = True
         healthy = False
         try:
             self._check()
@@ -91,7 +103,8 @@ class _Probe:
             log.warning("health: the %s check failed: %s", self.name, type(exc).__name__)
         finally:
             with self._lock:
-                self._running = False
+                if self._current is run:
+                    self._current = None
                 self._answer = (healthy, time.monotonic())
         return healthy
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from helpers import ARTIFACTFS, wait_until
+from helpers import ARTIFACTFS, free_port, wait_until
 from pg import PgCluster
 from server.conftest import ENTITY, Registry, clean_env, running_registry
 
@@ -37,7 +37,7 @@ from artifactfs.registry.http import HttpRegistry
 from artifactfs.sdk import Api
 from artifactfs.server.app import RETRY_AFTER
 from artifactfs.server.health import FRESH_FOR
-from artifactfs.store.database import parse_db_url
+from artifactfs.store.database import database_unavailable, parse_db_url
 from artifactfs.store.metadata import MetadataDB
 
 PASSWORD = "s3cret-pw"  # in the server's database URL; the cluster trusts loopback
@@ -269,7 +269,7 @@ def test_the_health_route_says_which_part_is_down_and_nothing_more(reg: Registry
     blobs = reg.store / "blobs"
     blobs.rename(reg.store / "blobs.away")  # the volume of the blobs went away
     try:
-        time.sleep(FRESH_FOR)
+        time.sleep(FRESH_FOR + 0.1)  # past the answer the fixture's poll left
         r = reg.anon.get("/health")
         assert r.status_code == 503
         assert r.json() == {"status": "unavailable", "database": "ok", "blobs": "unavailable"}
@@ -323,3 +323,50 @@ def test_a_sqlite_store_locked_past_the_busy_timeout_is_one_clear_error(
         holder.execute("ROLLBACK")
         holder.close()
     assert cli("push", "a.txt", "p/n", "--type", "dataset", "--alias", "again").returncode == 0
+
+
+def test_only_errors_that_say_the_database_cannot_be_used_now_are_unavailability(
+        cluster: PgCluster, db_name: str, tmp_path: Path) -> None:
+    """Real errors of both drivers: a constraint or a bad statement stays what it is (a
+    sqlite3.OperationalError too: "no such table" is one), while a server that is not
+    there, or a lock held too long, is DatabaseUnavailable naming the database."""
+    url = parse_db_url(cluster.url(db_name, password=PASSWORD))
+    with psycopg.connect(cluster.dsn(db_name), autocommit=True) as conn:
+        conn.execute("CREATE TEMPORARY TABLE t (k int PRIMARY KEY)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(psycopg.IntegrityError) as duplicate:
+            conn.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(psycopg.ProgrammingError) as bad:
+            conn.execute("SELECT nothing FROM nowhere")
+    assert database_unavailable(duplicate.value, url) is None
+    assert database_unavailable(bad.value, url) is None
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(f"host=127.0.0.1 port={free_port()} user=afs dbname=x",
+                        connect_timeout=5)
+    down = database_unavailable(refused.value, url)
+    assert isinstance(down, DatabaseUnavailable)
+    assert str(down).startswith(f"the database postgresql://afs:***@127.0.0.1:{cluster.port}/")
+    assert "check that PostgreSQL is running" in str(down) and PASSWORD not in str(down)
+
+    path = tmp_path / "x.sqlite3"
+    sqlite_url = parse_db_url(f"sqlite:///{path}?timeout=0.1")
+    one = sqlite3.connect(path, isolation_level=None)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0.1)
+    try:
+        one.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        one.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(sqlite3.IntegrityError) as duplicate_row:
+            one.execute("INSERT INTO t VALUES (1)")
+        with pytest.raises(sqlite3.OperationalError) as no_table:
+            one.execute("SELECT * FROM nowhere")
+        one.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError) as locked:
+            other.execute("BEGIN IMMEDIATE")
+    finally:
+        one.close()
+        other.close()
+    assert database_unavailable(duplicate_row.value, sqlite_url) is None
+    assert database_unavailable(no_table.value, sqlite_url) is None
+    found = database_unavailable(locked.value, sqlite_url)
+    assert isinstance(found, DatabaseUnavailable)
+    assert str(found).startswith(f"the database {path} is locked")
