@@ -119,6 +119,7 @@ class Health:
         self._limiter: anyio.CapacityLimiter | None = None
 
     async def endpoint(self, request: Request) -> Response:
+        """``GET /health``: both parts checked at once, so the answer takes one bound."""
         if self._limiter is None:  # made on the event loop, which it belongs to
             self._limiter = anyio.CapacityLimiter(len(self._probes))
         limiter = self._limiter

@@ -14,7 +14,9 @@ PostgreSQL leaves it to the ``reg`` fixture to start it again for the next.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sqlite3
 import subprocess
 import threading
@@ -36,7 +38,7 @@ from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.registry.http import HttpRegistry
 from artifactfs.sdk import Api
 from artifactfs.server.app import RETRY_AFTER
-from artifactfs.server.health import FRESH_FOR
+from artifactfs.server.health import CHECK_TIMEOUT, FRESH_FOR
 from artifactfs.store.database import database_unavailable, parse_db_url
 from artifactfs.store.metadata import MetadataDB
 
@@ -280,6 +282,50 @@ def test_the_health_route_says_which_part_is_down_and_nothing_more(reg: Registry
     # the polls that found it well are not in the access log; the one that did not is
     assert _requests(reg, "GET", "/health", 200) == 0
     assert _requests(reg, "GET", "/health", 503) >= 1
+    _check_log(reg)
+
+
+def _postgres_pids(cluster: PgCluster) -> list[int]:
+    """The postmaster's pid and its children's (the backends), from /proc."""
+    assert cluster.proc is not None
+    top = cluster.proc.pid
+    found = [top]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == top:  # the field after the state
+                found.append(int(entry))
+    return found
+
+
+def test_the_health_route_answers_in_bounded_time_when_the_database_hangs(
+        reg: Registry, cluster: PgCluster) -> None:
+    """PostgreSQL stopped with SIGSTOP (every process of it, by pid): connections stay open
+    and queries never come back. The health route still answers 503 within its bound, polls
+    that come while the hung check runs do not start others, and it is well again once
+    PostgreSQL goes on."""
+    pids = _postgres_pids(cluster)
+    time.sleep(FRESH_FOR + 0.1)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(2):
+            started = time.monotonic()
+            r = reg.anon.get("/health")
+            took = time.monotonic() - started
+            assert r.status_code == 503 and r.json()["database"] == "unavailable"
+            assert r.json()["blobs"] == "ok"
+            assert took < CHECK_TIMEOUT + 1.5, took
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert wait_until(lambda: reg.anon.get("/health").status_code == 200, timeout=10)
+    did_not_answer = [line for line in reg.server.log_text().splitlines()
+                      if "health: the database did not answer" in line]
+    assert len(did_not_answer) >= 2
     _check_log(reg)
 
 
