@@ -39,6 +39,7 @@ from artifactfs.registry.http import HttpRegistry
 from artifactfs.sdk import Api
 from artifactfs.server.app import RETRY_AFTER
 from artifactfs.server.health import CHECK_TIMEOUT, FRESH_FOR
+from artifactfs.store import Store
 from artifactfs.store.database import database_unavailable, parse_db_url
 from artifactfs.store.metadata import MetadataDB
 
@@ -262,6 +263,36 @@ def test_a_keyed_commit_in_flight_when_the_database_stops_makes_one_whole_versio
                                   "NOT IN (SELECT id FROM versions)").fetchone() or (None,)
     assert orphans == 0
     _check_log(reg)
+
+
+def test_after_a_restart_one_call_meets_a_closed_connection_not_one_per_pooled_one(
+        reg: Registry, cluster: PgCluster, db_name: str, tmp_path: Path) -> None:
+    """In the store itself: five idle connections in the pool when PostgreSQL restarts. The
+    first call meets one the restart closed (nothing can tell before asking); the pool's
+    others go with it, so the next call works, and a commit, whose sweep lock has a pool of
+    its own that pings at checkout, meets none."""
+    store = Store(db=cluster.url(db_name), blobs=(tmp_path / "blobs").as_uri())
+    try:
+        project = reg.unique("pool")
+        data = b"gamma" * 100
+        (tmp_path / "g").write_bytes(data)
+        store.blobs.put_file(tmp_path / "g", md5_b64(data))
+        manifest = Manifest([ManifestEntry("g.txt", md5_b64(data), len(data))])
+        store.commit(entity=ENTITY, project=project, name="n", type_="dataset",
+                     manifest=manifest)
+        held = [store.db.engine.connect() for _ in range(5)]
+        for conn in held:
+            conn.close()  # back in the pool, idle
+        cluster.stop_server()
+        cluster.start_server()
+        with pytest.raises(DatabaseUnavailable):
+            store.db.list_projects(ENTITY)
+        assert project in store.db.list_projects(ENTITY)
+        made = store.commit(entity=ENTITY, project=project, name="n", type_="dataset",
+                            manifest=manifest)
+        assert made.index == 1
+    finally:
+        store.db.close()
 
 
 def test_the_health_route_says_which_part_is_down_and_nothing_more(reg: Registry) -> None:
