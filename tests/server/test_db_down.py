@@ -14,6 +14,7 @@ PostgreSQL leaves it to the ``reg`` fixture to start it again for the next.
 
 from __future__ import annotations
 
+import email.utils
 import os
 import re
 import signal
@@ -22,6 +23,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -449,3 +451,41 @@ def test_only_errors_that_say_the_database_cannot_be_used_now_are_unavailability
     found = database_unavailable(locked.value, sqlite_url)
     assert isinstance(found, DatabaseUnavailable)
     assert str(found).startswith(f"the database {path} is locked")
+
+
+def test_a_retry_after_given_as_a_date_is_waited_for_too() -> None:
+    """RFC 9110 lets Retry-After be an HTTP date: the client waits until then (a server of
+    the test's own, answering 503 once with a date two seconds ahead, then 200)."""
+    seen: list[float] = []
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(time.monotonic())
+            first = len(seen) == 1
+            body = b'{"error": {"type": "RegistryUnavailable", "message": "busy"}}' if first \
+                else b'["p"]'
+            self.send_response(503 if first else 200)
+            if first:
+                self.send_header("Retry-After",
+                                 email.utils.formatdate(time.time() + 2, usegmt=True))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = HttpRegistry(f"http://127.0.0.1:{server.server_address[1]}", "key")
+    try:
+        assert client.list_projects(ENTITY) == ["p"]
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert len(seen) == 2
+    assert seen[1] - seen[0] >= 1.0  # a date has whole seconds: at least one of the two
