@@ -76,7 +76,10 @@ def reg(served: Registry, cluster: PgCluster) -> Registry:
     """The module's server, PostgreSQL running, and the server answering from it again."""
     if not cluster.running:
         cluster.start_server()
-    assert wait_until(lambda: served.anon.get("/health").status_code == 200, timeout=20), \
+    # a query each time (the health route's answer may be a second old): after a restart
+    # the first meets a connection the restart closed, and the pool is fresh after it
+    projects = f"/entities/{ENTITY}/projects"
+    assert wait_until(lambda: served.rw.get(projects).status_code == 200, timeout=20), \
         served.server.log_text()[-3000:]
     return served
 
