@@ -31,6 +31,7 @@ import psycopg
 import pytest
 from helpers import ARTIFACTFS, free_port, wait_until
 from pg import PgCluster
+from seaweed import RecordingProxy, SeaweedS3
 from server.conftest import ENTITY, Registry, clean_env, running_registry
 
 from artifactfs.config import Config
@@ -321,6 +322,31 @@ def test_the_health_route_says_which_part_is_down_and_nothing_more(reg: Registry
     assert _requests(reg, "GET", "/health", 200) == 0
     assert _requests(reg, "GET", "/health", 503) >= 1
     _check_log(reg)
+
+
+def test_the_health_route_probes_a_bucket(tmp_path: Path, seaweed: SeaweedS3,
+                                          s3_url: str) -> None:
+    """Blobs in S3 (a real SeaweedFS, through a relay that can stop): one HEAD probes the
+    bucket; storage stopped is the blob store unavailable, and nothing of it is told."""
+    storage = RecordingProxy(seaweed.port)
+    try:
+        with running_registry(tmp_path, blobs_url=s3_url,
+                              env={**seaweed.env, "AWS_ENDPOINT_URL": storage.endpoint}) as reg:
+            ok = reg.anon.get("/health")
+            assert ok.status_code == 200, ok.text
+            assert ok.json() == {"status": "ok", "database": "ok", "blobs": "ok"}
+            storage.stop()
+            time.sleep(FRESH_FOR + 0.1)
+            r = reg.anon.get("/health")
+            assert r.status_code == 503
+            assert r.json() == {"status": "unavailable", "database": "ok",
+                                "blobs": "unavailable"}
+            assert seaweed.bucket not in r.text
+            log = reg.server.log_text()
+            assert "health: the blob store " in log
+            assert "Traceback" not in log and seaweed.secret_key not in log
+    finally:
+        storage.stop()
 
 
 def _postgres_pids(cluster: PgCluster) -> list[int]:
