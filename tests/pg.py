@@ -13,7 +13,9 @@ user it runs as that user.
 
 ``postgres`` is started directly (``subprocess.Popen`` with ``user=``), so the pid held is
 the postmaster's own: it is stopped by that pid with SIGINT (what ``pg_ctl stop -m fast``
-sends), then SIGKILL if it has not exited within 20 s. Durability is off (``fsync``,
+sends), then SIGKILL if it has not exited within 20 s. ``stop_server`` and ``start_server``
+stop it and start it again on the same folder and port, keeping the data: an outage, for the
+tests of a server whose database goes away and comes back. Durability is off (``fsync``,
 ``synchronous_commit``, ``full_page_writes``): the cluster lives for one test session and
 the tests are about behaviour, not crash safety, and it makes a CREATE DATABASE and each
 commit several times faster on a shared disk.
@@ -80,23 +82,38 @@ class PgCluster:
             self.stop()
             raise
 
+    def _env(self) -> dict[str, str]:
+        return {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(self.base)}
+
     def _start(self) -> None:
-        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(self.base)}
         subprocess.run(
             [str(self.bin / "initdb"), "-D", str(self.data), "-U", "afs", "--auth=trust",
              "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-            check=True, capture_output=True, timeout=120, cwd=self.base, env=env, **self._as,
+            check=True, capture_output=True, timeout=120, cwd=self.base, env=self._env(),
+            **self._as,
         )
+        self.start_server()
+        self._make_template()
+
+    @property
+    def running(self) -> bool:
+        """Whether the postmaster is up (started, and neither stopped nor dead)."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def start_server(self) -> None:
+        """Start the postmaster on the cluster's folder and port, and wait until it takes
+        connections; after ``stop_server``, the same cluster again with its data."""
+        assert not self.running, "the postmaster is running already"
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
                  "-k", str(self.base), "-c", "listen_addresses=127.0.0.1",
                  "-c", "fsync=off", "-c", "synchronous_commit=off",
                  "-c", "full_page_writes=off", "-c", "max_connections=300"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=self.base, env=env, **self._as,
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.base, env=self._env(),
+                **self._as,
             )
         self._wait_ready()
-        self._make_template()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         import psycopg
@@ -151,8 +168,9 @@ class PgCluster:
     def drop_database(self, name: str) -> None:
         self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
-    def stop(self) -> None:
-        """Stop the postmaster by its pid (fast shutdown, then SIGKILL), remove the folder."""
+    def stop_server(self) -> None:
+        """Stop the postmaster by its pid (fast shutdown: every session is ended; then
+        SIGKILL after 20 s), keeping its folder for ``start_server``."""
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -161,6 +179,10 @@ class PgCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=20)
+
+    def stop(self) -> None:
+        """Stop the postmaster by its pid (fast shutdown, then SIGKILL), remove the folder."""
+        self.stop_server()
         # the backends exit with the postmaster; none outlives the folder's removal
         with contextlib.suppress(OSError):
             shutil.rmtree(self.base)

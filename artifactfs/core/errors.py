@@ -12,7 +12,9 @@ The tree::
     ├── PermissionDenied                   the credentials may not do this
     ├── SchemaMismatch                     a database's schema is newer than this code, or older
     └── RegistryUnavailable                the registry or blob store cannot be reached now
-        └── RegistryFault                  it answered, with a fault of its own, this request
+        ├── RegistryFault                  it answered, with a fault of its own, this request
+        └── DatabaseUnavailable            the store's database cannot be used now (down,
+                                           restarting, a connection lost, locked too long)
 
 User errors carry a message that says what was wrong and, where it helps, what to do next;
 the CLI prints the message alone, never a traceback.
@@ -23,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "ArtifactFSError",
     "Conflict",
+    "DatabaseUnavailable",
     "DigestMismatch",
     "InvalidManifest",
     "InvalidName",
@@ -86,3 +89,12 @@ class RegistryFault(RegistryUnavailable):
     Unlike an unreachable registry, this says nothing of other requests: one broken
     collection must not make a mount treat the whole registry as down.
     """
+
+
+class DatabaseUnavailable(RegistryUnavailable):
+    """A store's database cannot be used now: PostgreSQL down, restarting or unreachable, a
+    connection lost, a SQLite file locked by another process past the busy timeout, or its
+    disk failing. The message names the database (never its password) and says what to do;
+    a server logs it and tells its clients less (``server/app.py``), since an address of
+    the database is nothing a client needs. Constraint and integrity errors are not this:
+    they stay what they are."""

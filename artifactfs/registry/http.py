@@ -4,8 +4,10 @@ Two pooled ``httpx.Client`` per registry object, thread-safe, with timeouts on e
 the default transport for the API, and ``StdlibTransport`` for bulk reads (blob bytes, chunk
 indexes, manifests), where the transport's CPU per byte is what limits a mount.
 Idempotent requests (GET, HEAD, PUT, DELETE and the read-only POST of ``blobs/missing``) are
-retried with exponential backoff and jitter on connection errors and 5xx answers; a commit
-(POST) is not, since it might have succeeded. Blob uploads go straight to storage where the
+retried with exponential backoff and jitter on connection errors and 5xx answers, never
+sooner than a 503's ``Retry-After`` asks (a registry whose database is restarting says when
+to come back); a commit (POST) is not, since it might have succeeded, unless it carries a
+commit key. Blob uploads go straight to storage where the
 registry hands out presigned addresses (a bucket; the registry checks the bytes before the
 blob counts), else stream from disk through the registry. Blob reads may be redirected to
 storage or another server; the API key is not sent there (httpx drops ``Authorization`` when
@@ -15,10 +17,13 @@ queries are kept out of the log, and callers verify every byte anyway.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
+import random
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,7 +38,7 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential,
     wait_random,
 )
@@ -73,6 +78,9 @@ by default (server/app.py), so that a registry given less still takes most commi
 # upload included, with two other processes busy)
 _COMMIT_SECONDS_PER_ENTRY = 5e-5
 _REDIRECT_TTL = 300.0
+# the longest Retry-After taken as it is: a registry asking for more is asked again then (a
+# client's deadline, 60 s by default, still ends the retries)
+_MAX_RETRY_AFTER = 30.0
 _FOLDER_QUERY_BYTES = 8 << 10
 _T = TypeVar("_T")
 
@@ -125,15 +133,56 @@ class _Retryable(Exception):
     """A 5xx answer or a connection failure: worth trying again.
 
     ``answered``: the registry answered (a fault of its own with this request), as opposed
-    to not being reached, or saying it is overloaded (503).
+    to not being reached, or saying it cannot serve now (503). ``retry_after``: the seconds
+    a 503's ``Retry-After`` asked to wait, if it did.
     """
 
-    def __init__(self, message: str, *, answered: bool = False) -> None:
+    def __init__(self, message: str, *, answered: bool = False, unavailable: bool = False,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.answered = answered
+        self.unavailable = unavailable
+        self.retry_after = retry_after
+
+    @classmethod
+    def of(cls, response: httpx.Response, message: str) -> _Retryable:
+        """The failure a 5xx ``response`` is."""
+        if response.status_code == 503:
+            return cls(message, unavailable=True, retry_after=_retry_after(response))
+        return cls(message, answered=True)
 
     def error(self, message: str) -> RegistryUnavailable:
         return (RegistryFault if self.answered else RegistryUnavailable)(message)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks to wait (a number or an HTTP date), at
+    most ``_MAX_RETRY_AFTER``; None without one, or with one that means nothing."""
+    value = (response.headers.get("retry-after") or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+_backoff = wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2)
+
+
+def _wait(state: RetryCallState) -> float:
+    """The pause before the next attempt: exponential backoff with jitter, and never less
+    than a 503's Retry-After (with jitter on top, so that the clients a restart turned away
+    together do not all come back in the same instant)."""
+    pause = float(_backoff(state))
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, _Retryable) and exc.retry_after is not None:
+        pause = max(pause, exc.retry_after + random.uniform(0.0, 0.2))
+    return pause
 
 
 def _q(part: str) -> str:
@@ -215,8 +264,8 @@ class HttpRegistry(Registry):
             except httpx.TransportError as exc:
                 raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
             if response.status_code >= 500:
-                raise _Retryable(f"HTTP {response.status_code} from {method} {path}"
-                                 f"{_said(response)}", answered=response.status_code != 503)
+                raise _Retryable.of(response, f"HTTP {response.status_code} from {method} "
+                                              f"{path}{_said(response)}")
             return response
 
         if not retry:
@@ -227,19 +276,21 @@ class HttpRegistry(Registry):
         return self._retrying(once, self._read_deadline if read else self._deadline)
 
     def _retrying(self, once: Callable[[], _T], deadline: float) -> _T:
-        """Run ``once`` again on _Retryable failures, with backoff, until ``deadline``
-        seconds have passed (checked between attempts)."""
+        """Run ``once`` again on _Retryable failures, with backoff (``_wait``), for at most
+        ``self._attempts`` attempts and ``deadline`` seconds: no attempt is made after a
+        pause that would end past it."""
         retrying = Retrying(
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-            stop=stop_after_attempt(self._attempts) | stop_after_delay(deadline),
-            wait=wait_exponential(multiplier=0.2, max=2.0) + wait_random(0, 0.2),
+            stop=stop_after_attempt(self._attempts) | stop_before_delay(deadline),
+            wait=_wait,
             before_sleep=_log_retry,
             reraise=True,
         )
         try:
             return retrying(once)
         except _Retryable as exc:
-            said = "failed to answer" if exc.answered else "could not be reached"
+            said = ("failed to answer" if exc.answered
+                    else "is unavailable" if exc.unavailable else "could not be reached")
             raise exc.error(f"{self.url} {said} after retries: {exc}") from None
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -558,8 +609,8 @@ class HttpRegistry(Registry):
             response = self._reads.send(request, stream=True, follow_redirects=not direct)
             try:
                 if response.status_code >= 500:
-                    raise _Retryable(f"HTTP {response.status_code} from GET {redacted(url)}",
-                                     answered=response.status_code != 503)
+                    raise _Retryable.of(response, f"HTTP {response.status_code} from GET "
+                                                  f"{redacted(url)}")
                 if response.status_code >= 400:
                     response.read()
                     if direct or (response.history and response.status_code == 403):

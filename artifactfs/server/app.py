@@ -1,9 +1,11 @@
 """The registry's HTTP API: an ASGI application (Starlette) over a store folder.
 
-Every route is under ``/api/v1`` and needs ``Authorization: Bearer KEY``. A key belongs to
-one entity: asking about another entity's things answers 404, as if they did not exist; a
-read-only key asking to change anything answers 403. Errors are JSON:
-``{"error": {"type": "NotFound", "message": "..."}}``. See docs/api.md.
+Every route is under ``/api/v1`` and needs ``Authorization: Bearer KEY`` (but the health
+route, ``server/health.py``). A key belongs to one entity: asking about another entity's
+things answers 404, as if they did not exist; a read-only key asking to change anything
+answers 403. Errors are JSON: ``{"error": {"type": "NotFound", "message": "..."}}``. A
+database or blob store that cannot be used now answers 503 with ``Retry-After``, and one
+warning line in the log. See docs/api.md.
 
 Blocking work (SQLite, file I/O, hashing) runs in worker threads (``anyio.to_thread``),
 so one slow upload does not stall other requests.
@@ -29,7 +31,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from artifactfs.core.digests import blob_key, blob_key_or_none
-from artifactfs.core.errors import ArtifactFSError, NotFound
+from artifactfs.core.errors import (
+    ArtifactFSError,
+    DatabaseUnavailable,
+    NotFound,
+    RegistryUnavailable,
+)
 from artifactfs.core.folders import (
     FOLDER_BATCH_BYTES,
     FOLDER_BATCH_MAX,
@@ -55,11 +62,13 @@ from artifactfs.core.wire import (
     parse_range,
     status_for,
 )
+from artifactfs.server.health import HEALTH_PATH, Health
 from artifactfs.store import Store
 from artifactfs.store.blobs import signed_blob_url
 from artifactfs.store.blobstore import BatchTooLarge, ByteStream
 
-__all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_MANIFEST_BYTES", "create_app"]
+__all__ = ["MAX_BLOB_BYTES", "MAX_JSON_BYTES", "MAX_MANIFEST_BYTES", "RETRY_AFTER",
+           "create_app"]
 
 log = logging.getLogger("artifactfs.server")
 
@@ -84,6 +93,14 @@ BLOB_URL_LIFETIME = 600
 client remembers it (five minutes, registry/http.py), short enough that a leaked one is soon
 useless."""
 
+
+RETRY_AFTER = 2
+"""Seconds a 503 for a database or blob store that cannot be used now tells a client to wait
+(``Retry-After``) before it asks again: PostgreSQL restarts in a second or two, and the
+HTTP client (registry/http.py), which waits no less, makes four attempts, so it rides out
+some 6 s of an outage; a longer one is reported (the CLI's ``error:`` line)."""
+_DATABASE_DOWN = ("the registry cannot use its database now; try again in a few seconds "
+                  "(the registry's log says why)")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -559,7 +576,11 @@ class AuthAndLog:
 
         request = Request(scope)
         entity = "-"
+        health = scope["path"] == HEALTH_PATH
         try:
+            if health:  # for a load balancer, which has no key
+                await self.app(scope, receive, send_logged)
+                return
             found = await self._authenticate(request)
             if isinstance(found, Response):
                 await found(scope, receive, send_logged)
@@ -575,7 +596,12 @@ class AuthAndLog:
         except ClientDisconnect:  # from a streamed answer: nobody is left to answer
             log.info("client went away during %s %s", scope["method"], scope["path"])
             status["code"] = status["code"] or 499
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, RegistryUnavailable) and not status["code"]:
+                # the key check found the database down: not a fault of this server's
+                resp = unavailable(scope["method"], scope["path"], exc)
+                await resp(scope, receive, send_logged)
+                return
             # a fault of the server itself (a failing disk, a bug) is answered here, inside
             # the access log, so that its line counts the bytes of the answer really sent
             if status["code"]:
@@ -588,11 +614,14 @@ class AuthAndLog:
             resp = _error(500, "InternalError", "internal server error; see the server log")
             await resp(scope, receive, send_logged)
         finally:
-            log.info(
-                '%s %s "%s %s" %d %d %.1fms', _client(scope), entity, scope["method"],
-                escaped(scope["path"]), status["code"] or 500, status["bytes"],
-                (time.perf_counter() - started) * 1000,
-            )
+            # a balancer's polls, every few seconds from each, would be most of the log:
+            # only a health answer that is not 200 is written
+            if not (health and status["code"] == 200):
+                log.info(
+                    '%s %s "%s %s" %d %d %.1fms', _client(scope), entity, scope["method"],
+                    escaped(scope["path"]), status["code"] or 500, status["bytes"],
+                    (time.perf_counter() - started) * 1000,
+                )
 
     async def _authenticate(self, request: Request) -> tuple[str, bool] | Response:
         header = request.headers.get("authorization", "")
@@ -618,6 +647,18 @@ def _client(scope: Scope) -> str:
 def _error(status: int, kind: str, message: str) -> Response:
     headers = {"WWW-Authenticate": 'Bearer realm="artifactfs"'} if status == 401 else None
     return JSONResponse(error_body(kind, message), status_code=status, headers=headers)
+
+
+def unavailable(method: str, path: str, exc: RegistryUnavailable) -> Response:
+    """The answer to a request the database or the blob store could not serve now: 503,
+    ``Retry-After``, and one warning line (no traceback: nothing here is a bug). The line
+    names the database without its password, or the blob store; the answer does not name
+    the database, whose address is nothing a client (perhaps without a key yet) needs."""
+    log.warning("%s %s: %s", method, escaped(path), exc)
+    message = _DATABASE_DOWN if isinstance(exc, DatabaseUnavailable) else str(exc)
+    response = _error(503, "RegistryUnavailable", message)
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def _parse_json(body: bytes | bytearray, preemptible: bool = False) -> dict[str, Any]:
@@ -656,6 +697,8 @@ def _handle(func: Endpoint) -> Endpoint:
         except ClientDisconnect:
             log.info("client went away during %s %s", request.method, request.url.path)
             return Response(status_code=499)
+        except RegistryUnavailable as exc:
+            return unavailable(request.method, request.url.path, exc)
         except ArtifactFSError as exc:
             return _error(status_for(exc), type(exc).__name__, str(exc))
 
@@ -683,7 +726,9 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
     c = e + "/projects/{project}/collections/{name}"
     v = API_PREFIX + "/versions/{vid}"
     b = API_PREFIX + "/blobs/{key}"
+    health = Health(store, retry_after=RETRY_AFTER)
     routes = [
+        Route(HEALTH_PATH, health.endpoint, methods=["GET"]),
         Route(e + "/projects", _handle(r.projects)),
         Route(e + "/projects/{project}/types", _handle(r.types)),
         Route(e + "/projects/{project}/collections", _handle(r.collections)),

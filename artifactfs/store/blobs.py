@@ -32,7 +32,7 @@ from cachetools import TTLCache
 
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex
 from artifactfs.core.digests import ContentDigest, ContentHasher, blob_key
-from artifactfs.core.errors import DigestMismatch, NotFound
+from artifactfs.core.errors import DigestMismatch, NotFound, RegistryUnavailable
 from artifactfs.files import (
     READ_BLOCK,
     atomic_writer,
@@ -91,6 +91,16 @@ class BlobDir(BlobStore):
 
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
+
+    def check_reachable(self) -> None:
+        """A stat of the blob folder: a volume not mounted (or gone) has none, where
+        ``has`` would only say that a blob is not there."""
+        try:
+            is_folder = self.blob_root.is_dir()
+        except OSError as exc:  # a stale NFS handle, say
+            raise RegistryUnavailable(f"{self.description}: {exc.strerror}") from None
+        if not is_folder:
+            raise RegistryUnavailable(f"{self.description}: {self.blob_root} is not there")
 
     def missing(self, digests: Iterable[str]) -> set[str]:
         return {d for d in set(digests) if not self.has(d)}

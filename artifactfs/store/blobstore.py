@@ -36,6 +36,11 @@ __all__ = [
     "UploadPlan",
 ]
 
+# what ``check_reachable`` asks about by default: the MD5 of no bytes, a blob that may or may
+# not be stored (either answer says storage answered)
+_PROBE_DIGEST = "1B2M2Y8AsgTpgAmY7PhCfg=="
+
+
 class BatchTooLarge(ValueError):
     """The blobs asked for in one batch add up to more than its limit."""
 
@@ -138,6 +143,12 @@ class BlobStore(abc.ABC):
     def missing(self, digests: Iterable[str]) -> set[str]:
         """The digests among ``digests`` that have no blob here."""
         return {d for d, size in self.sizes(digests).items() if size is None}
+
+    def check_reachable(self) -> None:
+        """Raise RegistryUnavailable when the blobs cannot be reached now: the server's
+        health route asks this every few seconds, so it costs one round trip at most. By
+        default, whether one blob is stored (a HEAD of a bucket's object)."""
+        self.has(_PROBE_DIGEST)
 
     def size_and_md5(self, digest: str) -> tuple[int, str | None]:
         """The blob's size, and its hex MD5 as the backend recorded it when it can tell

@@ -27,6 +27,14 @@ Upgrades run one at a time: on SQLite under the ``.init.lock`` file lock that ev
 opening the store takes (WAL mode and DDL take locks SQLite does not wait for), on
 PostgreSQL under a transaction-level advisory lock; each in one transaction, so a crash
 leaves the schema as it was.
+
+A database that cannot be used now (PostgreSQL stopped, restarting or out of reach, a
+connection dropped, a SQLite file locked past the busy timeout or its disk failing) raises
+``DatabaseUnavailable``, one line naming the database and what to do, whichever way the
+error came: from the driver's cursor (``MetadataDB`` runs its statements there, so
+``psycopg`` and ``sqlite3`` raise their own exceptions) or through SQLAlchemy (connecting,
+its pool, the statements it runs itself). ``database_unavailable`` tells which errors those
+are, and ``unavailable_errors`` raises it; a constraint or a bad statement is not one.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -45,21 +54,24 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from artifactfs.core.errors import InvalidName, RegistryUnavailable, SchemaMismatch
+from artifactfs.core.errors import DatabaseUnavailable, InvalidName, SchemaMismatch
 from artifactfs.store.legacy import LEGACY_SCHEMA, bring_to_schema_3
 from artifactfs.store.schema import HEAD_REVISION
 
 __all__ = [
+    "SQLITE_BUSY_TIMEOUT",
     "SchemaState",
     "blobs_folder",
     "check_schema",
     "create_db_engine",
+    "database_unavailable",
     "make_sqlite_folder",
     "open_database",
     "parse_db_url",
     "schema_state",
     "shown_url",
     "sqlite_url",
+    "unavailable_errors",
     "upgrade_database",
 ]
 
@@ -78,6 +90,23 @@ _SQLITE_POOL = 40
 # (100) holds two replicas of 40
 _PG_POOL, _PG_OVERFLOW = 10, 30
 _FORMS = "sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+SQLITE_BUSY_TIMEOUT = 60.0
+"""Seconds a SQLite writer waits for another's write lock before giving up (``database is
+locked``): a commit of a million entries holds it for seconds, so generously more than that.
+``sqlite:///PATH?timeout=SECONDS`` sets another."""
+# SQLite's primary result codes (the low byte of ``sqlite_errorcode``) that say the file
+# cannot be used now rather than that a statement is wrong: BUSY and LOCKED (a lock held
+# past the busy timeout), and NOMEM, READONLY (a file or folder this process may not
+# write), IOERR, FULL, CANTOPEN, PROTOCOL
+_SQLITE_LOCKED = frozenset({5, 6})
+_SQLITE_UNUSABLE = frozenset({7, 8, 10, 13, 14, 15})
+# PostgreSQL's SQLSTATE classes that say the server cannot serve now, not that a request is
+# wrong: 08 connection exception, 28 authorization (a password changed under a running
+# server), 40 transaction rollback (a deadlock or serialization failure: the same request
+# again succeeds), 53 insufficient resources (disk full, too many connections), 57 operator
+# intervention (shutting down, "the database system is starting up", a crash), 58 system
+# error (I/O). An error without a SQLSTATE is the client's own: no connection, or it broke.
+_PG_UNAVAILABLE = frozenset({"08", "28", "40", "53", "57", "58"})
 
 
 def _lenient_text(raw: bytes) -> str:
@@ -101,7 +130,18 @@ def parse_db_url(text: str) -> URL:
     if backend == "sqlite" and driver in ("pysqlite", "sqlite"):
         if not url.database or url.database == ":memory:":
             raise InvalidName("a sqlite database URL names a file: sqlite:///PATH")
-        return sqlite_url(Path(url.database))
+        found = sqlite_url(Path(url.database))
+        timeout = url.query.get("timeout")
+        if timeout is not None:  # the busy timeout, the one query a SQLite URL keeps
+            try:
+                seconds = float(str(timeout))
+            except ValueError:
+                seconds = -1.0
+            if not 0 < seconds < float("inf"):
+                raise InvalidName("timeout= of a sqlite URL is the seconds a writer waits for "
+                                  "another's lock, such as ?timeout=5")
+            found = found.update_query_dict({"timeout": f"{seconds:g}"})
+        return found
     if backend in ("postgresql", "postgres") and driver in ("psycopg", "psycopg2", "postgres"):
         if not url.database:
             raise InvalidName(f"{shown_url(url)} names no database; add /DB")
@@ -149,20 +189,21 @@ def blobs_folder(text: str) -> Path:
     raise InvalidName("the blobs URL is not of the form file:///PATH or s3://BUCKET/PREFIX")
 
 
-def create_db_engine(url: URL) -> Engine:
+def create_db_engine(url: URL, *, pre_ping: bool = False) -> Engine:
     """An engine for ``url`` with this project's connection rules.
 
-    SQLite: WAL and a generous busy timeout, so readers never block writers and writers
-    queue; autocommit at the driver, so a read takes no lock, and ``MetadataDB`` opens
-    every write with ``BEGIN IMMEDIATE`` itself (the write lock before the first read).
+    SQLite: WAL and a generous busy timeout (``SQLITE_BUSY_TIMEOUT``, or the URL's
+    ``timeout``), so readers never block writers and writers queue; autocommit at the
+    driver, so a read takes no lock, and ``MetadataDB`` opens every write with ``BEGIN
+    IMMEDIATE`` itself (the write lock before the first read).
     PostgreSQL: autocommit too, so a read is one round trip (not BEGIN, the query and
     the ROLLBACK a returned connection gets), and ``MetadataDB`` opens every write with
-    BEGIN; no ping at checkout (one round trip more per call): a connection that failed is
-    dropped from the pool instead (``MetadataDB._connection``). Both: statement parameters
-    never appear in an error (they hold key hashes).
+    BEGIN; no ping at checkout (one round trip more per call) unless ``pre_ping``: a
+    connection found dead drops the pool's others with it instead (``MetadataDB._connection``).
+    Both: statement parameters never appear in an error (they hold key hashes).
     """
     if url.get_backend_name() == "sqlite":
-        engine = sa.create_engine(url, connect_args={"timeout": 60.0},
+        engine = sa.create_engine(url, connect_args={"timeout": _busy_timeout(url)},
                                   pool_size=_SQLITE_POOL, max_overflow=-1,
                                   hide_parameters=True)
 
@@ -176,11 +217,82 @@ def create_db_engine(url: URL) -> Engine:
 
         return engine
     return sa.create_engine(url, pool_size=_PG_POOL, max_overflow=_PG_OVERFLOW,
-                            isolation_level="AUTOCOMMIT", hide_parameters=True)
+                            isolation_level="AUTOCOMMIT", hide_parameters=True,
+                            pool_pre_ping=pre_ping)
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def _busy_timeout(url: URL) -> float:
+    return float(str(url.query.get("timeout") or SQLITE_BUSY_TIMEOUT))
+
+
+def database_unavailable(err: BaseException, url: URL) -> DatabaseUnavailable | None:
+    """``err`` as the DatabaseUnavailable it means when it says that the database of
+    ``url`` cannot be used now (the codes above), else None: an integrity or constraint
+    error, a bad statement or a bug stays what it is.
+
+    ``err`` is a driver's own exception (``psycopg``, ``sqlite3``: statements run on the
+    driver's cursor) or SQLAlchemy's, which wraps one (connecting, and what it runs itself),
+    or its pool's (every connection in use past the pool's timeout).
+    """
+    driver: BaseException | None = err
+    if isinstance(err, exc.DBAPIError):
+        driver = err.orig
+        if err.connection_invalidated:  # SQLAlchemy found the connection dead
+            return _unavailable(url, _driver_line(driver, url))
+    elif isinstance(err, (exc.TimeoutError, exc.DisconnectionError)):
+        return DatabaseUnavailable(
+            f"the database {shown_url(url)} has no connection free: every one of this "
+            "process's is in use; try again shortly")
+    if isinstance(driver, sqlite3.Error):
+        code = getattr(driver, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary in _SQLITE_LOCKED or primary in _SQLITE_UNUSABLE:
+            return _unavailable(url, _driver_line(driver, url), locked=primary in _SQLITE_LOCKED)
+        return None
+    # psycopg is imported only where a PostgreSQL engine was made, and raised this if so
+    psycopg: Any = sys.modules.get("psycopg")
+    if psycopg is None or driver is None:
+        return None
+    if isinstance(driver, psycopg.InterfaceError) or (
+            isinstance(driver, psycopg.OperationalError)
+            and (driver.sqlstate is None or driver.sqlstate[:2] in _PG_UNAVAILABLE)):
+        return _unavailable(url, _driver_line(driver, url))
+    return None
+
+
+def _unavailable(url: URL, said: str, *, locked: bool = False) -> DatabaseUnavailable:
+    """The one line for a database that cannot be used now: which one, what its driver
+    said, and what to do."""
+    if url.get_backend_name() != "sqlite":
+        return DatabaseUnavailable(
+            f"the database {shown_url(url)} cannot be used now ({said}); check that "
+            "PostgreSQL is running and reachable from this machine, then try again")
+    path = url.database
+    if locked:
+        return DatabaseUnavailable(
+            f"the database {path} is locked: another process has held its write lock "
+            f"longer than the {_busy_timeout(url):g} s this one waits (a long commit or gc, "
+            f"or a process stuck holding it); try again, or find it with: fuser {path}")
+    return DatabaseUnavailable(
+        f"the database {path} cannot be used ({said}); check its disk, the free space and "
+        "the permissions of the file and its folder")
+
+
+@contextmanager
+def unavailable_errors(url: URL) -> Iterator[None]:
+    """Raise DatabaseUnavailable (one line: no password, no SQL, no traceback) for an error
+    of the block that says the database of ``url`` cannot be used now; any other passes."""
+    try:
+        yield
+    except Exception as err:
+        found = database_unavailable(err, url)
+        if found is None:
+            raise
+        raise found from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,15 +375,15 @@ def _reached(engine: Engine) -> Iterator[None]:
     try:
         yield
     except exc.OperationalError as err:
-        raise RegistryUnavailable(
-            f"cannot open the database {shown_url(engine.url)}: {_first_line(err, engine.url)}"
-        ) from None
+        raise DatabaseUnavailable(
+            f"cannot open the database {shown_url(engine.url)}: "
+            f"{_driver_line(err.orig, engine.url)}") from None
 
 
-def _first_line(err: exc.DBAPIError, url: URL) -> str:
+def _driver_line(err: BaseException | None, url: URL) -> str:
     """The driver's own message, first line (SQLAlchemy's adds the SQL and a link)."""
-    lines = str(err.orig).strip().splitlines()
-    text = lines[0] if lines else type(err.orig).__name__
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else type(err).__name__
     if url.password:  # never seen in psycopg's messages, but a message is no place to trust
         text = text.replace(str(url.password), "***")
     return text

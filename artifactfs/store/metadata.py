@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 
 from artifactfs.core.errors import Conflict, InvalidName, NotFound
@@ -52,10 +53,12 @@ from artifactfs.core.records import COMMITTED, DELETED, CollectionInfo, VersionI
 from artifactfs.store import queries as q
 from artifactfs.store.database import (
     create_db_engine,
+    database_unavailable,
     make_sqlite_folder,
     open_database,
     shown_url,
     sqlite_url,
+    unavailable_errors,
 )
 
 __all__ = ["MetadataDB"]
@@ -64,6 +67,9 @@ log = logging.getLogger(__name__)
 
 # a query names at most this many blobs (SQLite before 3.32 allows 999 parameters)
 _IN_BATCH = 500
+# the health route's query: trivial, yet it reads the database (a SELECT 1 does not open
+# a SQLite file), one row of a table every schema revision has
+_PING = text("SELECT 1 FROM alembic_version LIMIT 1")
 
 
 def _key_hash(key: str) -> str:
@@ -98,8 +104,9 @@ class MetadataDB:
     ``upgrade``: bring an older schema up at open; by default on SQLite only (the embedded
     store upgrades itself, as it always did; a shared PostgreSQL is upgraded on purpose,
     with ``artifactfs db upgrade``). Raises SchemaMismatch for a schema newer than this
-    code (or older, without ``upgrade``), RegistryUnavailable for a database that cannot be
-    opened.
+    code (or older, without ``upgrade``), DatabaseUnavailable (a RegistryUnavailable) for a
+    database that cannot be opened, and from every method for one that cannot be used now
+    (``_connection``).
 
     Connections: on SQLite one per thread, kept (as the ``sqlite3`` code before it did: a
     pool's checkout and return cost more than the query of a key check); on PostgreSQL one
@@ -115,7 +122,6 @@ class MetadataDB:
         self._upserts = q.upserts(self.engine.dialect.name)
         self._local = threading.local()
         self._compiled: dict[Any, Any] = {}  # (statement, columns) -> its SQL here
-        self._lost: type[Exception] = self.engine.dialect.loaded_dbapi.OperationalError
         try:
             open_database(self.engine, upgrade=self._sqlite if upgrade is None else upgrade)
         except BaseException:
@@ -133,20 +139,46 @@ class MetadataDB:
             conn.close()
         self.engine.dispose()
 
+    def ping(self) -> None:
+        """One trivial query that reads the database: the health route's check. Raises
+        DatabaseUnavailable when the database does not answer it."""
+        with self._read() as conn:
+            self._fetch(conn, _PING, {})
+
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        if not self._sqlite:
-            with self.engine.connect() as conn:
-                try:
-                    yield conn
-                except self._lost:
-                    conn.invalidate()  # the server went away: do not pool this one again
-                    raise
-            return
-        kept: Connection | None = getattr(self._local, "conn", None)
-        if kept is None or kept.closed:
-            kept = self._local.conn = self.engine.connect()
-        yield kept
+        """The connection of one call. An error that says the database cannot be used now
+        (``database.database_unavailable``) leaves as DatabaseUnavailable, whether the
+        driver's cursor raised it or SQLAlchemy, and the connection is not used again.
+
+        On PostgreSQL the pool's idle connections are dropped with it: a server that
+        stopped or restarted closed them all, and each would otherwise fail one request
+        after it is back (ten, more than a client retries), where SQLAlchemy, had it run
+        the statement, would have recycled its pool (its "disconnect" handling). On SQLite
+        the thread's kept connection is closed, and opened again by the next call.
+        """
+        with unavailable_errors(self.url):
+            if not self._sqlite:
+                with self.engine.connect() as conn:
+                    try:
+                        yield conn
+                    except Exception as err:
+                        if database_unavailable(err, self.url) is not None:
+                            conn.invalidate()
+                            self.engine.dispose()  # a new pool; checked-out ones close on return
+                        raise
+                return
+            kept: Connection | None = getattr(self._local, "conn", None)
+            if kept is None or kept.closed:
+                kept = self._local.conn = self.engine.connect()
+            try:
+                yield kept
+            except Exception as err:
+                if database_unavailable(err, self.url) is not None:
+                    self._local.conn = None
+                    with contextlib.suppress(Exception):
+                        kept.close()
+                raise
 
     def _fetch(self, conn: Connection, statement: Any,
                params: dict[str, Any] | list[dict[str, Any]]) -> list[Any]:

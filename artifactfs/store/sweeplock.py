@@ -32,6 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from artifactfs.core.errors import RegistryUnavailable
+from artifactfs.store.database import create_db_engine, unavailable_errors
 
 __all__ = ["SweepLock", "sweep_lock"]
 
@@ -89,7 +90,10 @@ class _FileLock(SweepLock):
 class _AdvisoryLock(SweepLock):
     """On connections of a pool of its own: a commit holds one while it checks out another
     for its transaction, and sharing one pool, 40 commits at once (the server's threads)
-    would each hold a lock connection and wait for a second that never comes."""
+    would each hold a lock connection and wait for a second that never comes. Its
+    connections are pinged at checkout (a round trip beside a commit's dozen): after
+    PostgreSQL restarted, the first commit would otherwise meet a connection the restart
+    closed and fail."""
 
     def __init__(self, engine: Engine) -> None:
         self._url = engine.url
@@ -100,18 +104,13 @@ class _AdvisoryLock(SweepLock):
     def engine(self) -> Engine:
         with self._made:
             if self._engine is None:  # made at the first commit: a reader never needs it
-                from artifactfs.store.database import create_db_engine
-
-                self._engine = create_db_engine(self._url)
+                self._engine = create_db_engine(self._url, pre_ping=True)
             return self._engine
 
     @contextmanager
     def _session(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except sa_exc.OperationalError as err:
-            raise RegistryUnavailable(f"the database cannot be reached: {err.orig}") from None
+        with unavailable_errors(self._url), self.engine.connect() as conn:
+            yield conn
 
     @contextmanager
     def shared(self) -> Iterator[None]:
@@ -120,9 +119,7 @@ class _AdvisoryLock(SweepLock):
             try:
                 yield
             finally:
-                # a connection lost meanwhile has lost the lock with it: nothing to release
-                with contextlib.suppress(sa_exc.DBAPIError):
-                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock_shared({_PG_KEY})")
+                _release(conn, f"SELECT pg_advisory_unlock_shared({_PG_KEY})")
 
     @contextmanager
     def exclusive(self, *, poll: float = 0.02) -> Iterator[None]:
@@ -132,8 +129,17 @@ class _AdvisoryLock(SweepLock):
             try:
                 yield
             finally:
-                with contextlib.suppress(sa_exc.DBAPIError):
-                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_PG_KEY})")
+                _release(conn, f"SELECT pg_advisory_unlock({_PG_KEY})")
+
+
+def _release(conn: Connection, statement: str) -> None:
+    """Release an advisory lock. A connection lost meanwhile (PostgreSQL stopped, say) has
+    lost the lock with it: nothing to release, and the connection is not pooled again,
+    where its reset on return would fail and log a traceback."""
+    try:
+        conn.exec_driver_sql(statement)
+    except sa_exc.DBAPIError:
+        conn.invalidate()
 
 
 def sweep_lock(engine: Engine) -> SweepLock:
