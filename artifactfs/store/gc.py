@@ -45,6 +45,7 @@ from artifactfs.core.digests import blob_key, blob_key_or_none
 from artifactfs.core.errors import InvalidRequest
 from artifactfs.core.records import DELETED
 from artifactfs.store.blobstore import StoredBlob
+from artifactfs.store.database import unavailable_errors
 from artifactfs.store.schema import blob_access, version_folders, versions
 
 if TYPE_CHECKING:
@@ -138,7 +139,13 @@ def _mark(conn: Connection, plan: GcPlan) -> None:
 
 
 def plan_gc(store: Store, *, grace: float, now: float | None = None) -> GcPlan:
-    """The mark: read every live version's blobs, then list storage. Changes nothing."""
+    """The mark: read every live version's blobs, then list storage. Changes nothing.
+    DatabaseUnavailable when the database goes away meanwhile."""
+    with unavailable_errors(store.db.url):
+        return _plan_gc(store, grace=grace, now=now)
+
+
+def _plan_gc(store: Store, *, grace: float, now: float | None) -> GcPlan:
     cutoff = (time.time() if now is None else now) - grace
     plan = GcPlan(grace=grace, cutoff=cutoff, doomed=[])
     with store.db.engine.connect() as conn:
@@ -183,7 +190,13 @@ def _drop_access(conn: Connection, entities: Iterable[str], keys: Sequence[str])
 def sweep(store: Store, plan: GcPlan, *,
           on_blobs: Callable[[int], None] | None = None) -> GcResult:
     """Remove what ``plan`` doomed and is still dead when its batch comes (see the module);
-    ``on_blobs`` is told how many blobs of the plan each batch settled."""
+    ``on_blobs`` is told how many blobs of the plan each batch settled. DatabaseUnavailable
+    when the database goes away meanwhile."""
+    with unavailable_errors(store.db.url):
+        return _sweep(store, plan, on_blobs=on_blobs)
+
+
+def _sweep(store: Store, plan: GcPlan, *, on_blobs: Callable[[int], None] | None) -> GcResult:
     removed: list[StoredBlob] = []
     spared = access_rows = 0
     engine = store.db.engine

@@ -518,3 +518,21 @@ def test_a_retry_after_given_as_a_date_is_waited_for_too() -> None:
         thread.join(5)
     assert len(seen) == 2
     assert seen[1] - seen[0] >= 1.0  # a date has whole seconds: at least one of the two
+
+
+def test_gc_with_the_database_gone_is_one_clear_error(
+        reg: Registry, cluster: PgCluster, db_name: str, tmp_path: Path) -> None:
+    """gc's mark and sweep run their own statements (not MetadataDB's): the database gone
+    under them is DatabaseUnavailable naming it, not the driver's traceback."""
+    from artifactfs.store.gc import plan_gc, sweep
+
+    store = Store(db=cluster.url(db_name), blobs=(tmp_path / "blobs").as_uri())
+    try:
+        plan = plan_gc(store, grace=0)
+        cluster.stop_server()
+        with pytest.raises(DatabaseUnavailable, match=r"check that PostgreSQL is running"):
+            plan_gc(store, grace=0)
+        with pytest.raises(DatabaseUnavailable):
+            sweep(store, plan)
+    finally:
+        store.db.close()
