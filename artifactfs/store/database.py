@@ -107,6 +107,11 @@ _SQLITE_UNUSABLE = frozenset({7, 8, 10, 13, 14, 15})
 # intervention (shutting down, "the database system is starting up", a crash), 58 system
 # error (I/O). An error without a SQLSTATE is the client's own: no connection, or it broke.
 _PG_UNAVAILABLE = frozenset({"08", "28", "40", "53", "57", "58"})
+# see _pg_connect_args
+_PG_LIBPQ_DEFAULTS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30,
+                      "keepalives_interval": 10, "keepalives_count": 6}
+_PG_SESSION_DEFAULTS = {"tcp_keepalives_idle": 60, "tcp_keepalives_interval": 10,
+                        "tcp_keepalives_count": 6}
 
 
 def _lenient_text(raw: bytes) -> str:
@@ -218,7 +223,29 @@ def create_db_engine(url: URL, *, pre_ping: bool = False) -> Engine:
         return engine
     return sa.create_engine(url, pool_size=_PG_POOL, max_overflow=_PG_OVERFLOW,
                             isolation_level="AUTOCOMMIT", hide_parameters=True,
-                            pool_pre_ping=pre_ping)
+                            pool_pre_ping=pre_ping, connect_args=_pg_connect_args(url))
+
+
+def _pg_connect_args(url: URL) -> dict[str, Any]:
+    """Bounds on a connection to a peer that vanished (its machine off, the network cut),
+    where neither side is told and TCP alone waits for hours; the URL's own settings win.
+
+    - ``connect_timeout``: a database host that drops packets fails a connect in seconds,
+      not after the kernel's two minutes of retries.
+    - ``keepalives*`` (libpq, this side): a connection to a vanished database is found dead
+      in about a minute and a half.
+    - ``tcp_keepalives_*`` (PostgreSQL's, set for the session): the database finds a
+      vanished replica dead in about two minutes and ends its sessions, so that its open
+      transaction (holding a collection's row lock) and its share of gc's lock go; a replica
+      killed is found at once, one whose machine vanished was otherwise held for hours.
+    """
+    given = set(url.query)
+    args: dict[str, Any] = {k: v for k, v in _PG_LIBPQ_DEFAULTS.items() if k not in given}
+    ours = " ".join(f"-c {name}={value}" for name, value in _PG_SESSION_DEFAULTS.items())
+    theirs = url.query.get("options")
+    # the URL's options come last: PostgreSQL takes the last of a setting given twice
+    args["options"] = f"{ours} {theirs}" if isinstance(theirs, str) and theirs else ours
+    return args
 
 
 def is_sqlite(engine: Engine | Connection) -> bool:

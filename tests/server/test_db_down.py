@@ -536,3 +536,51 @@ def test_gc_with_the_database_gone_is_one_clear_error(
             sweep(store, plan)
     finally:
         store.db.close()
+
+
+def _setting(db: MetadataDB, name: str) -> str:
+    with db.engine.connect() as conn:
+        return str(conn.exec_driver_sql(
+            "SELECT setting FROM pg_settings WHERE name = %(n)s", {"n": name}).scalar())
+
+
+def test_sessions_ask_the_database_to_find_a_vanished_replica_dead(pg_url: str) -> None:
+    """A replica whose machine vanishes mid-commit held its collection's row lock (and its
+    share of gc's lock) until TCP gave up, hours later: every session sets PostgreSQL's
+    keepalives for itself, and a URL's own options still win."""
+    db = MetadataDB(parse_db_url(pg_url))
+    try:
+        assert (_setting(db, "tcp_keepalives_idle"), _setting(db, "tcp_keepalives_interval"),
+                _setting(db, "tcp_keepalives_count")) == ("60", "10", "6")
+    finally:
+        db.close()
+    own = MetadataDB(parse_db_url(
+        pg_url + "?options=-c%20tcp_keepalives_idle%3D5%20-c%20statement_timeout%3D7000"))
+    try:
+        assert _setting(own, "tcp_keepalives_idle") == "5"
+        assert _setting(own, "statement_timeout") == "7000"
+        assert _setting(own, "tcp_keepalives_count") == "6"
+    finally:
+        own.close()
+
+
+def test_a_database_host_that_never_answers_fails_a_connect_in_bounded_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host that takes the connection and says nothing (packets dropped past the
+    handshake, a hung server): without a connect timeout libpq waits as long as TCP does."""
+    import socket
+
+    from artifactfs.store import database
+
+    monkeypatch.setitem(database._PG_LIBPQ_DEFAULTS, "connect_timeout", 1)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+    try:
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable, match="connection timeout expired"):
+            MetadataDB(parse_db_url(f"postgresql://afs@127.0.0.1:{port}/none"))
+        assert time.monotonic() - started < 30  # a hang, not a speed: without it, forever
+    finally:
+        silent.close()
