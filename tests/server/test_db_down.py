@@ -31,7 +31,8 @@ import psycopg
 import pytest
 from helpers import ARTIFACTFS, free_port, wait_until
 from pg import PgCluster
-from seaweed import RecordingProxy, SeaweedS3
+from relay import TcpRelay
+from seaweed import SeaweedS3
 from server.conftest import ENTITY, Registry, clean_env, running_registry
 
 from artifactfs.config import Config
@@ -328,7 +329,7 @@ def test_the_health_route_probes_a_bucket(tmp_path: Path, seaweed: SeaweedS3,
                                           s3_url: str) -> None:
     """Blobs in S3 (a real SeaweedFS, through a relay that can stop): one HEAD probes the
     bucket; storage stopped is the blob store unavailable, and nothing of it is told."""
-    storage = RecordingProxy(seaweed.port)
+    storage = TcpRelay(seaweed.port)
     try:
         with running_registry(tmp_path, blobs_url=s3_url,
                               env={**seaweed.env, "AWS_ENDPOINT_URL": storage.endpoint}) as reg:

@@ -32,7 +32,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +45,7 @@ import psycopg
 import pytest
 from helpers import RegistryServer, rand_bytes, wait_until
 from pg import PgCluster
+from relay import TcpRelay
 from seaweed import SeaweedS3
 from server.conftest import ENTITY, clean_env
 
@@ -621,62 +621,6 @@ def test_a_client_carries_on_through_the_other_replica_when_its_own_dies(
 IDLE_TIMEOUT_MS = 2000  # the bound given to the vanished replica's transactions
 
 
-class SilentRelay:
-    """A loopback TCP relay in front of PostgreSQL that can fall silent: after ``silence``
-    it forwards nothing either way and passes on no close, as a network that lost a machine
-    (PostgreSQL then hears neither data nor a close from it). Its sockets close at ``close``.
-    """
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self._listener.getsockname()[1])
-        self._silent = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def silence(self) -> None:
-        self._silent.set()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while block := src.recv(1 << 16):
-                if not self._silent.is_set():
-                    dst.sendall(block)
-            if not self._silent.is_set():
-                dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):  # wakes the accept() under way
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for s in sockets:
-            s.close()
-        self._thread.join(timeout=5)
-
-
 def test_a_vanished_replicas_transaction_holds_its_collection_until_the_idle_bound(
         replicas: Replicas, tmp_path: Path) -> None:
     """What docs/deploy.md warns of, and the bound it advises. A replica reaches PostgreSQL
@@ -686,9 +630,10 @@ def test_a_vanished_replicas_transaction_holds_its_collection_until_the_idle_bou
     collection through another replica waits for it, and goes through (as v1, the killed
     commit leaving nothing) once PostgreSQL ends the session at the replica's
     ``idle_in_transaction_session_timeout``, given in its ``--db`` URL. Without a bound the
-    wait is TCP's: over two hours on Linux's defaults."""
+    wait is TCP's (the relay's socket, still open, answers the keepalives every session
+    sets; a machine really gone would stop answering them in about two minutes)."""
     project = unique("vanished")
-    relay = SilentRelay(replicas.cluster.port)
+    relay = TcpRelay(replicas.cluster.port)
     options = f"-c idle_in_transaction_session_timeout={IDLE_TIMEOUT_MS}".replace(" ", "%20")
     folder = tmp_path / "vanishing"
     folder.mkdir()
@@ -730,4 +675,4 @@ def test_a_vanished_replicas_transaction_holds_its_collection_until_the_idle_bou
             doomed.stop()
     finally:
         pool.shutdown(wait=False)
-        relay.close()
+        relay.stop()

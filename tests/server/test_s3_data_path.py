@@ -21,7 +21,8 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers import ARTIFACTFS, rand_bytes
-from seaweed import RecordingProxy, SeaweedS3
+from relay import TcpRelay
+from seaweed import SeaweedS3
 from server.conftest import ENTITY, Registry, clean_env, running_registry
 
 from artifactfs.core.chunks import CHUNK_SIZE
@@ -36,20 +37,20 @@ LARGE = rand_bytes(9 << 20, seed=12)  # multipart: 8 MiB and 1 MiB
 
 
 @pytest.fixture
-def storage(seaweed: SeaweedS3) -> Iterator[RecordingProxy]:
-    proxy = RecordingProxy(seaweed.port)
+def storage(seaweed: SeaweedS3) -> Iterator[TcpRelay]:
+    proxy = TcpRelay(seaweed.port)
     try:
         yield proxy
     finally:
         proxy.stop()
 
 
-def _s3_env(seaweed: SeaweedS3, storage: RecordingProxy) -> dict[str, str]:
+def _s3_env(seaweed: SeaweedS3, storage: TcpRelay) -> dict[str, str]:
     return {**seaweed.env, "AWS_ENDPOINT_URL": storage.endpoint}
 
 
 @pytest.fixture
-def s3_registry(tmp_path: Path, seaweed: SeaweedS3, storage: RecordingProxy,
+def s3_registry(tmp_path: Path, seaweed: SeaweedS3, storage: TcpRelay,
                 s3_url: str) -> Iterator[Registry]:
     with running_registry(tmp_path, blobs_url=s3_url, env=_s3_env(seaweed, storage)) as reg:
         yield reg
@@ -90,7 +91,7 @@ def _no_secrets(text: str, seaweed: SeaweedS3, *keys: str) -> None:
 
 
 def test_blobs_go_to_storage_and_back_by_presigned_url(
-    s3_registry: Registry, client: HttpRegistry, storage: RecordingProxy, seaweed: SeaweedS3,
+    s3_registry: Registry, client: HttpRegistry, storage: TcpRelay, seaweed: SeaweedS3,
     tmp_path: Path, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -203,7 +204,7 @@ def test_a_lying_client_never_gets_a_blob_under_the_claimed_digest(
 
 
 @pytest.fixture
-def short_lived(tmp_path: Path, seaweed: SeaweedS3, storage: RecordingProxy, s3_url: str
+def short_lived(tmp_path: Path, seaweed: SeaweedS3, storage: TcpRelay, s3_url: str
                 ) -> Iterator[tuple[Registry, HttpRegistry]]:
     """A server whose blob addresses live 1 s, holding MEDIUM, and a client of it."""
     with running_registry(tmp_path, "--blob-url-lifetime", "1", blobs_url=s3_url,
@@ -232,7 +233,7 @@ def test_an_expired_address_is_asked_for_again(
 
 
 def test_an_address_expired_on_the_way_is_asked_for_again_once(
-    short_lived: tuple[Registry, HttpRegistry], storage: RecordingProxy,
+    short_lived: tuple[Registry, HttpRegistry], storage: TcpRelay,
 ) -> None:
     reg, client = short_lived
     storage.delay_next = 2.0  # the first address reaches storage expired: 403
@@ -242,7 +243,7 @@ def test_an_address_expired_on_the_way_is_asked_for_again_once(
 
 
 def test_storage_stopped_is_a_clear_error_and_no_partial_version(
-    s3_registry: Registry, client: HttpRegistry, storage: RecordingProxy, seaweed: SeaweedS3,
+    s3_registry: Registry, client: HttpRegistry, storage: TcpRelay, seaweed: SeaweedS3,
     tmp_path: Path,
 ) -> None:
     s3_registry.commit("p", "d", {"a": SMALL})
@@ -291,7 +292,7 @@ def test_a_large_upload_gets_addresses_that_outlive_it(s3_registry: Registry) ->
 
 
 def test_a_manifest_committed_by_reference_goes_to_storage_too(
-    s3_registry: Registry, storage: RecordingProxy, tmp_path: Path,
+    s3_registry: Registry, storage: TcpRelay, tmp_path: Path,
 ) -> None:
     """A manifest past the client's inline bound is a blob like any other: uploaded by
     presigned PUT, checked, then read from the bucket by the server for the commit."""
