@@ -15,13 +15,14 @@ import trio.testing
 
 from artifactfs.cache import ContentCache
 from artifactfs.config import Config
+from artifactfs.content import VerifiedContent, open_content
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY, CHUNK_SIZE, ChunkIndex
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import DigestMismatch
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.files import hash_file
 from artifactfs.fs.reader import VerifiedReader
-from artifactfs.registry import LocalRegistry, VerifiedContent, open_content, open_registry
+from artifactfs.registry import LocalRegistry, open_registry
 from artifactfs.store import Store
 
 

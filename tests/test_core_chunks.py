@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex, chunk_count
+from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex, ChunkSpan, chunk_count
 from artifactfs.core.digests import ContentHasher, md5_b64
 from artifactfs.core.errors import InvalidManifest
 
@@ -266,3 +266,44 @@ def test_constructor_checks_the_count() -> None:
     with pytest.raises(InvalidManifest, match="negative size"):
         ChunkIndex(SMALL, -1, ())
     assert ChunkIndex(SMALL, 0, ()).count == 0
+
+
+# ---- ChunkSpan: the offset arithmetic of every read of a chunked entry ---------------------
+
+def _blob_and_chunks(total: int, chunk: int) -> tuple[bytes, list[bytes]]:
+    blob = bytes(i % 251 for i in range(total))
+    return blob, [blob[i:i + chunk] for i in range(0, total, chunk)]
+
+
+@pytest.mark.parametrize(("offset", "size"), [
+    (0, 10), (3, 4), (0, 16), (5, 11), (15, 1), (15, 2), (16, 16), (7, 100), (31, 50),
+    (0, 1000), (17, 15),
+])
+def test_a_span_cuts_exactly_the_bytes_asked_for(offset: int, size: int) -> None:
+    total, chunk = 40, 16
+    blob, chunks = _blob_and_chunks(total, chunk)
+    span = ChunkSpan.of(offset, size, total, chunk_size=chunk)
+    assert span is not None
+    assert (span.first, span.last) == (offset // chunk, (min(total, offset + size) - 1) // chunk)
+    got = span.cut(chunks[span.first:span.last + 1])
+    assert bytes(got) == blob[offset:offset + size]
+
+
+def test_a_span_within_one_chunk_is_a_view_of_it_not_a_copy() -> None:
+    _, chunks = _blob_and_chunks(40, 16)
+    span = ChunkSpan.of(18, 5, 40, chunk_size=16)
+    assert span is not None and span.count == 1
+    got = span.cut([chunks[1]])
+    assert isinstance(got, memoryview) and got.obj is chunks[1]
+
+
+@pytest.mark.parametrize(("offset", "size"), [(40, 1), (41, 5), (10, 0), (-1, 4)])
+def test_nothing_to_read_is_no_span(offset: int, size: int) -> None:
+    assert ChunkSpan.of(offset, size, 40, chunk_size=16) is None
+
+
+def test_a_span_given_the_wrong_number_of_chunks_refuses() -> None:
+    span = ChunkSpan.of(5, 20, 40, chunk_size=16)
+    assert span is not None and span.count == 2
+    with pytest.raises(ValueError):
+        span.cut([b"x" * 16])

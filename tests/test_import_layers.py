@@ -17,7 +17,7 @@ _FORBIDDEN = ("sqlite3", "artifactfs.store")
 @pytest.mark.parametrize("modules", [
     ["artifactfs.registry.http"],
     ["artifactfs.sdk"],
-    ["artifactfs.cache", "artifactfs.fs.staging", "artifactfs.registry.content"],
+    ["artifactfs.cache", "artifactfs.fs.staging", "artifactfs.content"],
 ])
 def test_client_layers_do_not_load_the_store(modules: list[str]) -> None:
     code = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from artifactfs.core.errors import InvalidManifest
@@ -20,7 +21,8 @@ BytesLike = bytes | bytearray | memoryview
 """What a check, a digest or a cache takes: read buffers are often bytearrays, and slices
 of them memoryviews; each of these is hashed and written without a copy."""
 
-__all__ = ["CHUNK_INDEX_EXTRA_KEY", "CHUNK_SIZE", "BytesLike", "ChunkIndex", "chunk_count"]
+__all__ = ["CHUNK_INDEX_EXTRA_KEY", "CHUNK_SIZE", "BytesLike", "ChunkIndex", "ChunkSpan",
+           "chunk_count"]
 
 CHUNK_SIZE = 1 << 20
 CHUNK_INDEX_EXTRA_KEY = "chunkIndexSha256"
@@ -31,6 +33,46 @@ _HEADER = struct.Struct(">8sQQ")
 def chunk_count(size: int, chunk_size: int = CHUNK_SIZE) -> int:
     """Number of chunks a blob of ``size`` bytes has (0 for an empty blob)."""
     return -(-size // chunk_size)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSpan:
+    """Bytes ``[start, end)`` of a blob cut in chunks: the chunks ``first`` to ``last``
+    hold them. Every read of a chunked entry (the mount's, the SDK's) goes through here, so
+    the offset arithmetic is written once."""
+
+    start: int
+    end: int
+    first: int
+    last: int
+    chunk_size: int = CHUNK_SIZE
+
+    @classmethod
+    def of(cls, offset: int, size: int, total: int,
+           chunk_size: int = CHUNK_SIZE) -> ChunkSpan | None:
+        """The span of a read of ``size`` bytes at ``offset`` in a blob of ``total``
+        bytes, cut short at its end; None when nothing is left to read there."""
+        end = min(total, offset + size)
+        if offset < 0 or offset >= end:
+            return None
+        return cls(offset, end, offset // chunk_size, (end - 1) // chunk_size, chunk_size)
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+    def cut(self, parts: Sequence[BytesLike]) -> memoryview | bytes:
+        """The span's bytes out of its chunks (``parts[i]`` is chunk ``first + i``): a view
+        into the one chunk when the span lies within one, else the pieces joined once."""
+        if len(parts) != self.count:
+            raise ValueError(f"a span of {self.count} chunks was given {len(parts)}")
+        head = self.start - self.first * self.chunk_size
+        if self.count == 1:
+            return memoryview(parts[0])[head : head + self.end - self.start]
+        views = [memoryview(p) for p in parts]
+        views[0] = views[0][head:]
+        views[-1] = views[-1][: self.end - self.last * self.chunk_size]
+        return b"".join(views)
 
 
 @dataclass(frozen=True, slots=True)

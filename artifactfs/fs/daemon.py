@@ -22,6 +22,7 @@ import pyfuse3
 import trio
 
 from artifactfs.config import Config
+from artifactfs.content import open_content
 from artifactfs.core.collector import rarer_full_passes
 from artifactfs.fs.control import control_socket_path, serve_control
 from artifactfs.fs.ops import ArtifactOperations
@@ -31,7 +32,7 @@ from artifactfs.fs.saving import FolderCommands
 from artifactfs.fs.staging import Staging
 from artifactfs.fs.tree import Tree
 from artifactfs.fs.writes import FolderWriter
-from artifactfs.registry import open_content, open_registry
+from artifactfs.registry import open_registry
 
 __all__ = ["serve_mount"]
 

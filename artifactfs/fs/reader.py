@@ -27,12 +27,11 @@ from typing import Any, cast
 import trio
 from cachetools import LRUCache, TTLCache
 
-from artifactfs.core.chunks import CHUNK_SIZE
+from artifactfs.content import Piece, VerifiedContent
+from artifactfs.core.chunks import CHUNK_SIZE, ChunkSpan, chunk_count
 from artifactfs.core.errors import RegistryUnavailable
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.fs.options import option_default
-from artifactfs.registry import VerifiedContent
-from artifactfs.registry.content import Piece
 
 __all__ = ["ReadAhead", "SiblingWindow", "VerifiedReader", "first_error"]
 
@@ -371,20 +370,17 @@ class VerifiedReader:
         Answers with a view into the cached piece where the range lies within one, so the
         bytes are copied once, into the kernel, and not on the way.
         """
-        end = min(entry.size, offset + size)
-        if offset >= end:
+        span = ChunkSpan.of(offset, size, entry.size)
+        if span is None:
             return b""
         if not self.content.is_chunked(entry):
-            return memoryview(await self.piece(entry, -1))[offset:end]
-        first, last = offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
-        base = first * CHUNK_SIZE
-        if first == last:
-            data = await self.piece(entry, first)
-            return memoryview(data)[offset - base : end - base]
-        parts: list[Piece] = [b""] * (last - first + 1)
+            return memoryview(await self.piece(entry, -1))[span.start : span.end]
+        if span.count == 1:
+            return span.cut([await self.piece(entry, span.first)])
+        parts: list[Piece] = [b""] * span.count
 
         async def fetch(i: int) -> None:
-            parts[i] = await self.piece(entry, first + i)
+            parts[i] = await self.piece(entry, span.first + i)
 
         try:
             async with trio.open_nursery() as nursery:
@@ -392,10 +388,7 @@ class VerifiedReader:
                     nursery.start_soon(fetch, i)
         except BaseExceptionGroup as group:
             raise first_error(group) from None
-        views = [memoryview(p) for p in parts]
-        views[0] = views[0][offset - base :]
-        views[-1] = views[-1][: end - (last * CHUNK_SIZE)]
-        return b"".join(views)
+        return span.cut(parts)
 
     def schedule_readahead(
         self, nursery: trio.Nursery, entry: ManifestEntry, state: ReadAhead, offset: int,
@@ -409,7 +402,7 @@ class VerifiedReader:
         """
         if not self.content.is_chunked(entry):
             return
-        count = -(-entry.size // CHUNK_SIZE)
+        count = chunk_count(entry.size)
         current = (min(entry.size, offset + size) - 1) // CHUNK_SIZE
         start = max(current + 1, state.fetched_to)
         stop = min(count, current + 1 + state.window)

@@ -19,13 +19,13 @@ from typing import Any
 
 import pyfuse3
 
+from artifactfs.content import VerifiedContent
 from artifactfs.core.errors import InvalidName, NotFound
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.names import validate_alias, validate_name
 from artifactfs.core.posix import link_escape
 from artifactfs.fs.staging import DIR_MODE, FILE_MODE, StagedFile, StagedFolder
 from artifactfs.fs.tree import Kind, Node, Tree
-from artifactfs.registry import VerifiedContent
 
 __all__ = ["FolderWriter", "fail"]
 

@@ -1,14 +1,13 @@
-"""One interface to a registry (embedded store or server) and verified content through it."""
+"""One interface to a registry: the embedded store or a server (verified bytes through it:
+``artifactfs.content``)."""
 
 from __future__ import annotations
 
-from artifactfs.cache import ContentCache
 from artifactfs.config import Config
 from artifactfs.registry.base import Registry
-from artifactfs.registry.content import VerifiedContent
 from artifactfs.registry.local import LocalRegistry
 
-__all__ = ["LocalRegistry", "Registry", "VerifiedContent", "open_content", "open_registry"]
+__all__ = ["LocalRegistry", "Registry", "open_registry"]
 
 
 def open_registry(config: Config, *, read_timeout: float | None = None) -> Registry:
@@ -29,6 +28,3 @@ def open_registry(config: Config, *, read_timeout: float | None = None) -> Regis
         return LocalRegistry(Store(db=config.db_url, blobs=config.blobs_url))
     return LocalRegistry(Store(config.store_dir))
 
-
-def open_content(config: Config, registry: Registry) -> VerifiedContent:
-    return VerifiedContent(registry, ContentCache(config.cache_dir, config.cache_size))

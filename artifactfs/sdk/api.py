@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from artifactfs.config import Config
+from artifactfs.content import VerifiedContent, open_content
 from artifactfs.core.errors import NotFound
 from artifactfs.core.names import Ref, parse_ref, validate_name
-from artifactfs.registry import Registry, VerifiedContent, open_content, open_registry
+from artifactfs.registry import Registry, open_registry
 
 if TYPE_CHECKING:
     from artifactfs.sdk.artifact import Artifact

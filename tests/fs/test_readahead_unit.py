@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from artifactfs.cache import ContentCache
+from artifactfs.content import VerifiedContent
 from artifactfs.core.chunks import CHUNK_SIZE
 from artifactfs.fs.reader import ReadAhead, VerifiedReader
-from artifactfs.registry import LocalRegistry, VerifiedContent
+from artifactfs.registry import LocalRegistry
 from artifactfs.store import Store
 
 KIB = 1024

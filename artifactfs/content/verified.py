@@ -25,7 +25,7 @@ from pathlib import Path
 from cachetools import LRUCache
 
 from artifactfs.cache import ContentCache
-from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex
+from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex, ChunkSpan
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import DigestMismatch, InvalidManifest
 from artifactfs.core.manifest import ManifestEntry
@@ -373,16 +373,12 @@ class VerifiedContent:
 
     def read(self, entry: ManifestEntry, offset: int, size: int) -> Piece:
         """Verified bytes ``[offset, offset + size)`` of an entry (shorter at its end)."""
-        end = min(entry.size, offset + size)
-        if offset >= end:
+        span = ChunkSpan.of(offset, size, entry.size)
+        if span is None:
             return b""
         if not self.is_chunked(entry):
-            return self.whole(entry)[offset:end]
-        first, last = offset // CHUNK_SIZE, (end - 1) // CHUNK_SIZE
-        parts = self.chunks(entry, first, last + 1)
-        joined = parts[0] if len(parts) == 1 else b"".join(parts)
-        base = first * CHUNK_SIZE
-        return bytes(joined[offset - base : end - base])
+            return self.whole(entry)[span.start : span.end]
+        return bytes(span.cut(self.chunks(entry, span.first, span.last + 1)))
 
     def download(
         self, entry: ManifestEntry, dest: Path, on_bytes: Callable[[int], None] | None = None
