@@ -496,11 +496,13 @@ class ArtifactOperations(pyfuse3.Operations):
         # but a file's first read is answered before anything is fetched ahead of it, so
         # that it does not share the first round trip (time to first byte).
         nursery = self.nursery
+        # a small file is one piece: nothing to read ahead within it, nothing to track
+        tracked = nursery is not None and self.reader.content.is_chunked(entry)
         first_read = ahead.next_offset == -1
         # Recorded as it arrives, the first read too: the reads the kernel sends while the
         # first one is fetched then continue it and fetch ahead, where each of them, taken
         # for a first read as well, fetched its own chunk alone.
-        sequential = ahead.advance(off, size)
+        sequential = tracked and ahead.advance(off, size)
         if nursery is not None and sequential and not first_read:
             self.reader.schedule_readahead(nursery, entry, ahead, off, size)
         try:
