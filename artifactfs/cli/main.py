@@ -60,6 +60,8 @@ def user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            raise  # the reader of our output left (``| head``): click exits quietly
         except (ArtifactFSError, ValueError, NotImplementedError, OSError) as exc:
             detail = str(exc) or type(exc).__name__
             if isinstance(exc, OSError) and exc.filename:
