@@ -97,8 +97,9 @@ def test_extra_files_can_be_left_out(root: Path) -> None:
     (wandb_json(FILES, **{"c.txt": {"size": 3}}), r"entry 'c.txt' has no digest"),
     (wandb_json(FILES, **{"c.txt": {"digest": md5_b64(b"c"), "size": -1}}),
      r"entry 'c.txt' has an invalid size -1"),
-    (wandb_json(FILES, **{"c.txt": {"digest": "x", "size": 1, "extra": {"alg": "SHA1"}}}),
-     r"entry 'c.txt' has extra.alg 'SHA1'"),
+    (wandb_json(FILES, **{"c.txt": {"digest": md5_b64(b"c"), "size": 1,
+                                          "extra": {"alg": "SHA1"}}}),
+     r"entry 'c.txt' has digest algorithm 'SHA1'"),
     # a draft-to-draft reference: W&B rewrites it at upload, so no server's copy holds one
     (wandb_json(FILES, **{"r": {"digest": "d", "ref": "wandb-client-artifact://1/x"}}),
      r"entry 'r' has ref 'wandb-client-artifact://1/x'; a reference is a URI"),

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from artifactfs.cli.output import fail
+from artifactfs.core.digests import MD5
 
 if TYPE_CHECKING:
     from artifactfs.sdk import Api
@@ -104,14 +105,27 @@ def export(ref: str, root: str, manifest_path: str | None) -> None:
     click.echo(f"exported {art.qualified_name}: {files} files to {root}"
                + (f", {refs} references kept as references" if refs else ""))
     click.echo(f"manifest: {written} (digest {art.digest})")
-    click.echo(_load_hint(Path(written)))
+    click.echo(_load_hint(Path(written), art.manifest.digest_algorithm))
 
 
-def _load_hint(path: Path) -> str:
-    return (
-        "load it in wandb:\n"
-        "  import json\n"
-        "  from wandb.sdk.artifacts.artifact_manifest import ArtifactManifest\n"
-        f"  manifest = ArtifactManifest.from_manifest_json(json.load(open({str(path)!r})))\n"
-        "  manifest.digest()"
-    )
+def _load_hint(path: Path, algorithm: str) -> str:
+    """How to load the manifest in wandb. W&B's JSON does not say its artifact's digest
+    algorithm: an XXH128 one must be passed it, or its digest() comes out MD5 and wrong
+    (docs/wandb-format.md, §4)."""
+    lines = [
+        "load it in wandb:",
+        "  import json",
+        "  from wandb.sdk.artifacts.artifact_manifest import ArtifactManifest",
+    ]
+    if algorithm == MD5:
+        lines.append(
+            f"  manifest = ArtifactManifest.from_manifest_json(json.load(open({str(path)!r})))")
+    else:
+        lines += [
+            "  from wandb.sdk.artifacts._generated import ArtifactDigestAlgorithm",
+            "  manifest = ArtifactManifest.from_manifest_json(",
+            f"      json.load(open({str(path)!r})),",
+            f"      digest_algorithm=ArtifactDigestAlgorithm.MANIFEST_{algorithm})",
+        ]
+    lines.append(f"  manifest.digest()  # {algorithm} artifact digest, as above")
+    return "\n".join(lines)

@@ -38,11 +38,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
-from artifactfs.core.digests import artifact_digest
+from artifactfs.core.digests import (
+    ALG_EXTRA_KEY,
+    MD5,
+    MD5_EXTRA_KEY,
+    XXH128,
+    artifact_digest,
+    check_algorithm,
+)
 from artifactfs.core.errors import InvalidManifest
 from artifactfs.core.limits import shown
-from artifactfs.core.manifest import STORAGE_POLICY, Manifest, ManifestEntry, validate_for_commit
-from artifactfs.core.names import LATEST, validate_alias
+from artifactfs.core.manifest import (
+    DIGEST_ALGORITHM_KEY,
+    STORAGE_POLICY,
+    Manifest,
+    ManifestEntry,
+    validate_for_commit,
+)
+from artifactfs.core.names import LATEST, validate_alias, validate_type
 from artifactfs.core.posix import check_symlink_entry, symlink_target
 from artifactfs.files import hash_file
 
@@ -51,7 +64,6 @@ if TYPE_CHECKING:
     from artifactfs.sdk.artifact import Artifact
 
 __all__ = [
-    "DIGEST_ALGORITHMS",
     "MANIFEST_SUFFIX",
     "ImportPlan",
     "export_wandb",
@@ -61,11 +73,6 @@ __all__ = [
     "wandb_manifest_json",
 ]
 
-MD5, XXH128 = "MD5", "XXH128"
-DIGEST_ALGORITHMS = (MD5, XXH128)
-ALG_EXTRA_KEY = "alg"  # W&B's DIGEST_ALGORITHM_EXTRA_KEY
-MD5_EXTRA_KEY = "md5"  # artifactfs's own: an XXH128 entry's blob is named by its MD5
-TOP_ALGORITHM_KEY = "digestAlgorithm"  # artifactfs's own; wandb ignores unknown top-level keys
 MANIFEST_SUFFIX = ".wandb_manifest.json"
 """The exported manifest's default name: ``DIR`` + this, beside the folder ``DIR``."""
 
@@ -136,41 +143,13 @@ def load_wandb_manifest(
         })
     except InvalidManifest as exc:
         raise InvalidManifest(f"{source}: {exc}") from None
-    for entry in manifest:
-        alg = entry.extra.get(ALG_EXTRA_KEY) if entry.extra else None
-        if alg is not None and alg not in DIGEST_ALGORITHMS:
-            raise InvalidManifest(
-                f"entry {shown(entry.path)} has extra.alg {shown(str(alg))}; W&B's entry "
-                f"digests are {' and '.join(DIGEST_ALGORITHMS)}"
-            )
     if digest_algorithm is None:
-        inferred = raw.get(TOP_ALGORITHM_KEY) == XXH128 or any(
+        inferred = raw.get(DIGEST_ALGORITHM_KEY) == XXH128 or any(
             e.extra.get(ALG_EXTRA_KEY) == XXH128 for e in manifest if e.extra
         )
         digest_algorithm = XXH128 if inferred else MD5
-    return manifest, _checked_algorithm(digest_algorithm)
-
-
-def _checked_algorithm(algorithm: str) -> str:
-    upper = algorithm.upper()
-    if upper not in DIGEST_ALGORITHMS:
-        raise ValueError(
-            f"digest algorithm {algorithm!r} is not one of {', '.join(DIGEST_ALGORITHMS)}"
-        )
-    return upper
-
-
-def entry_algorithm(entry: ManifestEntry) -> str:
-    """The algorithm of one file entry's digest: ``extra.alg``, MD5 when absent (W&B's rule)."""
-    alg = entry.extra.get(ALG_EXTRA_KEY) if entry.extra else None
-    return XXH128 if alg == XXH128 else MD5
-
-
-def wandb_artifact_digest(manifest: Manifest, algorithm: str) -> str:
-    """The digest W&B's ``manifest.digest()`` gives ``manifest`` in an ``algorithm`` artifact."""
-    if algorithm != MD5:
-        raise ValueError(f"{algorithm} artifacts are not supported by artifactfs yet")
-    return artifact_digest((e.path, e.digest) for e in manifest)
+    manifest.digest_algorithm = check_algorithm(digest_algorithm.upper())
+    return manifest, manifest.digest_algorithm
 
 
 class ImportPlan:
@@ -214,11 +193,14 @@ def plan_import(
     if extra_files not in ("refuse", "ignore"):
         raise ValueError(f"extra_files must be 'refuse' or 'ignore', not {extra_files!r}")
     manifest, algorithm = load_wandb_manifest(manifest_json, digest_algorithm)
-    validate_for_commit(manifest)  # a bad reference or size, before any file is read
+    # a bad reference, path or size, before any file is read; all but W&B's XXH128 files,
+    # which are refused until hashed (a registry names their blobs by an MD5 they lack)
+    validate_for_commit(Manifest(e for e in manifest if e.ref is not None or e.algorithm == MD5))
     base = Path(root)
     if not base.is_dir():
         raise ValueError(f"{root} is not a folder")
-    expected = wandb_artifact_digest(manifest, algorithm)
+    # W&B's manifest.digest(): before import changes any entry, though only extra changes
+    expected = artifact_digest(((e.path, e.digest) for e in manifest), algorithm)
     ignored = _files_not_listed(base, manifest)
     if ignored and extra_files == "refuse":
         more = f" (and {len(ignored) - 1} more)" if len(ignored) > 1 else ""
@@ -242,9 +224,7 @@ def plan_import(
 
     def check(path: str) -> None:
         entry = manifest[path]
-        content = hash_file(local[path])
-        if entry_algorithm(entry) != MD5:
-            raise ValueError(f"entry {shown(path)}: XXH128 digests are not supported yet")
+        content = hash_file(local[path], entry.algorithm)
         if content.size != entry.size:
             raise InvalidManifest(
                 f"entry {shown(path)}: {local[path]} changed while it was read ({content.size} "
@@ -253,18 +233,19 @@ def plan_import(
         if content.digest != entry.digest:
             raise InvalidManifest(
                 f"entry {shown(path)}: {local[path]} does not match its "
-                f"{entry_algorithm(entry)} digest {entry.digest} (its bytes give "
+                f"{entry.algorithm} digest {entry.digest} (its bytes give "
                 f"{content.digest})"
             )
+        # the algorithm (kept as given), the MD5 naming the blob, the chunk index
         extra = {k: v for k, v in entry.extra.items() if k not in _STORAGE_EXTRA_KEYS}
-        if content.chunk_index is not None:
-            extra[CHUNK_INDEX_EXTRA_KEY] = content.chunk_index.sha256()
+        extra.update((k, v) for k, v in content.entry_extra().items() if k not in extra)
         if extra != entry.extra:
             entry.extra = extra
         if advance is not None:
             advance(content.size)
 
     run_parallel(check, sorted(local))
+    validate_for_commit(manifest)
     return ImportPlan(manifest, local, ignored, algorithm, expected)
 
 
@@ -339,7 +320,7 @@ def import_wandb(
             f"import target {target!r} takes no alias; pass aliases to label the new version"
         )
     aliases = [a if a == LATEST else validate_alias(a) for a in aliases]
-    art = Artifact(ref.name, type, description=description, metadata=metadata)
+    validate_type(type)  # refused before the files are read
     factory = api.progress
 
     def progress(total: int) -> Callable[[int], None] | None:
@@ -349,6 +330,8 @@ def import_wandb(
                        extra_files=extra_files, progress=progress)
     if not len(plan.manifest):
         raise ValueError("nothing to import: the manifest lists no entries")
+    art = Artifact(ref.name, type, description=description, metadata=metadata,
+                   digest_algorithm=plan.digest_algorithm)
     client = api
     if ref.entity != api.config.entity:
         from artifactfs.sdk.api import Api as ApiClass
@@ -369,7 +352,7 @@ def import_wandb(
 # ---- export ---------------------------------------------------------------------------------
 
 
-def wandb_manifest_json(manifest: Manifest, digest_algorithm: str = MD5) -> dict[str, Any]:
+def wandb_manifest_json(manifest: Manifest) -> dict[str, Any]:
     """A manifest as W&B's ``to_manifest_json()`` writes one, for ``from_manifest_json``.
 
     Entries keep W&B's keys only, and of ``extra`` everything but ``chunkIndexSha256`` and
@@ -394,8 +377,8 @@ def wandb_manifest_json(manifest: Manifest, digest_algorithm: str = MD5) -> dict
         "storagePolicyConfig": dict(manifest.storage_policy_config),
         "contents": contents,
     }
-    if digest_algorithm != MD5:
-        top[TOP_ALGORITHM_KEY] = digest_algorithm
+    if manifest.digest_algorithm != MD5:
+        top[DIGEST_ALGORITHM_KEY] = manifest.digest_algorithm
     return top
 
 
@@ -440,7 +423,7 @@ def export_wandb(
                 f"{folder} holds {extra[0]!r}, which {artifact.qualified_name} does not have "
                 "(W&B's verify() of the folder would fail); export into a new or empty folder"
             )
-    data = wandb_manifest_json(manifest, MD5)
+    data = wandb_manifest_json(manifest)
     artifact._download_entries([e for e in manifest if e.ref is None], folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     from artifactfs.files import atomic_writer

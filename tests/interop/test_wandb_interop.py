@@ -80,7 +80,8 @@ def test_wandb_made_what_the_test_expects(wandb_built: dict[str, tuple[Path, str
         assert manifest["refs/a.txt"]["digest"] == md5_b64(b"hello\n")  # MD5 in both
         assert manifest["shard-0.tar"] == {"digest": "https://example.com/data/shard-0.tar",
                                            "ref": "https://example.com/data/shard-0.tar"}
-        assert manifest["shard-1.tar"]["ref"] == "s3://bucket/prefix/shard-1.tar"
+        # s3 with checksum=False: the key is the path (docs/wandb-format.md §5)
+        assert manifest["prefix/shard-1.tar"]["ref"] == "s3://bucket/prefix/shard-1.tar"
         assert "notes/new.txt" in manifest and "copy/b.txt" in manifest
 
 
