@@ -19,7 +19,7 @@ from artifactfs.core.digests import artifact_digest, md5_b64
 from artifactfs.core.errors import InvalidManifest
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.posix import symlink_entry
-from artifactfs.sdk.wandb_io import import_wandb, plan_import
+from artifactfs.sdk.wandb_io import plan_import
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -54,6 +54,24 @@ def test_the_documented_digest_is_kept(root: Path) -> None:
     assert plan.digest == W_DIGEST
     assert plan.manifest.digest() == W_DIGEST
     assert sorted(plan.local) == sorted(FILES)
+
+
+def test_an_xxh128_artifact_is_told_by_its_entries(root: Path) -> None:
+    """docs/wandb-format.md §3's vectors: W&B's JSON does not say the algorithm; an entry's
+    extra.alg does, and each file is checked in it and given the MD5 naming its blob."""
+    xxh = {"a.txt": "a7qGx+Bp9W1aELQ18cjknA==", "empty.bin": "maoG0wFHmNhgAcMkRo1Jfw==",
+           "sub/b.txt": "+g04qbOCgNCJHkmFvbJYPg=="}
+    data = wandb_json({}, **{p: {"digest": d, "size": len(FILES[p]), "extra": {"alg": "XXH128"}}
+                             for p, d in xxh.items()})
+    plan = plan_import(data, root)
+    assert plan.digest_algorithm == "XXH128"
+    assert plan.digest == "122caba8543812319f8ee487bf15c6a3"
+    assert plan.manifest["a.txt"].extra == {"alg": "XXH128", "md5": md5_b64(b"hello\n")}
+    # told otherwise, the same entries hash as wandb's MD5 loader would hash them
+    assert plan_import(data, root, digest_algorithm="md5").digest == artifact_digest(xxh.items())
+    (root / "a.txt").write_bytes(b"hellO\n")
+    with pytest.raises(InvalidManifest, match=r"'a.txt'.*does not match its XXH128 digest"):
+        plan_import(data, root)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -150,7 +168,8 @@ def test_a_symlink_entry_needs_that_link(root: Path) -> None:
     assert "sub/latest" not in plan.local
 
 
-def test_progress_is_shown_for_the_check_and_the_upload(api: Api, root: Path) -> None:
+def test_progress_is_shown_for_the_check_and_the_upload(api: Api, root: Path,
+                                                         tmp_path: Path) -> None:
     seen: dict[str, list[int]] = {}
 
     def factory(label: str, total: int) -> Callable[[int], None]:
@@ -158,12 +177,15 @@ def test_progress_is_shown_for_the_check_and_the_upload(api: Api, root: Path) ->
         return seen[label].append
 
     api.progress = factory
-    art = import_wandb(api, wandb_json(FILES), root, "interop/files", type="dataset",
-                       aliases=["from-wandb"])
+    art = api.import_wandb(wandb_json(FILES), root, "interop/files", type="dataset",
+                           aliases=["from-wandb"])
     assert art.digest == W_DIGEST and "from-wandb" in art.aliases
     total = sum(map(len, FILES.values()))
     assert seen["check files"][0] == total and sum(seen["check files"][1:]) == total
     assert seen["upload files"][0] == total and sum(seen["upload files"][1:]) == total
+    written = api.export_wandb("interop/files:from-wandb", tmp_path / "out")
+    assert written == tmp_path / "out.wandb_manifest.json"
+    assert json.loads(written.read_text()) == wandb_json(dict(sorted(FILES.items())))
 
 
 @embedded_only
