@@ -136,13 +136,18 @@ def test_the_servers_copy_loses_its_client_keys(root: Path) -> None:
     for path, entry in data["contents"].items():
         entry["skip_cache"] = False
         entry["local_path"] = f"/home/u/.local/share/wandb/artifacts/staging/{path}"
+    # wandb's download() fetches a file:// reference into the folder: left alone, not extra
+    data["contents"]["refs/a.txt"] = {"digest": md5_b64(b"hello\n"), "size": 6,
+                                      "ref": "file:///data/a.txt", "skip_cache": False}
+    make_tree(root, {"refs/a.txt": b"hello\n"})
     plan = plan_import(data, root)
     for entry in plan.manifest:
         assert entry.unknown == {}
     assert plan.manifest["r.bin"].ref == "https://h/r.bin"
-    assert plan.references == 1
+    assert plan.references == 2 and sorted(plan.local) == sorted(FILES)
     assert plan.digest == artifact_digest([*((p, md5_b64(b)) for p, b in FILES.items()),
-                                           ("r.bin", "https://h/r.bin")])
+                                           ("r.bin", "https://h/r.bin"),
+                                           ("refs/a.txt", md5_b64(b"hello\n"))])
 
 
 def test_storage_extra_keys_are_computed_again(tmp_path: Path) -> None:

@@ -58,9 +58,9 @@ def import_(manifest: str, root: str, target: str, type_: str, aliases: tuple[st
             digest_algorithm: str | None, ignore_extra: bool, description: str | None) -> None:
     """Commit a W&B artifact as the next version of PROJECT/NAME.
 
-    MANIFEST is W&B's manifest JSON (``artifact.manifest.to_manifest_json()`` written to a
+    MANIFEST is W&B's manifest JSON (artifact.manifest.to_manifest_json() written to a
     file, or a W&B server's wandb_manifest.json), ROOT the folder its files were downloaded
-    to (``artifact.download()``). Every file is checked against its entry (size and digest)
+    to (artifact.download()). Every file is checked against its entry (size and digest)
     before anything is uploaded; references stay references and need no file. Prints the
     new version and its digest, which is W&B's.
 
@@ -92,9 +92,9 @@ def import_(manifest: str, root: str, target: str, type_: str, aliases: tuple[st
 def export(ref: str, root: str, manifest_path: str | None) -> None:
     """Write REF's files into ROOT and its manifest in W&B's JSON, for the wandb package.
 
-    The files are verified as ``download`` verifies them; references are not fetched and
-    stay references in the manifest. W&B's ``ArtifactManifest.from_manifest_json`` loads the
-    manifest with REF's digest, and W&B's ``verify()`` accepts ROOT. Prints how to load it.
+    The files are verified as 'download' verifies them; references are not fetched and
+    stay references in the manifest. W&B's ArtifactManifest.from_manifest_json loads the
+    manifest with REF's digest, and W&B's verify() accepts ROOT. Prints how to load it.
     """
     from artifactfs.sdk.wandb_io import export_wandb
 
