@@ -106,7 +106,9 @@ def test_extra_files_can_be_left_out(root: Path) -> None:
     ({"contents": {}}, r"has no 'version'"),
     ({**wandb_json({}), "version": 2}, r"manifest version 2;"),
     ({**wandb_json({}), "version": "1"}, r"manifest version '1';"),
+    ({**wandb_json({}), "version": True}, r"manifest version true;"),
     ({**wandb_json({}), "storagePolicy": "other"}, r"storagePolicy 'other'"),
+    ({**wandb_json({}), "storagePolicy": None}, r"storagePolicy null;"),
     ({**wandb_json({}), "contents": []}, r"'contents' must be a JSON object"),
     # W&B's loader takes these paths unchecked (docs/wandb-format.md §4); a download of them
     # would write outside its folder

@@ -115,15 +115,15 @@ def load_wandb_manifest(
     if "version" not in raw:
         raise InvalidManifest(f"{source} is not a W&B manifest: it has no 'version'")
     version = raw["version"]
-    if type(version) is not int or version != 1:
+    if type(version) is not int or version != 1:  # "1" and true are not 1, as for wandb
         raise InvalidManifest(
-            f"{source} has manifest version {version!r}; W&B's manifests of version 1 are "
-            "the ones artifactfs reads"
+            f"{source} has manifest version {_json_shown(version)}; W&B's manifests of "
+            "version 1 are the ones artifactfs reads"
         )
     policy = raw.get("storagePolicy")
     if policy != STORAGE_POLICY:
         raise InvalidManifest(
-            f"{source} has storagePolicy {shown(str(policy))}; W&B writes (and loads) only "
+            f"{source} has storagePolicy {_json_shown(policy)}; W&B writes (and loads) only "
             f"{STORAGE_POLICY!r}"
         )
     for key in ("storagePolicyConfig", "contents"):
@@ -171,6 +171,16 @@ class ImportPlan:
     @property
     def references(self) -> int:
         return sum(1 for e in self.manifest if e.ref is not None)
+
+
+def _json_shown(value: Any) -> str:
+    """A JSON value of the user's file as a message may print it: a string quoted and
+    escaped (``shown``), anything else as its JSON (which escapes what is not printable),
+    cut at 80 characters."""
+    if isinstance(value, str):
+        return shown(value)
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:80] + f"... ({len(text)} characters)"
 
 
 def plan_import(
