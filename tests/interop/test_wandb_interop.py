@@ -24,6 +24,7 @@ from test_cli import embedded_only, ok
 from artifactfs import Api, Artifact
 from artifactfs.core.digests import md5_b64
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.core.posix import symlink_entry
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 WandbRun = Callable[..., dict[str, Any]]  # the run_wandb fixture (tests/interop/conftest.py)
@@ -185,7 +186,25 @@ def test_artifactfs_exports_load_in_wandb_with_the_same_digest(
         digests[algorithm] = art.digest
         loads.append({"name": algorithm, "algorithm": algorithm, "root": str(out),
                       "manifest": str(out.with_name(f"{algorithm}.wandb_manifest.json"))})
+    # a symlink (a mount's save makes them; here an import of one): wandb has none, so it
+    # loads the entry with its digest but its verify() hashes what the link points to
+    root = make_tree(tmp_path / "linked", {"v2/model.bin": b"weights"})
+    (root / "latest").symlink_to("v2/model.bin")
+    link = symlink_entry("latest", "v2/model.bin")
+    linked = api.import_wandb(
+        {"version": 1, "storagePolicy": "wandb-storage-policy-v1", "storagePolicyConfig": {},
+         "contents": {"latest": link.to_dict(),
+                      "v2/model.bin": {"digest": md5_b64(b"weights"), "size": 7}}},
+        root, "interop/linked", type="model")
+    out = tmp_path / "export" / "linked"
+    ok(run_cli("export", "interop/linked:v0", str(out)))
+    assert (out / "latest").is_symlink()
+    loads.append({"name": "linked", "algorithm": "MD5", "root": str(out),
+                  "manifest": str(out.with_name("linked.wandb_manifest.json"))})
     loaded = run_wandb("load", loads)
+    assert loaded["linked"]["digest"] == linked.digest
+    assert loaded["linked"]["entries"]["latest"]["extra"] == {"symlink": "v2/model.bin"}
+    assert loaded["linked"]["verified"] == "Digest mismatch for file: latest"
     for algorithm in ALGORITHMS:
         result = loaded[algorithm]
         assert result["digest"] == digests[algorithm]
