@@ -252,3 +252,10 @@ def test_export_refuses_a_manifest_inside_the_folder_or_a_foreign_file(
     err = refused(run_cli("export", "interop/files:v0", str(out)))
     assert "holds 'stale.txt', which local/interop/files:v0 does not have" in err
     assert not (tmp_path / "out.wandb_manifest.json").exists()
+
+
+def test_an_empty_manifest_is_nothing_to_import(api: Api, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="nothing to import: the manifest lists no entries"):
+        api.import_wandb(wandb_json({}), tmp_path / "empty", "interop/none", type="dataset")
+    assert api.registry.list_projects(api.config.entity) == []
