@@ -31,6 +31,7 @@ from artifactfs.cli.output import (
 )
 from artifactfs.cli.serve import key, serve
 from artifactfs.cli.staged import discard, save, status
+from artifactfs.cli.wandb_io import export, import_
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError, NotFound
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
@@ -272,6 +273,8 @@ cli.add_command(migrate)
 cli.add_command(save)
 cli.add_command(status)
 cli.add_command(discard)
+cli.add_command(import_)
+cli.add_command(export)
 
 
 def main() -> None:
