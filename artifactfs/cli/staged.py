@@ -105,7 +105,7 @@ def save(path: Path, aliases: tuple[str, ...], message: str | None, force: bool)
 
     \b
     Example:
-      cp -r new-images/ /mnt/art/vision/dataset/mnist:latest/images/
+      cp -r new-images/. /mnt/art/vision/dataset/mnist:latest/images/
       artifactfs save /mnt/art/vision/dataset/mnist:latest --alias reviewed -m "more images"
     """
     body = {"op": "save", "aliases": list(aliases), "message": message, "force": force}
