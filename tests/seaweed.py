@@ -66,7 +66,9 @@ class SeaweedS3:
         self.log = folder / "weed.log"
         self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         args = [
-            weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            # its log files in the test's folder: glog writes them to /tmp otherwise, a few
+            # more every run, never removed
+            weed_binary(), f"-logdir={folder}", "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             *(f"-{name}={port}" for name, port in ports.items()),
             "-filer", "-s3", f"-s3.port={self.port}", f"-s3.config={keys}",
             # the catalog servers the gateway starts by default, on fixed ports
