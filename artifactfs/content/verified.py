@@ -25,6 +25,7 @@ from pathlib import Path
 from cachetools import LRUCache
 
 from artifactfs.cache import ContentCache
+from artifactfs.content.references import ReferenceContent
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex, ChunkSpan
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import DigestMismatch, InvalidManifest
@@ -93,6 +94,15 @@ class VerifiedContent:
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._side = ThreadPoolExecutor(4, thread_name_prefix="artifactfs-index")
         self._index_flights: dict[str, Future[ChunkIndex]] = {}
+        # entries whose bytes are at a URI (file://, http(s)://, s3://): read and checked
+        # by their own rules (content/references.py); each public method below hands them
+        # there first. A scheme resolved through the registry instead (wandb-artifact://)
+        # dispatches before these.
+        self.references = ReferenceContent(cache, self.stats.add)
+
+    def close(self) -> None:
+        """Let go of the references' HTTP connections (the registry is the caller's)."""
+        self.references.close()
 
     # ---- pieces --------------------------------------------------------------------------
 
@@ -101,15 +111,12 @@ class VerifiedContent:
         return entry.size > CHUNK_SIZE
 
     def _stored_key(self, entry: ManifestEntry) -> str:
-        if entry.ref is not None:
-            raise NotImplementedError(
-                f"entry {entry.path!r} is a reference to {entry.ref}; reading references "
-                "is not supported yet"
-            )
         return blob_key(entry.digest)
 
     def whole(self, entry: ManifestEntry, attempts: int = _ATTEMPTS) -> Piece:
         """All bytes of an entry no larger than one chunk, MD5-checked."""
+        if entry.ref is not None:
+            return self.references.whole(entry)
         key = self._stored_key(entry)
         if entry.size == 0:
             return self._checked_empty(entry)
@@ -186,6 +193,8 @@ class VerifiedContent:
 
     def index(self, entry: ManifestEntry) -> ChunkIndex:
         """The chunk index of a large entry, checked against the manifest when it can be."""
+        if entry.ref is not None:
+            return self.references.index(entry)
         key = self._stored_key(entry)
         with self._lock:
             found = self._indexes.get(_index_memo(entry))
@@ -241,6 +250,8 @@ class VerifiedContent:
         one range request, since per-request cost, not bandwidth, is what limits a stream of
         1 MiB requests. A chunk that fails its check is fetched once more on its own.
         """
+        if entry.ref is not None:
+            return self.references.chunks(entry, first, stop)
         key = blob_key(entry.digest)
         with self._lock:
             index = self._indexes.get(_index_memo(entry))
@@ -357,7 +368,8 @@ class VerifiedContent:
 
     def which_cached(self, entries: list[ManifestEntry]) -> list[bool]:
         """For each entry, whether the disk cache holds its whole bytes."""
-        return [self.cache.contains(self._stored_key(entry)) for entry in entries]
+        return [self.references.contains(entry) if entry.ref is not None
+                else self.cache.contains(self._stored_key(entry)) for entry in entries]
 
     def wholes_not_cached(self, entries: list[ManifestEntry]) -> list[Piece | None]:
         """For prefetch: ``wholes`` of the small entries the disk cache lacks (one batch

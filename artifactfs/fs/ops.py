@@ -29,6 +29,7 @@ from artifactfs.core.errors import (
     InvalidManifest,
     NotFound,
     PermissionDenied,
+    ReferenceUnavailable,
     RegistryUnavailable,
 )
 from artifactfs.core.manifest import ManifestEntry
@@ -507,7 +508,8 @@ class ArtifactOperations(pyfuse3.Operations):
             self.reader.schedule_readahead(nursery, entry, ahead, off, size)
         try:
             data = await self.reader.read(entry, off, size)
-        except (DigestMismatch, NotFound, OSError) as exc:  # a missing blob is an I/O error
+        # a missing blob, or a reference's source gone or changed, is an I/O error
+        except (DigestMismatch, NotFound, OSError, ReferenceUnavailable) as exc:
             version = node.version
             log.error(
                 "EIO: %s path %r digest %s: %s",

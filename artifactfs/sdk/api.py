@@ -93,6 +93,8 @@ class Api:
         return self._content
 
     def close(self) -> None:
+        if self._content is not None:
+            self._content.close()
         if self._registry is not None:
             self._registry.close()
 
