@@ -30,6 +30,7 @@ import base64
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -140,19 +141,27 @@ def _strong(etag: str) -> bool:
 
 
 def redact_httpx_log() -> None:
-    """Keep signed query strings and passwords out of httpx's own log lines (``HTTP
-    Request: GET URL ...`` at INFO, shown by ``--verbose``): a reference may be added from a
-    presigned URL, and the URL is logged before it could be stripped."""
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactUrls) for f in logger.filters):
-        logger.addFilter(_RedactUrls())
+    """Keep passwords and signed query strings out of httpx's and httpcore's own log lines
+    (``HTTP Request: GET URL ...`` at INFO, shown by ``--verbose``; redirects' Location at
+    DEBUG): a reference may be added from a presigned URL or one with ``user:password@``,
+    and the URL is logged before it could be stripped. Once per process."""
+    for name in _URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactUris) for f in logger.filters):
+            logger.addFilter(_RedactUris())
 
 
-class _RedactUrls(logging.Filter):
+_URL_LOGGERS = ("httpx", "httpcore.http11", "httpcore.http2", "httpcore.connection",
+                "httpcore.proxy")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>]+")
+
+
+class _RedactUris(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(clean_uri(str(a)) if isinstance(a, httpx.URL) else a
-                                for a in record.args)
+        message = record.getMessage()
+        cleaned = _URI.sub(lambda m: clean_uri(m.group(0)), message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
         return True
 
 

@@ -402,6 +402,9 @@ class VerifiedContent:
         registry's word alone). A small entry's bytes were MD5-checked by ``whole`` (or put
         in the cache so checked): hashing them again was a second pass over every byte.
         """
+        if entry.ref is not None:
+            self.references.download(entry, dest, on_bytes)
+            return
         if not self.is_chunked(entry):
             with atomic_writer(dest) as out:
                 data = self.whole(entry)
