@@ -360,3 +360,37 @@ def test_server_stores_a_file_reference_and_never_reads_it(
         assert Path(mine.get_path("private.txt").download(str(tmp_path / "o"))).read_bytes() \
             == b"the client's own file\n"
         assert watch.opened()
+
+
+# ---- artifactfs verify --references ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["embedded"])
+def test_cli_verify_references_reads_each_source_again(
+        api: Api, tmp_path: Path, run_cli, http_source: HttpSource) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"logged\n")
+    url = http_source.put("/w.bin", b"weights", etag='"w1"')
+    art = draft(api)
+    art.add_reference(src.as_uri())
+    art.add_reference(url)
+    art.add_reference(url, name="loose.bin", checksum=False)
+    art.save(project="p")
+    api.artifact("p/refs:latest").download(str(tmp_path / "got"))  # now in the cache
+
+    proc = run_cli("verify", "p/refs:latest", "--references")
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: 2 references of local/p/refs:v0 match their sources (1 logged with " \
+        "checksum=False" in proc.stdout
+    # the folder check alone skips references, as W&B's verify() does
+    assert run_cli("verify", "p/refs:latest", "--root", str(tmp_path / "got")).returncode == 0
+    (src / "a.txt").write_bytes(b"LOGGED\n")  # the cache holds the logged bytes: not read
+    proc = run_cli("verify", "p/refs:latest", "--references")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: reference 'a.txt' (file://") and "MD5" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (src / "a.txt").write_bytes(b"logged\n")
+    http_source.put("/w.bin", b"weights", etag='"w2"')
+    proc = run_cli("verify", "p/refs:latest", "--references")
+    assert proc.returncode == 1 and "'w.bin'" in proc.stderr and "412" in proc.stderr

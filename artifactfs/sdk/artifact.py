@@ -630,6 +630,25 @@ class Artifact:
                     f"file {path!r} in {base} does not match digest {entry.digest}"
                 )
 
+    def verify_references(self) -> tuple[int, int]:
+        """Read every reference's source again, past the cache, and check it against what
+        was logged (``verify()`` skips references, as in W&B); ``(checked, unchecked)``,
+        the second counting ``checksum=False`` references, which hold nothing to check.
+
+        Raises ReferenceChanged or ReferenceUnavailable naming the first reference whose
+        source differs or cannot be read.
+        """
+        content = self._api.content
+        checked = unchecked = 0
+        for entry in self.manifest:
+            if entry.ref is None:
+                continue
+            if content.references.check_source(entry):
+                checked += 1
+            else:
+                unchecked += 1
+        return checked, unchecked
+
     def _progress(self, verb: str, total: int) -> Callable[[int], None] | None:
         factory = self._api.progress
         return factory(f"{verb} {self._name}", total) if factory and total else None

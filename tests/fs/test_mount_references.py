@@ -1,0 +1,68 @@
+"""References read through a real mount (issue 18): ``cat`` and ``open`` of entries whose
+bytes are on this machine's disk and on a loopback HTTP server, fetched lazily by the
+daemon and checked before any byte is served; a source changed since it was logged is EIO
+with one log line naming the entry and the URI, never other bytes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fs.conftest import Mount
+from refsources import HttpSource, serving
+
+from artifactfs.core.chunks import CHUNK_SIZE
+from artifactfs.sdk import Api, Artifact
+
+pytestmark = pytest.mark.mount
+
+
+@pytest.fixture
+def http_source() -> Iterator[HttpSource]:
+    with serving() as source:
+        yield source
+
+
+def test_mount_reads_references_and_a_changed_one_is_eio(
+        api: Api, mounted: Mount, tmp_path: Path, http_source: HttpSource) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    notes, later = b"notes on disk\n", b"read only after it changed\n"
+    (src / "notes.txt").write_bytes(notes)
+    (src / "later.txt").write_bytes(later)
+    big = os.urandom(2 * CHUNK_SIZE + 999)
+    url = http_source.put("/weights.bin", big, etag='"w-1"')
+    art = Artifact("refs", "dataset")
+    art._client = api
+    art.add_reference(src.as_uri(), name="disk")
+    art.add_reference(url, name="net/weights.bin")
+    art.save(project="vision")
+    folder = mounted.path / "vision/dataset/refs:v0"
+
+    logged = len(http_source.requests_for("/weights.bin"))  # add_reference's GET
+    assert sorted(os.listdir(folder / "disk")) == ["later.txt", "notes.txt"]
+    assert (folder / "net/weights.bin").stat().st_size == len(big)
+    cat = subprocess.run(["cat", str(folder / "disk/notes.txt")], capture_output=True,
+                         timeout=30)
+    assert cat.returncode == 0 and cat.stdout == notes
+    with open(folder / "net/weights.bin", "rb") as f:
+        f.seek(CHUNK_SIZE + 10)
+        assert f.read(1000) == big[CHUNK_SIZE + 10 : CHUNK_SIZE + 1010]
+        f.seek(0)
+        assert f.read() == big
+    # one whole fetch, then the cache
+    assert len(http_source.requests_for("/weights.bin")) == logged + 1
+
+    (src / "later.txt").write_bytes(later.upper())  # same size, other bytes
+    with pytest.raises(OSError) as caught:
+        (folder / "disk/later.txt").read_bytes()
+    assert caught.value.errno == errno.EIO
+    lines = [line for line in mounted.log_text().splitlines() if "later.txt" in line]
+    assert any("EIO" in line and (src / "later.txt").as_uri() in line and "changed" in line
+               for line in lines), lines
+    assert mounted.alive()
+    assert (folder / "disk/notes.txt").read_bytes() == notes  # the mount goes on
