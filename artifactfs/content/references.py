@@ -375,6 +375,9 @@ class ReferenceContent:
         self._readers: dict[str, SourceReader] = {}
         self._indexes: LRUCache[str, ChunkIndex] = LRUCache(maxsize=4096)
         self._flights: dict[str, Future[_Fetched]] = {}
+        # schemes this client will not read, and why (a mount shared with other users
+        # refuses file://: fs/daemon.py)
+        self.refused: dict[str, str] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -384,6 +387,8 @@ class ReferenceContent:
 
     def _reader(self, entry: ManifestEntry) -> SourceReader:
         scheme = scheme_of(entry.ref or "")
+        if scheme in self.refused:
+            raise _unavailable(entry, self.refused[scheme])
         with self._lock:
             reader = self._readers.get(scheme)
             if reader is None:

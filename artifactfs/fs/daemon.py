@@ -62,6 +62,12 @@ def serve_mount(
     rarer_full_passes()
     registry = open_registry(config, read_timeout=options.read_timeout)
     content = open_content(config, registry)
+    if options.allow_other:
+        # other users read through this daemon with its user's rights: a manifest's
+        # file:///home/me/.ssh/id_rsa must not become theirs to read
+        content.references.refused["file"] = (
+            "file:// references are not read by a mount shared with other users "
+            "(--allow-other): the daemon would read its own user's files for them")
     limiter = trio.CapacityLimiter(options.threads)
 
     async def blocking(func: Callable[..., Any], *args: Any) -> Any:

@@ -66,3 +66,22 @@ def test_mount_reads_references_and_a_changed_one_is_eio(
                for line in lines), lines
     assert mounted.alive()
     assert (folder / "disk/notes.txt").read_bytes() == notes  # the mount goes on
+
+
+@pytest.mark.parametrize("transport", ["embedded"])
+def test_a_mount_shared_with_other_users_reads_no_file_references(
+        api: Api, mount_factory, tmp_path: Path, http_source: HttpSource) -> None:
+    (tmp_path / "mine.txt").write_bytes(b"the daemon user's own file\n")
+    url = http_source.put("/open.txt", b"anyone may read this\n", etag='"o"')
+    art = Artifact("refs", "dataset")
+    art._client = api
+    art.add_reference((tmp_path / "mine.txt").as_uri())
+    art.add_reference(url)
+    art.save(project="vision")
+    mount = mount_factory("--allow-other")
+    folder = mount.path / "vision/dataset/refs:v0"
+    with pytest.raises(OSError) as caught:
+        (folder / "mine.txt").read_bytes()
+    assert caught.value.errno == errno.EIO
+    assert "--allow-other" in mount.log_text()
+    assert (folder / "open.txt").read_bytes() == b"anyone may read this\n"
