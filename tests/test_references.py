@@ -96,6 +96,10 @@ def test_file_references_take_wandbs_entry_forms(api: Api, tmp_path: Path) -> No
     [unchecked] = art.add_reference(f"file://{src}/sub/b.txt", name="u.txt", checksum=False)
     assert unchecked.digest == md5_b64((src / "sub/b.txt").resolve().as_uri().encode())
     assert unchecked.size == 5 and not unchecked.extra
+    spaced = tmp_path / "my data.txt"
+    spaced.write_bytes(b"hello\n")
+    [encoded] = art.add_reference(spaced.as_uri())  # Path.as_uri() writes %20
+    assert (encoded.path, encoded.digest) == ("my data.txt", "sZRqySSS0jR8YjW00mERhA==")
     with pytest.raises(ValueError, match="more than max_objects=2"):
         art.add_reference(f"file://{src}", name="t2", max_objects=2)
     with pytest.raises(ValueError, match="no file or folder"):

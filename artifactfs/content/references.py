@@ -38,27 +38,27 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from cachetools import LRUCache
 
 from artifactfs.cache import ContentCache
 from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex, chunk_count
-from artifactfs.core.digests import ContentHasher, is_md5_digest
+from artifactfs.core.digests import ContentHasher, is_md5_digest, md5_b64
 from artifactfs.core.errors import ReferenceChanged, ReferenceUnavailable
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.references import (
     ETAG_EXTRA_KEY,
     VERSION_ID_EXTRA_KEY,
     clean_uri,
-    file_ref_path,
-    is_unchecked,
     reference_cache_name,
     scheme_of,
 )
 from artifactfs.files import READ_BLOCK, atomic_writer
 
-__all__ = ["READERS", "ReferenceContent", "SourceReader", "redact_httpx_log", "s3_client"]
+__all__ = ["READERS", "ReferenceContent", "SourceReader", "file_ref_path", "http_client",
+           "is_unchecked", "redact_httpx_log", "s3_client"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,36 @@ _HTTP_TIMEOUT = httpx.Timeout(30.0, read=60.0)
 
 
 # ---- the sources ---------------------------------------------------------------------------
+
+
+def file_ref_path(uri: str) -> str:
+    """The local path a ``file://`` URI names: what follows ``file://``, as W&B takes it
+    (``file:///data/x`` is ``/data/x``), or that percent-decoded when only the decoded
+    path exists (``Path.as_uri()`` writes a space as ``%20``)."""
+    parts = urlsplit(uri)
+    path = parts.netloc + parts.path
+    if "%" in path and not os.path.lexists(path):
+        decoded = unquote(path)
+        if os.path.lexists(decoded):
+            return decoded
+    return path
+
+
+def is_unchecked(entry: ManifestEntry) -> bool:
+    """True for a reference added with ``checksum=False``: its digest is the URI itself
+    (http, s3, ...) or, for ``file://``, the MD5 of the file's URI text (W&B's forms), so
+    nothing about its bytes can be checked."""
+    ref = entry.ref
+    if ref is None:
+        return False
+    if entry.digest == ref:
+        return True
+    if scheme_of(ref) == "file":
+        path = file_ref_path(ref)
+        texts = {ref, Path(path).resolve().as_uri()} if path.startswith("/") else {ref}
+        return entry.digest in {md5_b64(t.encode()) for t in texts}
+    return False
+
 
 
 @dataclass(slots=True)
@@ -248,7 +278,10 @@ class HttpReader:
 def http_client() -> httpx.Client:
     """The httpx client references are read and added with: redirects followed, proxies
     and CA files from the environment, no credentials (httpx reads no netrc)."""
-    return httpx.Client(follow_redirects=True, timeout=_HTTP_TIMEOUT)
+    # identity: the ETag, Content-Length and MD5 are those of the bytes as stored, not of a
+    # compressed form httpx would decode on the way
+    return httpx.Client(follow_redirects=True, timeout=_HTTP_TIMEOUT,
+                        headers={"Accept-Encoding": "identity"})
 
 
 def s3_client() -> Any:

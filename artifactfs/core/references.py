@@ -2,9 +2,8 @@
 
 Pure helpers shared by the SDK (which builds reference entries, ``sdk/references.py``) and the
 content layer (which reads them, ``content/references.py``): which scheme a URI has, the URI
-with its credentials taken out (what may enter a manifest or a log line), whether an entry
-was added with ``checksum=False`` (nothing to check it against), and the name its verified
-bytes get in the disk cache.
+with its credentials taken out (what may enter a manifest or a log line), and the name its
+verified bytes get in the disk cache.
 
 Credentials never enter a manifest: a manifest is shown to every key holder of its entity,
 kept in backups and exported. So a URI loses its ``user:password@`` and every query
@@ -19,18 +18,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from artifactfs.core.digests import md5_b64
 from artifactfs.core.manifest import ManifestEntry
 
 __all__ = [
     "ETAG_EXTRA_KEY",
     "VERSION_ID_EXTRA_KEY",
     "clean_uri",
-    "file_ref_path",
-    "is_unchecked",
     "reference_cache_name",
     "scheme_of",
 ]
@@ -87,29 +82,6 @@ def clean_uri(uri: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return uri
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-
-
-def file_ref_path(uri: str) -> str:
-    """The local path a ``file://`` URI names: what follows ``file://`` (W&B takes the
-    URL's netloc and path as they are, so ``file:///data/x`` is ``/data/x``)."""
-    parts = urlsplit(uri)
-    return parts.netloc + parts.path
-
-
-def is_unchecked(entry: ManifestEntry) -> bool:
-    """True for a reference added with ``checksum=False``: its digest is the URI itself
-    (http, s3, ...) or, for ``file://``, the MD5 of the file's URI text (W&B's forms), so
-    nothing about its bytes can be checked."""
-    ref = entry.ref
-    if ref is None:
-        return False
-    if entry.digest == ref:
-        return True
-    if scheme_of(ref) == "file":
-        path = file_ref_path(ref)
-        texts = {ref, Path(path).resolve().as_uri()} if path.startswith("/") else {ref}
-        return entry.digest in {md5_b64(t.encode()) for t in texts}
-    return False
 
 
 def reference_cache_name(entry: ManifestEntry) -> str:

@@ -34,14 +34,18 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from artifactfs.content.references import http_client, redact_httpx_log, s3_client
+from artifactfs.content.references import (
+    file_ref_path,
+    http_client,
+    redact_httpx_log,
+    s3_client,
+)
 from artifactfs.core.errors import ReferenceUnavailable
 from artifactfs.core.manifest import MAX_REF_LENGTH, ManifestEntry, validate_entry_path
 from artifactfs.core.references import (
     ETAG_EXTRA_KEY,
     VERSION_ID_EXTRA_KEY,
     clean_uri,
-    file_ref_path,
     scheme_of,
 )
 from artifactfs.files import hash_file
