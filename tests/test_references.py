@@ -398,3 +398,27 @@ def test_cli_verify_references_reads_each_source_again(
     http_source.put("/w.bin", b"weights", etag='"w2"')
     proc = run_cli("verify", "p/refs:latest", "--references")
     assert proc.returncode == 1 and "'w.bin'" in proc.stderr and "412" in proc.stderr
+
+
+@pytest.mark.parametrize("transport", ["embedded"])
+def test_references_in_an_xxh128_artifact_keep_md5_or_etag_digests(
+        api: Api, config: Config, tmp_path: Path, http_source: HttpSource) -> None:
+    from artifactfs.core.digests import XXH128, artifact_digest
+
+    (tmp_path / "a.txt").write_bytes(b"hello\n")
+    url = http_source.put("/e.bin", b"etagged", etag='"e1"')
+    art = Artifact("refs", "dataset", digest_algorithm="XXH128")
+    art._client = api
+    [file_ref] = art.add_reference((tmp_path / "a.txt").as_uri())
+    [http_ref] = art.add_reference(url)
+    # W&B: references never get XXH128, even in an XXH128 artifact (no extra.alg)
+    assert (file_ref.digest, file_ref.extra) == ("sZRqySSS0jR8YjW00mERhA==", {})
+    assert "alg" not in http_ref.extra
+    art.save(project="p")
+    got = api.artifact("p/refs:latest")
+    assert got.digest == artifact_digest(
+        [("a.txt", "sZRqySSS0jR8YjW00mERhA=="), ("e.bin", "e1")], XXH128)
+    _, cold = fresh(config, tmp_path)
+    root = Path(cold.download(str(tmp_path / "out")))
+    assert (root / "a.txt").read_bytes() == b"hello\n"
+    assert (root / "e.bin").read_bytes() == b"etagged"
