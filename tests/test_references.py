@@ -219,6 +219,14 @@ def test_http_large_reference_is_fetched_whole_then_read_by_range(
     assert bytes(other.content.read(entry, 3 * CHUNK_SIZE, 50)) == data[3 * CHUNK_SIZE:][:50]
     assert len(http_source.requests_for("/big.bin")) == before + 1  # from the cache since
 
+    # a cached chunk with other bytes under a good cache checksum (what another process's
+    # fetch of a changed source writes before its check fails) is checked and not served
+    name = reference_cache_name(entry)
+    ContentCache(other.config.cache_dir, 1 << 30).put(f"{name}.c1", os.urandom(CHUNK_SIZE))
+    assert bytes(other.content.read(entry, CHUNK_SIZE, 10)) == data[CHUNK_SIZE:][:10]
+    assert http_source.requests_for("/big.bin")[-1].headers["Range"] == \
+        f"bytes={CHUNK_SIZE}-{2 * CHUNK_SIZE - 1}"
+
     drop_cached_chunk(other, got, "big.bin", 2)
     assert bytes(other.content.read(entry, 2 * CHUNK_SIZE, 10)) == data[2 * CHUNK_SIZE:][:10]
     ranged = http_source.requests_for("/big.bin")[-1].headers

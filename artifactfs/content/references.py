@@ -483,7 +483,8 @@ class ReferenceContent:
 
     def chunks(self, entry: ManifestEntry, first: int, stop: int) -> list[Piece]:
         """Chunks ``[first, stop)`` of a large reference: from the disk cache, else by range
-        from the source, each checked against the chunk index."""
+        from the source, each checked against the chunk index (a SHA-256 of each chunk read
+        from the cache too: see below)."""
         index, kept = self._index(entry, (first, stop))
         if kept and all(n in kept for n in range(first, stop)):
             return [kept[n] for n in range(first, stop)]
@@ -492,9 +493,14 @@ class ReferenceContent:
         out: list[Piece] = []
         for n, cached in zip(range(first, stop), self.cache.get_many(names), strict=True):
             start, end = index.bounds(n)
-            if cached is not None and len(cached) == end - start:
+            # checked here, unlike a blob's cached chunks: a fetch puts chunks as they stream
+            # in, before the whole is checked (another process's fetch of a source that has
+            # changed may be writing them right now), and only the index vouches for them
+            if cached is not None and index.check(n, cached):
                 out.append(cached)
                 continue
+            if cached is not None:
+                self.cache.discard(names[n - first])
             data = self._reader(entry).read_range(entry, start, end)
             self._on_fetch(len(data))
             if not index.check(n, data):
