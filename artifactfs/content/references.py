@@ -37,10 +37,9 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-import httpx
 from cachetools import LRUCache
 
 from artifactfs.cache import ContentCache
@@ -57,13 +56,15 @@ from artifactfs.core.references import (
 )
 from artifactfs.files import READ_BLOCK, atomic_writer
 
+if TYPE_CHECKING:  # httpx and boto3 load when a reference of theirs is first read
+    import httpx
+
 __all__ = ["READERS", "ReferenceContent", "SourceReader", "file_ref_path", "http_client",
            "is_unchecked", "redact_httpx_log", "s3_client"]
 
 log = logging.getLogger(__name__)
 
 Piece = bytes | bytearray | memoryview
-_HTTP_TIMEOUT = httpx.Timeout(30.0, read=60.0)
 
 
 # ---- the sources ---------------------------------------------------------------------------
@@ -215,6 +216,8 @@ class HttpReader:
             return self._client
 
     def _request(self, entry: ManifestEntry, headers: dict[str, str]) -> httpx.Response:
+        import httpx
+
         etag = str(entry.extra.get(ETAG_EXTRA_KEY, ""))
         if _strong(etag):
             headers["If-Match"] = etag
@@ -245,6 +248,8 @@ class HttpReader:
 
     @contextmanager
     def open_whole(self, entry: ManifestEntry) -> Iterator[Opened]:
+        import httpx
+
         rsp = self._request(entry, {})
         try:
             def blocks() -> Iterator[bytes]:
@@ -258,6 +263,8 @@ class HttpReader:
             rsp.close()
 
     def read_range(self, entry: ManifestEntry, start: int, end: int) -> bytes:
+        import httpx
+
         rsp = self._request(entry, {"Range": f"bytes={start}-{end - 1}"})
         try:
             body = rsp.read()
@@ -278,9 +285,11 @@ class HttpReader:
 def http_client() -> httpx.Client:
     """The httpx client references are read and added with: redirects followed, proxies
     and CA files from the environment, no credentials (httpx reads no netrc)."""
+    import httpx
+
     # identity: the ETag, Content-Length and MD5 are those of the bytes as stored, not of a
     # compressed form httpx would decode on the way
-    return httpx.Client(follow_redirects=True, timeout=_HTTP_TIMEOUT,
+    return httpx.Client(follow_redirects=True, timeout=httpx.Timeout(30.0, read=60.0),
                         headers={"Accept-Encoding": "identity"})
 
 

@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from artifactfs.content.references import (
     file_ref_path,
     http_client,
@@ -144,6 +142,8 @@ def http_entries(uri: str, name: str | None, checksum: bool, max_objects: int
         if not (name or base):
             raise ValueError(f"reference {ref!r} names no file: pass name=")
         return [ManifestEntry(validate_entry_path(name or base), ref, 0, ref=ref)]
+    import httpx
+
     redact_httpx_log()
     try:
         with http_client() as client, client.stream("GET", uri) as rsp:
