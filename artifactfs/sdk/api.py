@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from artifactfs.config import Config
@@ -157,3 +159,38 @@ class Api:
         return [Artifact._from_info(self, v) for v in versions]
 
     artifact_versions = artifacts
+
+    def import_wandb(
+        self,
+        manifest_json: Mapping[str, Any] | str | os.PathLike[str],
+        root: str | os.PathLike[str],
+        name: str,
+        *,
+        type: str,
+        aliases: Sequence[str] = (),
+        digest_algorithm: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        extra_files: str = "refuse",
+    ) -> Artifact:
+        """Commit an artifact made by wandb as the next version of ``[ENTITY/]PROJECT/NAME``.
+
+        ``manifest_json`` is ``artifact.manifest.to_manifest_json()`` (or the path of a
+        file holding it, a W&B server's ``wandb_manifest.json`` too), ``root`` the folder
+        its files were downloaded to. Every file is checked before anything is uploaded;
+        the version's digest is wandb's. See ``artifactfs.sdk.wandb_io.import_wandb``.
+        """
+        from artifactfs.sdk.wandb_io import import_wandb
+
+        return import_wandb(self, manifest_json, root, name, type=type, aliases=aliases,
+                            digest_algorithm=digest_algorithm, description=description,
+                            metadata=metadata, extra_files=extra_files)
+
+    def export_wandb(self, name: str, root: str | os.PathLike[str],
+                     manifest_path: str | os.PathLike[str] | None = None) -> Path:
+        """Write version ``name``'s files into ``root`` and its manifest JSON (beside
+        ``root`` unless ``manifest_path`` says where) for wandb's ``from_manifest_json``;
+        return the manifest's path. See ``artifactfs.sdk.wandb_io.export_wandb``."""
+        from artifactfs.sdk.wandb_io import export_wandb
+
+        return export_wandb(self.artifact(name), root, manifest_path)
