@@ -334,7 +334,7 @@ class S3Reader:
         if version:
             kwargs["VersionId"] = str(version)
         if etag and not is_unchecked(entry):
-            kwargs["IfMatch"] = etag
+            kwargs["IfMatch"] = '"' + etag.strip('"') + '"'  # kept without quotes (wandb)
         try:
             answer: dict[str, Any] = self._s3().get_object(Bucket=bucket, Key=key, **kwargs)
         except botocore.exceptions.ClientError as exc:

@@ -11,7 +11,8 @@ an ``http(s)://`` object served without an ETag gets the MD5 of its body as its 
   quotes (``extra.etag`` as sent), else the MD5 of the body; size ``Content-Length``, else
   the body's length.
 - ``s3://``: an object, or every non-empty object under a prefix; digest the ETag without
-  quotes, size the object's, ``extra.etag`` and, in a versioned bucket, ``extra.versionID``.
+  quotes, size the object's, ``extra.etag`` (also without quotes, as wandb writes it) and,
+  in a versioned bucket, ``extra.versionID``.
 - ``checksum=False``: one entry whose digest is the URI (for ``file://`` the MD5 of the
   file's URI text, with the file's size); no size elsewhere (0 here, none in W&B).
 
@@ -221,7 +222,8 @@ def s3_entries(uri: str, name: str | None, checksum: bool, max_objects: int
 
 def _s3_entry(path: str, bucket: str, key: str, etag: str, size: int,
               version: object) -> ManifestEntry:
-    extra: dict[str, str] = {ETAG_EXTRA_KEY: etag}
+    # wandb keeps an S3 ETag without its quotes, in extra too (an HTTP one with them)
+    extra: dict[str, str] = {ETAG_EXTRA_KEY: etag.strip('"')}
     if version and str(version) != "null":
         extra[VERSION_ID_EXTRA_KEY] = str(version)
     return ManifestEntry(path, etag.strip('"'), size, ref=f"s3://{bucket}/{key}", extra=extra)

@@ -10,6 +10,7 @@ the MD5 of its body here, where wandb stores its URL (issue 18)."""
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from helpers import make_tree
 from refsources import HttpSource, serving
+from seaweed import SeaweedS3
 
 from artifactfs import Artifact
 from artifactfs.core.digests import artifact_digest, md5_b64
@@ -79,3 +81,41 @@ def check_against(theirs: dict[str, Any], calls: list[dict[str, Any]], algorithm
     del theirs["plain.txt"]
     assert art.manifest.digest() == artifact_digest(
         [(p, e["digest"]) for p, e in theirs.items()], algorithm)
+
+
+def test_add_reference_of_s3_makes_wandbs_entries(
+        run_wandb: WandbRun, seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An object, a prefix (an empty object under it skipped) and a versioned bucket's
+    object, read by wandb's own boto3 and by artifactfs's from the same AWS configuration
+    (SeaweedFS's S3 gateway)."""
+    s3 = seaweed.client()
+    prefix = f"interop-{secrets.token_hex(4)}"
+    bucket = f"interop-versioned-{secrets.token_hex(4)}"
+    for key, body in {"a.bin": b"A" * 3000, "sub/b.bin": b"B" * 10, "empty": b""}.items():
+        s3.put_object(Bucket=seaweed.bucket, Key=f"{prefix}/{key}", Body=body)
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=bucket, Key="v.bin", Body=b"first")
+    s3.put_object(Bucket=bucket, Key="v.bin", Body=b"second")
+    calls: list[dict[str, Any]] = [
+        {"uri": f"s3://{seaweed.bucket}/{prefix}/a.bin"},
+        {"uri": f"s3://{seaweed.bucket}/{prefix}/a.bin", "name": "named.bin"},
+        {"uri": f"s3://{seaweed.bucket}/{prefix}", "name": "all"},
+        {"uri": f"s3://{bucket}/v.bin"},
+    ]
+    out = Path(seaweed.folder) / f"wandb-{prefix}"
+    run_wandb("build", [{"name": "s3", "algorithm": "MD5",
+                         "ops": [["add_reference", c] for c in calls]}], str(out),
+              extra_env=seaweed.env)
+    theirs = json.loads((out / "s3/manifest.json").read_text())["contents"]
+    for name, value in seaweed.env.items():
+        monkeypatch.setenv(name, value)
+    art = Artifact("s3", "dataset")
+    for call in calls:
+        art.add_reference(**call)
+    ours = json.loads(art.manifest.to_json())["contents"]
+    assert sorted(ours) == sorted(theirs) == ["a.bin", "all/a.bin", "all/sub/b.bin",
+                                              "named.bin", "v.bin"]
+    for path, entry in theirs.items():
+        assert ours[path] == entry, path
+    assert "versionID" in theirs["v.bin"]["extra"]  # wandb found the bucket versioned too
