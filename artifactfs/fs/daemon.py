@@ -64,10 +64,12 @@ def serve_mount(
     content = open_content(config, registry)
     if options.allow_other:
         # other users read through this daemon with its user's rights: a manifest's
-        # file:///home/me/.ssh/id_rsa must not become theirs to read
-        content.references.refused["file"] = (
-            "file:// references are not read by a mount shared with other users "
-            "(--allow-other): the daemon would read its own user's files for them")
+        # file:///home/me/.ssh/id_rsa, or an object only this user's AWS keys reach, must
+        # not become theirs to read (http(s) references carry no credentials)
+        for scheme, what in (("file", "files"), ("s3", "AWS credentials")):
+            content.references.refused[scheme] = (
+                f"{scheme}:// references are not read by a mount shared with other users "
+                f"(--allow-other): the daemon would use its own user's {what} for them")
     limiter = trio.CapacityLimiter(options.threads)
 
     async def blocking(func: Callable[..., Any], *args: Any) -> Any:
