@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from artifactfs.cache import ContentCache
 from artifactfs.core.chunks import CHUNK_SIZE, ChunkIndex, chunk_count
@@ -417,9 +417,18 @@ class ReferenceContent:
         self._readers: dict[str, SourceReader] = {}
         self._indexes: LRUCache[str, ChunkIndex] = LRUCache(maxsize=4096)
         self._flights: dict[str, Future[_Fetched]] = {}
+        self._failed: TTLCache[str, Exception] | None = None
         # schemes this client will not read, and why (a mount shared with other users
         # refuses file://: fs/daemon.py)
         self.refused: dict[str, str] = {}
+
+    def keep_failures(self, seconds: float) -> None:
+        """For ``seconds``, a reference whose whole fetch just failed (changed, or not
+        readable) answers with that error instead of being fetched again: a mount's kernel
+        asks again at once for a read that failed, and a changed 1 GiB source was fetched
+        twice per read. Not for the SDK, whose caller may have just fixed the source."""
+        with self._lock:
+            self._failed = TTLCache(maxsize=1024, ttl=seconds)
 
     def close(self) -> None:
         with self._lock:
@@ -526,6 +535,9 @@ class ReferenceContent:
         waiter gets the index (a large reference's chunks it then reads from the cache) or
         the bytes, or the error."""
         with self._lock:
+            failed = self._failed.get(name) if self._failed is not None else None
+            if failed is not None:
+                raise type(failed)(*failed.args)
             pending = self._flights.get(name)
             leader = pending is None
             if pending is None:
@@ -537,6 +549,10 @@ class ReferenceContent:
             result = fetch()
         except BaseException as exc:
             pending.set_exception(exc)
+            if self._failed is not None and isinstance(exc, (ReferenceChanged,
+                                                             ReferenceUnavailable)):
+                with self._lock:
+                    self._failed[name] = exc
             raise
         else:
             pending.set_result(result)

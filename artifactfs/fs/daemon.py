@@ -62,6 +62,9 @@ def serve_mount(
     rarer_full_passes()
     registry = open_registry(config, read_timeout=options.read_timeout)
     content = open_content(config, registry)
+    # the kernel asks again at once for a read that failed: a changed source answers that
+    # with the error just found rather than with a second whole fetch
+    content.references.keep_failures(1.0)
     if options.allow_other:
         # other users read through this daemon with its user's rights: a manifest's
         # file:///home/me/.ssh/id_rsa, or an object only this user's AWS keys reach, must

@@ -40,6 +40,8 @@ def test_mount_reads_references_and_a_changed_one_is_eio(
     art._client = api
     art.add_reference(src.as_uri(), name="disk")
     art.add_reference(url, name="net/weights.bin")
+    moved = http_source.put("/moved.bin", b"as logged" * 1000, etag='"m-1"')
+    art.add_reference(moved, name="net/moved.bin")
     art.save(project="vision")
     folder = mounted.path / "vision/dataset/refs:v0"
 
@@ -66,6 +68,14 @@ def test_mount_reads_references_and_a_changed_one_is_eio(
                for line in lines), lines
     assert mounted.alive()
     assert (folder / "disk/notes.txt").read_bytes() == notes  # the mount goes on
+    # the kernel asks again at once for a read that failed: answered with the error just
+    # found, not with a second fetch of the source
+    http_source.put("/moved.bin", b"as changed" * 1000, etag='"m-2"', if_match=False)
+    before = len(http_source.requests_for("/moved.bin"))
+    with pytest.raises(OSError) as caught:
+        (folder / "net/moved.bin").read_bytes()
+    assert caught.value.errno == errno.EIO
+    assert len(http_source.requests_for("/moved.bin")) == before + 1
 
 
 @pytest.mark.parametrize("transport", ["embedded"])
