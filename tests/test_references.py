@@ -40,9 +40,7 @@ def md5_b64(data: bytes) -> str:
 
 
 def draft(api: Api, name: str = "refs") -> Artifact:
-    art = Artifact(name, "dataset")
-    art._client = api
-    return art
+    return Artifact(name, "dataset", api=api)
 
 
 def fresh(config: Config, tmp_path: Path, ref: str = "p/refs:latest") -> tuple[Api, Artifact]:
@@ -415,8 +413,7 @@ def test_references_in_an_xxh128_artifact_keep_md5_or_etag_digests(
 
     (tmp_path / "a.txt").write_bytes(b"hello\n")
     url = http_source.put("/e.bin", b"etagged", etag='"e1"')
-    art = Artifact("refs", "dataset", digest_algorithm="XXH128")
-    art._client = api
+    art = Artifact("refs", "dataset", digest_algorithm="XXH128", api=api)
     [file_ref] = art.add_reference((tmp_path / "a.txt").as_uri())
     [http_ref] = art.add_reference(url)
     # W&B: references never get XXH128, even in an XXH128 artifact (no extra.alg)

@@ -35,7 +35,7 @@ import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
 from artifactfs.core.digests import (
@@ -57,11 +57,10 @@ from artifactfs.core.manifest import (
 )
 from artifactfs.core.names import LATEST, validate_alias, validate_type
 from artifactfs.core.posix import check_symlink_entry, symlink_target
-from artifactfs.files import hash_file
-
-if TYPE_CHECKING:
-    from artifactfs.sdk.api import Api
-    from artifactfs.sdk.artifact import Artifact
+from artifactfs.files import atomic_writer, hash_file
+from artifactfs.sdk.artifact import Artifact, run_parallel
+from artifactfs.sdk.client import Client
+from artifactfs.sdk.posix import current_umask
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -228,8 +227,6 @@ def plan_import(
             continue
         _check_size(entry, local_file)
         local[entry.path] = local_file
-    from artifactfs.sdk.artifact import run_parallel
-
     advance = progress(sum(manifest[p].size for p in local)) if progress else None
 
     def check(path: str) -> None:
@@ -303,7 +300,7 @@ def _check_link(entry: ManifestEntry, local_file: Path) -> None:
 
 
 def import_wandb(
-    api: Api,
+    api: Client,
     manifest_json: Mapping[str, Any] | str | os.PathLike[str],
     root: str | os.PathLike[str],
     target: str,
@@ -322,8 +319,6 @@ def import_wandb(
     version's digest is W&B's ``manifest.digest()`` in the artifact's digest algorithm;
     raises InvalidManifest (a ValueError) naming the entry at fault.
     """
-    from artifactfs.sdk.artifact import Artifact
-
     ref = api.parse_ref(target)
     if ":" in target:
         raise ValueError(
@@ -340,14 +335,11 @@ def import_wandb(
                        extra_files=extra_files, progress=progress)
     if not len(plan.manifest):
         raise ValueError("nothing to import: the manifest lists no entries")
-    art = Artifact(ref.name, type, description=description, metadata=metadata,
-                   digest_algorithm=plan.digest_algorithm)
     client = api
     if ref.entity != api.config.entity:
-        from artifactfs.sdk.api import Api as ApiClass
-
-        client = ApiClass(config=api.config.replace(entity=ref.entity), progress=api.progress)
-    art._client = client
+        client = Client(config=api.config.replace(entity=ref.entity), progress=api.progress)
+    art = Artifact(ref.name, type, description=description, metadata=metadata,
+                   digest_algorithm=plan.digest_algorithm, api=client)
     art._manifest = plan.manifest
     art._local = dict(plan.local)
     art.aliases = aliases
@@ -436,16 +428,8 @@ def export_wandb(
     data = wandb_manifest_json(manifest)
     artifact._download_entries([e for e in manifest if e.ref is None], folder)
     target.parent.mkdir(parents=True, exist_ok=True)
-    from artifactfs.files import atomic_writer
-
     with atomic_writer(target) as f:
         f.write(json.dumps(data, indent=2).encode() + b"\n")
-    os.chmod(target, 0o644 & ~_umask())
+    os.chmod(target, 0o644 & ~current_umask())
     return target
-
-
-def _umask() -> int:
-    from artifactfs.sdk.posix import current_umask
-
-    return current_umask()
 

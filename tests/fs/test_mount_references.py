@@ -36,8 +36,7 @@ def test_mount_reads_references_and_a_changed_one_is_eio(
     (src / "later.txt").write_bytes(later)
     big = os.urandom(2 * CHUNK_SIZE + 999)
     url = http_source.put("/weights.bin", big, etag='"w-1"')
-    art = Artifact("refs", "dataset")
-    art._client = api
+    art = Artifact("refs", "dataset", api=api)
     art.add_reference(src.as_uri(), name="disk")
     art.add_reference(url, name="net/weights.bin")
     moved = http_source.put("/moved.bin", b"as logged" * 1000, etag='"m-1"')
@@ -83,8 +82,7 @@ def test_a_mount_shared_with_other_users_reads_no_file_references(
         api: Api, mount_factory, tmp_path: Path, http_source: HttpSource) -> None:
     (tmp_path / "mine.txt").write_bytes(b"the daemon user's own file\n")
     url = http_source.put("/open.txt", b"anyone may read this\n", etag='"o"')
-    art = Artifact("refs", "dataset")
-    art._client = api
+    art = Artifact("refs", "dataset", api=api)
     art.add_reference((tmp_path / "mine.txt").as_uri())
     art.add_reference(url)
     art.save(project="vision")
