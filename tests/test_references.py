@@ -427,3 +427,30 @@ def test_references_in_an_xxh128_artifact_keep_md5_or_etag_digests(
     root = Path(cold.download(str(tmp_path / "out")))
     assert (root / "a.txt").read_bytes() == b"hello\n"
     assert (root / "e.bin").read_bytes() == b"etagged"
+
+
+@pytest.mark.parametrize("transport", ["embedded"])
+def test_a_signed_uri_logged_elsewhere_is_used_but_never_shown(
+        api: Api, config: Config, tmp_path: Path, http_source: HttpSource,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A manifest from wandb (``artifactfs import``) keeps a URI as its user gave it, a
+    presigned one too: reading uses it as it is, and no message or log line shows it."""
+    from artifactfs.core.manifest import ManifestEntry
+
+    signed = http_source.put("/signed.bin", b"signed bytes", etag='"s1"') + \
+        "?X-Amz-Signature=SECRETSIG&v=1"
+    art = draft(api)
+    art._draft().add(ManifestEntry("signed.bin", "s1", 12, ref=signed,
+                                   extra={"etag": '"s1"'}))
+    art._draft().add(ManifestEntry("loose.bin", signed, 0, ref=signed))  # checksum=False
+    art.save(project="p")
+    _, got = fresh(config, tmp_path)
+    root = Path(got.download(str(tmp_path / "a")))
+    assert (root / "signed.bin").read_bytes() == b"signed bytes"
+    assert "X-Amz-Signature=SECRETSIG" in http_source.requests_for("/signed.bin")[-1].path
+    http_source.objects.pop("/signed.bin")
+    _, cold = fresh(config, tmp_path)
+    with caplog.at_level(logging.DEBUG), pytest.raises(ReferenceUnavailable) as caught:
+        cold.download(str(tmp_path / "b"))
+    assert "HTTP 404" in str(caught.value) and "SECRETSIG" not in str(caught.value)
+    assert "SECRETSIG" not in caplog.text

@@ -99,7 +99,6 @@ def is_unchecked(entry: ManifestEntry) -> bool:
     return False
 
 
-
 @dataclass(slots=True)
 class Opened:
     """A source's answer to a whole read: its bytes in blocks, and the MD5 (base64) the
@@ -123,14 +122,16 @@ class SourceReader(Protocol):
 
 
 def _changed(entry: ManifestEntry, why: str) -> ReferenceChanged:
+    # clean_uri again: a manifest imported from wandb keeps a URI as its user gave it
     return ReferenceChanged(
-        f"reference {entry.path!r} ({entry.ref}) changed since it was logged: {why}; "
-        "log it again to use its new contents"
+        f"reference {entry.path!r} ({clean_uri(entry.ref or '')}) changed since it was "
+        f"logged: {why}; log it again to use its new contents"
     )
 
 
 def _unavailable(entry: ManifestEntry, why: str) -> ReferenceUnavailable:
-    return ReferenceUnavailable(f"reference {entry.path!r} ({entry.ref}) cannot be read: {why}")
+    return ReferenceUnavailable(
+        f"reference {entry.path!r} ({clean_uri(entry.ref or '')}) cannot be read: {why}")
 
 
 class FileReader:

@@ -35,6 +35,7 @@ from artifactfs.core.errors import (
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.posix import is_executable, link_escape, symlink_target
 from artifactfs.core.records import VersionInfo
+from artifactfs.core.references import clean_uri
 from artifactfs.fs.mounts import set_readahead
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import ReadAhead, SiblingWindow, VerifiedReader
@@ -513,7 +514,9 @@ class ArtifactOperations(pyfuse3.Operations):
             version = node.version
             log.error(
                 "EIO: %s path %r digest %s: %s",
-                version.qualified_name if version else "?", entry.path, entry.digest, exc,
+                version.qualified_name if version else "?", entry.path,
+                # a reference's digest may be its URI (checksum=False), credentials and all
+                entry.digest if entry.ref is None else clean_uri(entry.digest), exc,
             )
             raise pyfuse3.FUSEError(errno.EIO) from None
         if nursery is not None and sequential and first_read:
