@@ -111,6 +111,8 @@ def file_entries(uri: str, name: str | None, checksum: bool, max_objects: int
         content = hash_file(Path(path))  # MD5: references never get XXH128 (W&B)
         return [ManifestEntry(validate_entry_path(name or base), content.digest, content.size,
                               ref=ref)]
+    if not os.path.isdir(path):  # a fifo, a socket, a device: nothing to hash or read
+        raise ValueError(f"reference {ref!r}: {path} is neither a file nor a folder")
     found: list[tuple[str, str]] = []  # (relative path, file)
     for folder, dirs, files in os.walk(path):  # linked folders are not followed (W&B)
         dirs.sort()
