@@ -454,3 +454,24 @@ def test_a_signed_uri_logged_elsewhere_is_used_but_never_shown(
         cold.download(str(tmp_path / "b"))
     assert "HTTP 404" in str(caught.value) and "SECRETSIG" not in str(caught.value)
     assert "SECRETSIG" not in caplog.text
+
+
+@pytest.mark.parametrize("transport", ["embedded"])
+def test_readers_of_one_reference_share_its_whole_fetch(
+        api: Api, config: Config, tmp_path: Path, http_source: HttpSource) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = os.urandom(BIG)
+    url = http_source.put("/shared.bin", data, etag='"sh"')
+    art = draft(api)
+    art.add_reference(url)
+    art.save(project="p")
+    other, got = fresh(config, tmp_path)
+    entry = got.manifest["shared.bin"]
+    before = len(http_source.requests_for("/shared.bin"))
+    offsets = [n * CHUNK_SIZE + 17 for n in range(4)] * 2
+    with ThreadPoolExecutor(8) as pool:
+        pieces = list(pool.map(lambda off: bytes(other.content.read(entry, off, 64)), offsets))
+    assert pieces == [data[off : off + 64] for off in offsets]
+    assert len(http_source.requests_for("/shared.bin")) == before + 1
+    other.close()
