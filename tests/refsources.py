@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 __all__ = ["HttpSource", "Served", "serving"]
 
@@ -24,6 +26,7 @@ class Served:
     etag: str | None = None  # as sent, quotes included
     ranges: bool = True  # answers Range with 206
     if_match: bool = True  # honours If-Match
+    delay: float = 0.0  # seconds between the headers and the body of a whole answer
 
 
 @dataclass
@@ -44,7 +47,7 @@ class HttpSource:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def put(self, path: str, data: bytes, etag: str | None = None, **kwargs: bool) -> str:
+    def put(self, path: str, data: bytes, etag: str | None = None, **kwargs: Any) -> str:
         """Serve ``data`` at ``path``; returns its URL."""
         self.objects[path] = Served(data, etag, **kwargs)
         return self.url + path
@@ -80,15 +83,18 @@ def _handler(source: HttpSource) -> type[BaseHTTPRequestHandler]:
                 data, status = data[start:end], 206
             if served.etag is not None:
                 extra["ETag"] = served.etag
-            self._answer(status, data, extra)
+            self._answer(status, data, extra, served.delay if status == 200 else 0.0)
 
-        def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None
-                    ) -> None:
+        def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None,
+                    delay: float = 0.0) -> None:
             self.send_response(status)
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
+            if delay:
+                self.wfile.flush()
+                time.sleep(delay)
             self.wfile.write(body)
 
     return Handler

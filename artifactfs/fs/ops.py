@@ -519,6 +519,15 @@ class ArtifactOperations(pyfuse3.Operations):
                 entry.digest if entry.ref is None else clean_uri(entry.digest), exc,
             )
             raise pyfuse3.FUSEError(errno.EIO) from None
+        except trio.TooSlowError:
+            if entry.ref is None:
+                raise  # the registry's (the barrier says so)
+            # a reference is fetched whole before its first byte is served: a large one may
+            # take longer than --read-timeout, and the fetch goes on for the reads after it
+            log.error("EIO: path %r: reference %s still being fetched and checked after "
+                      "--read-timeout; it goes on, and later reads wait for it", entry.path,
+                      clean_uri(entry.ref))
+            raise pyfuse3.FUSEError(errno.EIO) from None
         if nursery is not None and sequential and first_read:
             self.reader.schedule_readahead(nursery, entry, ahead, off, size)
         return data

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +94,29 @@ def test_a_mount_shared_with_other_users_reads_no_file_references(
     assert caught.value.errno == errno.EIO
     assert "file:// references are not read by a mount shared" in mount.log_text()
     assert (folder / "open.txt").read_bytes() == b"anyone may read this\n"
+
+
+@pytest.mark.parametrize("transport", ["embedded"])
+def test_a_reference_slower_than_the_read_timeout_is_fetched_once_for_later_reads(
+        api: Api, mount_factory, http_source: HttpSource) -> None:
+    data = os.urandom(2 * CHUNK_SIZE + 5)
+    url = http_source.put("/slow.bin", data, etag='"s"', delay=2.5)
+    art = Artifact("refs", "dataset", api=api)
+    art.add_reference(url)
+    art.save(project="vision")
+    logged = len(http_source.requests_for("/slow.bin"))
+    mount = mount_factory("--read-timeout", "1")
+    path = mount.path / "vision/dataset/refs:v0/slow.bin"
+    with pytest.raises(OSError) as caught:
+        path.read_bytes()
+    assert caught.value.errno == errno.EIO
+    assert "still being fetched and checked after --read-timeout" in mount.log_text()
+    deadline = time.monotonic() + 30
+    while True:  # the fetch went on: once it is done, reads come from the cache
+        try:
+            assert path.read_bytes() == data
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    assert len(http_source.requests_for("/slow.bin")) == logged + 1
