@@ -9,7 +9,7 @@ pass it down.
   (``sqlite:///PATH``, ``postgresql://USER@HOST:PORT/DB``) and a blob folder
   (``file:///PATH``); set, they take the place of ARTIFACTFS_STORE
 - ARTIFACTFS_API_KEY: key for the server
-- ARTIFACTFS_ENTITY: default entity (``local``)
+- ARTIFACTFS_ENTITY: default entity (``local``; with a server and a key, the key's entity)
 - ARTIFACTFS_PROJECT: default project for ``Artifact.save()`` (``uncategorized``)
 - ARTIFACTFS_CACHE_DIR: shared content cache (``~/.cache/artifactfs``)
 - ARTIFACTFS_CACHE_SIZE: cache bound such as ``20G``, ``20GiB`` or ``512M``, in powers of
@@ -86,6 +86,9 @@ class Config:
     state_dir: Path
     runtime_dir: Path
     """Where running mounts keep their control sockets (a folder only this user enters)."""
+    entity_given: bool = False
+    """``entity`` was set (ARTIFACTFS_ENTITY), not the default: a server's key then does not
+    choose it (``artifactfs.registry.with_key_entity``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -112,6 +115,7 @@ class Config:
             state_dir=state_home / "artifactfs",
             runtime_dir=(Path(runtime_home) / "artifactfs" if runtime_home
                          else state_home / "artifactfs" / "run"),
+            entity_given=bool(env.get("ARTIFACTFS_ENTITY")),
         )
 
     @property
@@ -120,6 +124,9 @@ class Config:
         return parse_cache_size(self.cache_size_setting)
 
     def replace(self, **changes: object) -> Config:
+        """A copy with ``changes``; an entity set this way counts as told (``entity_given``)."""
+        if "entity" in changes:
+            changes.setdefault("entity_given", True)
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:  # keep the key and a database password out of logs

@@ -391,7 +391,7 @@ def test_cli_verify_references_reads_each_source_again(
 
     proc = run_cli("verify", "p/refs:latest", "--references")
     assert proc.returncode == 0, proc.stderr
-    assert "ok: 2 references of local/p/refs:v0 match their sources (1 logged with " \
+    assert "ok: 2 references of p/refs:v0 match their sources (1 logged with " \
         "checksum=False" in proc.stdout
     # the folder check alone skips references, as W&B's verify() does
     assert run_cli("verify", "p/refs:latest", "--root", str(tmp_path / "got")).returncode == 0
