@@ -13,7 +13,7 @@ pass it down.
 - ARTIFACTFS_PROJECT: default project for ``Artifact.save()`` (``uncategorized``)
 - ARTIFACTFS_CACHE_DIR: shared content cache (``~/.cache/artifactfs``)
 - ARTIFACTFS_CACHE_SIZE: cache bound such as ``20G``, ``20GiB`` or ``512M``, in powers of
-  1024 (``10G``); at least ``64M``. Read only by what uses the cache, so a bad value does
+  1024 (``10G``); at least ``1M``. Read only by what uses the cache, so a bad value does
   not stop ``ls`` or ``push``.
 
 ``XDG_RUNTIME_DIR`` (``/run/user/UID`` under systemd) holds the mounts' control sockets when
@@ -35,8 +35,9 @@ __all__ = ["MIN_CACHE_SIZE", "Config", "parse_cache_size", "parse_size"]
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgtp])(ib|b)?|(b)?)\s*", re.IGNORECASE)
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-MIN_CACHE_SIZE = 64 << 20
-"""The smallest cache bound: room for the chunks of a few files being read at once."""
+MIN_CACHE_SIZE = 1 << 20
+"""The smallest cache bound: one chunk. Below it nothing read by chunk could be kept, and a
+bound of 0 would read as "no cache" when it means "keep nothing"."""
 
 
 def parse_size(text: str) -> int:
@@ -65,8 +66,8 @@ def parse_cache_size(text: str, name: str = "ARTIFACTFS_CACHE_SIZE") -> int:
     except InvalidName as exc:
         raise InvalidName(f"{name}={text!r}: {exc}") from None
     if size < MIN_CACHE_SIZE:
-        raise InvalidName(f"{name}={text!r} is less than the smallest cache, 64M: the cache "
-                          "holds the chunks being read")
+        raise InvalidName(f"{name}={text!r} is less than the smallest cache, 1M (one chunk; "
+                          "the cache cannot be turned off)")
     return size
 
 
