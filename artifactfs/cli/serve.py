@@ -200,6 +200,11 @@ def key_create(entity: str, read_only: bool, store_dir: Path | None,
         validate_name(entity, "entity")
         db = StoreChoice.of(store_dir, db_url).metadata()
         key_text = db.create_key(entity, read_only=read_only)
+        made = db.key_info(key=key_text)
     except ArtifactFSError as exc:
         fail(str(exc))
     click.echo(key_text)
+    if made is not None:  # the id 'key list' and 'key revoke' name it by; never the key
+        access = "read-only" if read_only else "read-write"
+        click.echo(f"key {made.id} for entity {entity} ({access}): shown once, keep it",
+                   err=True)
