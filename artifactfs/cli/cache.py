@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from artifactfs.cli.common import user_errors
-from artifactfs.cli.output import emit_json, human_size
+from artifactfs.cli.output import emit_json, fail, human_size
 from artifactfs.config import Config, parse_size
 
 if TYPE_CHECKING:
@@ -141,7 +141,8 @@ def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int 
     try:
         return parse_size(value)
     except ArtifactFSError as exc:
-        raise click.BadParameter(str(exc)) from None
+        fail(f"--to: {exc}")
+    raise AssertionError
 
 
 @cache.command("prune")

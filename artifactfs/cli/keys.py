@@ -7,8 +7,9 @@ the first 12 hex digits of that hash (its fingerprint), which identify a key wit
 one. A key's holder finds its id with ``key revoke -`` reading the key from stdin, or by
 its fingerprint (``printf %s "$KEY" | sha256sum``).
 
-A revoked key's next request to a running server is refused (401): the server checks every
-request's key against the database and keeps no copy.
+A running server refuses a revoked key (401) once it stops trusting what it last found:
+``serve --key-cache-seconds`` after it last checked the key (60 s by default; 0 checks
+every request against the database).
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def key_revoke(ids: tuple[str, ...], yes: bool, store_dir: Path | None,
                db_url: str | None) -> None:
     """Revoke API keys by their ids (``key list``), or ``-``: the key read from stdin.
 
-    A server refuses a revoked key's next request. Every id is checked before any key is
-    revoked. Reading the key from stdin keeps it off the command line, which every local
+    A running server refuses a revoked key within its --key-cache-seconds (60 s by
+    default). Every id is checked before any key is revoked. Reading the key from stdin keeps it off the command line, which every local
     user can see; revoking it that way asks nothing (whoever holds the key may end it).
 
     \b

@@ -447,8 +447,8 @@ class MetadataDB:
         return KeyInfo.of(rows[0]) if rows else None
 
     def revoke_key(self, key_id: int) -> bool:
-        """Delete the key with this id; whether there was one. Its next request is refused
-        (401): keys are checked against the database on every request, not cached."""
+        """Delete the key with this id; whether there was one. A server refuses it (401)
+        from its next check of the key (``serve --key-cache-seconds``)."""
         with self._write() as conn:
             found = self._fetch(conn, q.KEY_BY_ID, {"id": key_id})
             if found:
