@@ -68,8 +68,9 @@ def key_revoke(ids: tuple[str, ...], yes: bool, store_dir: Path | None,
     """Revoke API keys by their ids (``key list``), or ``-``: the key read from stdin.
 
     A running server refuses a revoked key within its --key-cache-seconds (60 s by
-    default). Every id is checked before any key is revoked. Reading the key from stdin keeps it off the command line, which every local
-    user can see; revoking it that way asks nothing (whoever holds the key may end it).
+    default). Every id is checked before any key is revoked. Reading the key from stdin
+    keeps it off the command line, which every local user can see; revoking it that way
+    asks nothing (whoever holds the key may end it).
 
     \b
     Examples:

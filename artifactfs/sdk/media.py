@@ -171,6 +171,9 @@ def _cell(value: Any, column: str | int, row: int) -> Any:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
+        if math.isinf(value):
+            raise ValueError(f"table cell in column {column!r}, row {row} is {value}, which "
+                             "JSON cannot hold: store None or a string in its place")
         return None if math.isnan(value) else value
     if hasattr(value, "tolist") and not isinstance(value, type):  # numpy scalars and arrays
         return _cell(value.tolist(), column, row)
@@ -240,9 +243,12 @@ def encode(obj: Any, name: str) -> tuple[str, bytes]:
                          "name, or give the JSON value another name")
     try:
         text = json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_json_default)
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
         raise TypeError(f"add() takes an artifactfs.Table, a numpy array or a JSON value; "
                         f"{type(obj).__name__} is none of them ({exc})") from None
+    except ValueError as exc:  # NaN or an infinity, which JSON has no way to write
+        raise ValueError(f"{path!r}: {exc}: JSON has no NaN or infinity; store None or a "
+                         "string in their place") from None
     return path, text.encode()
 
 
