@@ -45,7 +45,6 @@ WANDB_TABLE = {
 
 
 def saved(api: Api, art: Artifact) -> Artifact:
-    art._client = api
     art.save(project="vision")
     return api.artifact(f"vision/{art.collection_name}:latest")
 
@@ -55,7 +54,7 @@ def test_add_and_get_round_trip_every_kind(api: Api, tmp_path: Path) -> None:
                   data=[[1, "cat", 0.5, True], [2, "dog", None, False]])
     array = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     value = {"lr": 0.001, "layers": [64, 32], "name": "résumé", "none": None}
-    art = Artifact("objects", type="dataset")
+    art = Artifact("objects", type="dataset", api=api)
     entries = [art.add(table, "preds"), art.add(array, "emb"), art.add(value, "config"),
                art.add([1, 2, 3], "counts.json"), art.add("text", "note")]
     assert [e.path for e in entries] == ["preds.table.json", "emb.npy", "config.json",
@@ -114,7 +113,7 @@ def test_a_table_wandb_wrote_is_read(api: Api, tmp_path: Path) -> None:
     folder = tmp_path / "wandb-made"
     folder.mkdir()
     (folder / "preds.table.json").write_text(json.dumps(WANDB_TABLE, sort_keys=True))
-    art = Artifact("from-wandb", type="dataset")
+    art = Artifact("from-wandb", type="dataset", api=api)
     art.add_dir(folder)
     table = saved(api, art).get("preds")
     assert table.columns == ["id", "label", "img"]
@@ -153,7 +152,7 @@ def test_adding_to_a_saved_version_makes_the_next_one(api: Api, tmp_path: Path) 
 
 def test_a_large_array_is_read_chunk_by_chunk_verified(api: Api) -> None:
     array = np.frombuffer(np.random.default_rng(1).bytes(3 * CHUNK_SIZE), dtype=np.uint8)
-    art = Artifact("big", type="dataset")
+    art = Artifact("big", type="dataset", api=api)
     art.add(array, "raw")
     got = saved(api, art)
     assert got.manifest["raw.npy"].size > 3 * CHUNK_SIZE
@@ -162,7 +161,7 @@ def test_a_large_array_is_read_chunk_by_chunk_verified(api: Api) -> None:
 
 @embedded_only
 def test_what_cannot_be_stored_or_read_is_refused(api: Api, tmp_path: Path) -> None:
-    art = Artifact("bad", type="dataset")
+    art = Artifact("bad", type="dataset", api=api)
     with pytest.raises(TypeError, match="JSON value; object is none of them"):
         art.add(object(), "x")
     with pytest.raises(TypeError, match="Python objects cannot be stored"):
@@ -195,7 +194,7 @@ def test_what_cannot_be_stored_or_read_is_refused(api: Api, tmp_path: Path) -> N
     (folder / "notjson.json").write_text("{")
     (folder / "nottable.table.json").write_text('{"columns": []}')
     (folder / "notnpy.npy").write_bytes(b"plain bytes")
-    odd = Artifact("odd", type="dataset")
+    odd = Artifact("odd", type="dataset", api=api)
     odd.add_dir(folder)
     got = saved(api, odd)
     for name, said in [("notjson", "not valid JSON"), ("nottable", "not a W&B table"),

@@ -19,8 +19,7 @@ pytestmark = pytest.mark.mount
 def test_a_mount_shows_added_objects_as_files(api: Api, mounted: Mount) -> None:
     table = Table(columns=["id", "label"], data=[[1, "cat"], [2, "dog"]])
     array = np.linspace(0, 1, 50, dtype=np.float64).reshape(5, 10)
-    art = Artifact("objects", type="dataset")
-    art._client = api
+    art = Artifact("objects", type="dataset", api=api)
     art.add(table, "preds")
     art.add(array, "emb")
     art.add({"lr": 0.01}, "config")
