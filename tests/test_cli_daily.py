@@ -254,3 +254,15 @@ def test_cache_info_prune_and_clear(run_cli, env: dict[str, str], api: Api,
     # and what was cleared is fetched and verified again
     api.artifact("vision/mnist:v0").download(str(tmp_path / "again"))
     assert {p.name: p.read_bytes() for p in (tmp_path / "again").iterdir()} == files
+
+
+@embedded_only
+def test_key_list_and_revoke_on_postgresql(run_cli, pg_url: str) -> None:
+    made = ok(run_cli("key", "create", "team", "--db", pg_url)).stdout.strip()
+    ok(run_cli("key", "create", "team", "--read-only", "--db", pg_url))
+    listed = json.loads(ok(run_cli("key", "list", "--json", "--db", pg_url)).stdout)
+    assert [(k["entity"], k["read_only"]) for k in listed] == [("team", False), ("team", True)]
+    assert listed[0]["fingerprint"] == hashlib.sha256(made.encode()).hexdigest()[:12]
+    ok(run_cli("key", "revoke", str(listed[0]["id"]), "--yes", "--db", pg_url))
+    assert [k["id"] for k in json.loads(ok(run_cli("key", "list", "--json", "--db", pg_url)
+                                           ).stdout)] == [listed[1]["id"]]
