@@ -21,7 +21,7 @@ _LATEST_RULE = "'latest' always names the newest version; it cannot be {}"
 
 @click.group()
 def alias() -> None:
-    """Give a version an alias, or take one away (``ls PROJECT/NAME`` shows them)."""
+    """Give a version an alias, or take one away ('ls PROJECT/NAME' shows them)."""
 
 
 def _checked(aliases: tuple[str, ...], verb: str) -> list[str]:
@@ -40,7 +40,7 @@ def alias_add(ref: str, aliases: tuple[str, ...]) -> None:
     """Point each ALIAS at the version REF names ([ENTITY/]PROJECT/NAME[:ALIAS_OR_VERSION],
     latest by default), moving it off the version that held it.
 
-    Prints one line per alias: ``ALIAS -> PROJECT/NAME:vN``, and the version it moved from.
+    Prints one line per alias: 'ALIAS -> PROJECT/NAME:vN', and the version it moved from.
 
     \b
     Examples:

@@ -65,7 +65,7 @@ def key_list(entity: str | None, as_json: bool, store_dir: Path | None,
 @user_errors
 def key_revoke(ids: tuple[str, ...], yes: bool, store_dir: Path | None,
                db_url: str | None) -> None:
-    """Revoke API keys by their ids (``key list``), or ``-``: the key read from stdin.
+    """Revoke API keys by their ids ('key list'), or '-': the key read from stdin.
 
     A running server refuses a revoked key within its --key-cache-seconds (60 s by
     default). Every id is checked before any key is revoked. Reading the key from stdin
