@@ -729,8 +729,6 @@ def test_not_implemented_parts(api: Api, tmp_path: Path) -> None:
     with pytest.raises(NotImplementedError):
         art.add_reference("s3://bucket/key")
     with pytest.raises(NotImplementedError):
-        art.get("table")
-    with pytest.raises(NotImplementedError):
         art.logged_by()
     with pytest.raises(NotImplementedError):
         art.used_by()
