@@ -128,6 +128,12 @@ def test_tables_from_numpy_and_rows_of_numpy_values() -> None:
     table.add_data(np.float64("nan"), np.array([5, 6]))  # NaN is missing, as W&B reads it
     assert table.data[2] == [None, [5, 6]]
     assert Table(data=[["a", "b", "c"]]).columns == ["Input", "Output", "Expected"]  # W&B's
+    table.add_column("z", np.array([7, 8, 9]))
+    assert list(table.iterrows()) == [(0, [1, 2, 7]), (1, [3, 4, 8]), (2, [None, [5, 6], 9])]
+    with pytest.raises(ValueError, match="has 3 rows"):
+        table.add_column("w", [1])
+    with pytest.raises(ValueError, match="has a column 'x' already"):
+        table.add_column("x", [1, 2, 3])
 
 
 def test_a_dataframe() -> None:

@@ -28,7 +28,7 @@ import json
 import math
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +95,22 @@ class Table:
         self.data.append([_cell(v, self.columns[i], n) for i, v in enumerate(row)])
 
     add_row = add_data
+
+    def add_column(self, name: str | int, data: Sequence[Any]) -> None:
+        """Add a column: a value for each row there is (W&B's ``add_column``)."""
+        if name in self.columns:
+            raise ValueError(f"the table has a column {name!r} already")
+        values = data.tolist() if hasattr(data, "tolist") else list(data)
+        if len(values) != len(self.data):
+            raise ValueError(f"the table has {len(self.data)} rows; column {name!r} has "
+                             f"{len(values)} values")
+        self.columns.append(name)
+        for i, (row, value) in enumerate(zip(self.data, values, strict=True)):
+            row.append(_cell(value, name, i))
+
+    def iterrows(self) -> Iterator[tuple[int, list[Any]]]:
+        """Each row with its index, as W&B's ``iterrows``."""
+        yield from enumerate(self.data)
 
     def get_column(self, name: str | int) -> list[Any]:
         """The values of one column, top to bottom."""
