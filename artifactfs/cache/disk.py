@@ -68,6 +68,7 @@ TRAILER_SIZE = _TRAILER.size
 """Bytes each cache file holds past its object's own."""
 
 _TOUCH_EVERY_NS = 60 * 1_000_000_000
+_LEFTOVER_AGE = 3600.0  # seconds: a temporary file this old has no writer left
 LOW_WATER = 0.9
 """Eviction brings the cache down to this share of its bound, so that it is not run again
 at the next write."""
@@ -341,7 +342,24 @@ class ContentCache:
                 self._usage = total
         if target == 0:
             self._remove_older_layouts()
+            removed += self._remove_leftovers()
         return Pruned(removed, freed, total)
+
+    def _remove_leftovers(self) -> int:
+        """Delete temporary files a killed process left in ``ROOT/tmp`` (a put that ends,
+        well or not, removes its own): they take disk outside the bound. Only files older
+        than ``_LEFTOVER_AGE``: a put writes its file in milliseconds, so one that old has
+        no writer left. How many went."""
+        gone = 0
+        cutoff = time.time() - _LEFTOVER_AGE
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.tmp) as found:
+            for entry in found:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file(follow_symlinks=False) and (
+                            entry.stat(follow_symlinks=False).st_mtime < cutoff):
+                        os.unlink(entry.path)
+                        gone += 1
+        return gone
 
     def summary(self) -> CacheSummary:
         """What the folder holds now, counted as eviction counts it (whole blocks)."""

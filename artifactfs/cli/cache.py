@@ -178,6 +178,8 @@ def cache_prune(to: int | None) -> None:
 def cache_clear() -> None:
     """Remove every file of the cache (mounts keep working and fetch again what they read).
 
+    Temporary files a killed process left behind go too, once an hour old.
+
     \b
     Example:
       artifactfs cache clear
