@@ -105,13 +105,13 @@ def test_delete_asks_on_a_terminal(env: dict[str, str], api: Api, tmp_path: Path
     code, shown = run_on_a_terminal(env, tmp_path, b"n\n", "delete", "vision/mnist:v0")
     assert code == 1, shown
     size = sum(len(b) for b in FILES.values())
-    assert f"delete local/vision/mnist:v0 (3 files, {size} B)? [y/N]" in shown
+    assert f"delete vision/mnist:v0 (3 files, {size} B)? [y/N]" in shown
     assert "nothing done" in shown and "Traceback" not in shown
     assert list(aliases_of(api)) == ["v0", "v1"]
 
     code, shown = run_on_a_terminal(env, tmp_path, b"y\n", "delete", "vision/mnist:v0")
     assert code == 0, shown
-    assert "deleted local/vision/mnist:v0" in shown
+    assert "deleted vision/mnist:v0" in shown
     assert list(aliases_of(api)) == ["v1"]
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 import click
 
 from artifactfs.cli.common import make_api, user_errors
+from artifactfs.cli.output import shown_ref
 from artifactfs.core.errors import InvalidName, NotFound
 from artifactfs.core.names import LATEST, validate_alias
+from artifactfs.core.records import VersionInfo
 
 __all__ = ["alias"]
 
@@ -22,6 +24,10 @@ _LATEST_RULE = "'latest' always names the newest version; it cannot be {}"
 @click.group()
 def alias() -> None:
     """Give a version an alias, or take one away ('ls PROJECT/NAME' shows them)."""
+
+
+def _shown(info: VersionInfo, working_in: str) -> str:
+    return shown_ref(info.entity, info.project, f"{info.name}:{info.version}", working_in)
 
 
 def _checked(aliases: tuple[str, ...], verb: str) -> list[str]:
@@ -63,7 +69,7 @@ def alias_add(ref: str, aliases: tuple[str, ...]) -> None:
         registry.add_alias(info.id, name)
         before = held_before.get(name)
         moved = f" (moved from {before.version})" if before and before.id != info.id else ""
-        click.echo(f"{name} -> {info.project}/{info.name}:{info.version}{moved}")
+        click.echo(f"{name} -> {_shown(info, api.config.entity)}{moved}")
 
 
 @alias.command("rm")
@@ -100,4 +106,4 @@ def alias_rm(collection: str, aliases: tuple[str, ...]) -> None:
                            f"holds alias {name!r}") from None
     for name, info in holders.items():
         registry.remove_alias(info.id, name)
-        click.echo(f"removed {name} from {info.project}/{info.name}:{info.version}")
+        click.echo(f"removed {name} from {_shown(info, api.config.entity)}")

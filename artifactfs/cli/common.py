@@ -1,11 +1,6 @@
-"""What the commands in modules of their own share with ``cli/main.py``: its handling of user
-errors and its ``Api``, reached when a command runs.
-
-``main.py`` imports these modules to register their commands, so they cannot import it at
-their top (the import would find it half made); the two functions here look it up when
-called instead, so that every command turns user errors into one ``error:`` line the same
-way, whatever ``main.user_errors`` comes to do.
-"""
+"""What every command module shares: the API a command works through, and the turning of a
+user's errors into one line. Apart from cli/main.py, which imports every command module to
+register it, so that those modules can import these at load time."""
 
 from __future__ import annotations
 
@@ -16,6 +11,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from artifactfs.cli.output import fail, progress_factory
+from artifactfs.config import Config
+from artifactfs.core.errors import ArtifactFSError
+
 if TYPE_CHECKING:
     from artifactfs.sdk import Api
 
@@ -25,31 +24,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def user_errors(func: F) -> F:
-    """``main.user_errors``: the errors a user can cause become ``error: ...`` and exit 1."""
+    """Turn the errors a user can cause into ``error: ...`` and exit 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from artifactfs.cli.main import user_errors as handled
-
-        return handled(func)(*args, **kwargs)
+        try:
+            return func(*args, **kwargs)
+        except BrokenPipeError:
+            raise  # the reader of our output left (``| head``): click exits quietly
+        except (ArtifactFSError, ValueError, NotImplementedError, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            if isinstance(exc, OSError) and exc.filename:
+                detail = f"{exc.strerror}: {exc.filename}"
+            fail(detail)
 
     return wrapper  # type: ignore[return-value]
 
 
 def make_api() -> Api:
-    """The ``Api`` every command uses (configured from the environment, progress bars on a
-    terminal)."""
-    from artifactfs.cli.main import make_api as made
+    """The SDK's Api as the environment configures it, with progress bars on a terminal."""
+    from artifactfs.sdk import Api  # on use: most commands' start should not pay for it
 
-    return made()
+    return Api(config=Config.from_env(), progress=progress_factory())
 
 
 def confirm(question: str, *, yes: bool, what: str) -> None:
     """Ask ``question`` on a terminal unless ``yes``; exit 1 when the answer is no. Not on a
     terminal (a script, a pipe), nobody can answer, so the command is refused with what to
     pass instead of waiting for input that never comes or taking silence as consent."""
-    from artifactfs.cli.output import fail
-
     if yes:
         return
     if not sys.stdin.isatty():
