@@ -132,7 +132,8 @@ def test_delete_off_a_terminal_needs_yes(run_cli, api: Api, tmp_path: Path) -> N
 
 
 @embedded_only
-def test_key_list_shows_ids_and_fingerprints_never_keys(run_cli, tmp_path: Path) -> None:
+def test_key_list_shows_ids_and_fingerprints_never_keys(run_cli, env: dict[str, str],
+                                                        tmp_path: Path) -> None:
     store = str(tmp_path / "keys")
     made = [ok(run_cli("key", "create", entity, *extra, "--store", store))
             for entity, extra in (("team", ()), ("team", ("--read-only",)), ("other", ()))]
@@ -157,6 +158,11 @@ def test_key_list_shows_ids_and_fingerprints_never_keys(run_cli, tmp_path: Path)
                        (["1", "9", "--yes"], "no key with id 9")]:
         assert said in refused(run_cli("key", "revoke", *args, "--store", store))
     assert len(json.loads(ok(run_cli("key", "list", "--json", "--store", store)).stdout)) == 3
+    code, shown = run_on_a_terminal(env, tmp_path, b"y\n", "key", "revoke", "1", "3",
+                                    "--store", store)
+    assert code == 0 and "revoke keys 1 (team), 3 (other)? [y/N]" in shown, shown
+    assert [k["id"] for k in json.loads(ok(run_cli("key", "list", "--json", "--store", store)
+                                           ).stdout)] == [2]
 
 
 @embedded_only
