@@ -727,8 +727,6 @@ def test_corrupted_chunk_gives_digest_mismatch_and_leaves_nothing(
 def test_not_implemented_parts(api: Api, tmp_path: Path) -> None:
     art = Artifact("data", "dataset")
     with pytest.raises(NotImplementedError):
-        art.get("table")
-    with pytest.raises(NotImplementedError):
         art.logged_by()
     with pytest.raises(NotImplementedError):
         art.used_by()

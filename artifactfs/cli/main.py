@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from artifactfs import __version__
-from artifactfs.cli.common import make_api, user_errors
+from artifactfs.cli.aliases import alias as alias_group
+from artifactfs.cli.cache import cache
+from artifactfs.cli.common import confirm, make_api, user_errors
 from artifactfs.cli.db import db
 from artifactfs.cli.gc import gc
+from artifactfs.cli.keys import key_list, key_revoke
 from artifactfs.cli.migrate import migrate
 from artifactfs.cli.mount import mount, umount
 from artifactfs.cli.output import (
@@ -32,7 +35,7 @@ from artifactfs.cli.output import (
 from artifactfs.cli.serve import key, serve
 from artifactfs.cli.staged import discard, save, status
 from artifactfs.cli.wandb_io import export, import_
-from artifactfs.core.errors import NotFound
+from artifactfs.core.errors import Conflict, NotFound
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
 
 if TYPE_CHECKING:
@@ -246,11 +249,30 @@ def verify(ref: str, root: str | None, references: bool) -> None:
 @cli.command()
 @click.argument("ref")
 @click.option("--delete-aliases", is_flag=True, help="Also drop the aliases it holds.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask for confirmation (needed when stdin is not a terminal).")
 @user_errors
-def delete(ref: str, delete_aliases: bool) -> None:
-    """Delete one version; refused while it holds aliases unless --delete-aliases."""
+def delete(ref: str, delete_aliases: bool, yes: bool) -> None:
+    """Delete one version; refused while it holds aliases unless --delete-aliases.
+
+    On a terminal it asks first; in a script pass --yes.
+
+    \b
+    Examples:
+      artifactfs delete vision/mnist:v2
+      artifactfs delete vision/mnist:best --delete-aliases --yes
+    """
     api = make_api()
     art = api.artifact(ref)
+    shown = shown_ref(art.entity, art.project, art.name, api.config.entity)
+    held = art.aliases
+    if held and not delete_aliases:  # refused before asking: no answer could change that
+        raise Conflict(f"{shown} holds aliases {', '.join(held)}; remove them first "
+                       "(artifactfs alias rm) or pass --delete-aliases")
+    if not yes:
+        labels = f", aliases {', '.join(held)}" if held else ""
+        confirm(f"delete {shown} ({art.file_count} files, {human_size(art.size)}{labels})?",
+                yes=yes, what="delete")
     art.delete(delete_aliases=delete_aliases)
     click.echo(f"deleted {shown_ref(art.entity, art.project, art.name, api.config.entity)}")
 
@@ -267,6 +289,10 @@ cli.add_command(status)
 cli.add_command(discard)
 cli.add_command(import_)
 cli.add_command(export)
+cli.add_command(alias_group)
+cli.add_command(cache)
+key.add_command(key_list)
+key.add_command(key_revoke)
 
 
 def main() -> None:

@@ -709,6 +709,8 @@ class ArtifactOperations(pyfuse3.Operations):
             **{f"fetch_{k}": v for k, v in content.stats.as_dict().items()},
             "cache_hits": content.cache.hits,
             "cache_misses": content.cache.misses,
+            "cache_damaged": content.cache.damaged,
+            "cache_dir": str(content.cache.root),  # which cache 'artifactfs cache info' counts
             "manifest_fetches": self.tree.manifest_fetches,
             "folder_fetches": self.tree.folder_fetches,
             "folder_requests": self.tree.folder_requests,

@@ -3,5 +3,6 @@
 from artifactfs.sdk.api import Api
 from artifactfs.sdk.artifact import Artifact
 from artifactfs.sdk.entry import ArtifactManifestEntry
+from artifactfs.sdk.media import Table
 
-__all__ = ["Api", "Artifact", "ArtifactManifestEntry"]
+__all__ = ["Api", "Artifact", "ArtifactManifestEntry", "Table"]

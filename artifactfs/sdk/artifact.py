@@ -399,8 +399,23 @@ class Artifact:
             self._local.pop(entry.path, None)  # a file added before under that name goes
         return [ArtifactManifestEntry(self, entry) for entry in entries]
 
-    def add(self, obj: Any, name: str, **kwargs: Any) -> None:
-        raise NotImplementedError(f"add (W&B media objects) {_NOT_YET}")
+    def add(self, obj: Any, name: str, overwrite: bool = False) -> ArtifactManifestEntry:
+        """Store ``obj`` as an ordinary file of the artifact and return its entry, as W&B's
+        ``add``: an ``artifactfs.Table`` as ``NAME.table.json`` (W&B's table JSON), a numpy
+        array as ``NAME.npy``, any JSON value as ``NAME.json`` (see ``sdk/media.py``).
+
+        ``get(name)`` gives the object back. Raises TypeError for an object of none of
+        these kinds, ValueError for a bad name, or for an entry of that name added before
+        with other contents (unless ``overwrite``).
+        """
+        from artifactfs.sdk import media
+
+        path, data = media.encode(obj, name)
+        validate_entry_path(path)
+        tmp = self._staging_dir() / f"obj-{secrets.token_hex(8)}" / Path(path).name
+        tmp.parent.mkdir(parents=True)
+        tmp.write_bytes(data)
+        return self._add_local(tmp, path, overwrite=overwrite)
 
     def remove(self, item: str | ArtifactManifestEntry) -> None:
         """Remove an entry (or every entry under a folder) from a draft."""
@@ -424,7 +439,26 @@ class Artifact:
     get_path = get_entry
 
     def get(self, name: str) -> Any:
-        raise NotImplementedError(f"get (W&B media objects) {_NOT_YET}")
+        """The object ``add(obj, name)`` stored: a ``Table``, a numpy array or a JSON value;
+        None when the artifact holds none under ``name`` (as W&B's ``get``).
+
+        ``name`` is the name given to ``add`` (``NAME.table.json``, ``NAME.npy`` and
+        ``NAME.json`` are looked for) or a whole entry path with its suffix. The bytes are
+        verified as every read is. Raises ValueError when two of those entries exist (name
+        the one meant, with its suffix), InvalidManifest when an entry's bytes are not what
+        its suffix says.
+        """
+        from artifactfs.sdk import media
+
+        manifest = self.manifest
+        found = [p for p in media.entry_names(name) if p in manifest]
+        if not found:
+            return None
+        if len(found) > 1:
+            raise ValueError(f"artifact {self.qualified_name} holds {' and '.join(found)}: "
+                             "get one of them by its whole name")
+        entry = manifest[found[0]]
+        return media.decode(entry.path, media.read_entry(self, entry))
 
     def files(self) -> list[ArtifactManifestEntry]:
         return [ArtifactManifestEntry(self, e, self._local.get(e.path)) for e in self.manifest]
