@@ -547,7 +547,9 @@ class ReferenceContent:
             done = pending.result()
             return _Fetched(done.data, done.index)
         try:
-            result = fetch()
+            # a fetch that ended between the caller's look at the cache and its turn here
+            # left what it made: found again, not fetched twice
+            result = self._fetched_before(entry, name) or fetch()
         except BaseException as exc:
             pending.set_exception(exc)
             if self._failed is not None and isinstance(exc, (ReferenceChanged,
@@ -562,6 +564,16 @@ class ReferenceContent:
             with self._lock:
                 if self._flights.get(name) is pending:
                     del self._flights[name]
+
+    def _fetched_before(self, entry: ManifestEntry, name: str) -> _Fetched | None:
+        """What an earlier whole fetch of ``entry`` left: its index (large), its bytes in
+        the disk cache (small), else None."""
+        if self.is_chunked(entry):
+            with self._lock:
+                index = self._indexes.get(name)
+            return _Fetched(index=index) if index is not None else None
+        cached = self.cache.get(name)
+        return _Fetched(data=cached) if cached is not None and len(cached) == entry.size else None
 
     def _fetch(self, entry: ManifestEntry, name: str, want: tuple[int, int] | None
                ) -> _Fetched:

@@ -8,6 +8,7 @@ artifacts; ``Api`` returns artifacts, so it is the one to import ``Artifact``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -48,14 +49,19 @@ class Client:
         self.progress = progress
         self._registry: Registry | None = None
         self._content: VerifiedContent | None = None
+        # threads share a client (downloads run in several): each part is made once, or
+        # two readers would each get a content layer (and a cache, a fetch) of their own
+        self._opening = threading.RLock()
 
     @property
     def config(self) -> Config:
         """The configuration; with a server's key and no ARTIFACTFS_ENTITY, its entity is
         the key's (one request, the first time it is read)."""
         if not self._entity_known:
-            self._entity_known = True
-            self._config = with_key_entity(self._config, self.registry)
+            with self._opening:
+                if not self._entity_known:
+                    self._config = with_key_entity(self._config, self.registry)
+                    self._entity_known = True
         return self._config
 
     @config.setter
@@ -70,13 +76,17 @@ class Client:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = open_registry(self._config)
+            with self._opening:
+                if self._registry is None:
+                    self._registry = open_registry(self._config)
         return self._registry
 
     @property
     def content(self) -> VerifiedContent:
         if self._content is None:
-            self._content = open_content(self._config, self.registry)
+            with self._opening:
+                if self._content is None:
+                    self._content = open_content(self._config, self.registry)
         return self._content
 
     def close(self) -> None:
