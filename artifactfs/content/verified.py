@@ -25,6 +25,7 @@ from pathlib import Path
 from cachetools import LRUCache
 
 from artifactfs.cache import ContentCache
+from artifactfs.content.artifact_refs import ArtifactReferences
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex, ChunkSpan
 from artifactfs.core.digests import blob_key, md5_b64
 from artifactfs.core.errors import DigestMismatch, InvalidManifest
@@ -93,6 +94,12 @@ class VerifiedContent:
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._side = ThreadPoolExecutor(4, thread_name_prefix="artifactfs-index")
         self._index_flights: dict[str, Future[ChunkIndex]] = {}
+        self.references = ArtifactReferences(registry)
+
+    def _readable(self, entry: ManifestEntry) -> ManifestEntry:
+        """The entry whose bytes ``entry`` holds: a ``wandb-artifact://`` reference reads
+        as the entry it names (content/artifact_refs.py), anything else as itself."""
+        return entry if entry.ref is None else self.references.resolve(entry)
 
     # ---- pieces --------------------------------------------------------------------------
 
@@ -110,6 +117,7 @@ class VerifiedContent:
 
     def whole(self, entry: ManifestEntry, attempts: int = _ATTEMPTS) -> Piece:
         """All bytes of an entry no larger than one chunk, MD5-checked."""
+        entry = self._readable(entry)
         key = self._stored_key(entry)
         if entry.size == 0:
             return self._checked_empty(entry)
@@ -127,6 +135,7 @@ class VerifiedContent:
         one request (``Registry.read_blobs``); one that fails its check, or that the batch
         lacked, goes through ``whole`` on its own (a second try, then DigestMismatch).
         ``uncached``: the caller just found none of them in the cache; do not look again."""
+        entries = [self._readable(e) for e in entries]
         found: list[Piece | None] = []
         missing: list[int] = []
         tried: set[int] = set()
@@ -186,6 +195,7 @@ class VerifiedContent:
 
     def index(self, entry: ManifestEntry) -> ChunkIndex:
         """The chunk index of a large entry, checked against the manifest when it can be."""
+        entry = self._readable(entry)
         key = self._stored_key(entry)
         with self._lock:
             found = self._indexes.get(_index_memo(entry))
@@ -241,6 +251,7 @@ class VerifiedContent:
         one range request, since per-request cost, not bandwidth, is what limits a stream of
         1 MiB requests. A chunk that fails its check is fetched once more on its own.
         """
+        entry = self._readable(entry)
         key = blob_key(entry.digest)
         with self._lock:
             index = self._indexes.get(_index_memo(entry))
@@ -357,7 +368,8 @@ class VerifiedContent:
 
     def which_cached(self, entries: list[ManifestEntry]) -> list[bool]:
         """For each entry, whether the disk cache holds its whole bytes."""
-        return [self.cache.contains(self._stored_key(entry)) for entry in entries]
+        return [self.cache.contains(self._stored_key(self._readable(entry)))
+                for entry in entries]
 
     def wholes_not_cached(self, entries: list[ManifestEntry]) -> list[Piece | None]:
         """For prefetch: ``wholes`` of the small entries the disk cache lacks (one batch
@@ -373,6 +385,7 @@ class VerifiedContent:
 
     def read(self, entry: ManifestEntry, offset: int, size: int) -> Piece:
         """Verified bytes ``[offset, offset + size)`` of an entry (shorter at its end)."""
+        entry = self._readable(entry)
         span = ChunkSpan.of(offset, size, entry.size)
         if span is None:
             return b""
@@ -390,6 +403,7 @@ class VerifiedContent:
         registry's word alone). A small entry's bytes were MD5-checked by ``whole`` (or put
         in the cache so checked): hashing them again was a second pass over every byte.
         """
+        entry = self._readable(entry)
         if not self.is_chunked(entry):
             with atomic_writer(dest) as out:
                 data = self.whole(entry)

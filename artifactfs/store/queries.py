@@ -120,6 +120,13 @@ SET_DESCRIPTION: Update = _v.update().where(_v.c.id == _b("vid")).values(descrip
 SET_METADATA: Update = _v.update().where(_v.c.id == _b("vid")).values(metadata=_b("text"))
 MARK_DELETED: Update = _v.update().where(_v.c.id == _b("vid")).values(
     state=_b("state"), updated_at=_b("now"))
+SAME_DIGEST: Select[Any] = (
+    sa.select(_v.c.id, _v.c.manifest)
+    .where(_v.c.collection_id == _b("cid"), _v.c.digest == _b("digest"),
+           _v.c.state == COMMITTED)
+    .order_by(_v.c.idx.desc()))
+"""The committed versions of a collection with an artifact digest, newest first, with
+their manifests (a commit of identical content returns one of them)."""
 NEWEST_COMMITTED: Select[Any] = (
     sa.select(_v.c.id).where(_v.c.collection_id == _b("cid"), _v.c.state == COMMITTED)
     .order_by(_v.c.idx.desc()).limit(1))
