@@ -12,7 +12,9 @@ pass it down.
 - ARTIFACTFS_ENTITY: default entity (``local``)
 - ARTIFACTFS_PROJECT: default project for ``Artifact.save()`` (``uncategorized``)
 - ARTIFACTFS_CACHE_DIR: shared content cache (``~/.cache/artifactfs``)
-- ARTIFACTFS_CACHE_SIZE: cache bound such as ``20G`` or ``512M`` (``10G``)
+- ARTIFACTFS_CACHE_SIZE: cache bound such as ``20G``, ``20GiB`` or ``512M``, in powers of
+  1024 (``10G``); at least ``64M``. Read only by what uses the cache, so a bad value does
+  not stop ``ls`` or ``push``.
 
 ``XDG_RUNTIME_DIR`` (``/run/user/UID`` under systemd) holds the mounts' control sockets when
 set; otherwise they go under the state folder.
@@ -29,18 +31,43 @@ from pathlib import Path
 from artifactfs.core.errors import InvalidName
 from artifactfs.core.names import validate_name
 
-__all__ = ["Config", "parse_size"]
+__all__ = ["MIN_CACHE_SIZE", "Config", "parse_cache_size", "parse_size"]
 
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgtp])(ib|b)?|(b)?)\s*", re.IGNORECASE)
+_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+MIN_CACHE_SIZE = 64 << 20
+"""The smallest cache bound: room for the chunks of a few files being read at once."""
 
 
 def parse_size(text: str) -> int:
-    """``"10G"`` -> 10737418240. Units are powers of 1024; raises InvalidName when unreadable."""
+    """``"10G"`` and ``"10GiB"`` -> 10737418240; ``"512"`` and ``"512B"`` are bytes.
+
+    Units are powers of 1024. ``"10GB"`` is refused rather than guessed at: some tools read
+    it as 10**10 bytes and others as 10 GiB. Raises InvalidName saying what to write.
+    """
     m = _SIZE_RE.fullmatch(text)
     if not m:
-        raise InvalidName(f"size {text!r} is not a number with an optional unit (K, M, G, T)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        raise InvalidName(f"size {text!r} is not a number with an optional unit: write it "
+                          "as 512M, 20G or 20GiB (powers of 1024)")
+    number, unit, suffix = m.group(1), m.group(2), m.group(3)
+    if unit and suffix and suffix.lower() == "b":
+        raise InvalidName(f"size {text!r} is ambiguous (powers of 1000 or of 1024?): write "
+                          f"{number}{unit.upper()} or {number}{unit.upper()}iB for "
+                          f"{number} x 1024^{'kmgtp'.index(unit.lower()) + 1} bytes")
+    return int(float(number) * (_UNITS[unit.lower()] if unit else 1))
+
+
+def parse_cache_size(text: str, name: str = "ARTIFACTFS_CACHE_SIZE") -> int:
+    """A cache bound from setting ``name``; InvalidName naming it when unreadable or too
+    small (a bound of 0 would keep nothing, not turn the cache off)."""
+    try:
+        size = parse_size(text)
+    except InvalidName as exc:
+        raise InvalidName(f"{name}={text!r}: {exc}") from None
+    if size < MIN_CACHE_SIZE:
+        raise InvalidName(f"{name}={text!r} is less than the smallest cache, 64M: the cache "
+                          "holds the chunks being read")
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +81,8 @@ class Config:
     entity: str
     project: str
     cache_dir: Path
-    cache_size: int
+    cache_size_setting: str
+    """ARTIFACTFS_CACHE_SIZE as given: read (``cache_size``) only by what uses the cache."""
     state_dir: Path
     runtime_dir: Path
     """Where running mounts keep their control sockets (a folder only this user enters)."""
@@ -80,11 +108,16 @@ class Config:
             entity=entity,
             project=project,
             cache_dir=Path(env.get("ARTIFACTFS_CACHE_DIR") or cache_home / "artifactfs"),
-            cache_size=parse_size(env.get("ARTIFACTFS_CACHE_SIZE") or "10G"),
+            cache_size_setting=env.get("ARTIFACTFS_CACHE_SIZE") or "10G",
             state_dir=state_home / "artifactfs",
             runtime_dir=(Path(runtime_home) / "artifactfs" if runtime_home
                          else state_home / "artifactfs" / "run"),
         )
+
+    @property
+    def cache_size(self) -> int:
+        """The cache bound in bytes; raises InvalidName naming ARTIFACTFS_CACHE_SIZE."""
+        return parse_cache_size(self.cache_size_setting)
 
     def replace(self, **changes: object) -> Config:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -96,5 +129,5 @@ class Config:
             f"Config(registry_url={self.registry_url!r}, store_dir={str(self.store_dir)!r}, "
             f"db_url={db}, blobs_url={self.blobs_url!r}, "
             f"api_key={key}, entity={self.entity!r}, project={self.project!r}, "
-            f"cache_dir={str(self.cache_dir)!r}, cache_size={self.cache_size})"
+            f"cache_dir={str(self.cache_dir)!r}, cache_size={self.cache_size_setting!r})"
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike
-from artifactfs.core.digests import ContentDigest, ContentHasher
+from artifactfs.core.digests import MD5, ContentDigest, ContentHasher
 from artifactfs.core.errors import ArtifactFSError
 
 __all__ = [
@@ -92,10 +92,11 @@ def read_fd(fd: int, size: int) -> bytes:
 
 
 def hash_stream(
-    stream: BinaryIO, on_bytes: Callable[[int], None] | None = None
+    stream: BinaryIO, on_bytes: Callable[[int], None] | None = None, algorithm: str = MD5
 ) -> ContentDigest:
-    """Digest, size and chunk index of everything ``stream`` yields, in one pass."""
-    hasher = ContentHasher()
+    """Digest (in ``algorithm``; the MD5 always), size and chunk index of everything
+    ``stream`` yields, in one pass."""
+    hasher = ContentHasher(algorithm=algorithm)
     while block := stream.read(READ_BLOCK):
         hasher.update(block)
         if on_bytes:
@@ -103,9 +104,9 @@ def hash_stream(
     return hasher.result()
 
 
-def hash_file(path: str | os.PathLike[str]) -> ContentDigest:
+def hash_file(path: str | os.PathLike[str], algorithm: str = MD5) -> ContentDigest:
     with open(path, "rb") as f:
-        return hash_stream(f)
+        return hash_stream(f, algorithm=algorithm)
 
 
 def create_temporary(folder: str | os.PathLike[str], mode: int = 0o600) -> tuple[int, str]:

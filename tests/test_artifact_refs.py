@@ -184,3 +184,21 @@ def test_a_reference_whose_digest_is_not_the_targets_is_refused_on_read(
                           ref=f"wandb-artifact://{source.id}/labels.txt")
     with pytest.raises(DigestMismatch, match="whose digest is"):
         api.content.read(entry, 0, 8)
+
+
+def test_a_reference_to_an_xxh128_entry_reads_it(api: Api, tmp_path: Path) -> None:
+    """As W&B, the reference takes the target's digest (XXH128 here) and no ``extra``; the
+    bytes are read by the target's own entry, which names its blob by MD5."""
+    source = Artifact("fast", "dataset", digest_algorithm="XXH128")
+    for path, data in FILES.items():
+        with source.new_file(path, mode="wb") as f:
+            f.write(data)
+    source.save(project=PROJECT)
+    target = source.get_entry("deep/big.bin")
+    assert target.extra.get("alg") == "XXH128"
+    derived = Artifact("plain", "dataset")
+    (entry,) = derived.add_reference(target)
+    assert entry.digest == target.digest and not entry.extra
+    derived.save(project=PROJECT)
+    root = Path(api.artifact(f"{PROJECT}/plain:v0").download(tmp_path / "x"))
+    assert (root / "big.bin").read_bytes() == BIG

@@ -40,8 +40,9 @@ def _log_path(config: Config, mountpoint: Path) -> Path:
     return config.state_dir / "logs" / f"mount-{name}-{tag}.log"
 
 
-def _check_mountpoint(mountpoint: Path) -> None:
-    """Refuse a live mount; recover a stale one; refuse what is not a folder."""
+def _check_mountpoint(mountpoint: Path, allow_non_empty: bool) -> None:
+    """Refuse a live mount; recover a stale one; refuse what is not a folder, and a folder
+    with files in it unless told (the mount would hide them, as if they were gone)."""
     kind = fuse_mount_type(mountpoint)
     if kind is not None:
         if not is_stale(mountpoint):
@@ -56,6 +57,15 @@ def _check_mountpoint(mountpoint: Path) -> None:
                  f"'fusermount3 -uz {mountpoint}' and try again")
     if not mountpoint.is_dir():
         fail(f"mount point {mountpoint} is not a folder; create it with mkdir -p {mountpoint}")
+    if not allow_non_empty:
+        try:
+            with os.scandir(mountpoint) as found:
+                held = next(found, None)
+        except OSError as exc:
+            fail(f"cannot read the mount point {mountpoint}: {exc.strerror}")
+        if held is not None:
+            fail(f"mount point {mountpoint} is not empty (it holds {held.name!r}, which the "
+                 "mount would hide); mount on an empty folder, or pass --allow-non-empty")
 
 
 @click.command()
@@ -100,12 +110,14 @@ def _check_mountpoint(mountpoint: Path) -> None:
               help="Where writes wait until saved (default ~/.local/state/artifactfs/staging).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Daemon log (default under ~/.local/state/artifactfs/logs/).")
+@click.option("--allow-non-empty", is_flag=True,
+              help="Mount over a folder that holds files (they are hidden while mounted).")
 @click.option("--debug", is_flag=True, help="Log every request (very verbose).")
 def mount(
     mountpoint: Path, foreground: bool, alias_timeout: float, read_timeout: float,
     threads: int, memory_mb: int, readahead: int, request_size: int, prefetch_files: int,
     kernel_readahead: int, read_only: bool, open_per_file: bool, allow_other: bool,
-    staging_dir: Path | None, log_file: Path | None, debug: bool,
+    staging_dir: Path | None, log_file: Path | None, allow_non_empty: bool, debug: bool,
 ) -> None:
     """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders.
 
@@ -131,7 +143,11 @@ def mount(
             or kernel_readahead < 0):
         fail("timeouts, --threads, --memory and --request-size must be positive; the "
              "read-ahead and prefetch options may be 0 (off)")
-    _check_mountpoint(mountpoint)
+    try:
+        config.cache_size  # noqa: B018 -- read here, not first in the daemon: said on stderr
+    except ArtifactFSError as exc:
+        fail(str(exc))
+    _check_mountpoint(mountpoint, allow_non_empty)
     log_file = (log_file or _log_path(config, mountpoint)).absolute()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     options = mount_options(

@@ -1,7 +1,9 @@
 """Verified bytes of manifest entries, through the shared cache.
 
 This is the one place bytes come from for both the SDK and the mount. It enforces
-DESIGN.md decision 2: an entry no larger than one chunk is fetched whole and its MD5 checked;
+DESIGN.md decision 2: an entry no larger than one chunk is fetched whole and its MD5 checked
+(and its XXH128 digest, for an entry that has one: the MD5 names its blob, the XXH128 digest
+is what the manifest says of it);
 a larger one is fetched chunk by chunk, each checked against the blob's chunk index, whose
 own SHA-256 is checked against the manifest entry when the entry records it. A piece that
 fails is fetched once more; a second failure raises DigestMismatch. Nothing unverified is
@@ -22,12 +24,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import xxhash
 from cachetools import LRUCache
 
 from artifactfs.cache import ContentCache
 from artifactfs.content.artifact_refs import ArtifactReferences
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex, ChunkSpan
-from artifactfs.core.digests import blob_key, md5_b64
+from artifactfs.core.digests import XXH128, blob_key, md5_b64, xxh128_b64
 from artifactfs.core.errors import DigestMismatch, InvalidManifest
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.wire import BATCH_MAX_BLOBS, BATCH_MAX_BYTES
@@ -47,8 +50,28 @@ Piece = bytes | bytearray | memoryview
 DOWNLOAD_RUN = 8
 
 
-def _md5_matches(entry: ManifestEntry, data: BytesLike) -> bool:
-    return len(data) == entry.size and md5_b64(data) == entry.digest
+def _whole_matches(entry: ManifestEntry, data: BytesLike) -> bool:
+    """``data`` is the entry's bytes: its length, the MD5 that names its blob and, for an
+    XXH128 entry, the digest the manifest gives."""
+    return (
+        len(data) == entry.size
+        and md5_b64(data) == entry.stored_digest
+        and (entry.algorithm != XXH128 or xxh128_b64(data) == entry.digest)
+    )
+
+
+def _blob_digest(entry: ManifestEntry) -> str:
+    """The base64 MD5 a registry stores ``entry``'s bytes under."""
+    digest = entry.stored_digest
+    if digest is None:
+        if entry.ref is not None:
+            raise NotImplementedError(
+                f"entry {entry.path!r} is a reference to {entry.ref}; reading references "
+                "is not supported yet"
+            )
+        raise InvalidManifest(f"entry {entry.path!r} has an XXH128 digest and no extra.md5; "
+                              "its stored bytes cannot be named")
+    return digest
 
 
 def _batches(indexes: list[int], sizes: list[int]) -> list[list[int]]:
@@ -108,12 +131,7 @@ class VerifiedContent:
         return entry.size > CHUNK_SIZE
 
     def _stored_key(self, entry: ManifestEntry) -> str:
-        if entry.ref is not None:
-            raise NotImplementedError(
-                f"entry {entry.path!r} is a reference to {entry.ref}; reading references "
-                "is not supported yet"
-            )
-        return blob_key(entry.digest)
+        return blob_key(_blob_digest(entry))
 
     def whole(self, entry: ManifestEntry, attempts: int = _ATTEMPTS) -> Piece:
         """All bytes of an entry no larger than one chunk, MD5-checked."""
@@ -125,7 +143,7 @@ class VerifiedContent:
         if cached is not None:
             return cached
         for attempt in range(_ATTEMPTS - attempts, _ATTEMPTS):
-            data = self.registry.read_blob(entry.digest, 0, entry.size)
+            data = self.registry.read_blob(_blob_digest(entry), 0, entry.size)
             if self._accept_whole(entry, data, attempt):
                 return data
         raise DigestMismatch(f"blob {entry.digest} of {entry.path!r} failed verification twice")
@@ -148,7 +166,7 @@ class VerifiedContent:
             if cached is None and entry.size > 0:
                 missing.append(i)
         for group in _batches(missing, [e.size for e in entries]):
-            fetched = self.registry.read_blobs([entries[i].digest for i in group])
+            fetched = self.registry.read_blobs([_blob_digest(entries[i]) for i in group])
             self.stats.add(sum(len(data) for data in fetched if data is not None))
             for i, data in zip(group, fetched, strict=True):
                 entry = entries[i]
@@ -177,19 +195,20 @@ class VerifiedContent:
     def _accept_whole(self, entry: ManifestEntry, data: Piece, attempt: int, *,
                       counted: bool = False) -> bool:
         """Count fetched bytes of a small entry (unless its batch ``counted`` them, as one
-        request) and cache them if they pass the MD5 check: one hash of the bytes, and
-        the cache's own checksum computed as they are written, with no read back."""
+        request) and cache them if they pass the check: one hash of the bytes (two for an
+        XXH128 entry), and the cache's own checksum computed as they are written, with no
+        read back."""
         if not counted:
             self.stats.add(len(data))
-        if _md5_matches(entry, data):
+        if _whole_matches(entry, data):
             self.cache.put(self._stored_key(entry), data)
             return True
-        log.warning("blob %s for %r failed its MD5 check (attempt %d)", entry.digest,
+        log.warning("blob %s for %r failed its digest check (attempt %d)", entry.digest,
                     entry.path, attempt + 1)
         return False
 
     def _checked_empty(self, entry: ManifestEntry) -> bytes:
-        if entry.digest != md5_b64(b""):
+        if not _whole_matches(entry, b""):
             raise DigestMismatch(f"empty entry {entry.path!r} has digest {entry.digest}")
         return b""
 
@@ -225,7 +244,7 @@ class VerifiedContent:
         attempts = 0
         while index is None and attempts < _ATTEMPTS:
             attempts += 1
-            fetched = self.registry.chunk_index(entry.digest)
+            fetched = self.registry.chunk_index(_blob_digest(entry))
             self.stats.add(0)
             raw = fetched.to_bytes() if fetched is not None else b""
             index = accepted(raw)
@@ -252,7 +271,7 @@ class VerifiedContent:
         1 MiB requests. A chunk that fails its check is fetched once more on its own.
         """
         entry = self._readable(entry)
-        key = blob_key(entry.digest)
+        key = self._stored_key(entry)
         with self._lock:
             index = self._indexes.get(_index_memo(entry))
         found: list[Piece | None] = [None] * (stop - first)
@@ -322,7 +341,8 @@ class VerifiedContent:
 
     def _fetch_run(self, entry: ManifestEntry, first: int, stop: int) -> memoryview:
         start = first * CHUNK_SIZE
-        data = self.registry.read_blob(entry.digest, start, min(entry.size, stop * CHUNK_SIZE))
+        data = self.registry.read_blob(_blob_digest(entry), start,
+                                       min(entry.size, stop * CHUNK_SIZE))
         self.stats.add(len(data))
         return memoryview(data)
 
@@ -331,7 +351,7 @@ class VerifiedContent:
         found: list[Piece | None], tried: list[bool], offset: int,
     ) -> None:
         """Check each chunk of a fetched run and cache the good ones; bad ones stay None."""
-        key = blob_key(entry.digest)
+        key = self._stored_key(entry)
         pos = 0
         i = offset
         while pos < len(run) and i < len(found):
@@ -353,10 +373,10 @@ class VerifiedContent:
     def _refetch(self, entry: ManifestEntry, index: ChunkIndex, n: int) -> Piece:
         """The last try for a chunk that was bad (or short) in its run."""
         start, end = index.bounds(n)
-        data = self.registry.read_blob(entry.digest, start, end)
+        data = self.registry.read_blob(_blob_digest(entry), start, end)
         self.stats.add(len(data))
         if index.check(n, data):
-            self.cache.put(f"{blob_key(entry.digest)}.c{n}", data)
+            self.cache.put(f"{self._stored_key(entry)}.c{n}", data)
             return data
         log.warning(
             "chunk %d of blob %s for %r failed its check (attempt 2)", n, entry.digest,
@@ -399,9 +419,10 @@ class VerifiedContent:
         """Write the entry's verified bytes to ``dest`` atomically (parents must exist).
 
         A large entry's chunks, each checked against the chunk index, are also hashed
-        together against the entry's MD5 as they are written (the index could be the
-        registry's word alone). A small entry's bytes were MD5-checked by ``whole`` (or put
-        in the cache so checked): hashing them again was a second pass over every byte.
+        together against the entry's MD5 (and XXH128 digest) as they are written (the index
+        could be the registry's word alone). A small entry's bytes were checked by ``whole``
+        (or put in the cache so checked): hashing them again was a second pass over every
+        byte.
         """
         entry = self._readable(entry)
         if not self.is_chunked(entry):
@@ -412,15 +433,19 @@ class VerifiedContent:
                 on_bytes(len(data))
             return
         md5 = hashlib.md5()
+        xxh = xxhash.xxh128() if entry.algorithm == XXH128 else None
         with atomic_writer(dest) as out:
             count = self.index(entry).count
             for first in range(0, count, DOWNLOAD_RUN):
                 for data in self.chunks(entry, first, min(count, first + DOWNLOAD_RUN)):
                     md5.update(data)
+                    if xxh is not None:
+                        xxh.update(data)
                     out.write(data)
                     if on_bytes:
                         on_bytes(len(data))
-            if base64.b64encode(md5.digest()).decode() != entry.digest:
+            if base64.b64encode(md5.digest()).decode() != entry.stored_digest or (
+                    xxh is not None and base64.b64encode(xxh.digest()).decode() != entry.digest):
                 raise DigestMismatch(
                     f"{entry.path!r}: assembled bytes do not match digest {entry.digest}"
                 )
@@ -430,4 +455,4 @@ def _index_memo(entry: ManifestEntry) -> str:
     """What a chunk index is remembered by in memory: its blob, and the hash the entry
     expects of it. An index accepted for an entry that names no hash (trusting the
     registry) must not serve, unchecked, an entry that names one."""
-    return f"{blob_key(entry.digest)}#{entry.chunk_index_sha256 or ''}"
+    return f"{blob_key(_blob_digest(entry))}#{entry.chunk_index_sha256 or ''}"

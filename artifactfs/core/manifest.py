@@ -28,7 +28,15 @@ from typing import Any, cast
 
 from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
 from artifactfs.core.collector import collector_paused
-from artifactfs.core.digests import artifact_digest, is_md5_digest
+from artifactfs.core.digests import (
+    ALG_EXTRA_KEY,
+    MD5,
+    MD5_EXTRA_KEY,
+    XXH128,
+    artifact_digest,
+    check_algorithm,
+    is_md5_digest,
+)
 from artifactfs.core.errors import InvalidManifest
 from artifactfs.core.limits import (
     MAX_EXTRA_BYTES,
@@ -41,17 +49,23 @@ from artifactfs.core.limits import (
 )
 
 __all__ = [
+    "DIGEST_ALGORITHM_KEY",
     "MAX_REF_LENGTH",
     "REF_SCHEMES",
     "STORAGE_POLICY",
     "Manifest",
     "ManifestEntry",
     "entries_from_contents",
+    "stored_digest_of",
     "validate_entry_path",
     "validate_for_commit",
 ]
 
 STORAGE_POLICY = "wandb-storage-policy-v1"
+DIGEST_ALGORITHM_KEY = "digestAlgorithm"
+"""The manifest key artifactfs records a non-MD5 artifact's digest algorithm under. W&B's
+manifest JSON has none (its server keeps the algorithm beside it) and its loader ignores
+keys it does not know."""
 MAX_PART_BYTES = 255
 _ENTRY_KEYS = {"digest", "size", "ref", "birthArtifactID", "extra"}
 REF_SCHEMES = frozenset({"file", "http", "https", "s3", "gs", "wandb-artifact"})
@@ -135,6 +149,24 @@ class ManifestEntry:
     unknown: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def algorithm(self) -> str:
+        """The algorithm of ``digest``: XXH128 when ``extra.alg`` says so, else MD5 (W&B
+        reads a missing or unknown ``alg`` as MD5; a commit refuses an unknown one)."""
+        return XXH128 if self.extra.get(ALG_EXTRA_KEY) == XXH128 else MD5
+
+    @property
+    def stored_digest(self) -> str | None:
+        """The base64 MD5 naming this entry's blob in a registry: ``digest`` itself for an
+        MD5 entry, ``extra.md5`` for an XXH128 one (None when it lacks it), None for a
+        reference (whose bytes are elsewhere)."""
+        if self.ref is not None:
+            return None
+        if self.extra.get(ALG_EXTRA_KEY) == XXH128:
+            md5 = self.extra.get(MD5_EXTRA_KEY)
+            return md5 if isinstance(md5, str) else None
+        return self.digest
+
+    @property
     def chunk_index_sha256(self) -> str | None:
         value = self.extra.get(CHUNK_INDEX_EXTRA_KEY)
         return value if isinstance(value, str) else None
@@ -213,8 +245,12 @@ class Manifest:
         storage_policy: str = STORAGE_POLICY,
         storage_policy_config: dict[str, Any] | None = None,
         unknown: dict[str, Any] | None = None,
+        digest_algorithm: str = MD5,
     ) -> None:
         self.storage_policy = storage_policy
+        # the hash of the artifact digest, and of the digests of files added to it (W&B's
+        # ``Artifact(digest_algorithm=...)``)
+        self.digest_algorithm = check_algorithm(digest_algorithm)
         self.storage_policy_config: dict[str, Any] = dict(
             storage_policy_config or {"storageLayout": "V2"}
         )
@@ -292,8 +328,10 @@ class Manifest:
         return sum(e.size for e in self._entries.values())
 
     def digest(self) -> str:
-        """The artifact digest (W&B's algorithm; only paths and digests take part)."""
-        return artifact_digest((e.path, e.digest) for e in self._entries.values())
+        """The artifact digest (W&B's, in this manifest's algorithm; only paths and digests
+        take part)."""
+        return artifact_digest(((e.path, e.digest) for e in self._entries.values()),
+                               self.digest_algorithm)
 
     def copy(self) -> Manifest:
         return Manifest(
@@ -307,10 +345,19 @@ class Manifest:
             storage_policy=self.storage_policy,
             storage_policy_config=self.storage_policy_config,
             unknown=self.unknown,
+            digest_algorithm=self.digest_algorithm,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def _top(self) -> dict[str, Any]:
+        """The manifest's own keys: unknown ones kept, the algorithm only when not MD5 (so an
+        MD5 manifest's JSON is what it was before there was a choice)."""
         out: dict[str, Any] = dict(self.unknown)
+        if self.digest_algorithm != MD5:
+            out[DIGEST_ALGORITHM_KEY] = self.digest_algorithm
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self._top()
         out["version"] = 1
         out["storagePolicy"] = self.storage_policy
         out["storagePolicyConfig"] = self.storage_policy_config
@@ -338,7 +385,7 @@ class Manifest:
         would hold the GIL for the seconds 400,000 entries take, so that a server doing it in
         a worker thread could answer nothing else meanwhile.
         """
-        top: dict[str, Any] = dict(self.unknown)
+        top = self._top()
         top["version"] = 1
         top["storagePolicy"] = self.storage_policy
         top["storagePolicyConfig"] = self.storage_policy_config
@@ -377,7 +424,8 @@ class Manifest:
         unknown = {
             k: v
             for k, v in raw.items()
-            if k not in ("version", "storagePolicy", "storagePolicyConfig", "contents")
+            if k not in ("version", "storagePolicy", "storagePolicyConfig", "contents",
+                         DIGEST_ALGORITHM_KEY)
         }
         policy = raw.get("storagePolicy", STORAGE_POLICY)
         if not isinstance(policy, str):
@@ -386,6 +434,7 @@ class Manifest:
             storage_policy=policy,
             storage_policy_config=dict(config),
             unknown=unknown,
+            digest_algorithm=raw.get(DIGEST_ALGORITHM_KEY, MD5),
         )
         if type(contents) is not dict:
             contents = dict(contents)
@@ -468,11 +517,14 @@ def validate_for_commit(manifest: Manifest) -> None:
 
     On top of the rules every manifest follows: no path with a control character (C0 or
     DEL) or an unpaired surrogate; every size, and their sum, at most ``2**63 - 1``; a
-    stored entry's digest is a base64 MD5; a reference is a ``SCHEME://...`` URI with a
-    scheme of :data:`REF_SCHEMES`, at most :data:`MAX_REF_LENGTH` characters, and its
-    digest is printable without spaces; each entry's ``extra`` and unknown keys are
-    bounded JSON (64 levels, 64 KiB), as are the manifest's own config and unknown keys
-    (1 MiB). Pure: the server, the embedded store and the SDK all run it.
+    stored entry's digest is a base64 MD5, or an XXH128 one (``extra.alg``) whose entry
+    also names its blob's base64 MD5 (``extra.md5``); ``extra.alg`` is MD5 or XXH128 (W&B
+    would read another as MD5, and check bytes by a hash that never made them); a
+    reference is a ``SCHEME://...`` URI with a scheme of :data:`REF_SCHEMES`, at most
+    :data:`MAX_REF_LENGTH` characters, and its digest is printable without spaces; each
+    entry's ``extra`` and unknown keys are bounded JSON (64 levels, 64 KiB), as are the
+    manifest's own config and unknown keys (1 MiB). Pure: the server, the embedded store
+    and the SDK all run it.
 
     Raises InvalidManifest naming the entry (escaped) and the rule it breaks.
     """
@@ -502,6 +554,8 @@ def validate_for_commit(manifest: Manifest) -> None:
         path = entry.path
         if entry.ref is not None:
             _check_reference(path, entry)
+        if ALG_EXTRA_KEY in entry.extra:
+            _check_algorithm(path, entry)
         if entry.extra:
             check_json(entry.extra, f"entry {shown(path)} extra", max_bytes=MAX_EXTRA_BYTES,
                        error=InvalidManifest)
@@ -522,6 +576,34 @@ def validate_for_commit(manifest: Manifest) -> None:
     if manifest.unknown:
         check_json(manifest.unknown, "manifest unknown keys", max_bytes=MAX_METADATA_BYTES,
                    error=InvalidManifest)
+
+
+def stored_digest_of(raw: object) -> str | None:
+    """``ManifestEntry.stored_digest`` of an entry still in its parsed JSON form, read
+    leniently (None for anything that is not an entry with a string digest): for code that
+    walks stored manifests for their blobs without building them (gc, store upgrades)."""
+    if not isinstance(raw, dict) or raw.get("ref") is not None:
+        return None
+    extra = raw.get("extra")
+    if isinstance(extra, dict) and extra.get(ALG_EXTRA_KEY) == XXH128:
+        md5 = extra.get(MD5_EXTRA_KEY)
+    else:
+        md5 = raw.get("digest")
+    return md5 if isinstance(md5, str) else None
+
+
+def _check_algorithm(path: str, entry: ManifestEntry) -> None:
+    alg = entry.extra[ALG_EXTRA_KEY]
+    if alg not in (MD5, XXH128):
+        raise InvalidManifest(
+            f"entry {shown(path)} has digest algorithm {shown(str(alg))}; artifactfs reads MD5 "
+            "and XXH128 digests"
+        )
+    if alg == XXH128 and entry.ref is None and not is_md5_digest(entry.stored_digest):
+        raise InvalidManifest(
+            f"entry {shown(path)} has an XXH128 digest and no extra.md5 naming its stored "
+            "bytes; bring W&B artifacts in with 'artifactfs import', which hashes their files"
+        )
 
 
 def _check_reference(path: str, entry: ManifestEntry) -> None:

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
 from artifactfs.core.errors import InvalidManifest
 from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.core.posix import (
@@ -577,13 +576,12 @@ class StagedFolder:
         for path, ref in sorted(refs.items()):
             if isinstance(ref, StagedFile):
                 local = self.upper / ref.upper
-                digest = hash_file(local)
-                extra = {}
-                if digest.chunk_index is not None:
-                    extra[CHUNK_INDEX_EXTRA_KEY] = digest.chunk_index.sha256()
+                # a file saved into an XXH128 version gets an XXH128 digest, as W&B gives
+                # every file added to such an artifact
+                digest = hash_file(local, target.digest_algorithm)
                 entry = ManifestEntry(path, digest.digest, digest.size,
-                                      extra=with_executable(extra, kept[path][0]))
-                uploads[digest.digest] = local
+                                      extra=with_executable(digest.entry_extra(), kept[path][0]))
+                uploads[digest.md5] = local
                 if on_hashed:
                     on_hashed(path)
             else:

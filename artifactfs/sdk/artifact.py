@@ -31,7 +31,7 @@ from artifactfs.core.artifact_refs import (
     is_artifact_ref,
     parse_artifact_ref,
 )
-from artifactfs.core.chunks import CHUNK_INDEX_EXTRA_KEY
+from artifactfs.core.digests import DIGEST_ALGORITHMS, MD5
 from artifactfs.core.errors import ArtifactFSError, InvalidManifest, InvalidName, NotFound
 from artifactfs.core.limits import check_description, check_metadata
 from artifactfs.core.manifest import (
@@ -62,7 +62,14 @@ _NOT_YET = "is not supported by artifactfs yet"
 
 
 class Artifact:
-    """A W&B-style artifact: ``Artifact(name, type, description=None, metadata=None)``."""
+    """A W&B-style artifact: ``Artifact(name, type, description=None, metadata=None,
+    digest_algorithm="MD5")``.
+
+    ``digest_algorithm`` is W&B's (wandb 0.29 and later): ``"MD5"``, or ``"XXH128"``, a
+    hash many times quicker to compute on large files. Files added to an XXH128 artifact get
+    XXH128 digests (marked ``extra.alg``), and its artifact digest is an XXH128 hash; a
+    version made from it (by ``save()`` of a changed copy, or a save in a mount) keeps it.
+    """
 
     def __init__(
         self,
@@ -72,7 +79,13 @@ class Artifact:
         metadata: dict[str, Any] | None = None,
         incremental: bool = False,
         use_as: str | None = None,
+        digest_algorithm: str = MD5,
     ) -> None:
+        if digest_algorithm not in DIGEST_ALGORITHMS:
+            raise ValueError(
+                f"digest_algorithm {digest_algorithm!r} is not one of "
+                f"{', '.join(DIGEST_ALGORITHMS)}"
+            )
         self._name = validate_name(name, "artifact name")
         self._type = validate_type(type)
         self._description = description
@@ -80,7 +93,8 @@ class Artifact:
         self._client: Api | None = None
         self._info: VersionInfo | None = None
         self._base: VersionInfo | None = None  # the committed version a draft started from
-        self._manifest: ArtifactManifest | None = ArtifactManifest.of(Manifest(), self)
+        self._manifest: ArtifactManifest | None = ArtifactManifest.of(
+            Manifest(digest_algorithm=digest_algorithm), self)
         self._local: dict[str, Path] = {}  # entry path -> local file to upload on save
         self._aliases: list[str] = []
         self._staging: Path | None = None
@@ -291,7 +305,7 @@ class Artifact:
 
     def _add_local(self, path: Path, entry_name: str, *, overwrite: bool) -> ArtifactManifestEntry:
         manifest = self._draft()
-        content = hash_file(path)
+        content = hash_file(path, manifest.digest_algorithm)
         old = manifest.get(entry_name)
         changed = old is not None and old.digest != content.digest
         if changed and entry_name in self._local and not overwrite:
@@ -299,10 +313,8 @@ class Artifact:
                 f"entry {entry_name!r} was already added with other contents; "
                 "pass overwrite=True to replace it"
             )
-        extra = {}
-        if content.chunk_index is not None:
-            extra[CHUNK_INDEX_EXTRA_KEY] = content.chunk_index.sha256()
-        entry = ManifestEntry(entry_name, content.digest, content.size, extra=extra)
+        entry = ManifestEntry(entry_name, content.digest, content.size,
+                              extra=content.entry_extra())
         manifest.add(entry)
         self._local[entry_name] = path
         return ArtifactManifestEntry(self, entry, path)
@@ -492,10 +504,11 @@ class Artifact:
         needed: dict[str, Path] = {}
         for path, local in self._local.items():
             entry = manifest.get(path)
-            if entry is not None:
-                needed.setdefault(entry.digest, local)
+            if entry is not None and entry.stored_digest is not None:
+                needed.setdefault(entry.stored_digest, local)
         missing = registry.missing_blobs(needed)
-        total = sum(manifest[p].size for p in self._local if manifest[p].digest in missing)
+        total = sum(manifest[p].size for p in self._local
+                    if manifest[p].stored_digest in missing)
         progress = self._progress("upload", total)
 
         def upload(digest: str) -> None:
@@ -653,7 +666,7 @@ class Artifact:
                 if not local_link_matches(local, entry):
                     raise ValueError(f"{path!r} in {base} is not the symlink the artifact holds")
                 continue
-            if hash_file(local).digest != entry.digest:
+            if hash_file(local, entry.algorithm).digest != entry.digest:
                 raise ValueError(
                     f"file {path!r} in {base} does not match digest {entry.digest}"
                 )
@@ -693,7 +706,7 @@ def _already_there(dest: Path, entry: ManifestEntry) -> bool:
         dest.is_file()
         and not dest.is_symlink()
         and dest.stat().st_size == entry.size
-        and hash_file(dest).digest == entry.digest
+        and hash_file(dest, entry.algorithm).digest == entry.digest
     )
 
 

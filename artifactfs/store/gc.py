@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from artifactfs.core.digests import blob_key, blob_key_or_none
+from artifactfs.core.digests import MD5_EXTRA_KEY, blob_key, blob_key_or_none
 from artifactfs.core.errors import InvalidRequest
 from artifactfs.core.records import DELETED
 from artifactfs.store.blobstore import StoredBlob
@@ -117,16 +117,24 @@ def _live_version_ids(conn: Connection, cutoff: float) -> set[str]:
 
 def _blob_keys_of(conn: Connection, version_id: str) -> Iterator[str]:
     """The blob keys a version's manifest names; every MD5-shaped digest, a reference's
-    and a symlink's too (keeping a blob too many is harmless, one too few is not)."""
+    and a symlink's too, and an XXH128 entry's extra.md5 (keeping a blob too many is
+    harmless, one too few is not)."""
     text = conn.execute(sa.select(versions.c.manifest).where(versions.c.id == version_id)
                         ).scalar()
     if text is None:
         return
     contents = json.loads(text).get("contents") or {}
     for entry in contents.values():
-        key = blob_key_or_none(entry.get("digest")) if isinstance(entry, dict) else None
+        if not isinstance(entry, dict):
+            continue
+        key = blob_key_or_none(entry.get("digest"))
         if key is not None:
             yield key
+        extra = entry.get("extra")
+        if extra and isinstance(extra, dict) and MD5_EXTRA_KEY in extra:
+            key = blob_key_or_none(extra[MD5_EXTRA_KEY])
+            if key is not None:
+                yield key
 
 
 def _mark(conn: Connection, plan: GcPlan) -> None:

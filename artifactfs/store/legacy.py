@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Callable
 
 from artifactfs.core.digests import blob_key_or_none
+from artifactfs.core.manifest import stored_digest_of
 
 __all__ = ["LEGACY_SCHEMA", "SCHEMA_0", "bring_to_schema_3", "stored_blob_keys"]
 
@@ -81,10 +82,9 @@ def stored_blob_keys(manifest_json: str) -> set[str]:
         return set()
     keys = set()
     for entry in contents.values():
-        if isinstance(entry, dict) and entry.get("ref") is None:
-            key = blob_key_or_none(entry.get("digest"))
-            if key is not None:
-                keys.add(key)
+        key = blob_key_or_none(stored_digest_of(entry))
+        if key is not None:
+            keys.add(key)
     return keys
 
 

@@ -345,7 +345,7 @@ def _verify(source: Engine, target: Engine, source_blobs: BlobDir, target_blobs:
                                    f"the source recorded {recorded.get(row.id)}")
         for entry in manifest:
             if entry.ref is None and SYMLINK_EXTRA_KEY not in entry.extra:
-                stored[entry.digest] = entry.size
+                stored[entry.stored_digest or entry.digest] = entry.size
     # a blob this run copied (checked by the writer) or found there is not asked again
     seen = report.target_sizes
     sizes = {**target_blobs.sizes(d for d in stored if d not in seen), **seen}

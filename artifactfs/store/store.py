@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from artifactfs.core.digests import blob_key, is_md5_digest
+from artifactfs.core.digests import blob_key
 from artifactfs.core.errors import InvalidManifest, InvalidName
 from artifactfs.core.folders import folder_rows
 from artifactfs.core.limits import check_description, check_metadata
@@ -154,13 +154,9 @@ class Store:
         stored_entries = [e for e in manifest if e.ref is None and SYMLINK_EXTRA_KEY not in e.extra]
         # each distinct blob is checked once: a version of a million entries over a few
         # thousand blobs (ImageNet's shape, many copies of a file) took a stat per entry
-        digests = {e.digest for e in stored_entries}
-        for digest in digests:
-            if not is_md5_digest(digest):
-                entry = next(e for e in stored_entries if e.digest == digest)
-                raise InvalidManifest(
-                    f"entry {entry.path!r} has digest {digest!r}, not a base64 MD5"
-                )
+        # (validate_for_commit proved each one's stored digest a base64 MD5: an XXH128
+        # entry's is its extra.md5)
+        digests = {_stored(e) for e in stored_entries}
         # gc removes no blob while a commit is between its check of the blobs and its
         # version's insert: without this, one could land naming bytes just removed
         with self.sweep_lock.shared():
@@ -180,14 +176,15 @@ class Store:
         # one call for all: a bucket answers each with a round trip, so it asks in parallel
         sizes = {d: None for d in digests - reachable} | self.blobs.sizes(reachable)
         for entry in stored_entries:
-            stored = sizes[entry.digest]
+            blob = _stored(entry)
+            stored = sizes[blob]
             if stored is None:
                 raise InvalidManifest(
-                    f"entry {entry.path!r}: blob {entry.digest} was not uploaded"
+                    f"entry {entry.path!r}: blob {blob} was not uploaded"
                 )
             if stored != entry.size:
                 raise InvalidManifest(
-                    f"entry {entry.path!r} says {entry.size} bytes, but blob {entry.digest} "
+                    f"entry {entry.path!r} says {entry.size} bytes, but blob {blob} "
                     f"has {stored}"
                 )
         # made before the transaction, which holds the store's write lock: seconds at a
@@ -210,3 +207,9 @@ class Store:
             folders=folders,
         )
 
+
+def _stored(entry: ManifestEntry) -> str:
+    """The MD5 naming a stored entry's blob (validate_for_commit made sure it has one)."""
+    digest = entry.stored_digest
+    assert digest is not None, entry.path
+    return digest
