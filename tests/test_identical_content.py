@@ -103,9 +103,14 @@ def test_a_keyed_commit_of_identical_content_names_the_old_version(store: Store)
     first = commit(store, manifest_of(store, FILES), commit_key=key, aliases=("x",))
     retry = commit(store, manifest_of(store, FILES), commit_key=key, aliases=("x",))
     assert first.id == retry.id == v0.id
+    assert first.unchanged and retry.unchanged  # the retry says what the first did
+    made_key = "m" * 32
+    v1 = commit(store, manifest_of(store, {"n.txt": b"new\n"}), commit_key=made_key)
+    v1_again = commit(store, manifest_of(store, {"n.txt": b"new\n"}), commit_key=made_key)
+    assert (v1.unchanged, v1_again.unchanged, v1_again.id) == (False, False, v1.id)
     found = store.db.version_by_commit_key(ENTITY, key)
     assert found is not None and found.id == v0.id
-    assert len(store.db.list_versions(ENTITY, PROJECT, "data")) == 1
+    assert len(store.db.list_versions(ENTITY, PROJECT, "data")) == 2
 
 
 def test_identical_commits_at_once_make_one_version(open_store: Callable[[], Store]) -> None:

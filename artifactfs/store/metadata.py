@@ -492,10 +492,12 @@ class MetadataDB:
                         )
                     # a version deleted since is no answer: the changes would pass for saved
                     # in a version nobody can read; commit them again, and the key with them
-                    # (a retry of a commit that found its content held already says
-                    # "made" too: the key does not record which it was)
                     if made.state != DELETED:
-                        return CommittedVersion.of(made, unchanged=False)
+                        # a key recorded after its version was made: its commit found the
+                        # content in that version, and its retry says so too
+                        at = self._value(conn, q.KEY_MADE_AT, {"entity": entity,
+                                                               "key": commit_key})
+                        return CommittedVersion.of(made, unchanged=at != made.created_at)
             same = self._same_content(conn, collection_id, digest, manifest_json)
             if same is not None:
                 return self._existing(conn, entity, collection_id, same, aliases, commit_key,

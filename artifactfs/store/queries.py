@@ -91,6 +91,10 @@ REACHABLE: Select[Any] = sa.select(blob_access.c.blob_key).where(
     blob_access.c.entity == _b("entity"), blob_access.c.blob_key.in_(_b("keys", expanding=True)))
 VERSION_OF_KEY: Select[Any] = sa.select(commit_keys.c.version_id).where(
     commit_keys.c.entity == _b("entity"), commit_keys.c.commit_key == _b("key"))
+KEY_MADE_AT: Select[Any] = sa.select(commit_keys.c.created_at).where(
+    commit_keys.c.entity == _b("entity"), commit_keys.c.commit_key == _b("key"))
+"""When a key was recorded: its version's own time when its commit made it, later when the
+commit found the content in an older version."""
 
 # ---- writing ---------------------------------------------------------------------------------
 
