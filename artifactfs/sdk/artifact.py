@@ -98,8 +98,8 @@ class Artifact:
         self._client = api
         self._info: VersionInfo | None = None
         self._base: VersionInfo | None = None  # the committed version a draft started from
-        self._manifest: ArtifactManifest | None = ArtifactManifest.of(
-            Manifest(digest_algorithm=digest_algorithm), self)
+        # (any Manifest: ``manifest`` hands it out as this artifact's ArtifactManifest)
+        self._manifest: Manifest | None = Manifest(digest_algorithm=digest_algorithm)
         self._local: dict[str, Path] = {}  # entry path -> local file to upload on save
         self._aliases: list[str] = []
         self._staging: Path | None = None
@@ -222,8 +222,9 @@ class Artifact:
         entries that can download themselves, sdk/manifest.py)."""
         if self._manifest is None:
             assert self._info is not None
-            self._manifest = ArtifactManifest.of(
-                self._api.registry.manifest(self._info.id), self)
+            self._manifest = self._api.registry.manifest(self._info.id)
+        if not isinstance(self._manifest, ArtifactManifest):
+            self._manifest = ArtifactManifest.of(self._manifest, self)
         return self._manifest
 
     @property
@@ -281,7 +282,7 @@ class Artifact:
         if self._committed:
             base_manifest = self.manifest.copy()
             self._base = self._info
-            self._manifest = ArtifactManifest.of(base_manifest, self)
+            self._manifest = base_manifest
             self._aliases = []
         assert self._manifest is not None
         return self._manifest
