@@ -730,10 +730,6 @@ def test_not_implemented_parts(api: Api, tmp_path: Path) -> None:
         art.logged_by()
     with pytest.raises(NotImplementedError):
         art.used_by()
-    saved = save_bytes(tmp_path, {"f": b"0"})
-    with pytest.raises(NotImplementedError):
-        saved.download(tmp_path / "dl", recursive=True)
-    assert not (tmp_path / "dl").exists()
 
 
 # ---- failures midway --------------------------------------------------------------------

@@ -95,7 +95,9 @@ def push(
     """Upload files and folders as the next version of PROJECT/NAME.
 
     A folder's contents go to the artifact's root; a file keeps its base name. Only bytes
-    the registry lacks are uploaded. Prints the new version as PROJECT/NAME:vN.
+    the registry lacks are uploaded. Prints the new version as PROJECT/NAME:vN, or
+    "unchanged: PROJECT/NAME:vN" when a version of it holds these very files already (no
+    version is made; the --alias labels move to it).
 
     \b
     Example:
@@ -126,7 +128,8 @@ def push(
         fail("nothing to push: the sources hold no files")
     art.aliases = list(aliases)
     art.save(project=ref.project)
-    click.echo(f"{ref.project}/{art.name}")
+    # identical content: the version that holds it, no new one (W&B does the same)
+    click.echo(("unchanged: " if art._unchanged else "") + f"{ref.project}/{art.name}")
 
 
 def _json_object(text: str) -> dict[str, Any]:

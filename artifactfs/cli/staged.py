@@ -115,7 +115,12 @@ def save(path: Path, aliases: tuple[str, ...], message: str | None, force: bool)
         fail("interrupted; the mount's daemon goes on with the save. 'artifactfs status "
              f"{path}' shows when the changes are no longer staged (then they are saved)",
              code=130)
-    click.echo(_field(answer, "version"))
+    # content a version held already: that version, no new one (as push says it)
+    click.echo(("unchanged: " if answer.get("unchanged") else "") + _field(answer, "version"))
+    if answer.get("unchanged") and str(answer.get("folder", "")).endswith(":latest"):
+        click.echo(f"note: no version was made: {_field(answer, 'version')} holds these files "
+                   "already, and 'latest' stays on the newest version; save into another "
+                   "alias folder (or use --alias) to name this one", err=True)
     if answer.get("still_staged"):
         click.echo(f"note: files in {path} changed while it was being saved; those changes "
                    "stay staged: run 'artifactfs save' again to make the next version",

@@ -28,6 +28,7 @@ import xxhash
 from cachetools import LRUCache
 
 from artifactfs.cache import ContentCache
+from artifactfs.content.artifact_refs import ArtifactReferences
 from artifactfs.content.references import ReferenceContent
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex, ChunkSpan
 from artifactfs.core.digests import XXH128, blob_key, md5_b64, xxh128_b64
@@ -120,10 +121,17 @@ class VerifiedContent:
         # there first. A scheme resolved through the registry instead (wandb-artifact://)
         # dispatches before these.
         self.references = ReferenceContent(cache, self.stats.add)
+        self.artifact_refs = ArtifactReferences(registry)
 
     def close(self) -> None:
         """Let go of the references' HTTP connections (the registry is the caller's)."""
         self.references.close()
+
+    def _readable(self, entry: ManifestEntry) -> ManifestEntry:
+        """The entry whose bytes ``entry`` holds: a ``wandb-artifact://`` reference reads
+        as the entry it names (content/artifact_refs.py; that may be a reference to a URI
+        in turn), anything else as itself."""
+        return entry if entry.ref is None else self.artifact_refs.resolve(entry)
 
     # ---- pieces --------------------------------------------------------------------------
 
@@ -136,6 +144,7 @@ class VerifiedContent:
 
     def whole(self, entry: ManifestEntry, attempts: int = _ATTEMPTS) -> Piece:
         """All bytes of an entry no larger than one chunk, MD5-checked."""
+        entry = self._readable(entry)
         if entry.ref is not None:
             return self.references.whole(entry)
         key = self._stored_key(entry)
@@ -155,6 +164,7 @@ class VerifiedContent:
         one request (``Registry.read_blobs``); one that fails its check, or that the batch
         lacked, goes through ``whole`` on its own (a second try, then DigestMismatch).
         ``uncached``: the caller just found none of them in the cache; do not look again."""
+        entries = [self._readable(e) for e in entries]
         if any(entry.ref is not None for entry in entries):  # each by its own source
             return [self.whole(entry) for entry in entries]
         found: list[Piece | None] = []
@@ -217,6 +227,7 @@ class VerifiedContent:
 
     def index(self, entry: ManifestEntry) -> ChunkIndex:
         """The chunk index of a large entry, checked against the manifest when it can be."""
+        entry = self._readable(entry)
         if entry.ref is not None:
             return self.references.index(entry)
         key = self._stored_key(entry)
@@ -274,6 +285,7 @@ class VerifiedContent:
         one range request, since per-request cost, not bandwidth, is what limits a stream of
         1 MiB requests. A chunk that fails its check is fetched once more on its own.
         """
+        entry = self._readable(entry)
         if entry.ref is not None:
             return self.references.chunks(entry, first, stop)
         key = self._stored_key(entry)
@@ -393,8 +405,9 @@ class VerifiedContent:
 
     def which_cached(self, entries: list[ManifestEntry]) -> list[bool]:
         """For each entry, whether the disk cache holds its whole bytes."""
+        readable = [self._readable(entry) for entry in entries]
         return [self.references.contains(entry) if entry.ref is not None
-                else self.cache.contains(self._stored_key(entry)) for entry in entries]
+                else self.cache.contains(self._stored_key(entry)) for entry in readable]
 
     def wholes_not_cached(self, entries: list[ManifestEntry]) -> list[Piece | None]:
         """For prefetch: ``wholes`` of the small entries the disk cache lacks (one batch
@@ -410,6 +423,7 @@ class VerifiedContent:
 
     def read(self, entry: ManifestEntry, offset: int, size: int) -> Piece:
         """Verified bytes ``[offset, offset + size)`` of an entry (shorter at its end)."""
+        entry = self._readable(entry)
         span = ChunkSpan.of(offset, size, entry.size)
         if span is None:
             return b""
@@ -428,6 +442,7 @@ class VerifiedContent:
         (or put in the cache so checked): hashing them again was a second pass over every
         byte.
         """
+        entry = self._readable(entry)
         if entry.ref is not None:
             self.references.download(entry, dest, on_bytes)
             return

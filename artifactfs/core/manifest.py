@@ -171,6 +171,23 @@ class ManifestEntry:
         value = self.extra.get(CHUNK_INDEX_EXTRA_KEY)
         return value if isinstance(value, str) else None
 
+    def to_manifest_json(self) -> dict[str, Any]:
+        """The entry as W&B's ``to_manifest_json`` writes it: its keys in wandb's order
+        (``digest``, ``ref``, ``birthArtifactID``, ``size``, ``extra``), ``extra`` only when
+        not empty, and no unknown keys (wandb drops them: ``local_path``, ``skip_cache``).
+        ``extra`` is kept whole, artifactfs's own keys with it: wandb passes it through
+        untouched, and the keys let a manifest exported and imported again be read by chunk
+        (``chunkIndexSha256``) and keep its symlinks and modes."""
+        out: dict[str, Any] = {"digest": self.digest}
+        if self.ref is not None:
+            out["ref"] = self.ref
+        if self.birth_artifact_id is not None:
+            out["birthArtifactID"] = self.birth_artifact_id
+        out["size"] = self.size
+        if self.extra:
+            out["extra"] = dict(self.extra)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.unknown)
         out["digest"] = self.digest
@@ -292,6 +309,10 @@ class Manifest:
     def get(self, path: str) -> ManifestEntry | None:
         return self._entries.get(path)
 
+    def get_entry_by_path(self, path: str) -> ManifestEntry | None:
+        """The entry at ``path``, or None: W&B's name for ``get``."""
+        return self._entries.get(path)
+
     def __iter__(self) -> Iterator[ManifestEntry]:
         return iter(self._entries.values())
 
@@ -342,6 +363,20 @@ class Manifest:
         out["storagePolicyConfig"] = self.storage_policy_config
         out["contents"] = {p: e.to_dict() for p, e in sorted(self._entries.items())}
         return out
+
+    def to_manifest_json(self) -> dict[str, Any]:
+        """The manifest as W&B's ``ArtifactManifestV1.to_manifest_json()`` gives it: exactly
+        ``version``, ``storagePolicy``, ``storagePolicyConfig`` and ``contents``, the
+        entries in this manifest's order (wandb keeps insertion order; ``to_json``, the
+        registry's text, sorts), each as ``ManifestEntry.to_manifest_json``. The
+        manifest's unknown top-level keys are left out, as wandb's loader drops them.
+        ``ArtifactManifest.from_manifest_json`` loads the result with the same digest."""
+        return {
+            "version": 1,
+            "storagePolicy": self.storage_policy,
+            "storagePolicyConfig": dict(self.storage_policy_config),
+            "contents": {p: e.to_manifest_json() for p, e in self._entries.items()},
+        }
 
     def to_json(self) -> str:
         """``to_dict()`` as compact JSON with sorted keys: the text a registry stores.

@@ -11,7 +11,7 @@ from typing import Any
 
 from artifactfs.core.names import version_label
 
-__all__ = ["CollectionInfo", "VersionInfo"]
+__all__ = ["CollectionInfo", "CommittedVersion", "VersionInfo"]
 
 PENDING, COMMITTED, DELETED = "PENDING", "COMMITTED", "DELETED"
 
@@ -71,3 +71,27 @@ class VersionInfo:
         raw = dict(raw)
         raw["aliases"] = tuple(raw.get("aliases", ()))
         return cls(**raw)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedVersion(VersionInfo):
+    """What a commit answers: the version, and whether it already held that content.
+
+    ``unchanged``: a committed version of the collection had the very manifest committed,
+    so no version was made and this is that one (the requested aliases moved to it;
+    ``Store.commit``). Not part of ``to_dict``: it says what one commit did, not what the
+    version is; the HTTP API tells it by status (200 for an existing version, 201 for a
+    new one).
+    """
+
+    unchanged: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out = VersionInfo.to_dict(self)
+        del out["unchanged"]
+        return out
+
+    @classmethod
+    def of(cls, info: VersionInfo, *, unchanged: bool) -> CommittedVersion:
+        return cls(**{**VersionInfo.to_dict(info), "aliases": info.aliases,
+                      "unchanged": unchanged})

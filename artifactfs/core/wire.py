@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+from artifactfs.core.artifact_refs import UnresolvedReference
 from artifactfs.core.errors import (
     ArtifactFSError,
     Conflict,
@@ -53,6 +54,7 @@ _BY_NAME: dict[str, type[ArtifactFSError]] = {
     for cls in (
         Conflict, DigestMismatch, InvalidManifest, InvalidName, InvalidRequest, NotFound,
         PermissionDenied, RegistryUnavailable,
+        UnresolvedReference,  # (an InvalidManifest) a wandb-artifact:// target not readable
     )
 }
 _STATUS: dict[type[ArtifactFSError], int] = {

@@ -211,11 +211,12 @@ class FolderCommands:
             changed = staged.generation != generation or bool(self._writers(folder))
             if not changed:
                 await self._local(self.tree.saved(folder, info, manifest))
-        log.info("saved %s as %s (%d blobs uploaded)%s", key, info.qualified_name, len(missing),
+        log.info("saved %s as %s (%d blobs uploaded)%s%s", key, info.qualified_name, len(missing),
+                 ", content it held already" if getattr(info, "unchanged", False) else "",
                  "; changes made meanwhile stay staged" if changed else "")
         return {"folder": str(key), "version": f"{key.project}/{key.name}:{info.version}",
                 "id": info.id, "uploaded": len(missing), "uploaded_bytes": sent,
-                "still_staged": changed}
+                "still_staged": changed, "unchanged": getattr(info, "unchanged", False)}
 
     async def _earlier_commit(self, staged: StagedFolder) -> VersionInfo | None:
         """The version a save of this staging committed before it could clear the staging

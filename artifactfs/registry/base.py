@@ -16,7 +16,7 @@ from typing import Any
 from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.folders import FolderListing
 from artifactfs.core.manifest import Manifest
-from artifactfs.core.records import CollectionInfo, VersionInfo
+from artifactfs.core.records import CollectionInfo, CommittedVersion, VersionInfo
 
 __all__ = ["Registry"]
 
@@ -88,9 +88,11 @@ class Registry(ABC):
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
         commit_key: str | None = None,
-    ) -> VersionInfo:
+    ) -> CommittedVersion:
         """Commit ``manifest`` as the next version. A ``commit_key`` (a random id made once
-        per change) makes it idempotent: sent again, it returns the version it made."""
+        per change) makes it idempotent: sent again, it returns the version it made.
+        A manifest a committed version of the collection holds already makes no version:
+        that one comes back, ``unchanged``, with the requested aliases moved to it."""
 
     @abstractmethod
     def version_by_commit_key(self, entity: str, commit_key: str) -> VersionInfo | None:

@@ -53,7 +53,7 @@ from artifactfs.core.folders import (
     parse_folders,
 )
 from artifactfs.core.manifest import Manifest
-from artifactfs.core.records import CollectionInfo, VersionInfo
+from artifactfs.core.records import CollectionInfo, CommittedVersion, VersionInfo
 from artifactfs.core.wire import (
     API_PREFIX,
     BATCH_MAX_BLOBS,
@@ -394,7 +394,7 @@ class HttpRegistry(Registry):
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
         commit_key: str | None = None,
-    ) -> VersionInfo:
+    ) -> CommittedVersion:
         fields: dict[str, Any] = {
             "type": type_, "description": description, "metadata": metadata or {},
             "aliases": list(aliases),
@@ -414,10 +414,14 @@ class HttpRegistry(Registry):
         path = self._collection(entity, project, name) + "/versions"
         # only a keyed commit may be sent again: the registry then answers with the version
         # the first attempt made, where an unkeyed retry could make a second one
-        return VersionInfo.from_dict(self._json(
+        response = self._send(
             "POST", path, content=body, headers={"Content-Type": "application/json"},
             retry=commit_key is not None, timeout=self._commit_timeout(len(body), len(manifest)),
-        ))
+        )
+        self._raise_for(response)
+        # 201: a new version; 200: a version that held this content already
+        return CommittedVersion.of(VersionInfo.from_dict(response.json()),
+                                   unchanged=response.status_code == 200)
 
     def _upload_manifest(self, text: bytes) -> str:
         """Upload a manifest's JSON as a blob (unless the registry has it for us already)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.folders import FolderListing, check_folder_path, parse_stored
 from artifactfs.core.manifest import Manifest
-from artifactfs.core.records import CollectionInfo, VersionInfo
+from artifactfs.core.records import CollectionInfo, CommittedVersion, VersionInfo
 from artifactfs.registry.base import Registry
 
 if TYPE_CHECKING:  # the caller opens the store: a client of a server never loads it
@@ -66,7 +66,7 @@ class LocalRegistry(Registry):
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
         commit_key: str | None = None,
-    ) -> VersionInfo:
+    ) -> CommittedVersion:
         return self.store.commit(
             entity=entity, project=project, name=name, type_=type_, manifest=manifest,
             description=description, metadata=metadata, aliases=aliases,

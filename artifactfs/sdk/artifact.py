@@ -25,11 +25,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from artifactfs.core.artifact_refs import (
+    MAX_CHAIN,
+    UnresolvedReference,
+    artifact_ref_url,
+    is_artifact_ref,
+    parse_artifact_ref,
+)
 from artifactfs.core.digests import DIGEST_ALGORITHMS, MD5
 from artifactfs.core.errors import (
     ArtifactFSError,
     InvalidManifest,
     InvalidName,
+    NotFound,
     ReferenceUnavailable,
 )
 from artifactfs.core.limits import check_description, check_metadata
@@ -45,6 +53,7 @@ from artifactfs.core.records import COMMITTED, DELETED, PENDING, VersionInfo
 from artifactfs.files import hash_file
 from artifactfs.sdk.client import Client
 from artifactfs.sdk.entry import ArtifactManifestEntry
+from artifactfs.sdk.manifest import ArtifactManifest
 from artifactfs.sdk.paths import safe_join
 from artifactfs.sdk.posix import (
     check_links,
@@ -99,10 +108,12 @@ class Artifact:
         self._client = api
         self._info: VersionInfo | None = None
         self._base: VersionInfo | None = None  # the committed version a draft started from
+        # (any Manifest: ``manifest`` hands it out as this artifact's ArtifactManifest)
         self._manifest: Manifest | None = Manifest(digest_algorithm=digest_algorithm)
         self._local: dict[str, Path] = {}  # entry path -> local file to upload on save
         self._aliases: list[str] = []
         self._staging: Path | None = None
+        self._unchanged = False  # the last save found its content in a version already
 
     # ---- construction from the registry ---------------------------------------------------
 
@@ -116,6 +127,7 @@ class Artifact:
         self._manifest = None  # fetched on first use
         self._local = {}
         self._staging = None
+        self._unchanged = False
         self._load_info(info)
         return self
 
@@ -215,10 +227,14 @@ class Artifact:
         return self._info.state
 
     @property
-    def manifest(self) -> Manifest:
+    def manifest(self) -> ArtifactManifest:
+        """The manifest (core ``Manifest`` with W&B's ``get_entry_by_path`` handing out
+        entries that can download themselves, sdk/manifest.py)."""
         if self._manifest is None:
             assert self._info is not None
             self._manifest = self._api.registry.manifest(self._info.id)
+        if not isinstance(self._manifest, ArtifactManifest):
+            self._manifest = ArtifactManifest.of(self._manifest, self)
         return self._manifest
 
     @property
@@ -345,15 +361,18 @@ class Artifact:
 
     @contextlib.contextmanager
     def new_file(
-        self, name: str, mode: str = "x", encoding: str | None = None
+        self, name: str, mode: str | None = None, encoding: str | None = None
     ) -> Iterator[IO[Any]]:
         """Open a new file to write into the artifact as entry ``name``.
 
-        ::
+        ``mode`` None is W&B's default, ``"x"`` (text, the name must be new); ``encoding``
+        None is Python's default for text. ::
 
             with artifact.new_file("labels.txt") as f:
                 f.write("cat\\ndog\\n")
         """
+        if mode is None:
+            mode = "x"
         validate_entry_path(name)
         if "r" in mode or "+" in mode:
             raise ValueError(f"new_file opens files for writing; mode {mode!r} is not allowed")
@@ -375,7 +394,7 @@ class Artifact:
 
     def add_reference(
         self,
-        uri: str,
+        uri: str | ArtifactManifestEntry,
         name: str | None = None,
         checksum: bool = True,
         max_objects: int | None = None,
@@ -389,15 +408,49 @@ class Artifact:
         strings) never enter the manifest. Reads check the source against what is recorded
         here (docs/design-notes.md, "References"). Raises ValueError for a bad URI or a
         missing source, ReferenceUnavailable for one that cannot be read now.
+
+        ``uri`` may also be another saved artifact's entry (``other.get_entry("x")``) or
+        its ``ref_url()``, ``wandb-artifact://<HEX>/<path>``: the entry then names that one
+        (a chain of such references is followed to a concrete entry, as W&B does), with its
+        digest and, unlike W&B's 0, its size, so that a mount shows the file's length.
+        Reading it reads the target's bytes, verified. Raises UnresolvedReference (an
+        InvalidManifest) for a version deleted, missing or not readable, or no such entry.
         """
-        # one more scheme resolved through the registry (wandb-artifact://, another
-        # artifact's entry) is dispatched here, before the schemes read at their source
+        # resolved through the registry (another artifact's entry), before the schemes
+        # read at their source
+        if isinstance(uri, ArtifactManifestEntry):
+            uri = uri.ref_url()
+        if is_artifact_ref(uri):
+            return [self._add_artifact_reference(uri, name)]
         entries = reference_entries(uri, name, checksum=checksum, max_objects=max_objects)
         manifest = self._draft()
         for entry in entries:
             manifest.add(entry)
             self._local.pop(entry.path, None)  # a file added before under that name goes
         return [ArtifactManifestEntry(self, entry) for entry in entries]
+
+    def _add_artifact_reference(self, uri: str, name: str | None) -> ArtifactManifestEntry:
+        version_id, path = parse_artifact_ref(uri)
+        entry_name = validate_entry_path(name if name is not None else path.rpartition("/")[2])
+        manifest = self._draft()
+        references = self._api.content.artifact_refs
+        # what W&B stores: the concrete entry's artifact and path, not the chain's start
+        target_vid, target_path = version_id, path
+        target = references.lookup(version_id, path, what=f"reference {entry_name!r}")
+        for _ in range(MAX_CHAIN):
+            if not is_artifact_ref(target.ref):
+                break
+            assert target.ref is not None
+            target_vid, target_path = parse_artifact_ref(target.ref)
+            target = references.lookup(target_vid, target_path,
+                                       what=f"reference {entry_name!r}")
+        else:
+            raise InvalidManifest(f"{uri}: a chain of more than {MAX_CHAIN} references")
+        entry = ManifestEntry(entry_name, target.digest, target.size,
+                              ref=artifact_ref_url(target_vid, target_path))
+        manifest.add(entry)
+        self._local.pop(entry_name, None)
+        return ArtifactManifestEntry(self, entry)
 
     def add(self, obj: Any, name: str, overwrite: bool = False) -> ArtifactManifestEntry:
         """Store ``obj`` as an ordinary file of the artifact and return its entry, as W&B's
@@ -508,6 +561,7 @@ class Artifact:
         )
         self._base = None
         self._local = {}
+        self._unchanged = info.unchanged
         self._load_info(info)
         return self
 
@@ -575,18 +629,42 @@ class Artifact:
     ) -> str:
         """Download every file to ``root`` (default ``./artifacts/NAME:vN``); return ``root``.
 
-        Files already there with the right digest are kept; every file written is verified.
-        References are read from their sources, checked against what was logged
+        Files already there with the right digest are kept; every file written is verified
+        (a ``wandb-artifact://`` reference's with the bytes of the entry it names).
+        References to URIs are read from their sources, checked against what was logged
         (ReferenceChanged when a source changed); ``allow_missing_references`` skips those
         whose source cannot be read (ReferenceUnavailable) instead of failing.
+        ``recursive``: first download each artifact this one refers to through
+        ``wandb-artifact://`` references (and theirs), each whole to its own default root,
+        as W&B does.
         """
         if recursive:
-            raise NotImplementedError(f"download(recursive=True) {_NOT_YET}")
+            self._download_dependencies(set())
         entries = [
             e for e in self.manifest if path_prefix is None or e.path.startswith(path_prefix)
         ]
         self._download_entries(entries, root, allow_missing_references=allow_missing_references)
         return str(Path(root) if root is not None else self._default_root())
+
+    def _download_dependencies(self, done: set[str]) -> None:
+        """Download every version this one refers to, and theirs, once each."""
+        wanted: list[str] = []
+        for entry in self.manifest:
+            if is_artifact_ref(entry.ref):
+                assert entry.ref is not None
+                version_id = parse_artifact_ref(entry.ref)[0]
+                if version_id not in done and version_id != self.id:
+                    done.add(version_id)
+                    wanted.append(version_id)
+        for version_id in wanted:
+            try:
+                other = Artifact.from_id(version_id, self._api)
+            except NotFound:
+                raise UnresolvedReference(
+                    f"{self.qualified_name} refers to version {version_id}, which is deleted, "
+                    "missing, or not readable with this key") from None
+            other._download_dependencies(done)
+            other.download()
 
     def checkout(self, root: str | None = None) -> str:
         return self.download(root)

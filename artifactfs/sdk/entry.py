@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from artifactfs.core.artifact_refs import artifact_ref_url, is_artifact_ref
 from artifactfs.core.manifest import ManifestEntry
 
 if TYPE_CHECKING:
@@ -46,16 +47,34 @@ class ArtifactManifestEntry:
         return self._entry.extra
 
     def download(self, root: str | None = None, skip_cache: bool | None = None) -> str:
-        """Download this one file under ``root`` (the artifact's default root if None)."""
+        """Download this one file under ``root`` (the artifact's default root if None) and
+        return the file's path, as W&B. A ``wandb-artifact://`` reference is written with
+        the bytes of the entry it names, verified as any file."""
         return self._artifact._download_entries([self._entry], root)[0]
 
     def ref_target(self) -> str:
+        """What a reference entry points at, as W&B: its URI; for a ``wandb-artifact://``
+        one, the reference URI of the entry it resolves to when that is a reference itself
+        (an ``s3://`` object, say), else its own URI (W&B raises ValueError for a target
+        stored in the registry, which names nothing more useful). Raises ValueError for an
+        entry that is no reference, NotFound (as UnresolvedReference) for a target gone."""
         if self.ref is None:
-            raise ValueError(f"entry {self.path!r} is not a reference")
-        return self.ref
+            raise ValueError(f"entry {self.path!r} is not a reference; only reference "
+                             "entries have a ref_target()")
+        if not is_artifact_ref(self.ref):
+            return self.ref
+        target = self._artifact._api.content.artifact_refs.target(self._entry)
+        return target.ref if target.ref is not None else self.ref
 
     def ref_url(self) -> str:
-        return self.ref_target()
+        """``wandb-artifact://<hex of the artifact's id>/<path>``: how another artifact
+        names this entry (``other.add_reference(entry.ref_url())``), as W&B. The artifact
+        must be saved; the hex is the version id itself (core/artifact_refs.py)."""
+        artifact_id = self._artifact.id
+        if artifact_id is None:
+            raise ValueError(f"entry {self.path!r}: its artifact has no id until it is "
+                             "saved; save it before taking a ref_url() of its entries")
+        return artifact_ref_url(artifact_id, self.path)
 
     def __repr__(self) -> str:
         return (

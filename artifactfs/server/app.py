@@ -310,6 +310,9 @@ class Registry:
                 commit_key=self._field(body, "commit_key", str, None),
             )
         )
+        if info.unchanged:  # content it held already: no version made (Store.commit)
+            log.info("commit to %s: content held already, no version made", info.qualified_name)
+            return JSONResponse(info.to_dict(), status_code=200)
         log.info("committed %s", info.qualified_name)
         return JSONResponse(info.to_dict(), status_code=201)
 

@@ -50,7 +50,13 @@ from artifactfs.core.limits import (
 )
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.names import LATEST, parse_version_label, validate_alias
-from artifactfs.core.records import COMMITTED, DELETED, CollectionInfo, VersionInfo
+from artifactfs.core.records import (
+    COMMITTED,
+    DELETED,
+    CollectionInfo,
+    CommittedVersion,
+    VersionInfo,
+)
 from artifactfs.store import queries as q
 from artifactfs.store.database import (
     create_db_engine,
@@ -497,7 +503,7 @@ class MetadataDB:
         blob_keys: Iterable[str] = (),
         commit_key: str | None = None,
         folders: Iterable[tuple[str, str]] = (),
-    ) -> VersionInfo:
+    ) -> CommittedVersion:
         """Insert the next version of a collection as COMMITTED, with ``latest`` and aliases.
 
         Creates entity, project and collection on first use; the entity reaches the blobs
@@ -505,7 +511,9 @@ class MetadataDB:
         folders' listings ``folders`` (``core.folders.folder_rows``) are stored with it. A
         ``commit_key`` the entity used before returns the version that commit made, and
         changes nothing (unless that version was deleted since: then it is committed
-        anew, and the key names the new version). Raises Conflict when the collection
+        anew, and the key names the new version). A committed version of the collection
+        with this very manifest is the answer instead of a new one (``unchanged``; see
+        ``_same_content``). Raises Conflict when the collection
         exists with another type, or when the key was used for another collection.
         """
         for alias in aliases:
@@ -530,7 +538,15 @@ class MetadataDB:
                     # a version deleted since is no answer: the changes would pass for saved
                     # in a version nobody can read; commit them again, and the key with them
                     if made.state != DELETED:
-                        return made
+                        # a key recorded after its version was made: its commit found the
+                        # content in that version, and its retry says so too
+                        at = self._value(conn, q.KEY_MADE_AT, {"entity": entity,
+                                                               "key": commit_key})
+                        return CommittedVersion.of(made, unchanged=at != made.created_at)
+            same = self._same_content(conn, collection_id, digest, manifest_json)
+            if same is not None:
+                return self._existing(conn, entity, collection_id, same, aliases, commit_key,
+                                      now)
             top = self._value(conn, q.TOP_INDEX, {"cid": collection_id})
             self._fetch(conn, q.ADD_VERSION, {
                 "id": version_id, "collection_id": collection_id, "idx": int(top) + 1,
@@ -547,7 +563,39 @@ class MetadataDB:
                 self._fetch(conn, self._upserts.commit_key, {
                     "entity": entity, "commit_key": commit_key, "version_id": version_id,
                     "created_at": now})
-        return self.version_by_id(version_id)
+        return CommittedVersion.of(self.version_by_id(version_id), unchanged=False)
+
+    def _same_content(self, conn: Connection, collection_id: int, digest: str,
+                      manifest_json: str) -> str | None:
+        """The newest committed version of the collection whose manifest is this one, text
+        for text (so entries, sizes, references, extra and the policy too, not the artifact
+        digest alone, which counts paths and digests only: a file made executable, or a
+        symlink's target, would pass for no change), or None. Asked under the collection's
+        lock, so two identical commits at once make one version."""
+        for vid, stored in self._fetch(conn, q.SAME_DIGEST, {"cid": collection_id,
+                                                           "digest": digest}):
+            if stored == manifest_json:
+                return str(vid)
+        return None
+
+    def _existing(self, conn: Connection, entity: str, collection_id: int, version_id: str,
+                  aliases: Sequence[str], commit_key: str | None, now: float
+                  ) -> CommittedVersion:
+        """Answer a commit of content a version holds already with that version, as W&B
+        does: the requested aliases move to it; ``latest`` stays on the newest version (it
+        always names the newest here, where W&B would move it to the match too). A
+        ``commit_key`` then names this version, so a retry finds it."""
+        moved = False
+        for alias in {*aliases} - {LATEST}:
+            self._point_alias(conn, collection_id, alias, version_id)
+            moved = True
+        if moved:
+            self._fetch(conn, q.TOUCH, {"vid": version_id, "now": now})
+        if commit_key is not None:
+            self._fetch(conn, self._upserts.commit_key, {
+                "entity": entity, "commit_key": commit_key, "version_id": version_id,
+                "created_at": now})
+        return CommittedVersion.of(self._version_by_id(conn, version_id), unchanged=True)
 
     def _version_of_key(self, conn: Connection, entity: str, commit_key: str) -> str | None:
         found = self._value(conn, q.VERSION_OF_KEY, {"entity": entity, "key": commit_key})

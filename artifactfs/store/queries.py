@@ -97,6 +97,10 @@ REACHABLE: Select[Any] = sa.select(blob_access.c.blob_key).where(
     blob_access.c.entity == _b("entity"), blob_access.c.blob_key.in_(_b("keys", expanding=True)))
 VERSION_OF_KEY: Select[Any] = sa.select(commit_keys.c.version_id).where(
     commit_keys.c.entity == _b("entity"), commit_keys.c.commit_key == _b("key"))
+KEY_MADE_AT: Select[Any] = sa.select(commit_keys.c.created_at).where(
+    commit_keys.c.entity == _b("entity"), commit_keys.c.commit_key == _b("key"))
+"""When a key was recorded: its version's own time when its commit made it, later when the
+commit found the content in an older version."""
 
 # ---- writing ---------------------------------------------------------------------------------
 
@@ -126,6 +130,13 @@ SET_DESCRIPTION: Update = _v.update().where(_v.c.id == _b("vid")).values(descrip
 SET_METADATA: Update = _v.update().where(_v.c.id == _b("vid")).values(metadata=_b("text"))
 MARK_DELETED: Update = _v.update().where(_v.c.id == _b("vid")).values(
     state=_b("state"), updated_at=_b("now"))
+SAME_DIGEST: Select[Any] = (
+    sa.select(_v.c.id, _v.c.manifest)
+    .where(_v.c.collection_id == _b("cid"), _v.c.digest == _b("digest"),
+           _v.c.state == COMMITTED)
+    .order_by(_v.c.idx.desc()))
+"""The committed versions of a collection with an artifact digest, newest first, with
+their manifests (a commit of identical content returns one of them)."""
 NEWEST_COMMITTED: Select[Any] = (
     sa.select(_v.c.id).where(_v.c.collection_id == _b("cid"), _v.c.state == COMMITTED)
     .order_by(_v.c.idx.desc()).limit(1))

@@ -24,7 +24,8 @@ from artifactfs.core.names import (
     validate_type,
 )
 from artifactfs.core.posix import SYMLINK_EXTRA_KEY, check_symlink_entry
-from artifactfs.core.records import VersionInfo
+from artifactfs.core.records import CommittedVersion
+from artifactfs.store.artifact_refs import check_artifact_refs
 from artifactfs.store.blobs import BlobAccess, BlobDir
 from artifactfs.store.blobstore import BlobStore
 from artifactfs.store.database import blobs_folder, parse_db_url, shown_url, sqlite_url
@@ -115,7 +116,7 @@ class Store:
         aliases: Sequence[str] = (),
         caller: str | None = None,
         commit_key: str | None = None,
-    ) -> VersionInfo:
+    ) -> CommittedVersion:
         """Make ``manifest`` the next version of ``entity/project/name``.
 
         Every stored (non-reference) entry's blob must already be here, and reachable by
@@ -128,6 +129,10 @@ class Store:
 
         A ``commit_key`` makes the commit idempotent: sent again (a retry after a crash or a
         lost answer), it returns the version the first one made (see MetadataDB).
+
+        Content a committed version of the collection holds already (the same manifest)
+        makes no new version: that one is returned (``unchanged``), the requested aliases
+        moved to it, as W&B does; ``latest`` stays on the newest version.
         """
         validate_name(entity, "entity")
         validate_name(project, "project")
@@ -141,6 +146,8 @@ class Store:
         check_description(description)
         check_metadata(metadata or {})
         validate_for_commit(manifest)
+        # wandb-artifact:// entries name versions the caller reads (store/artifact_refs.py)
+        check_artifact_refs(self.db, manifest, caller)
         links = [e for e in manifest if SYMLINK_EXTRA_KEY in e.extra]
         for link in links:  # a symlink has no blob (core/posix.py)
             check_symlink_entry(link)
@@ -163,7 +170,7 @@ class Store:
         description: str | None, metadata: dict[str, Any] | None, aliases: Sequence[str],
         caller: str | None, commit_key: str | None, stored_entries: list[ManifestEntry],
         digests: set[str],
-    ) -> VersionInfo:
+    ) -> CommittedVersion:
         """``commit`` once the manifest is checked: its blobs are there, then the version."""
         reachable = self.access.readable(caller, digests)
         # one call for all: a bucket answers each with a round trip, so it asks in parallel

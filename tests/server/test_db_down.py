@@ -295,8 +295,10 @@ def test_after_a_restart_one_call_meets_a_closed_connection_not_one_per_pooled_o
         with pytest.raises(DatabaseUnavailable):
             store.db.list_projects(ENTITY)
         assert project in store.db.list_projects(ENTITY)
+        # (other content: identical content would return v0 itself)
+        again = Manifest([ManifestEntry("h.txt", md5_b64(data), len(data))])
         made = store.commit(entity=ENTITY, project=project, name="n", type_="dataset",
-                            manifest=manifest)
+                            manifest=again)
         assert made.index == 1
     finally:
         store.db.close()
