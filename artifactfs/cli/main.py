@@ -19,6 +19,7 @@ import click
 from artifactfs import __version__
 from artifactfs.cli.db import db
 from artifactfs.cli.gc import gc
+from artifactfs.cli.lineage import lineage
 from artifactfs.cli.migrate import migrate
 from artifactfs.cli.mount import mount, umount
 from artifactfs.cli.output import (
@@ -270,6 +271,7 @@ cli.add_command(migrate)
 cli.add_command(save)
 cli.add_command(status)
 cli.add_command(discard)
+cli.add_command(lineage)
 
 
 def main() -> None:

@@ -3,5 +3,6 @@
 from artifactfs.sdk.api import Api
 from artifactfs.sdk.artifact import Artifact
 from artifactfs.sdk.entry import ArtifactManifestEntry
+from artifactfs.sdk.run import Run, init
 
-__all__ = ["Api", "Artifact", "ArtifactManifestEntry"]
+__all__ = ["Api", "Artifact", "ArtifactManifestEntry", "Run", "init"]
