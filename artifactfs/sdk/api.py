@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from artifactfs.config import Config
 from artifactfs.content import VerifiedContent, open_content
-from artifactfs.core.errors import NotFound
+from artifactfs.core.errors import InvalidName, NotFound
 from artifactfs.core.names import Ref, parse_ref, validate_name
 from artifactfs.registry import Registry, open_registry
 
 if TYPE_CHECKING:
     from artifactfs.sdk.artifact import Artifact
+    from artifactfs.sdk.run import Run
 
 __all__ = ["Api", "ArtifactCollection", "ArtifactType", "Project"]
 
@@ -155,3 +156,18 @@ class Api:
         return [Artifact._from_info(self, v) for v in versions]
 
     artifact_versions = artifacts
+
+    def run(self, path: str) -> Run:
+        """The run ``[[ENTITY/]PROJECT/]RUN_ID`` (W&B's ``Api.run``); NotFound when the
+        entity has no such run, or it is of another project."""
+        from artifactfs.sdk.run import Run
+
+        parts = path.split("/") if isinstance(path, str) else []
+        if not 1 <= len(parts) <= 3:
+            raise InvalidName(f"run path {path!r} must have the form "
+                              "[[ENTITY/]PROJECT/]RUN_ID")
+        entity = validate_name(parts[0], "entity") if len(parts) == 3 else self.config.entity
+        info = self.registry.run(entity, parts[-1])
+        if len(parts) >= 2 and info.project != validate_name(parts[-2], "project"):
+            raise NotFound(f"run {info.id} is of project {info.project}, not {parts[-2]}")
+        return Run(self, info)

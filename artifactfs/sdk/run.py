@@ -27,7 +27,15 @@ from typing import Any
 from artifactfs.config import Config
 from artifactfs.core.errors import Conflict
 from artifactfs.core.names import parse_ref, validate_alias, validate_name
-from artifactfs.core.runs import FAILED, FINISHED, LOGGED, RUNNING, USED, RunInfo
+from artifactfs.core.runs import (
+    FAILED,
+    FINISHED,
+    LOGGED,
+    RUNNING,
+    USED,
+    RunInfo,
+    check_config,
+)
 from artifactfs.sdk.api import Api
 from artifactfs.sdk.artifact import Artifact
 
@@ -55,8 +63,11 @@ def init(
         api = Api(config=Config.from_env())
     entity = validate_name(entity or api.config.entity, "entity")
     project = validate_name(project or api.config.project, "project")
+    # checked here as well as by the registry: a value JSON cannot hold would otherwise
+    # fail in the HTTP client's encoder, with its TypeError instead of this message
+    config = check_config(dict(config or {}))
     info = api.registry.create_run(entity, project, name=name, job_type=job_type,
-                                   config=dict(config or {}))
+                                   config=config)
     return Run(api, info)
 
 
