@@ -5,8 +5,11 @@ versions that run used from the mount, since the job never calls ``use_artifact`
 version and mount, at the version's first read of file bytes (listing a folder reads no
 data, and records nothing), one registry call records the use, in a worker thread and
 started beside the read, never awaited by it: the read's answer does not wait on the
-registry, and a failed record fails no read (it is logged, and tried again at a later read
-of that version, so an outage of the registry loses no use that is read again after it).
+registry, and a failed record fails no read. It is logged; a registry that could not be
+reached or used now (RegistryUnavailable, a call past ``--read-timeout``) is asked again at
+a later read of that version, so an outage loses no use that is read again after it, while
+a refusal (a run deleted since the mount started, a key without the right) is logged once
+and not asked again: every read would otherwise cost a call and a warning line.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import trio
 
-from artifactfs.core.errors import ArtifactFSError
+from artifactfs.core.errors import ArtifactFSError, RegistryUnavailable
 from artifactfs.core.records import VersionInfo
 from artifactfs.core.runs import USED
 from artifactfs.registry import Registry
@@ -53,11 +56,17 @@ class UseRecorder:
         try:
             await self._blocking(self.registry.link_run, self.entity, self.run_id,
                                  version.id, USED)
-        except (ArtifactFSError, trio.TooSlowError, OSError) as exc:
+        except (RegistryUnavailable, trio.TooSlowError, OSError) as exc:
             self._started.discard(version.id)  # a later read of it tries again
             self.failed += 1
             log.warning("could not record that run %s used %s (reads go on; tried again at "
-                        "a later read): %s", self.run_id, version.qualified_name, exc)
+                        "a later read): %s", self.run_id, version.qualified_name,
+                        exc or "no answer within --read-timeout")
+            return
+        except ArtifactFSError as exc:  # refused: asking again would be refused again
+            self.failed += 1
+            log.warning("could not record that run %s used %s (reads go on; not tried "
+                        "again): %s", self.run_id, version.qualified_name, exc)
             return
         self.recorded += 1
         log.info("run %s used %s", self.run_id, version.qualified_name)
