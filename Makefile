@@ -7,8 +7,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
+# the real wandb package, in an environment of its own, for tests/interop/ (about 15 s)
+WVENV  ?= .venv-wandb
+WSTAMP := $(WVENV)/.installed
 
-.PHONY: demo test lint bench faults system-deps venv clean
+.PHONY: demo test interop lint bench faults system-deps venv clean
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -21,15 +24,23 @@ $(TSTAMP): pyproject.toml $(STAMP)
 	@scripts/make-venv.sh $(VENV) '.[test]'
 	@touch $@
 
+$(WSTAMP): scripts/install-wandb-venv.sh | system-deps
+	@scripts/install-wandb-venv.sh $(WVENV)
+	@touch $@
+
 venv: $(STAMP)
 
 demo: system-deps $(STAMP)
 	@scripts/demo.sh
 
-test: system-deps $(TSTAMP)
+test: system-deps $(TSTAMP) $(WSTAMP)
 	$(VENV)/bin/ruff check artifactfs tests benchmarks scripts
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q
+	AFS_WANDB_VENV=$(abspath $(WVENV)) $(VENV)/bin/pytest -q
+
+# the W&B interop group alone (it is part of make test too): about 10 s after the install
+interop: system-deps $(TSTAMP) $(WSTAMP)
+	AFS_WANDB_VENV=$(abspath $(WVENV)) $(VENV)/bin/pytest -q tests/interop tests/test_wandb_io.py
 
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check artifactfs tests benchmarks scripts
@@ -50,4 +61,4 @@ faults: system-deps $(TSTAMP)
 	$(PY) benchmarks/faults.py $(FAULTS_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(WVENV) build *.egg-info

@@ -15,7 +15,9 @@ fi
 rm -rf "$work"
 mkdir -p "$work/data/images" "$mnt"
 
-export ARTIFACTFS_STORE=$work/store ARTIFACTFS_CACHE_DIR=$work/cache
+# the store, the cache, and the mount's log and staging (XDG_STATE_HOME, otherwise
+# ~/.local/state/artifactfs): all in ./demo-work, so that nothing of the demo stays elsewhere
+export ARTIFACTFS_STORE=$work/store ARTIFACTFS_CACHE_DIR=$work/cache XDG_STATE_HOME=$work/state
 unset ARTIFACTFS_REGISTRY
 cleanup() {
     if grep -q " $mnt fuse.artifactfs " /proc/mounts; then "$bin/artifactfs" umount "$mnt"; fi
@@ -87,4 +89,6 @@ step "$bin/artifactfs" save "$mnt/demo/dataset/pets:latest" -m "copy labels, dro
 step "$bin/artifactfs" ls demo/pets
 step "$bin/artifactfs" umount "$mnt"
 echo
-echo "Done. Everything lives in $work; run 'make demo' again to start over."
+echo "Done. Everything lives in $work: the store in store/, the shared cache in cache/,"
+echo "the mount's logs in state/artifactfs/logs/ and its staging in state/artifactfs/staging/."
+echo "Run 'make demo' again to start over."

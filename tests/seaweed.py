@@ -8,10 +8,12 @@ secret key; it is stopped by its pid (SIGTERM, which it takes a while to obey, t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -63,10 +65,20 @@ class SeaweedS3:
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
             "filer.port", "filer.port.grpc", "s3.port.grpc")}
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._sockets = [
+            f"/tmp/seaweedfs-master-grpc-{ports['master.port.grpc']}.sock",
+            f"/tmp/seaweedfs-volume-grpc-{ports['volume.port.grpc']}.sock",
+            f"/tmp/seaweedfs-s3-grpc-{ports['s3.port.grpc']}.sock",
+            f"/tmp/seaweedfs-s3-{self.port}.sock",
+            f"/tmp/seaweedfs-filer-{ports['filer.port']}.sock",
+        ]
         self.log = folder / "weed.log"
         self._log_file = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
         args = [
-            weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            # its log files in the test's folder: glog writes them to /tmp otherwise, a few
+            # more every run, never removed
+            weed_binary(), f"-logdir={folder}", "server", f"-dir={data}", "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
             *(f"-{name}={port}" for name, port in ports.items()),
             "-filer", "-s3", f"-s3.port={self.port}", f"-s3.config={keys}",
             # the catalog servers the gateway starts by default, on fixed ports
@@ -136,3 +148,9 @@ class SeaweedS3:
                 self.proc.kill()
                 self.proc.wait()
         self._log_file.close()
+        # the unix sockets weed makes beside its gRPC and S3 ports, always in /tmp (no
+        # option moves them all): removed by their names, which hold this server's ports
+        for name in self._sockets:
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(name).st_mode):
+                    os.unlink(name)

@@ -202,15 +202,18 @@ def test_migrate_killed_mid_copy_resumes_to_an_equal_target(
 
     args = [ARTIFACTFS, "migrate", "--from", str(tmp_path / "src"), "--db", pg_url,
             "--blobs", s3_url]
+    # a migrate killed cannot remove its snapshot of the source's database: in tmp_path,
+    # not left in /tmp by every run
+    killed_env = {**aws_env, "TMPDIR": str(tmp_path)}
     # killed while blobs are copied (one at a time, so that there is time to see it)
-    proc = subprocess.Popen([*args, "--workers", "1"], env=aws_env,
+    proc = subprocess.Popen([*args, "--workers", "1"], env=killed_env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert _kill_when(proc, lambda: blobs_at_target() >= 5), "finished before the kill"
     assert 5 <= blobs_at_target() < count
     assert _count(pg_url, versions) == 0
     # killed again while rows are copied: versions there, not yet all their folder rows
     # (the last table, in batches of 500 rows)
-    proc = subprocess.Popen(args, env=aws_env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(args, env=killed_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     assert _kill_when(proc, lambda: _count(pg_url, versions) > 0), "finished before the kill"
     assert _count(pg_url, version_folders) < _count(source_url(tmp_path / "src"),

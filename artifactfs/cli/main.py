@@ -32,6 +32,7 @@ from artifactfs.cli.output import (
 )
 from artifactfs.cli.serve import key, serve
 from artifactfs.cli.staged import discard, save, status
+from artifactfs.cli.wandb_io import export, import_
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError, NotFound
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
@@ -61,6 +62,8 @@ def user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            raise  # the reader of our output left (``| head``): click exits quietly
         except (ArtifactFSError, ValueError, NotImplementedError, OSError) as exc:
             detail = str(exc) or type(exc).__name__
             if isinstance(exc, OSError) and exc.filename:
@@ -271,6 +274,8 @@ cli.add_command(migrate)
 cli.add_command(save)
 cli.add_command(status)
 cli.add_command(discard)
+cli.add_command(import_)
+cli.add_command(export)
 cli.add_command(lineage)
 
 

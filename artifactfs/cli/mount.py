@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -28,12 +29,33 @@ from artifactfs.cli.output import fail
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError
 from artifactfs.core.runs import validate_run_id
+from artifactfs.files import private_folder
 from artifactfs.fs.mounts import FSTYPE, fuse_mount_type, is_stale, unmount
 from artifactfs.fs.options import MountOptions, option_default
 
 __all__ = ["mount", "mount_options", "umount"]
 
 _READY_TIMEOUT = 60.0
+
+
+_LOG_BYTES = 10 << 20
+"""A daemon's log is rotated at this size, keeping ``_LOG_KEPT`` older files beside it."""
+_LOG_KEPT = 3
+_LOG_DAYS = 30
+"""Mount logs in the default folder untouched this many days are removed by the next mount:
+each mount point has a log of its own, and mounts of short-lived folders (a job's scratch
+space) would otherwise leave one each, for ever."""
+
+
+def _prune_logs(folder: Path, keep: Path) -> None:
+    """Remove ``folder``'s mount logs (rotated ones too) older than ``_LOG_DAYS``."""
+    cutoff = time.time() - _LOG_DAYS * 86400
+    for old in folder.glob("mount-*.log*"):
+        with contextlib.suppress(OSError):
+            if old.name.startswith(keep.name):
+                continue
+            if old.lstat().st_mtime < cutoff:
+                old.unlink()
 
 
 def _log_path(config: Config, mountpoint: Path) -> Path:
@@ -161,10 +183,24 @@ def mount(
         except ArtifactFSError as exc:
             fail(f"--run: {exc}")
     _check_mountpoint(mountpoint, allow_non_empty)
+    default_log = log_file is None
     log_file = (log_file or _log_path(config, mountpoint)).absolute()
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"cannot make the log folder {log_file.parent}: {exc.strerror}; choose another "
+             "place with --log-file")
+    if default_log:
+        _prune_logs(log_file.parent, log_file)
+    staging = (staging_dir or config.state_dir / "staging").absolute()
+    try:  # here, where it is one line on the terminal, not a traceback in the daemon's log
+        private_folder(staging)
+    except (OSError, ArtifactFSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        fail(f"cannot use the staging folder {staging}: {reason}; choose another with "
+             "--staging-dir")
     options = mount_options(
-        mountpoint, (staging_dir or config.state_dir / "staging").absolute(),
+        mountpoint, staging,
         alias_timeout=alias_timeout, read_timeout=read_timeout, threads=threads,
         memory_mb=memory_mb, readahead=readahead, request_size=request_size,
         prefetch_files=prefetch_files, kernel_readahead=kernel_readahead,
@@ -176,8 +212,14 @@ def mount(
     def serve() -> None:
         from artifactfs.fs.daemon import serve_mount
 
+        # rotated, so that a daemon that runs for months (with --debug, say) cannot fill
+        # the disk; stdout and stderr (a crash's traceback) go to the file as it was opened
+        handler: logging.Handler = (
+            logging.handlers.RotatingFileHandler(log_file, maxBytes=_LOG_BYTES,
+                                                 backupCount=_LOG_KEPT)
+            if not sys.stderr.isatty() else logging.StreamHandler())
         logging.basicConfig(
-            filename=str(log_file) if log_file and not sys.stderr.isatty() else None,
+            handlers=[handler],
             level=logging.DEBUG if debug else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             force=True,  # the daemon's log, in place of the CLI's "warning:" lines
@@ -224,6 +266,10 @@ def _start_background(mountpoint: Path, log_file: Path, serve: Callable[[], None
     """
     sys.stdout.flush()
     sys.stderr.flush()
+    try:  # what this start writes to the log begins here: older runs' lines are not news
+        start = log_file.stat().st_size
+    except OSError:
+        start = 0
     pid = os.fork()
     if pid == 0:
         _run_daemon(log_file, serve)
@@ -231,7 +277,7 @@ def _start_background(mountpoint: Path, log_file: Path, serve: Callable[[], None
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            tail = _tail(log_file)
+            tail = _tail(log_file, start)
             fail(f"the mount daemon stopped at start (exit {os.waitstatus_to_exitcode(status)})"
                  f"; its log {log_file} says:\n{tail}")
         if fuse_mount_type(mountpoint) == FSTYPE and not is_stale(mountpoint):
@@ -267,11 +313,17 @@ def _run_daemon(log_file: Path, serve: Callable[[], None]) -> NoReturn:
         os._exit(code)
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _tail(path: Path, start: int = 0, lines: int = 15) -> str:
+    """The last ``lines`` lines ``path`` gained after byte ``start`` (all of it if it was
+    rotated meanwhile and is now shorter)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(start if f.tell() >= start else 0)
+            text = f.read().decode(errors="replace")
     except OSError:
         return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing)"
 
 
 @click.command()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
 import resource
 import signal
+import socket
 import stat
 import sys
 from pathlib import Path
@@ -138,9 +140,14 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
         store = choice.open()
     except ArtifactFSError as exc:
         fail(str(exc))
+    # bound before anything says it serves: a port in use is one line saying which option
+    # to change, not a banner followed by uvicorn's traceback
+    listener = _listen(host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}, reachable beyond this machine", err=True)
-    click.echo(f"serving {store.location} on http://{host}:{port}/api/v1", err=True)
+    port = listener.getsockname()[1]  # --port 0: the one the kernel chose
+    shown_host = f"[{host}]" if ":" in host else host
+    click.echo(f"serving {store.location} on http://{shown_host}:{port}/api/v1", err=True)
     app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret,
                      max_json_bytes=max_json_bytes, max_manifest_bytes=max_manifest_bytes,
                      blob_url_lifetime=blob_url_lifetime)
@@ -153,9 +160,37 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
     # requests during such a commit (94 -> 53 ms, benchmarks/server_load.py)
     sys.setswitchinterval(0.001)
     # h11, not httptools: h11 bounds the request head it buffers (see server/connections.py)
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None,
-                timeout_graceful_shutdown=10, server_header=False,
-                http=limited_protocol(limits))
+    config = uvicorn.Config(app, access_log=False, log_config=None,
+                            timeout_graceful_shutdown=10, server_header=False,
+                            http=limited_protocol(limits))
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port``, or one line saying why not and what to do."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        fail(f"cannot serve on --host {host}: {exc.strerror}; give an address or name of "
+             "this machine (127.0.0.1 to serve it alone)")
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        listener.bind(address)
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} on {host} is already in use; stop what listens there, or "
+                 "choose another port with --port")
+        if exc.errno == errno.EACCES:
+            fail(f"no permission to listen on port {port} (ports below 1024 need root); "
+                 "choose another with --port")
+        if exc.errno == errno.EADDRNOTAVAIL:
+            fail(f"{host} is not an address of this machine; choose another with --host")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+    return listener
 
 
 # descriptors kept beside the connections: SQLite's files in each worker thread (three per

@@ -105,7 +105,7 @@ def save(path: Path, aliases: tuple[str, ...], message: str | None, force: bool)
 
     \b
     Example:
-      cp -r new-images/ /mnt/art/vision/dataset/mnist:latest/images/
+      cp -r new-images/. /mnt/art/vision/dataset/mnist:latest/images/
       artifactfs save /mnt/art/vision/dataset/mnist:latest --alias reviewed -m "more images"
     """
     body = {"op": "save", "aliases": list(aliases), "message": message, "force": force}
@@ -151,5 +151,6 @@ def status(path: Path, as_json: bool) -> None:
 def discard(path: Path) -> None:
     """Drop every change staged in an alias folder; it shows its version again."""
     answer = _ask(path, {"op": "discard"})
-    click.echo(f"discarded {_field(answer, 'discarded', int)} changes in "
+    count = _field(answer, "discarded", int)
+    click.echo(f"discarded {count} change{'' if count == 1 else 's'} in "
                f"{_field(answer, 'folder')}")

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from artifactfs.config import Config
-from artifactfs.content import VerifiedContent, open_content
 from artifactfs.core.errors import InvalidName, NotFound
-from artifactfs.core.names import Ref, parse_ref, validate_name
-from artifactfs.registry import Registry, open_registry
+from artifactfs.core.names import validate_name
+from artifactfs.sdk.artifact import Artifact
+from artifactfs.sdk.client import Client, ProgressFactory
+from artifactfs.sdk.wandb_io import export_wandb, import_wandb
 
 if TYPE_CHECKING:
-    from artifactfs.sdk.artifact import Artifact
-    from artifactfs.sdk.run import Run
+    from artifactfs.sdk.run import Run  # run.py imports this module
 
-__all__ = ["Api", "ArtifactCollection", "ArtifactType", "Project"]
-
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
+__all__ = ["Api", "ArtifactCollection", "ArtifactType", "ProgressFactory", "Project"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class ArtifactCollection:
         return self.api.artifacts(self.type, f"{self.project}/{self.name}")
 
 
-class Api:
+class Api(Client):
     """Reads and manages artifacts in the configured registry.
 
     ``Api()`` reads the environment once (``ARTIFACTFS_STORE``, ``ARTIFACTFS_REGISTRY``,
@@ -59,56 +58,11 @@ class Api:
     ``overrides`` may set ``entity`` and ``project`` as in W&B.
     """
 
-    def __init__(
-        self,
-        overrides: dict[str, Any] | None = None,
-        *,
-        config: Config | None = None,
-        progress: ProgressFactory | None = None,
-    ) -> None:
-        config = config or Config.from_env()
-        overrides = overrides or {}
-        if "entity" in overrides:
-            config = config.replace(entity=validate_name(overrides["entity"], "entity"))
-        if "project" in overrides:
-            config = config.replace(project=validate_name(overrides["project"], "project"))
-        self.config = config
-        self.progress = progress
-        self._registry: Registry | None = None
-        self._content: VerifiedContent | None = None
-
-    @property
-    def default_entity(self) -> str:
-        return self.config.entity
-
-    @property
-    def registry(self) -> Registry:
-        if self._registry is None:
-            self._registry = open_registry(self.config)
-        return self._registry
-
-    @property
-    def content(self) -> VerifiedContent:
-        if self._content is None:
-            self._content = open_content(self.config, self.registry)
-        return self._content
-
-    def close(self) -> None:
-        if self._registry is not None:
-            self._registry.close()
-
-    def parse_ref(self, name: str) -> Ref:
-        return parse_ref(name, default_project=self.config.project).with_entity(
-            self.config.entity
-        )
-
     def artifact(self, name: str, type: str | None = None) -> Artifact:
         """The committed artifact ``[ENTITY/]PROJECT/NAME[:ALIAS]`` (``latest`` by default).
 
         Raises NotFound naming what was looked for, ValueError when ``type`` differs.
         """
-        from artifactfs.sdk.artifact import Artifact
-
         ref = self.parse_ref(name)
         assert ref.entity is not None
         info = self.registry.resolve(ref.entity, ref.project, ref.name, ref.alias)
@@ -146,8 +100,6 @@ class Api:
 
     def artifacts(self, type_name: str | None, name: str) -> list[Artifact]:
         """Every committed version of ``PROJECT/NAME``, oldest first."""
-        from artifactfs.sdk.artifact import Artifact
-
         ref = self.parse_ref(name)
         assert ref.entity is not None
         versions = self.registry.list_versions(ref.entity, ref.project, ref.name)
@@ -156,6 +108,37 @@ class Api:
         return [Artifact._from_info(self, v) for v in versions]
 
     artifact_versions = artifacts
+
+    def import_wandb(
+        self,
+        manifest_json: Mapping[str, Any] | str | os.PathLike[str],
+        root: str | os.PathLike[str],
+        name: str,
+        *,
+        type: str,
+        aliases: Sequence[str] = (),
+        digest_algorithm: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        extra_files: str = "refuse",
+    ) -> Artifact:
+        """Commit an artifact made by wandb as the next version of ``[ENTITY/]PROJECT/NAME``.
+
+        ``manifest_json`` is ``artifact.manifest.to_manifest_json()`` (or the path of a
+        file holding it, a W&B server's ``wandb_manifest.json`` too), ``root`` the folder
+        its files were downloaded to. Every file is checked before anything is uploaded;
+        the version's digest is wandb's. See ``artifactfs.sdk.wandb_io.import_wandb``.
+        """
+        return import_wandb(self, manifest_json, root, name, type=type, aliases=aliases,
+                            digest_algorithm=digest_algorithm, description=description,
+                            metadata=metadata, extra_files=extra_files)
+
+    def export_wandb(self, name: str, root: str | os.PathLike[str],
+                     manifest_path: str | os.PathLike[str] | None = None) -> Path:
+        """Write version ``name``'s files into ``root`` and its manifest JSON (beside
+        ``root`` unless ``manifest_path`` says where) for wandb's ``from_manifest_json``;
+        return the manifest's path. See ``artifactfs.sdk.wandb_io.export_wandb``."""
+        return export_wandb(self.artifact(name), root, manifest_path)
 
     def run(self, path: str) -> Run:
         """The run ``[[ENTITY/]PROJECT/]RUN_ID`` (W&B's ``Api.run``); NotFound when the

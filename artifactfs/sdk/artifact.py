@@ -37,7 +37,7 @@ from artifactfs.core.names import LATEST, validate_alias, validate_name, validat
 from artifactfs.core.posix import is_executable, symlink_target
 from artifactfs.core.records import COMMITTED, DELETED, PENDING, VersionInfo
 from artifactfs.files import hash_file
-from artifactfs.sdk.api import Api
+from artifactfs.sdk.client import Client
 from artifactfs.sdk.entry import ArtifactManifestEntry
 from artifactfs.sdk.paths import safe_join
 from artifactfs.sdk.posix import (
@@ -60,6 +60,9 @@ class Artifact:
     """A W&B-style artifact: ``Artifact(name, type, description=None, metadata=None,
     digest_algorithm="MD5")``.
 
+    ``api`` is the ``Api`` (or any ``Client``) whose registry it is saved to and read from;
+    by default one configured from the environment, made when first needed.
+
     ``digest_algorithm`` is W&B's (wandb 0.29 and later): ``"MD5"``, or ``"XXH128"``, a
     hash many times quicker to compute on large files. Files added to an XXH128 artifact get
     XXH128 digests (marked ``extra.alg``), and its artifact digest is an XXH128 hash; a
@@ -75,6 +78,8 @@ class Artifact:
         incremental: bool = False,
         use_as: str | None = None,
         digest_algorithm: str = MD5,
+        *,
+        api: Client | None = None,
     ) -> None:
         if digest_algorithm not in DIGEST_ALGORITHMS:
             raise ValueError(
@@ -85,7 +90,7 @@ class Artifact:
         self._type = validate_type(type)
         self._description = description
         self._metadata = _checked_metadata(metadata)
-        self._client: Api | None = None
+        self._client = api
         self._info: VersionInfo | None = None
         self._base: VersionInfo | None = None  # the committed version a draft started from
         self._manifest: Manifest | None = Manifest(digest_algorithm=digest_algorithm)
@@ -96,7 +101,7 @@ class Artifact:
     # ---- construction from the registry ---------------------------------------------------
 
     @classmethod
-    def _from_info(cls, client: Api, info: VersionInfo) -> Artifact:
+    def _from_info(cls, client: Client, info: VersionInfo) -> Artifact:
         self = cls.__new__(cls)
         self._name = info.name
         self._type = info.type
@@ -115,13 +120,13 @@ class Artifact:
         self._aliases = list(info.aliases)
 
     @classmethod
-    def from_id(cls, artifact_id: str, client: Api) -> Artifact:
+    def from_id(cls, artifact_id: str, client: Client) -> Artifact:
         """The committed version with this id; raises NotFound."""
         return cls._from_info(client, client.registry.version(artifact_id))
 
     @staticmethod
     def expected_type(
-        client: Api, name: str, entity_name: str, project_name: str
+        client: Client, name: str, entity_name: str, project_name: str
     ) -> str | None:
         """The type of collection ``name`` (an alias may follow it), or None if it is new."""
         collection = name.split(":", 1)[0]
@@ -248,9 +253,9 @@ class Artifact:
         return self._info is not None and self._base is None and self._info.state == COMMITTED
 
     @property
-    def _api(self) -> Api:
+    def _api(self) -> Client:
         if self._client is None:
-            self._client = Api()
+            self._client = Client()
         return self._client
 
     def __repr__(self) -> str:

@@ -38,6 +38,7 @@ from artifactfs.core.runs import (
 )
 from artifactfs.sdk.api import Api
 from artifactfs.sdk.artifact import Artifact
+from artifactfs.sdk.client import Client
 
 __all__ = ["Run", "init"]
 
@@ -49,15 +50,16 @@ def init(
     config: dict[str, Any] | None = None,
     *,
     entity: str | None = None,
-    api: Api | None = None,
+    api: Client | None = None,
 ) -> Run:
     """Start a run, as ``wandb.init``: a new ``Run`` in the registry, ``running``.
 
     ``project`` defaults to ``ARTIFACTFS_PROJECT``, ``entity`` to ``ARTIFACTFS_ENTITY``;
     ``name`` to the run's id; ``config`` is a JSON object kept with the run (1 MB at
-    most). ``api`` (artifactfs only) is the ``Api`` whose registry and configuration the
-    run uses; by default one made from the environment. Raises InvalidName for a bad
-    project, entity or job type, InvalidRequest for a config that is not plain JSON.
+    most). ``api`` (artifactfs only) is the ``Api`` (or any ``Client``) whose registry and
+    configuration the run uses; by default one made from the environment. Raises
+    InvalidName for a bad project, entity or job type, InvalidRequest for a config that is
+    not plain JSON.
     """
     if api is None:
         api = Api(config=Config.from_env())
@@ -76,7 +78,7 @@ class Run:
     (W&B's attribute names). Made by ``init()``, or given by ``Artifact.logged_by()``/
     ``used_by()`` for runs that exist."""
 
-    def __init__(self, api: Api, info: RunInfo) -> None:
+    def __init__(self, api: Client, info: RunInfo) -> None:
         self._api = api
         self._info = info
 

@@ -281,6 +281,9 @@ def test_status_lists_changes_and_discard_drops_them(
     assert save(run_cli, folder) == "vision/mnist:v1"
     check_version(api, mounted, "vision/mnist:v1",
                   dict(BASE, **{"after.txt": b"staging again after a discard\n"}))
+    (folder / "one.txt").write_bytes(b"one change")
+    proc = run_cli("discard", str(folder))
+    assert proc.returncode == 0 and "discarded 1 change in" in proc.stdout, proc.stdout
 
 
 # ---- a killed daemon --------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""What the CLI prints when its reader goes away: ``artifactfs ls ... | head -2`` stops
+quietly, where it said ``error: [Errno 32] Broken pipe``."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from helpers import ARTIFACTFS, make_tree
+from test_cli import embedded_only
+
+
+@embedded_only
+def test_a_closed_pipe_stops_ls_without_a_word(run_cli, env: dict[str, str],
+                                               tmp_path: Path) -> None:
+    # more than a pipe's 64 KiB of listing, so the writer meets the closed end
+    files = {f"f{i:05d}.txt": b"x" for i in range(2500)}
+    run_cli("push", str(make_tree(tmp_path / "src", files)), "p/many", "--type", "dataset",
+            check=True)
+    proc = subprocess.run(["bash", "-c", f"set -o pipefail; {ARTIFACTFS} ls p/many:v0 | head -2"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.splitlines()[0].split() == ["PATH", "SIZE", "DIGEST"]
+    assert len(proc.stdout.splitlines()) == 2
+    assert proc.stderr == ""  # no "error: [Errno 32] Broken pipe", no traceback
+    assert proc.returncode == 1  # as click ends any command whose output pipe closed
+
+
+def test_shell_completion_works_as_the_readme_says(tmp_path: Path) -> None:
+    """The README's bash line, then a completion of ``artifactfs mo`` through it."""
+    script = (f'eval "$(_ARTIFACTFS_COMPLETE=bash_source {ARTIFACTFS})"; '
+              f'COMP_WORDS=(artifactfs mo); COMP_CWORD=1; _artifactfs_completion {ARTIFACTFS}; '
+              'printf "%s\\n" "${COMPREPLY[@]}"')
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["mount"]
+    for shell in ("zsh", "fish"):
+        proc = subprocess.run([ARTIFACTFS], env={"_ARTIFACTFS_COMPLETE": f"{shell}_source",
+                                                 "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "artifactfs" in proc.stdout, shell
