@@ -8,12 +8,14 @@ import threading
 from collections.abc import Callable
 
 import pytest
+import sqlalchemy as sa
 
 from artifactfs.core.errors import Conflict, InvalidName, InvalidRequest, NotFound
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import VersionInfo
 from artifactfs.core.runs import FAILED, FINISHED, LOGGED, RUNNING, USED
 from artifactfs.store import Store
+from artifactfs.store.schema import run_links
 
 
 def _commit(store: Store, name: str, entity: str = "team") -> VersionInfo:
@@ -86,14 +88,16 @@ def test_links_are_made_once_and_read_both_ways(open_store: Callable[[], Store])
     assert store.runs.runs_of("team", raw.id, LOGGED) == []
 
 
-def test_a_version_has_one_producer_and_only_running_runs_log(
+def test_the_first_run_to_log_a_version_is_its_producer_and_only_running_runs_log(
         open_store: Callable[[], Store]) -> None:
+    """A second run that makes the same content logs the same version (a save of content a
+    version holds answers with that version): both are recorded, the first comes first."""
     store = open_store()
     made = _commit(store, "model")
     first, second = store.runs.create("team", "p"), store.runs.create("team", "p")
     store.runs.link("team", first.id, made.id, LOGGED)
-    with pytest.raises(Conflict, match=f"was logged by run {first.id}; a version has one"):
-        store.runs.link("team", second.id, made.id, LOGGED)
+    assert store.runs.link("team", second.id, made.id, LOGGED) is True
+    assert [r.id for r in store.runs.runs_of("team", made.id, LOGGED)] == [first.id, second.id]
     store.runs.finish("team", second.id, FINISHED)
     other = _commit(store, "other")
     with pytest.raises(Conflict, match="is finished; only a running run logs"):
@@ -102,31 +106,44 @@ def test_a_version_has_one_producer_and_only_running_runs_log(
     assert store.runs.link("team", second.id, other.id, USED) is True
 
 
-def test_two_runs_logging_one_version_at_once_give_it_one_producer(
+def test_a_link_and_a_delete_of_its_version_at_once_leave_no_link_to_a_deleted_version(
         open_store: Callable[[], Store]) -> None:
-    """Each link is made under the lock of its version's collection: on PostgreSQL two
-    transactions checking for a producer at once would otherwise both find none."""
+    """A link is made under the lock of its version's collection, and the version's state
+    read again once the lock is held: one racing the delete either lands before it or is
+    NotFound, never a link made to a version the delete marked DELETED meanwhile."""
     store = open_store()
-    made = _commit(store, "model")
-    runs = [store.runs.create("team", "p") for _ in range(10)]
-    results: list[str] = []
-    start = threading.Barrier(len(runs))
+    runs = [store.runs.create("team", "p") for _ in range(8)]
+    for round_ in range(3):  # a race: a few rounds, so a missing lock shows
+        made = _commit(store, f"data{round_}")
+        outcomes: list[str] = []
+        start = threading.Barrier(len(runs) + 1)
 
-    def log(run_id: str) -> None:
-        start.wait()
-        try:
-            store.runs.link("team", run_id, made.id, LOGGED)
-            results.append("linked")
-        except Conflict:
-            results.append("conflict")
+        def link(run_id: str, made: VersionInfo = made, outcomes: list[str] = outcomes,
+                 start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                store.runs.link("team", run_id, made.id, USED)
+                outcomes.append("linked")
+            except NotFound:
+                outcomes.append("gone")
 
-    threads = [threading.Thread(target=log, args=(r.id,)) for r in runs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == ["conflict"] * 9 + ["linked"]
-    assert len(store.runs.runs_of("team", made.id, LOGGED)) == 1
+        def delete(made: VersionInfo = made, start: threading.Barrier = start) -> None:
+            start.wait()
+            store.db.delete_version(made.id, delete_aliases=True)
+
+        threads = [threading.Thread(target=link, args=(r.id,)) for r in runs]
+        threads.append(threading.Thread(target=delete))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(outcomes) == len(runs)
+        deleted_at = store.db.version_by_id(made.id, include_deleted=True).updated_at
+        with store.db.engine.connect() as conn:
+            made_at = [row[0] for row in conn.execute(
+                sa.select(run_links.c.created_at).where(run_links.c.version_id == made.id))]
+        assert len(made_at) == outcomes.count("linked")
+        assert all(t <= deleted_at for t in made_at), (made_at, deleted_at)
 
 
 def test_links_stay_within_an_entity_and_to_committed_versions(

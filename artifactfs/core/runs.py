@@ -1,7 +1,7 @@
 """Runs as the registry knows them: what a run is, and the two ways it touches a version.
 
 A run (W&B's ``wandb.init``) is one job of an entity's project: it *logs* the versions it
-made (it is their producer; a version has at most one) and *uses* the versions it read (any
+made (the first run to log a version is its producer) and *uses* the versions it read (any
 number of runs may use one version). Together these links are the lineage that
 ``artifactfs lineage`` walks. ``RunInfo`` crosses the transport boundary as JSON, as
 ``VersionInfo`` does, so the embedded store and the HTTP client return the same objects.

@@ -160,7 +160,8 @@ class Registry(ABC):
 
     @abstractmethod
     def version_runs(self, entity: str, version_id: str, kind: str) -> list[RunInfo]:
-        """The runs that logged (at most one) or used the version."""
+        """The runs that logged or used the version, in the order they did (the first to
+        log it is its producer)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -401,8 +401,8 @@ class Artifact:
         return [ArtifactManifestEntry(self, e, self._local.get(e.path)) for e in self.manifest]
 
     def logged_by(self) -> Run | None:
-        """The run that logged (made) this version (``Run.log_artifact``); None when none
-        did, or for a draft."""
+        """The run that logged (made) this version (``Run.log_artifact``): the first, when
+        later runs logged the same content again; None when none did, or for a draft."""
         from artifactfs.sdk.run import Run  # run.py imports this module
 
         if not self._committed:

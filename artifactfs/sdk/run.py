@@ -140,8 +140,9 @@ class Run:
         ``artifact_or_path``: an ``Artifact`` (a draft is saved into this run's project;
         one saved already is recorded as it is), or a file or folder, made into an
         artifact ``name`` (its base name by default) of ``type`` (required then), as in
-        W&B. ``aliases`` are given to the version (``latest`` it gets anyway). A version
-        has one producer: logging one that another run logged is Conflict.
+        W&B. ``aliases`` are given to the version (``latest`` it gets anyway). Content a
+        version holds already may be that version (W&B's answer to an identical save):
+        this run is then recorded as logging it too, and its producer stays the first run.
         """
         self._check_running("log an artifact")
         for alias in aliases or ():

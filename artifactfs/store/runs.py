@@ -4,8 +4,12 @@ Kept beside ``MetadataDB`` rather than in it, as its own small set of statements
 methods, on the same connections and transactions (``MetadataDB._read``/``_write``/
 ``_fetch``), so that the same concurrency rules hold: a link to a version is made under the
 lock of that version's collection (``MetadataDB._lock_committed``), so it cannot be made to
-a version that a delete is marking DELETED meanwhile, and two runs logging one version
-cannot both become its producer, on PostgreSQL as on SQLite.
+a version that a delete is marking DELETED meanwhile, on PostgreSQL as on SQLite.
+
+A version may be logged by more than one run: a commit of content a version of the
+collection holds already answers with that version (as W&B's does), so a second run that
+makes the same files logs the same version. Its producer (``Artifact.logged_by()``) is the
+first run that logged it; the others are recorded too, as the runs that made it again.
 
 Every method takes the entity asking: a run of another entity is NotFound, as an artifact
 of another entity is, and a link joins a run and a version of one entity only.
@@ -55,13 +59,11 @@ FINISH: Update = _r.update().where(_r.c.id == _b("run"), _r.c.state == RUNNING).
     state=_b("state"), finished_at=_b("now"))
 HAS_LINK: Select[Any] = sa.select(_l.c.run_id).where(
     _l.c.run_id == _b("run"), _l.c.kind == _b("kind"), _l.c.version_id == _b("vid"))
-PRODUCER: Select[Any] = sa.select(_l.c.run_id).where(
-    _l.c.version_id == _b("vid"), _l.c.kind == LOGGED)
 ADD_LINK: Insert = run_links.insert()
 RUNS_OF_VERSION: Select[Any] = (
     sa.select(*_RUN_COLUMNS).join(_l, _l.c.run_id == _r.c.id)
     .where(_l.c.version_id == _b("vid"), _l.c.kind == _b("kind"), _r.c.entity == _b("entity"))
-    .order_by(_r.c.created_at, _r.c.id))
+    .order_by(_l.c.created_at, _r.c.id))
 VERSIONS_OF_RUN: Select[Any] = (
     sa.select(*q.VERSION_COLUMNS).select_from(
         q._NAMED.join(_l, _l.c.version_id == versions.c.id))
@@ -140,9 +142,9 @@ class RunRecords:
 
     def link(self, entity: str, run_id: str, version_id: str, kind: str) -> bool:
         """Record that the run logged or used a committed version of its entity; True if
-        the link is new. Recording it again changes nothing. Logging needs a running run,
-        and a version has one producer: logging it from another run is Conflict. A use is
-        recorded whatever the run's state (a mount may still be read after its run ended)."""
+        the link is new. Recording it again changes nothing. Logging needs a running run;
+        a use is recorded whatever the run's state (a mount may still be read after its run
+        ended)."""
         kind = validate_link(kind)
         with self.db._write() as conn:
             run = self._get(conn, entity, run_id)
@@ -153,14 +155,9 @@ class RunRecords:
             args = {"run": run_id, "kind": kind, "vid": version_id}
             if self.db._value(conn, HAS_LINK, args) is not None:
                 return False
-            if kind == LOGGED:
-                if run.state != RUNNING:
-                    raise Conflict(f"run {run_id} is {run.state}; only a running run logs "
-                                   "artifacts")
-                producer = self.db._value(conn, PRODUCER, {"vid": version_id})
-                if producer is not None:
-                    raise Conflict(f"{version.qualified_name} was logged by run {producer}; "
-                                   "a version has one producer")
+            if kind == LOGGED and run.state != RUNNING:
+                raise Conflict(f"run {run_id} is {run.state}; only a running run logs "
+                               "artifacts")
             self.db._fetch(conn, ADD_LINK, {"run_id": run_id, "kind": kind,
                                             "version_id": version_id,
                                             "created_at": time.time()})
@@ -175,8 +172,8 @@ class RunRecords:
             return self.db._with_aliases(conn, rows)
 
     def runs_of(self, entity: str, version_id: str, kind: str) -> list[RunInfo]:
-        """The runs that logged (at most one) or used a version of the entity, oldest
-        first."""
+        """The runs that logged or used a version of the entity, in the order they did
+        (the first to log it is its producer)."""
         kind = validate_link(kind)
         with self.db._read() as conn:
             version = self.db._version_by_id(conn, version_id)
