@@ -9,11 +9,11 @@ pass it down.
   (``sqlite:///PATH``, ``postgresql://USER@HOST:PORT/DB``) and a blob folder
   (``file:///PATH``); set, they take the place of ARTIFACTFS_STORE
 - ARTIFACTFS_API_KEY: key for the server
-- ARTIFACTFS_ENTITY: default entity (``local``)
+- ARTIFACTFS_ENTITY: default entity (``local``; with a server and a key, the key's entity)
 - ARTIFACTFS_PROJECT: default project for ``Artifact.save()`` (``uncategorized``)
 - ARTIFACTFS_CACHE_DIR: shared content cache (``~/.cache/artifactfs``)
 - ARTIFACTFS_CACHE_SIZE: cache bound such as ``20G``, ``20GiB`` or ``512M``, in powers of
-  1024 (``10G``); at least ``64M``. Read only by what uses the cache, so a bad value does
+  1024 (``10G``); at least ``1M``. Read only by what uses the cache, so a bad value does
   not stop ``ls`` or ``push``.
 
 ``XDG_RUNTIME_DIR`` (``/run/user/UID`` under systemd) holds the mounts' control sockets when
@@ -35,8 +35,9 @@ __all__ = ["MIN_CACHE_SIZE", "Config", "parse_cache_size", "parse_size"]
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgtp])(ib|b)?|(b)?)\s*", re.IGNORECASE)
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-MIN_CACHE_SIZE = 64 << 20
-"""The smallest cache bound: room for the chunks of a few files being read at once."""
+MIN_CACHE_SIZE = 1 << 20
+"""The smallest cache bound: one chunk. Below it nothing read by chunk could be kept, and a
+bound of 0 would read as "no cache" when it means "keep nothing"."""
 
 
 def parse_size(text: str) -> int:
@@ -65,8 +66,8 @@ def parse_cache_size(text: str, name: str = "ARTIFACTFS_CACHE_SIZE") -> int:
     except InvalidName as exc:
         raise InvalidName(f"{name}={text!r}: {exc}") from None
     if size < MIN_CACHE_SIZE:
-        raise InvalidName(f"{name}={text!r} is less than the smallest cache, 64M: the cache "
-                          "holds the chunks being read")
+        raise InvalidName(f"{name}={text!r} is less than the smallest cache, 1M (one chunk; "
+                          "the cache cannot be turned off)")
     return size
 
 
@@ -86,6 +87,9 @@ class Config:
     state_dir: Path
     runtime_dir: Path
     """Where running mounts keep their control sockets (a folder only this user enters)."""
+    entity_given: bool = False
+    """``entity`` was set (ARTIFACTFS_ENTITY), not the default: a server's key then does not
+    choose it (``artifactfs.registry.with_key_entity``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -112,6 +116,7 @@ class Config:
             state_dir=state_home / "artifactfs",
             runtime_dir=(Path(runtime_home) / "artifactfs" if runtime_home
                          else state_home / "artifactfs" / "run"),
+            entity_given=bool(env.get("ARTIFACTFS_ENTITY")),
         )
 
     @property
@@ -120,6 +125,9 @@ class Config:
         return parse_cache_size(self.cache_size_setting)
 
     def replace(self, **changes: object) -> Config:
+        """A copy with ``changes``; an entity set this way counts as told (``entity_given``)."""
+        if "entity" in changes:
+            changes.setdefault("entity_given", True)
         return replace(self, **changes)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:  # keep the key and a database password out of logs

@@ -33,8 +33,8 @@ def test_unreadable_sizes_say_what_to_write(text: str, message: str) -> None:
 
 
 def test_a_cache_bound_names_its_variable_and_has_a_floor() -> None:
-    assert parse_cache_size("64M") == MIN_CACHE_SIZE
-    with pytest.raises(InvalidName, match=r"ARTIFACTFS_CACHE_SIZE='0' is less than .* 64M"):
+    assert parse_cache_size("1M") == MIN_CACHE_SIZE
+    with pytest.raises(InvalidName, match=r"ARTIFACTFS_CACHE_SIZE='0' is less than .* 1M"):
         parse_cache_size("0")
     with pytest.raises(InvalidName, match=r"^ARTIFACTFS_CACHE_SIZE='10GB': .*ambiguous"):
         parse_cache_size("10GB")

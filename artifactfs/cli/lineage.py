@@ -21,7 +21,7 @@ from artifactfs.core.errors import ArtifactFSError
 from artifactfs.core.names import parse_ref
 from artifactfs.core.records import VersionInfo
 from artifactfs.core.runs import LOGGED, USED, RunInfo
-from artifactfs.registry import Registry, open_registry
+from artifactfs.registry import Registry, open_registry, with_key_entity
 
 __all__ = ["lineage", "lineage_of"]
 
@@ -233,9 +233,11 @@ def lineage(ref: str, depth: int, as_json: bool, as_dot: bool) -> None:
     registry: Registry | None = None
     try:
         config = Config.from_env()
+        parse_ref(ref, default_project=config.project)  # a bad ref is said before connecting
+        registry = open_registry(config)
+        config = with_key_entity(config, registry)  # a server's key without ENTITY: its own
         parsed = parse_ref(ref, default_project=config.project).with_entity(config.entity)
         assert parsed.entity is not None
-        registry = open_registry(config)
         info = registry.resolve(parsed.entity, parsed.project, parsed.name, parsed.alias)
         graph = lineage_of(registry, parsed.entity, info, depth)
     except ArtifactFSError as exc:

@@ -6,7 +6,6 @@ turns user errors into one ``error: ...`` line and a non-zero exit, never a trac
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from artifactfs import __version__
+from artifactfs.cli.common import make_api, user_errors
 from artifactfs.cli.db import db
 from artifactfs.cli.gc import gc
 from artifactfs.cli.lineage import lineage
@@ -27,18 +27,17 @@ from artifactfs.cli.output import (
     fail,
     human_size,
     log_to_stderr,
-    progress_factory,
+    shown_ref,
     table,
 )
 from artifactfs.cli.serve import key, serve
 from artifactfs.cli.staged import discard, save, status
 from artifactfs.cli.wandb_io import export, import_
-from artifactfs.config import Config
-from artifactfs.core.errors import ArtifactFSError, NotFound
+from artifactfs.core.errors import NotFound
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
 
 if TYPE_CHECKING:
-    from artifactfs.sdk import Api
+    pass
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,30 +52,6 @@ Environment:
   ARTIFACTFS_CACHE_DIR   shared content cache (~/.cache/artifactfs)
   ARTIFACTFS_CACHE_SIZE  cache bound, e.g. 20G (10G)
 """
-
-
-def user_errors(func: F) -> F:
-    """Turn the errors a user can cause into ``error: ...`` and exit 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except BrokenPipeError:
-            raise  # the reader of our output left (``| head``): click exits quietly
-        except (ArtifactFSError, ValueError, NotImplementedError, OSError) as exc:
-            detail = str(exc) or type(exc).__name__
-            if isinstance(exc, OSError) and exc.filename:
-                detail = f"{exc.strerror}: {exc.filename}"
-            fail(detail)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def make_api() -> Api:
-    from artifactfs.sdk import Api
-
-    return Api(config=Config.from_env(), progress=progress_factory())
 
 
 @click.group(epilog=ENV_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -181,6 +156,10 @@ def ls_(path: str | None, as_json: bool) -> None:
         projects = registry.list_projects(entity)
         if as_json:
             emit_json([{"entity": entity, "project": p} for p in projects])
+        elif not projects:  # on stderr: a script reading the list sees an empty one
+            click.echo(f"no artifacts in entity {entity} of {registry.description} yet; "
+                       "add some with 'artifactfs push DIR PROJECT/NAME --type TYPE'",
+                       err=True)
         else:
             for p in projects:
                 click.echo(p)
@@ -248,9 +227,11 @@ def verify(ref: str, root: str | None) -> None:
 
     Exits 0 when it does; exits 1 naming the first missing, extra or changed file.
     """
-    art = make_api().artifact(ref)
+    api = make_api()
+    art = api.artifact(ref)
     art.verify(root)
-    click.echo(f"ok: {root or art._default_root()} matches {art.qualified_name}")
+    click.echo(f"ok: {root or art._default_root()} matches "
+               f"{shown_ref(art.entity, art.project, art.name, api.config.entity)}")
 
 
 @cli.command()
@@ -259,9 +240,10 @@ def verify(ref: str, root: str | None) -> None:
 @user_errors
 def delete(ref: str, delete_aliases: bool) -> None:
     """Delete one version; refused while it holds aliases unless --delete-aliases."""
-    art = make_api().artifact(ref)
+    api = make_api()
+    art = api.artifact(ref)
     art.delete(delete_aliases=delete_aliases)
-    click.echo(f"deleted {art.qualified_name}")
+    click.echo(f"deleted {shown_ref(art.entity, art.project, art.name, api.config.entity)}")
 
 
 cli.add_command(mount)

@@ -54,6 +54,15 @@ def log_to_stderr(*, verbose: bool = False) -> None:
     root.setLevel(logging.INFO if verbose else logging.WARNING)
 
 
+def shown_ref(entity: str | None, project: str | None, name: str, working_in: str) -> str:
+    """A version's name as the commands print it, and as it would be typed back:
+    ``PROJECT/NAME:vN`` in the entity the command works in, ``ENTITY/PROJECT/NAME:vN``
+    in another (``name`` is ``NAME:vN``)."""
+    if entity is None or entity == working_in:
+        return f"{project}/{name}"
+    return f"{entity}/{project}/{name}"
+
+
 def human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

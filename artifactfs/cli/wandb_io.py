@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from artifactfs.cli.output import fail
+from artifactfs.cli.common import make_api, user_errors
+from artifactfs.cli.output import fail, shown_ref
 from artifactfs.core.digests import MD5
 
-if TYPE_CHECKING:
-    from artifactfs.sdk import Api
-
 __all__ = ["export", "import_"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _user_errors(func: F) -> F:
-    """``cli.main.user_errors``, looked up when the command runs: cli.main imports this
-    module to register its commands, so it cannot be imported from here at load time."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from artifactfs.cli.main import user_errors
-
-        return user_errors(func)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _make_api() -> Api:
-    from artifactfs.cli.main import make_api
-
-    return make_api()
-
 
 @click.command(name="import")
 @click.argument("manifest", type=click.Path(dir_okay=False))
@@ -53,7 +26,7 @@ def _make_api() -> Api:
               help="Leave out files under ROOT that the manifest does not list (refused "
                    "otherwise).")
 @click.option("--description", "-d", default=None, help="Description of the new version.")
-@_user_errors
+@user_errors
 def import_(manifest: str, root: str, target: str, type_: str, aliases: tuple[str, ...],
             digest_algorithm: str | None, ignore_extra: bool, description: str | None) -> None:
     """Commit a W&B artifact as the next version of PROJECT/NAME.
@@ -72,13 +45,13 @@ def import_(manifest: str, root: str, target: str, type_: str, aliases: tuple[st
 
     if ":" in target:
         fail(f"import target {target!r} takes no alias; use --alias to label the new version")
-    api = _make_api()
+    api = make_api()
     art = import_wandb(
         api, manifest, root, target, type=type_, aliases=aliases,
         digest_algorithm=digest_algorithm, description=description,
         extra_files="ignore" if ignore_extra else "refuse",
     )
-    click.echo(f"{art.project}/{art.name}")
+    click.echo(shown_ref(art.entity, art.project, art.name, api.config.entity))
     click.echo(f"digest: {art.digest}", err=True)
 
 
@@ -88,7 +61,7 @@ def import_(manifest: str, root: str, target: str, type_: str, aliases: tuple[st
 @click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False), default=None,
               help="Where to write the manifest JSON (default: beside ROOT, as "
                    "ROOT.wandb_manifest.json; never inside ROOT).")
-@_user_errors
+@user_errors
 def export(ref: str, root: str, manifest_path: str | None) -> None:
     """Write REF's files into ROOT and its manifest in W&B's JSON, for the wandb package.
 
@@ -98,11 +71,13 @@ def export(ref: str, root: str, manifest_path: str | None) -> None:
     """
     from artifactfs.sdk.wandb_io import export_wandb
 
-    art = _make_api().artifact(ref)
+    api = make_api()
+    art = api.artifact(ref)
     written = export_wandb(art, root, manifest_path)
     refs = sum(1 for e in art.manifest if e.ref is not None)
     files = len(art.manifest) - refs
-    click.echo(f"exported {art.qualified_name}: {files} files to {root}"
+    click.echo(f"exported {shown_ref(art.entity, art.project, art.name, api.config.entity)}: "
+               f"{files} files to {root}"
                + (f", {refs} references kept as references" if refs else ""))
     click.echo(f"manifest: {written} (digest {art.digest})")
     click.echo(_load_hint(Path(written), art.manifest.digest_algorithm))

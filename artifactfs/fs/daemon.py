@@ -33,7 +33,7 @@ from artifactfs.fs.staging import Staging
 from artifactfs.fs.tree import Tree
 from artifactfs.fs.uses import UseRecorder
 from artifactfs.fs.writes import FolderWriter
-from artifactfs.registry import open_registry
+from artifactfs.registry import open_registry, with_key_entity
 
 __all__ = ["serve_mount"]
 
@@ -62,6 +62,7 @@ def serve_mount(
     _limit_malloc_arenas()
     rarer_full_passes()
     registry = open_registry(config, read_timeout=options.read_timeout)
+    config = with_key_entity(config, registry)  # the folders shown are the key's entity's
     content = open_content(config, registry)
     limiter = trio.CapacityLimiter(options.threads)
 

@@ -31,6 +31,11 @@ class Registry(ABC):
 
     description: str
 
+    def key_entity(self) -> str | None:
+        """The entity the credentials in use belong to, where the registry ties them to
+        one (a server's API key); None where it does not (the embedded store)."""
+        return None
+
     # listing
     @abstractmethod
     def list_projects(self, entity: str) -> list[str]: ...

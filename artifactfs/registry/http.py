@@ -314,6 +314,14 @@ class HttpRegistry(Registry):
 
     # ---- listing ----------------------------------------------------------------------------
 
+    def key_entity(self) -> str | None:
+        try:
+            found = self._json("GET", "/whoami")
+        except NotFound:  # a server from before the route
+            return None
+        entity = found.get("entity") if isinstance(found, dict) else None
+        return entity if isinstance(entity, str) and entity else None
+
     def list_projects(self, entity: str) -> list[str]:
         return list(self._json("GET", f"/entities/{_q(entity)}/projects"))
 

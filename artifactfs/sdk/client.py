@@ -14,7 +14,7 @@ from typing import Any
 from artifactfs.config import Config
 from artifactfs.content import VerifiedContent, open_content
 from artifactfs.core.names import Ref, parse_ref, validate_name
-from artifactfs.registry import Registry, open_registry
+from artifactfs.registry import Registry, open_registry, with_key_entity
 
 __all__ = ["Client", "ProgressFactory"]
 
@@ -43,10 +43,25 @@ class Client:
             config = config.replace(entity=validate_name(overrides["entity"], "entity"))
         if "project" in overrides:
             config = config.replace(project=validate_name(overrides["project"], "project"))
-        self.config = config
+        self._config = config
+        self._entity_known = False  # with a server's key and no entity: the key's, once asked
         self.progress = progress
         self._registry: Registry | None = None
         self._content: VerifiedContent | None = None
+
+    @property
+    def config(self) -> Config:
+        """The configuration; with a server's key and no ARTIFACTFS_ENTITY, its entity is
+        the key's (one request, the first time it is read)."""
+        if not self._entity_known:
+            self._entity_known = True
+            self._config = with_key_entity(self._config, self.registry)
+        return self._config
+
+    @config.setter
+    def config(self, value: Config) -> None:
+        self._config = value
+        self._entity_known = False
 
     @property
     def default_entity(self) -> str:
@@ -55,13 +70,13 @@ class Client:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
-            self._registry = open_registry(self.config)
+            self._registry = open_registry(self._config)
         return self._registry
 
     @property
     def content(self) -> VerifiedContent:
         if self._content is None:
-            self._content = open_content(self.config, self.registry)
+            self._content = open_content(self._config, self.registry)
         return self._content
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ from artifactfs.core.errors import (
     ArtifactFSError,
     DatabaseUnavailable,
     NotFound,
+    PermissionDenied,
     RegistryUnavailable,
 )
 from artifactfs.core.folders import (
@@ -153,8 +154,15 @@ class Registry:
     @staticmethod
     def _entity(request: Request) -> str:
         entity = request.path_params["entity"]
-        if entity != request.state.entity:
-            raise NotFound(f"entity {escaped(entity)} not found")
+        mine = request.state.entity
+        if entity != mine:
+            # the same answer for every other entity, existing or not: it says whose the
+            # key is (the caller's own business), nothing of the entity asked for
+            raise PermissionDenied(
+                f"this API key is for entity {mine!r}, not '{escaped(entity)}': set "
+                f"ARTIFACTFS_ENTITY={mine}, or use a key made for that entity "
+                "('artifactfs key create ENTITY' where the store is)"
+            )
         return entity
 
     def _version(self, request: Request) -> VersionInfo:
@@ -195,6 +203,11 @@ class Registry:
         return await anyio.to_thread.run_sync(lambda: func(*args))
 
     # ---- listing ---------------------------------------------------------------------------
+
+    async def whoami(self, request: Request) -> Response:
+        """The key's entity and rights: what a client that was not told an entity works in."""
+        return JSONResponse({"entity": request.state.entity,
+                             "read_only": request.state.read_only})
 
     async def projects(self, request: Request) -> Response:
         entity = self._entity(request)
@@ -592,7 +605,7 @@ class AuthAndLog:
                 resp = _error(403, "PermissionDenied", "this API key is read-only")
                 await resp(scope, receive, send_logged)
                 return
-            scope.setdefault("state", {})["entity"] = entity
+            scope.setdefault("state", {}).update(entity=entity, read_only=read_only)
             await self.app(scope, receive, send_logged)
         except ClientDisconnect:  # from a streamed answer: nobody is left to answer
             log.info("client went away during %s %s", scope["method"], scope["path"])
@@ -730,6 +743,7 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
     health = Health(store, retry_after=RETRY_AFTER)
     routes = [
         Route(HEALTH_PATH, health.endpoint, methods=["GET"]),
+        Route(API_PREFIX + "/whoami", _handle(r.whoami)),
         Route(e + "/projects", _handle(r.projects)),
         Route(e + "/projects/{project}/types", _handle(r.types)),
         Route(e + "/projects/{project}/collections", _handle(r.collections)),

@@ -1,6 +1,8 @@
 """API keys on a real registry server: who may see and change what, and what gets logged.
 
-A key belongs to one entity: another entity's things answer 404 as if absent; a read-only
+A key belongs to one entity: a path naming another entity answers 403 saying whose the key
+is (the same for any other entity, existing or not), and another entity's versions by id
+answer 404 as if absent; a read-only
 key may read (and ask which blobs are missing) but changing anything answers 403. The key
 itself is never logged; every request is, in one line. ``artifactfs key create`` prints a
 key once and the store keeps only its hash.
@@ -106,6 +108,8 @@ def test_other_entity_sees_nothing_of_team(reg: Any, team_version: dict[str, Any
     v = team_version
     project, vid = v["project"], v["id"]
     coll = reg.collection(project, "data")
+    # a path naming another entity: refused saying whose the key is, the same words for
+    # an entity that exists and one that does not
     for path in (
         "/entities/team/projects",
         f"/entities/team/projects/{project}/types",
@@ -114,10 +118,17 @@ def test_other_entity_sees_nothing_of_team(reg: Any, team_version: dict[str, Any
         coll + "/versions",
         coll + "/resolve/latest",
         coll + "/resolve/v0",
-        f"/versions/{vid}",
-        f"/versions/{vid}/manifest",
     ):
+        assert_error(reg.other.get(path), 403, "PermissionDenied")
+        message = reg.other.get(path).json()["error"]["message"]
+        assert message.startswith("this API key is for entity 'other', not 'team'"), message
+        assert "ARTIFACTFS_ENTITY=other" in message
+        nowhere = reg.other.get(path.replace("/entities/team/", "/entities/nobody/"))
+        assert nowhere.json()["error"]["message"] == message.replace("'team'", "'nobody'")
+    # a version by its id: absent, as if it did not exist
+    for path in (f"/versions/{vid}", f"/versions/{vid}/manifest"):
         assert_error(reg.other.get(path), 404, "NotFound")
+    assert reg.other.get("/whoami").json() == {"entity": "other", "read_only": False}
     # its own entity is a different, empty world
     r = reg.other.get("/entities/other/projects")
     assert r.status_code == 200
@@ -136,7 +147,7 @@ def test_other_entity_cannot_change_team(reg: Any, team_version: dict[str, Any])
     assert_error(reg.other.patch(f"/versions/{vid}", json={"description": "mine"}), 404)
     assert_error(reg.other.delete(f"/versions/{vid}", params={"delete_aliases": "true"}), 404)
     body = {"type": "dataset", "manifest": reg.manifest_for({"a.txt": b"team data"})}
-    assert_error(reg.other.post(coll + "/versions", json=body), 404, "NotFound")
+    assert_error(reg.other.post(coll + "/versions", json=body), 403, "PermissionDenied")
     unchanged(reg, v)
 
 
@@ -235,7 +246,7 @@ def test_log_has_one_line_per_request_and_never_a_key(registry: Any) -> None:
         assert hashlib.sha256(key.encode()).hexdigest() not in text
 
     expected = {"rw-marker": (ENTITY, 200), "ro-marker": (ENTITY, 200),
-                "other-marker": ("other", 404), "anon-marker": ("-", 401),
+                "other-marker": ("other", 403), "anon-marker": ("-", 401),
                 "bad-marker": ("-", 401)}
     for marker, (entity, status) in expected.items():
         found = [line for line in lines() if marker in line]

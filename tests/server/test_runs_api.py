@@ -54,10 +54,12 @@ def test_another_entitys_runs_and_versions_are_not_there(reg: Any) -> None:
     version = reg.commit(reg.unique("proj"), "data", {"a.txt": b"theirs"})
     run = _run(reg)
     one = f"{RUNS}/{run['id']}"
+    # a path naming another entity: whose the key is, as on every route
     for r in (reg.other.get(one), reg.other.put(f"{one}/used/{version['id']}"),
-              reg.other.patch(one, json={"state": "finished"})):
-        _error(r, 404, "NotFound")
-    # its own run cannot be linked to this entity's version
+              reg.other.patch(one, json={"state": "finished"}), reg.other.post(RUNS, json={})):
+        assert "this API key is for entity 'other'" in _error(r, 403, "PermissionDenied")
+    # under its own entity, this entity's run and version are not there
+    _error(reg.other.get(f"/entities/other/runs/{run['id']}"), 404, "NotFound")
     theirs = reg.other.post("/entities/other/runs", json={"project": "p"})
     assert theirs.status_code == 201, theirs.text
     linked = reg.other.put(f"/entities/other/runs/{theirs.json()['id']}/used/{version['id']}")
