@@ -707,6 +707,10 @@ class ArtifactOperations(pyfuse3.Operations):
             "no_open": self.no_open,
             "read_only": self.tree.read_only,
             "pid": os.getpid(),
+            # --run: the run, and the uses recorded and failed (fs/uses.py)
+            "run": self.uses.run_id if self.uses else None,
+            "uses_recorded": self.uses.recorded if self.uses else 0,
+            "uses_failed": self.uses.failed if self.uses else 0,
         }
 
     def _user_xattrs(self, node: Node) -> dict[str, bytes]:

@@ -68,6 +68,8 @@ def test_a_mount_with_run_records_each_version_read_once(
         for version in (v0, v1, other):
             assert log.count(f"run {run.id} used {version.qualified_name}") == 1, log
         assert "could not record" not in log
+        stats = mount.stats()
+        assert (stats["run"], stats["uses_recorded"], stats["uses_failed"]) == (run.id, 3, 0)
     finally:
         take_down(mount)
     assert [r.id for r in api.artifact("vision/mnist:v0").used_by()] == [run.id]
@@ -148,4 +150,5 @@ def test_a_refused_record_fails_no_read_and_is_not_asked_again(
     assert (base / "sub/b.bin").read_bytes() == FILES["sub/b.bin"]
     time.sleep(0.3)
     assert mount.log_text().count("could not record that run") == 1
+    assert (mount.stats()["uses_recorded"], mount.stats()["uses_failed"]) == (0, 1)
     assert "not tried again" in mount.log_text() and mount.alive()
