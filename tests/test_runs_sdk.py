@@ -190,3 +190,22 @@ def test_lineage_of_a_version_no_run_touched_and_its_errors(tmp_path: Path,
     helped = run_cli("lineage", "--help", check=True).stdout
     assert "--json" in helped and "--dot" in helped and "Examples:" in helped
     assert "artifactfs lineage vision/resnet:latest --dot" in helped
+
+
+@pytest.mark.parametrize("transport", ["embedded"], indirect=True)
+def test_lineage_shows_a_node_met_again_once_and_stops_at_the_depth(
+        api: Api, src: Path, run_cli: Cli) -> None:
+    """A run that uses what it logged (a checkpoint it resumes from) makes a cycle: the
+    walk shows the version again as seen, and ends."""
+    with artifactfs.init(project=PROJECT, job_type="train", api=api) as run:
+        ckpt = run.log_artifact(str(src / "model.pt"), name="ckpt", type="model")
+        run.use_artifact("ckpt:v0")
+    graph = json.loads(run_cli("lineage", f"{PROJECT}/ckpt", "--json", check=True).stdout)
+    assert graph["id"] == ckpt.id
+    producer = graph["logged_by"]
+    assert producer["id"] == run.id and [v["id"] for v in producer["used"]] == [ckpt.id]
+    assert producer["used"][0]["seen"] is True  # met again: not walked a second time
+    consumer = graph["used_by"][0]
+    assert consumer["id"] == run.id and consumer["logged"][0]["seen"] is True
+    tree = run_cli("lineage", f"{PROJECT}/ckpt", check=True).stdout.splitlines()
+    assert tree[2].endswith("(model; latest) (shown above)") and len(tree) == 5, tree
