@@ -68,6 +68,25 @@ def test_a_creation_sent_again_is_the_run_it_made(open_store: Callable[[], Store
         store.runs.create("other", "p", name="n", config={"a": 1}, run_id="abc12345")
 
 
+def test_a_creation_racing_its_retry_makes_one_run(open_store: Callable[[], Store]) -> None:
+    """A retry may reach the database while the first send is still in it (PostgreSQL: no
+    row to lock yet); both meet on the key, and both are answered with the one run."""
+    store = open_store()
+    made: list[object] = []
+    start = threading.Barrier(8)
+
+    def create() -> None:
+        start.wait()
+        made.append(store.runs.create("team", "p", name="n", run_id="race0001"))
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 8 and all(m == made[0] for m in made)
+
+
 def test_links_are_made_once_and_read_both_ways(open_store: Callable[[], Store]) -> None:
     store = open_store()
     raw, clean, model = (_commit(store, n) for n in ("raw", "clean", "model"))

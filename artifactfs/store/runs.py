@@ -17,6 +17,7 @@ of another entity is, and a link joins a run and a version of one entity only.
 
 from __future__ import annotations
 
+import importlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,6 @@ _RUN_COLUMNS = (_r.c.id, _r.c.entity, _r.c.project, _r.c.name, _r.c.job_type, _r
                 _r.c.created_at, _r.c.finished_at, _r.c.config)
 
 RUN: Select[Any] = sa.select(*_RUN_COLUMNS).where(_r.c.id == _b("run"))
-ADD_RUN: Insert = runs.insert()
 FINISH: Update = _r.update().where(_r.c.id == _b("run"), _r.c.state == RUNNING).values(
     state=_b("state"), finished_at=_b("now"))
 HAS_LINK: Select[Any] = sa.select(_l.c.run_id).where(
@@ -85,6 +85,11 @@ class RunRecords:
 
     def __init__(self, db: MetadataDB) -> None:
         self.db = db
+        # ON CONFLICT DO NOTHING: a creation and its retry racing on PostgreSQL (READ
+        # COMMITTED, no row to lock yet) meet on the key instead of failing with its
+        # violation; the row is then read and compared (``create``)
+        dialect = importlib.import_module(f"sqlalchemy.dialects.{db.engine.dialect.name}")
+        self._add_run: Insert = dialect.insert(runs).on_conflict_do_nothing()
 
     def create(self, entity: str, project: str, *, name: str | None = None,
                job_type: str | None = None, config: dict[str, Any] | None = None,
@@ -102,21 +107,19 @@ class RunRecords:
         run_id = new_run_id() if run_id is None else validate_run_id(run_id)
         fields = {"entity": entity, "project": project, "name": name or run_id,
                   "job_type": job_type, "config": json.dumps(config, sort_keys=True)}
+        now = time.time()
         with self.db._write() as conn:
-            rows = self.db._fetch(conn, RUN, {"run": run_id})
-            if rows:
-                found = _run(rows[0])
-                # the same creation sent again (an HTTP client whose answer was lost
-                # retries it, with the id it chose) is answered with the run it made
-                if found.state == RUNNING and {
-                        "entity": found.entity, "project": found.project, "name": found.name,
-                        "job_type": found.job_type,
-                        "config": json.dumps(found.config, sort_keys=True)} == fields:
-                    return found
-                raise Conflict(f"run {run_id} exists already; leave the id out for a new one")
-            self.db._fetch(conn, ADD_RUN, {"id": run_id, **fields, "state": RUNNING,
-                                           "created_at": time.time(), "finished_at": None})
-        return self.get(entity, run_id)
+            self.db._fetch(conn, self._add_run, {"id": run_id, **fields, "state": RUNNING,
+                                                 "created_at": now, "finished_at": None})
+            found = _run(self.db._fetch(conn, RUN, {"run": run_id})[0])
+        # made now, or the same creation sent again (an HTTP client whose answer was lost
+        # retries it, with the id it chose): answered with the run it made
+        if found.state == RUNNING and {
+                "entity": found.entity, "project": found.project, "name": found.name,
+                "job_type": found.job_type,
+                "config": json.dumps(found.config, sort_keys=True)} == fields:
+            return found
+        raise Conflict(f"run {run_id} exists already; leave the id out for a new one")
 
     def get(self, entity: str, run_id: str) -> RunInfo:
         validate_run_id(run_id)
