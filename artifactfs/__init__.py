@@ -24,7 +24,7 @@ from artifactfs.core.errors import (
 )
 
 if TYPE_CHECKING:
-    from artifactfs.sdk import Api, Artifact, ArtifactManifestEntry, Run, init
+    from artifactfs.sdk import Api, Artifact, ArtifactManifestEntry, Run, Table, init
 
 __version__ = "0.1.0"
 
@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # the SDK is imported on first use, so the mount daemon and the CLI's other commands
     # start without it
-    if name in ("Api", "Artifact", "ArtifactManifestEntry", "Run", "init"):
+    if name in ("Api", "Artifact", "ArtifactManifestEntry", "Run", "Table", "init"):
         import artifactfs.sdk
 
         return getattr(artifactfs.sdk, name)
@@ -51,5 +51,6 @@ __all__ = [
     "PermissionDenied",
     "RegistryUnavailable",
     "Run",
+    "Table",
     "init",
 ]

@@ -209,7 +209,7 @@ def test_delete(run_cli, api: Api, tmp_path: Path) -> None:
     seed(api, tmp_path, "vision/mnist", {"labels.csv": FILES["labels.csv"]})
     err = refused(run_cli("delete", "vision/mnist:latest"))
     assert "latest" in err
-    proc = ok(run_cli("delete", "vision/mnist:latest", "--delete-aliases"))
+    proc = ok(run_cli("delete", "vision/mnist:latest", "--delete-aliases", "--yes"))
     assert proc.stdout.strip() == "deleted vision/mnist:v1"  # as push prints it
     assert [(a.version, a.aliases) for a in api.artifacts(None, "vision/mnist")] == [
         ("v0", ["latest"])

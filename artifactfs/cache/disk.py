@@ -45,14 +45,16 @@ import shutil
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import xxhash
 
 from artifactfs.core.chunks import BytesLike
 from artifactfs.files import open_announced, private_folder, write_atomically
 
-__all__ = ["LAYOUT", "TRAILER_SIZE", "ContentCache"]
+__all__ = ["LAYOUT", "LOW_WATER", "TRAILER_SIZE", "CacheSummary", "ContentCache", "Pruned"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,10 @@ TRAILER_SIZE = _TRAILER.size
 """Bytes each cache file holds past its object's own."""
 
 _TOUCH_EVERY_NS = 60 * 1_000_000_000
-_LOW_WATER = 0.9
+_LEFTOVER_AGE = 3600.0  # seconds: a temporary file this old has no writer left
+LOW_WATER = 0.9
+"""Eviction brings the cache down to this share of its bound, so that it is not run again
+at the next write."""
 
 
 class ContentCache:
@@ -279,11 +284,7 @@ class ContentCache:
         """Bring the cache under its bound, oldest access first, across all processes;
         bytes this process is writing count as held. ``only_if_over``: not when, by this
         process's count, the bound already holds once the lock is ours."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(os.open(self.root / "evict.lock", os.O_WRONLY | os.O_CREAT, 0o600),
-                  "wb") as lock:
-            os.fchmod(lock.fileno(), 0o600)  # one made wider before: nobody else may hold it
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._eviction_lock():
             with self._lock:
                 if only_if_over and self._usage is not None and (
                         self._held() <= self.max_bytes):
@@ -296,6 +297,82 @@ class ContentCache:
             finally:
                 with self._lock:
                     self._landed = None
+
+    @contextlib.contextmanager
+    def _eviction_lock(self) -> Iterator[None]:
+        """``ROOT/evict.lock``, held (flock) by one eviction, prune or clear at a time across
+        every process sharing the folder."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(os.open(self.root / "evict.lock", os.O_WRONLY | os.O_CREAT, 0o600),
+                  "wb") as lock:
+            os.fchmod(lock.fileno(), 0o600)  # one made wider before: nobody else may hold it
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def prune(self, target: int) -> Pruned:
+        """Delete least recently used files until the folder holds at most ``target`` bytes
+        (0: every file); what went and what is left.
+
+        Safe while other processes use the folder (``artifactfs cache prune`` and ``clear``
+        while mounts read): it holds the eviction lock, so no eviction runs meanwhile; it
+        only unlinks files, never folders, so a put landing meanwhile still finds its
+        fan-out folder; a reader that has a file open reads all of it (an unlinked file's
+        bytes stay until it is closed) and checks it as always; a reader that finds a file
+        gone takes it as a miss and fetches and verifies the bytes again. A process that
+        counted the removed files keeps counting them until its next scan, which makes it
+        scan sooner than it needed to, and nothing worse. Files put while it runs may stay.
+        """
+        with self._eviction_lock():
+            files = self._scan()
+            total = sum(size for _, _, size in files)
+            files.sort()
+            removed = freed = 0
+            for _, path, size in files:
+                if total <= target:
+                    break
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:  # evicted by another process meanwhile
+                    pass
+                else:
+                    removed += 1
+                    freed += size
+                total -= size
+            with self._lock:
+                self._usage = total
+        if target == 0:
+            self._remove_older_layouts()
+            removed += self._remove_leftovers()
+        return Pruned(removed, freed, total)
+
+    def _remove_leftovers(self) -> int:
+        """Delete temporary files a killed process left in ``ROOT/tmp`` (a put that ends,
+        well or not, removes its own): they take disk outside the bound. Only files older
+        than ``_LEFTOVER_AGE``: a put writes its file in milliseconds, so one that old has
+        no writer left. How many went."""
+        gone = 0
+        cutoff = time.time() - _LEFTOVER_AGE
+        with contextlib.suppress(FileNotFoundError), os.scandir(self.tmp) as found:
+            for entry in found:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file(follow_symlinks=False) and (
+                            entry.stat(follow_symlinks=False).st_mtime < cutoff):
+                        os.unlink(entry.path)
+                        gone += 1
+        return gone
+
+    def summary(self) -> CacheSummary:
+        """What the folder holds now, counted as eviction counts it (whole blocks)."""
+        whole = chunks = indexes = used = 0
+        for _, path, size in self._scan():
+            used += size
+            if path.endswith(".idx"):
+                indexes += 1
+            elif ".c" in os.path.basename(path):
+                chunks += 1
+            else:
+                whole += 1
+        return CacheSummary(used, whole, chunks, indexes)
 
     def _evict_locked(self) -> None:
         """``evict`` with the lock held. A put that lands while the scan runs may or may
@@ -313,7 +390,7 @@ class ContentCache:
         with self._lock:
             pending, landed = self._pending, missed()
         if total + landed + pending > self.max_bytes:
-            target = int(self.max_bytes * _LOW_WATER) - pending - landed
+            target = int(self.max_bytes * LOW_WATER) - pending - landed
             files.sort()
             for _, path, size in files:
                 if total <= target:
@@ -336,6 +413,30 @@ class ContentCache:
                     st = entry.stat()
                     out.append((st.st_atime_ns, entry.path, self._taken(st.st_size)))
         return out
+
+
+class Pruned(NamedTuple):
+    """What ``prune`` did: files removed, the bytes they took, and the bytes left."""
+
+    removed: int
+    freed: int
+    left: int
+
+
+class CacheSummary(NamedTuple):
+    """What a cache folder holds: bytes on disk, and files by kind."""
+
+    used: int
+    whole: int
+    """Small blobs, each in one file."""
+    chunks: int
+    """Chunks of large blobs."""
+    indexes: int
+    """Chunk indexes of large blobs."""
+
+    @property
+    def files(self) -> int:
+        return self.whole + self.chunks + self.indexes
 
 
 def _block_size(folder: Path) -> int:

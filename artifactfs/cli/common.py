@@ -5,8 +5,11 @@ register it, so that those modules can import these at load time."""
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
 
 from artifactfs.cli.output import fail, progress_factory
 from artifactfs.config import Config
@@ -15,7 +18,7 @@ from artifactfs.core.errors import ArtifactFSError
 if TYPE_CHECKING:
     from artifactfs.sdk import Api
 
-__all__ = ["make_api", "user_errors"]
+__all__ = ["confirm", "make_api", "user_errors"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,3 +46,15 @@ def make_api() -> Api:
     from artifactfs.sdk import Api  # on use: most commands' start should not pay for it
 
     return Api(config=Config.from_env(), progress=progress_factory())
+
+
+def confirm(question: str, *, yes: bool, what: str) -> None:
+    """Ask ``question`` on a terminal unless ``yes``; exit 1 when the answer is no. Not on a
+    terminal (a script, a pipe), nobody can answer, so the command is refused with what to
+    pass instead of waiting for input that never comes or taking silence as consent."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{what} asks for confirmation, and stdin is not a terminal: pass --yes")
+    if not click.confirm(question, default=False, err=True):
+        fail("nothing done")

@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from artifactfs import __version__
-from artifactfs.cli.common import make_api, user_errors
+from artifactfs.cli.aliases import alias as alias_group
+from artifactfs.cli.cache import cache
+from artifactfs.cli.common import confirm, make_api, user_errors
 from artifactfs.cli.db import db
 from artifactfs.cli.gc import gc
+from artifactfs.cli.keys import key_list, key_revoke
 from artifactfs.cli.lineage import lineage
 from artifactfs.cli.migrate import migrate
 from artifactfs.cli.mount import mount, umount
@@ -33,7 +36,7 @@ from artifactfs.cli.output import (
 from artifactfs.cli.serve import key, serve
 from artifactfs.cli.staged import discard, save, status
 from artifactfs.cli.wandb_io import export, import_
-from artifactfs.core.errors import NotFound
+from artifactfs.core.errors import Conflict, NotFound
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
 
 if TYPE_CHECKING:
@@ -221,27 +224,56 @@ def download(ref: str, root: str | None) -> None:
 @click.argument("ref")
 @click.option("--root", type=click.Path(file_okay=False), default=None,
               help="Folder to check (default ./artifacts/NAME:vN).")
+@click.option("--references", is_flag=True,
+              help="Also read every reference's source (file, http(s), s3) again and check "
+                   "it against the digest logged; without --root, only the references.")
 @user_errors
-def verify(ref: str, root: str | None) -> None:
+def verify(ref: str, root: str | None, references: bool) -> None:
     """Check that a folder holds exactly REF's files with matching digests.
 
-    Exits 0 when it does; exits 1 naming the first missing, extra or changed file.
+    Exits 0 when it does; exits 1 naming the first missing, extra or changed file. The
+    folder check skips what references hold, as W&B's does; --references checks them at
+    their sources, from this machine and with its configuration for each scheme.
     """
     api = make_api()
     art = api.artifact(ref)
-    art.verify(root)
-    click.echo(f"ok: {root or art._default_root()} matches "
-               f"{shown_ref(art.entity, art.project, art.name, api.config.entity)}")
+    shown = shown_ref(art.entity, art.project, art.name, api.config.entity)
+    if root is not None or not references:
+        art.verify(root)
+        click.echo(f"ok: {root or art._default_root()} matches {shown}")
+    if references:
+        checked, unchecked = art.verify_references()
+        note = f" ({unchecked} logged with checksum=False, not checkable)" if unchecked else ""
+        click.echo(f"ok: {checked} references of {shown} match their sources{note}")
 
 
 @cli.command()
 @click.argument("ref")
 @click.option("--delete-aliases", is_flag=True, help="Also drop the aliases it holds.")
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask for confirmation (needed when stdin is not a terminal).")
 @user_errors
-def delete(ref: str, delete_aliases: bool) -> None:
-    """Delete one version; refused while it holds aliases unless --delete-aliases."""
+def delete(ref: str, delete_aliases: bool, yes: bool) -> None:
+    """Delete one version; refused while it holds aliases unless --delete-aliases.
+
+    On a terminal it asks first; in a script pass --yes.
+
+    \b
+    Examples:
+      artifactfs delete vision/mnist:v2
+      artifactfs delete vision/mnist:best --delete-aliases --yes
+    """
     api = make_api()
     art = api.artifact(ref)
+    shown = shown_ref(art.entity, art.project, art.name, api.config.entity)
+    held = art.aliases
+    if held and not delete_aliases:  # refused before asking: no answer could change that
+        raise Conflict(f"{shown} holds aliases {', '.join(held)}; remove them first "
+                       "(artifactfs alias rm) or pass --delete-aliases")
+    if not yes:
+        labels = f", aliases {', '.join(held)}" if held else ""
+        confirm(f"delete {shown} ({art.file_count} files, {human_size(art.size)}{labels})?",
+                yes=yes, what="delete")
     art.delete(delete_aliases=delete_aliases)
     click.echo(f"deleted {shown_ref(art.entity, art.project, art.name, api.config.entity)}")
 
@@ -258,6 +290,10 @@ cli.add_command(status)
 cli.add_command(discard)
 cli.add_command(import_)
 cli.add_command(export)
+cli.add_command(alias_group)
+cli.add_command(cache)
+key.add_command(key_list)
+key.add_command(key_revoke)
 cli.add_command(lineage)
 
 

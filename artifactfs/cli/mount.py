@@ -129,7 +129,8 @@ def _check_mountpoint(mountpoint: Path, allow_non_empty: bool) -> None:
               help="With --read-only: still send every open and close to the daemon, as "
                    "with a pyfuse3 that lacks the project's patch (for comparison).")
 @click.option("--allow-other", is_flag=True,
-              help="Let other users read the mount (needs user_allow_other for non-root).")
+              help="Let other users read the mount (needs user_allow_other for non-root); "
+                   "file:// and s3:// references are then not read (EIO).")
 @click.option("--staging-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where writes wait until saved (default ~/.local/state/artifactfs/staging).")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -92,11 +92,15 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option("--max-manifest-bytes", default="256M", show_default=True,
               callback=_size_option,
               help="Largest manifest a commit may name by reference (K, M, G).")
+@click.option("--key-cache-seconds", default=60.0, show_default=True,
+              type=click.FloatRange(min=0),
+              help="Seconds a key found good is trusted without asking the database again: "
+                   "a key revoked meanwhile works that long. 0 checks every request.")
 def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, host: str,
           port: int, header_timeout: float, body_timeout: float, max_connections: int,
           blob_url_base: str | None, blob_url_secret_file: Path | None,
           blob_url_lifetime: int, max_json_bytes: int,
-          max_manifest_bytes: int) -> None:
+          max_manifest_bytes: int, key_cache_seconds: float) -> None:
     """Serve a store over HTTP for a team (uvicorn; every request needs an API key).
 
     \b
@@ -150,7 +154,7 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
     click.echo(f"serving {store.location} on http://{shown_host}:{port}/api/v1", err=True)
     app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret,
                      max_json_bytes=max_json_bytes, max_manifest_bytes=max_manifest_bytes,
-                     blob_url_lifetime=blob_url_lifetime)
+                     blob_url_lifetime=blob_url_lifetime, key_cache_seconds=key_cache_seconds)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     limits = ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,
@@ -235,6 +239,11 @@ def key_create(entity: str, read_only: bool, store_dir: Path | None,
         validate_name(entity, "entity")
         db = StoreChoice.of(store_dir, db_url).metadata()
         key_text = db.create_key(entity, read_only=read_only)
+        made = db.key_info(key=key_text)
     except ArtifactFSError as exc:
         fail(str(exc))
     click.echo(key_text)
+    if made is not None:  # the id 'key list' and 'key revoke' name it by; never the key
+        access = "read-only" if read_only else "read-write"
+        click.echo(f"key {made.id} for entity {entity} ({access}): shown once, keep it",
+                   err=True)

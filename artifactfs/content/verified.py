@@ -28,6 +28,7 @@ import xxhash
 from cachetools import LRUCache
 
 from artifactfs.cache import ContentCache
+from artifactfs.content.references import ReferenceContent
 from artifactfs.core.chunks import CHUNK_SIZE, BytesLike, ChunkIndex, ChunkSpan
 from artifactfs.core.digests import XXH128, blob_key, md5_b64, xxh128_b64
 from artifactfs.core.errors import DigestMismatch, InvalidManifest
@@ -63,11 +64,9 @@ def _blob_digest(entry: ManifestEntry) -> str:
     """The base64 MD5 a registry stores ``entry``'s bytes under."""
     digest = entry.stored_digest
     if digest is None:
-        if entry.ref is not None:
-            raise NotImplementedError(
-                f"entry {entry.path!r} is a reference to {entry.ref}; reading references "
-                "is not supported yet"
-            )
+        if entry.ref is not None:  # read at its source (ReferenceContent), never as a blob
+            raise InvalidManifest(f"entry {entry.path!r} is a reference to {entry.ref}; it "
+                                  "has no stored blob")
         raise InvalidManifest(f"entry {entry.path!r} has an XXH128 digest and no extra.md5; "
                               "its stored bytes cannot be named")
     return digest
@@ -116,6 +115,15 @@ class VerifiedContent:
         self._lock = threading.Lock()  # cachetools caches are not thread-safe
         self._side = ThreadPoolExecutor(4, thread_name_prefix="artifactfs-index")
         self._index_flights: dict[str, Future[ChunkIndex]] = {}
+        # entries whose bytes are at a URI (file://, http(s)://, s3://): read and checked
+        # by their own rules (content/references.py); each public method below hands them
+        # there first. A scheme resolved through the registry instead (wandb-artifact://)
+        # dispatches before these.
+        self.references = ReferenceContent(cache, self.stats.add)
+
+    def close(self) -> None:
+        """Let go of the references' HTTP connections (the registry is the caller's)."""
+        self.references.close()
 
     # ---- pieces --------------------------------------------------------------------------
 
@@ -128,6 +136,8 @@ class VerifiedContent:
 
     def whole(self, entry: ManifestEntry, attempts: int = _ATTEMPTS) -> Piece:
         """All bytes of an entry no larger than one chunk, MD5-checked."""
+        if entry.ref is not None:
+            return self.references.whole(entry)
         key = self._stored_key(entry)
         if entry.size == 0:
             return self._checked_empty(entry)
@@ -145,6 +155,8 @@ class VerifiedContent:
         one request (``Registry.read_blobs``); one that fails its check, or that the batch
         lacked, goes through ``whole`` on its own (a second try, then DigestMismatch).
         ``uncached``: the caller just found none of them in the cache; do not look again."""
+        if any(entry.ref is not None for entry in entries):  # each by its own source
+            return [self.whole(entry) for entry in entries]
         found: list[Piece | None] = []
         missing: list[int] = []
         tried: set[int] = set()
@@ -205,6 +217,8 @@ class VerifiedContent:
 
     def index(self, entry: ManifestEntry) -> ChunkIndex:
         """The chunk index of a large entry, checked against the manifest when it can be."""
+        if entry.ref is not None:
+            return self.references.index(entry)
         key = self._stored_key(entry)
         with self._lock:
             found = self._indexes.get(_index_memo(entry))
@@ -260,6 +274,8 @@ class VerifiedContent:
         one range request, since per-request cost, not bandwidth, is what limits a stream of
         1 MiB requests. A chunk that fails its check is fetched once more on its own.
         """
+        if entry.ref is not None:
+            return self.references.chunks(entry, first, stop)
         key = self._stored_key(entry)
         with self._lock:
             index = self._indexes.get(_index_memo(entry))
@@ -377,7 +393,8 @@ class VerifiedContent:
 
     def which_cached(self, entries: list[ManifestEntry]) -> list[bool]:
         """For each entry, whether the disk cache holds its whole bytes."""
-        return [self.cache.contains(self._stored_key(entry)) for entry in entries]
+        return [self.references.contains(entry) if entry.ref is not None
+                else self.cache.contains(self._stored_key(entry)) for entry in entries]
 
     def wholes_not_cached(self, entries: list[ManifestEntry]) -> list[Piece | None]:
         """For prefetch: ``wholes`` of the small entries the disk cache lacks (one batch
@@ -411,6 +428,9 @@ class VerifiedContent:
         (or put in the cache so checked): hashing them again was a second pass over every
         byte.
         """
+        if entry.ref is not None:
+            self.references.download(entry, dest, on_bytes)
+            return
         if not self.is_chunked(entry):
             with atomic_writer(dest) as out:
                 data = self.whole(entry)

@@ -9,6 +9,9 @@ The tree::
     ├── NotFound (also KeyError)           an entity, project, collection, version or blob is absent
     ├── Conflict                           the request clashes with the registry's state
     ├── DigestMismatch                     bytes do not match the digest they were promised to have
+    │   └── ReferenceChanged               a reference's source no longer holds what was logged
+    ├── ReferenceUnavailable               a reference's source cannot be read (gone, refused,
+    │                                      unreachable, no credentials)
     ├── PermissionDenied                   the credentials may not do this
     ├── SchemaMismatch                     a database's schema is newer than this code, or older
     └── RegistryUnavailable                the registry or blob store cannot be reached now
@@ -32,6 +35,8 @@ __all__ = [
     "InvalidRequest",
     "NotFound",
     "PermissionDenied",
+    "ReferenceChanged",
+    "ReferenceUnavailable",
     "RegistryFault",
     "RegistryUnavailable",
     "SchemaMismatch",
@@ -67,6 +72,19 @@ class Conflict(ArtifactFSError):
 
 class DigestMismatch(ArtifactFSError):
     """Bytes differ from the digest they should have."""
+
+
+class ReferenceChanged(DigestMismatch):
+    """A reference's source (a file, an HTTP object, an S3 object) no longer holds the bytes
+    the entry was logged with: another digest, ETag or version. The message names the entry
+    and the URI (which never carries credentials: they are stripped when it is logged)."""
+
+
+class ReferenceUnavailable(ArtifactFSError):
+    """A reference's source cannot be read now: the file or object is gone, the server
+    refused or did not answer, or the reading client has no credentials for it. Not a
+    ``RegistryUnavailable``: the registry itself is fine, and a mount must not take the
+    registry for down because one referenced server is."""
 
 
 class PermissionDenied(ArtifactFSError):

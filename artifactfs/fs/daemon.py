@@ -64,6 +64,17 @@ def serve_mount(
     registry = open_registry(config, read_timeout=options.read_timeout)
     config = with_key_entity(config, registry)  # the folders shown are the key's entity's
     content = open_content(config, registry)
+    # the kernel asks again at once for a read that failed: a changed source answers that
+    # with the error just found rather than with a second whole fetch
+    content.references.keep_failures(1.0)
+    if options.allow_other:
+        # other users read through this daemon with its user's rights: a manifest's
+        # file:///home/me/.ssh/id_rsa, or an object only this user's AWS keys reach, must
+        # not become theirs to read (http(s) references carry no credentials)
+        for scheme, what in (("file", "files"), ("s3", "AWS credentials")):
+            content.references.refused[scheme] = (
+                f"{scheme}:// references are not read by a mount shared with other users "
+                f"(--allow-other): the daemon would use its own user's {what} for them")
     limiter = trio.CapacityLimiter(options.threads)
 
     async def blocking(func: Callable[..., Any], *args: Any) -> Any:

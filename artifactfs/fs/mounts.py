@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["FSTYPE", "fuse_mount_type", "is_stale", "unmount"]
+__all__ = ["FSTYPE", "artifactfs_mounts", "fuse_mount_type", "is_stale", "unmount"]
 
 FSTYPE = "fuse.artifactfs"
 
@@ -35,6 +35,17 @@ def fuse_mount_type(mountpoint: Path) -> str | None:
             sep = fields.index("-")
             if _unescape(fields[4]) == target:
                 found = fields[sep + 1]  # the last mount on top wins
+    return found
+
+
+def artifactfs_mounts() -> list[Path]:
+    """Every artifactfs mount the kernel lists (any user's; only one's own answer)."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[fields.index("-") + 1] == FSTYPE:
+                found.append(Path(_unescape(fields[4])))
     return found
 
 

@@ -29,11 +29,13 @@ from artifactfs.core.errors import (
     InvalidManifest,
     NotFound,
     PermissionDenied,
+    ReferenceUnavailable,
     RegistryUnavailable,
 )
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.posix import is_executable, link_escape, symlink_target
 from artifactfs.core.records import VersionInfo
+from artifactfs.core.references import clean_uri
 from artifactfs.fs.mounts import set_readahead
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import ReadAhead, SiblingWindow, VerifiedReader
@@ -509,12 +511,24 @@ class ArtifactOperations(pyfuse3.Operations):
             self.reader.schedule_readahead(nursery, entry, ahead, off, size)
         try:
             data = await self.reader.read(entry, off, size)
-        except (DigestMismatch, NotFound, OSError) as exc:  # a missing blob is an I/O error
+        # a missing blob, or a reference's source gone or changed, is an I/O error
+        except (DigestMismatch, NotFound, OSError, ReferenceUnavailable) as exc:
             version = node.version
             log.error(
                 "EIO: %s path %r digest %s: %s",
-                version.qualified_name if version else "?", entry.path, entry.digest, exc,
+                version.qualified_name if version else "?", entry.path,
+                # a reference's digest may be its URI (checksum=False), credentials and all
+                entry.digest if entry.ref is None else clean_uri(entry.digest), exc,
             )
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except trio.TooSlowError:
+            if entry.ref is None:
+                raise  # the registry's (the barrier says so)
+            # a reference is fetched whole before its first byte is served: a large one may
+            # take longer than --read-timeout, and the fetch goes on for the reads after it
+            log.error("EIO: path %r: reference %s still being fetched and checked after "
+                      "--read-timeout; it goes on, and later reads wait for it", entry.path,
+                      clean_uri(entry.ref))
             raise pyfuse3.FUSEError(errno.EIO) from None
         if nursery is not None and sequential and first_read:
             self.reader.schedule_readahead(nursery, entry, ahead, off, size)
@@ -699,6 +713,8 @@ class ArtifactOperations(pyfuse3.Operations):
             **{f"fetch_{k}": v for k, v in content.stats.as_dict().items()},
             "cache_hits": content.cache.hits,
             "cache_misses": content.cache.misses,
+            "cache_damaged": content.cache.damaged,
+            "cache_dir": str(content.cache.root),  # which cache 'artifactfs cache info' counts
             "manifest_fetches": self.tree.manifest_fetches,
             "folder_fetches": self.tree.folder_fetches,
             "folder_requests": self.tree.folder_requests,

@@ -31,6 +31,7 @@ from artifactfs.content import Piece, VerifiedContent
 from artifactfs.core.chunks import CHUNK_SIZE, ChunkSpan, chunk_count
 from artifactfs.core.errors import RegistryUnavailable
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.core.references import reference_cache_name
 from artifactfs.fs.options import option_default
 
 __all__ = ["ReadAhead", "SiblingWindow", "VerifiedReader", "first_error"]
@@ -38,7 +39,7 @@ __all__ = ["ReadAhead", "SiblingWindow", "VerifiedReader", "first_error"]
 log = logging.getLogger(__name__)
 
 Blocking = Callable[..., Awaitable[Any]]
-PieceKey = tuple[str, int]  # (digest, chunk number; -1 for a whole small file)
+PieceKey = tuple[str, int]  # (piece_id, chunk number; -1 for a whole small file)
 
 # How far behind the furthest read a read may land and still count as sequential: the
 # kernel's own read-ahead keeps up to a few MiB of requests in flight.
@@ -71,6 +72,13 @@ _DISK_AHEAD_TIMES_MEMORY = 16
 # stopped must not hold the budget for good. A shuffled epoch reads its prefetched files
 # long before: 30 s is 15,000 reads at the 500 files/s of a cold epoch here.
 _STALE_WAIT_SECONDS = 30.0
+
+
+def piece_id(entry: ManifestEntry) -> str:
+    """What a piece of ``entry`` is known by in memory: its digest for a stored entry; for a
+    reference, its cache name (URI, digest, ETag, version), since two sources may send one
+    ETag for other bytes (two servers counting from 1)."""
+    return entry.digest if entry.ref is None else reference_cache_name(entry)
 
 
 def first_error(group: BaseExceptionGroup) -> BaseException:
@@ -238,7 +246,7 @@ class VerifiedReader:
 
     async def piece(self, entry: ManifestEntry, n: int) -> Piece:
         """Verified chunk ``n`` of ``entry`` (``-1``: the whole of a small entry)."""
-        key = (entry.digest, n)
+        key = (piece_id(entry), n)
         if key in self._on_disk_ahead:  # read now, from wherever it is
             self._unread_gone(key)
         found = self._memory.get(key)
@@ -268,7 +276,7 @@ class VerifiedReader:
 
     async def _fetch(self, entry: ManifestEntry, first: int, stop: int) -> list[Piece]:
         """Fetch ``[first, stop)`` as one run (``first == -1``: a whole small entry)."""
-        keys = [(entry.digest, n) for n in range(first, stop)]
+        keys = [(piece_id(entry), n) for n in range(first, stop)]
         if first < 0:
             pieces = await self._flights(keys, self.content.whole, entry)
         else:
@@ -419,7 +427,7 @@ class VerifiedReader:
                 run_start = n if wanted else -1
 
     def _has(self, entry: ManifestEntry, n: int) -> bool:
-        key = (entry.digest, n)
+        key = (piece_id(entry), n)
         return key in self._memory or key in self._inflight or key in self._waiting
 
     def schedule_small(
@@ -529,7 +537,7 @@ class VerifiedReader:
             end += 1
         if end <= first:
             return
-        keys = [(entry.digest, n) for n in range(first, end)]
+        keys = [(piece_id(entry), n) for n in range(first, end)]
         try:  # chunks only: small files are prefetched in batches (_prefetch_small)
             await self._flights(keys, self.content.chunks, entry, first, end, quiet=True)
         except Exception as exc:  # the reader will meet the error itself, and report it

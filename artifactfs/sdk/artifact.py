@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -25,7 +26,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from artifactfs.core.digests import DIGEST_ALGORITHMS, MD5
-from artifactfs.core.errors import ArtifactFSError, InvalidManifest, InvalidName
+from artifactfs.core.errors import (
+    ArtifactFSError,
+    InvalidManifest,
+    InvalidName,
+    ReferenceUnavailable,
+)
 from artifactfs.core.limits import check_description, check_metadata
 from artifactfs.core.manifest import (
     Manifest,
@@ -47,6 +53,7 @@ from artifactfs.sdk.posix import (
     place_link,
     set_executable,
 )
+from artifactfs.sdk.references import reference_entries
 
 if TYPE_CHECKING:
     from artifactfs.sdk.run import Run
@@ -54,6 +61,8 @@ if TYPE_CHECKING:
 __all__ = ["Artifact"]
 
 _NOT_YET = "is not supported by artifactfs yet"
+
+log = logging.getLogger(__name__)
 
 
 class Artifact:
@@ -367,11 +376,49 @@ class Artifact:
             weakref.finalize(self, shutil.rmtree, self._staging, True)
         return self._staging
 
-    def add_reference(self, uri: str, name: str | None = None, **kwargs: Any) -> None:
-        raise NotImplementedError(f"add_reference {_NOT_YET}")
+    def add_reference(
+        self,
+        uri: str,
+        name: str | None = None,
+        checksum: bool = True,
+        max_objects: int | None = None,
+    ) -> list[ArtifactManifestEntry]:
+        """Add entries whose bytes stay at ``uri`` (``file://``, ``http(s)://``, ``s3://``).
 
-    def add(self, obj: Any, name: str, **kwargs: Any) -> None:
-        raise NotImplementedError(f"add (W&B media objects) {_NOT_YET}")
+        The source is read now, by this client with its own configuration for the scheme, to
+        take its digest (MD5, ETag, version id), unless ``checksum=False``, which stores
+        the URI alone; a folder or an S3 prefix becomes one entry per file or object, up
+        to ``max_objects``. Credentials in the URI (``user:password@``, signed query
+        strings) never enter the manifest. Reads check the source against what is recorded
+        here (docs/design-notes.md, "References"). Raises ValueError for a bad URI or a
+        missing source, ReferenceUnavailable for one that cannot be read now.
+        """
+        # one more scheme resolved through the registry (wandb-artifact://, another
+        # artifact's entry) is dispatched here, before the schemes read at their source
+        entries = reference_entries(uri, name, checksum=checksum, max_objects=max_objects)
+        manifest = self._draft()
+        for entry in entries:
+            manifest.add(entry)
+            self._local.pop(entry.path, None)  # a file added before under that name goes
+        return [ArtifactManifestEntry(self, entry) for entry in entries]
+
+    def add(self, obj: Any, name: str, overwrite: bool = False) -> ArtifactManifestEntry:
+        """Store ``obj`` as an ordinary file of the artifact and return its entry, as W&B's
+        ``add``: an ``artifactfs.Table`` as ``NAME.table.json`` (W&B's table JSON), a numpy
+        array as ``NAME.npy``, any JSON value as ``NAME.json`` (see ``sdk/media.py``).
+
+        ``get(name)`` gives the object back. Raises TypeError for an object of none of
+        these kinds, ValueError for a bad name, or for an entry of that name added before
+        with other contents (unless ``overwrite``).
+        """
+        from artifactfs.sdk import media
+
+        path, data = media.encode(obj, name)
+        validate_entry_path(path)
+        tmp = self._staging_dir() / f"obj-{secrets.token_hex(8)}" / Path(path).name
+        tmp.parent.mkdir(parents=True)
+        tmp.write_bytes(data)
+        return self._add_local(tmp, path, overwrite=overwrite)
 
     def remove(self, item: str | ArtifactManifestEntry) -> None:
         """Remove an entry (or every entry under a folder) from a draft."""
@@ -395,7 +442,26 @@ class Artifact:
     get_path = get_entry
 
     def get(self, name: str) -> Any:
-        raise NotImplementedError(f"get (W&B media objects) {_NOT_YET}")
+        """The object ``add(obj, name)`` stored: a ``Table``, a numpy array or a JSON value;
+        None when the artifact holds none under ``name`` (as W&B's ``get``).
+
+        ``name`` is the name given to ``add`` (``NAME.table.json``, ``NAME.npy`` and
+        ``NAME.json`` are looked for) or a whole entry path with its suffix. The bytes are
+        verified as every read is. Raises ValueError when two of those entries exist (name
+        the one meant, with its suffix), InvalidManifest when an entry's bytes are not what
+        its suffix says.
+        """
+        from artifactfs.sdk import media
+
+        manifest = self.manifest
+        found = [p for p in media.entry_names(name) if p in manifest]
+        if not found:
+            return None
+        if len(found) > 1:
+            raise ValueError(f"artifact {self.qualified_name} holds {' and '.join(found)}: "
+                             "get one of them by its whole name")
+        entry = manifest[found[0]]
+        return media.decode(entry.path, media.read_entry(self, entry))
 
     def files(self) -> list[ArtifactManifestEntry]:
         return [ArtifactManifestEntry(self, e, self._local.get(e.path)) for e in self.manifest]
@@ -529,20 +595,24 @@ class Artifact:
         """Download every file to ``root`` (default ``./artifacts/NAME:vN``); return ``root``.
 
         Files already there with the right digest are kept; every file written is verified.
+        References are read from their sources, checked against what was logged
+        (ReferenceChanged when a source changed); ``allow_missing_references`` skips those
+        whose source cannot be read (ReferenceUnavailable) instead of failing.
         """
         if recursive:
             raise NotImplementedError(f"download(recursive=True) {_NOT_YET}")
         entries = [
             e for e in self.manifest if path_prefix is None or e.path.startswith(path_prefix)
         ]
-        self._download_entries(entries, root)
+        self._download_entries(entries, root, allow_missing_references=allow_missing_references)
         return str(Path(root) if root is not None else self._default_root())
 
     def checkout(self, root: str | None = None) -> str:
         return self.download(root)
 
     def _download_entries(
-        self, entries: list[ManifestEntry], root: str | os.PathLike[str] | None
+        self, entries: list[ManifestEntry], root: str | os.PathLike[str] | None, *,
+        allow_missing_references: bool = False,
     ) -> list[str]:
         if not self._committed:
             raise ArtifactFSError("save the artifact before downloading it")
@@ -568,9 +638,23 @@ class Artifact:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.is_dir():
                 raise InvalidManifest(f"cannot write {entry.path!r}: {dest} is a folder")
-        run_parallel(lambda job: content.download(job[0], job[1], progress), todo)
+        skipped: set[str] = set()
+
+        def fetch(job: tuple[ManifestEntry, Path]) -> None:
+            try:
+                content.download(job[0], job[1], progress)
+            except ReferenceUnavailable as exc:
+                if not allow_missing_references:
+                    raise
+                log.warning("skipped %s: %s", job[0].path, exc)
+                skipped.add(job[0].path)
+
+        run_parallel(fetch, todo)
         umask = current_umask()
         for entry, dest in placed:
+            if entry.path in skipped:
+                written.remove(str(dest))
+                continue
             set_executable(dest, is_executable(entry), umask)
         written.extend(str(place_link(base, entry)) for entry in links)
         return written
@@ -615,6 +699,25 @@ class Artifact:
                 raise ValueError(
                     f"file {path!r} in {base} does not match digest {entry.digest}"
                 )
+
+    def verify_references(self) -> tuple[int, int]:
+        """Read every reference's source again, past the cache, and check it against what
+        was logged (``verify()`` skips references, as in W&B); ``(checked, unchecked)``,
+        the second counting ``checksum=False`` references, which hold nothing to check.
+
+        Raises ReferenceChanged or ReferenceUnavailable naming the first reference whose
+        source differs or cannot be read.
+        """
+        content = self._api.content
+        checked = unchecked = 0
+        for entry in self.manifest:
+            if entry.ref is None:
+                continue
+            if content.references.check_source(entry):
+                checked += 1
+            else:
+                unchecked += 1
+        return checked, unchecked
 
     def _progress(self, verb: str, total: int) -> Callable[[int], None] | None:
         factory = self._api.progress

@@ -80,6 +80,8 @@ class Client:
         return self._content
 
     def close(self) -> None:
+        if self._content is not None:
+            self._content.close()  # the references' HTTP connections
         if self._registry is not None:
             self._registry.close()
 

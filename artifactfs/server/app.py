@@ -564,15 +564,22 @@ class Registry:
         return JSONResponse({"digest": digest, "stored": True}, status_code=201)
 
 
+KEY_CACHE_SECONDS = 60.0
+"""How long a server trusts a key it has checked, by default (``serve --key-cache-seconds``)."""
+
+
 class AuthAndLog:
     """Checks the bearer key and writes one log line per request (never the key)."""
 
-    def __init__(self, app: ASGIApp, store: Store) -> None:
+    def __init__(self, app: ASGIApp, store: Store,
+                 key_cache_seconds: float = KEY_CACHE_SECONDS) -> None:
         self.app = app
         self.db = store.db
         # a key lookup costs a thread hop and a query on every request; known keys are
-        # trusted for a minute (so a removed key stops working within a minute)
-        self._known: TTLCache[str, tuple[str, bool]] = TTLCache(maxsize=1024, ttl=60.0)
+        # trusted for a minute by default (so a revoked key stops working within a minute),
+        # or not at all with 0 (every request checked against the database)
+        self._known: TTLCache[str, tuple[str, bool]] | None = TTLCache(
+            maxsize=1024, ttl=key_cache_seconds) if key_cache_seconds > 0 else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -644,12 +651,13 @@ class AuthAndLog:
             return _error(401, "Unauthorized", "an API key is required: "
                           "send 'Authorization: Bearer KEY'")
         key = key.strip()
-        found = self._known.get(key)
+        found = self._known.get(key) if self._known is not None else None
         if found is None:
             found = await anyio.to_thread.run_sync(self.db.check_key, key)
             if found is None:
                 return _error(401, "Unauthorized", "unknown API key")
-            self._known[key] = found
+            if self._known is not None:
+                self._known[key] = found
         return found
 
 
@@ -722,7 +730,8 @@ def _handle(func: Endpoint) -> Endpoint:
 def create_app(store: Store, *, blob_url_base: str | None = None,
                blob_url_secret: str | None = None, max_json_bytes: int = MAX_JSON_BYTES,
                max_manifest_bytes: int = MAX_MANIFEST_BYTES,
-               blob_url_lifetime: int = BLOB_URL_LIFETIME) -> Starlette:
+               blob_url_lifetime: int = BLOB_URL_LIFETIME,
+               key_cache_seconds: float = KEY_CACHE_SECONDS) -> Starlette:
     """The ASGI application serving ``store``.
 
     Blob reads (GET) are redirected to an address the blob store presigns when it can (a
@@ -730,7 +739,9 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
     them to a static server of the same folder instead, by addresses signed with
     ``blob_url_secret`` (required with it; see ``store.blobs.signed_blob_url``).
     ``max_json_bytes`` bounds every JSON body (an inline manifest with it),
-    ``max_manifest_bytes`` a manifest committed by reference.
+    ``max_manifest_bytes`` a manifest committed by reference. A key found good is trusted
+    for ``key_cache_seconds`` (0: checked on every request), so a revoked one may work
+    that long.
     """
     if blob_url_base and not blob_url_secret:
         raise ValueError("a blob URL base needs a secret to sign its addresses with")
@@ -770,7 +781,7 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(AuthAndLog, store=store)],
+        middleware=[Middleware(AuthAndLog, store=store, key_cache_seconds=key_cache_seconds)],
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
 

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ from artifactfs.store.database import (
     unavailable_errors,
 )
 
-__all__ = ["MetadataDB"]
+__all__ = ["KeyInfo", "MetadataDB"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,27 @@ _IN_BATCH = 500
 # the health route's query: trivial, yet it reads the database (a SELECT 1 does not open
 # a SQLite file), one row of a table every schema revision has
 _PING = text("SELECT 1 FROM alembic_version LIMIT 1")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An API key as the store keeps it: its id, entity, access, age and the start of its
+    SHA-256 (enough to tell keys apart, nothing to use as one)."""
+
+    id: int
+    entity: str
+    read_only: bool
+    created_at: float
+    fingerprint: str
+    """The first 12 hex digits of the key's SHA-256."""
+
+    @classmethod
+    def of(cls, row: Any) -> KeyInfo:
+        return cls(int(row[0]), str(row[1]), bool(row[2]), float(row[3]), str(row[4])[:12])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "entity": self.entity, "read_only": self.read_only,
+                "created_at": self.created_at, "fingerprint": self.fingerprint}
 
 
 def _key_hash(key: str) -> str:
@@ -409,6 +431,29 @@ class MetadataDB:
         with self._read() as conn:
             rows = self._fetch(conn, q.KEY, {"hash": _key_hash(key)})
         return (str(rows[0][0]), bool(rows[0][1])) if rows else None
+
+    def api_keys(self) -> list[KeyInfo]:
+        """Every API key, oldest first: what each is (never the key, which is not kept)."""
+        with self._read() as conn:
+            return [KeyInfo.of(r) for r in self._fetch(conn, q.KEYS, {})]
+
+    def key_info(self, *, key_id: int | None = None, key: str | None = None) -> KeyInfo | None:
+        """The key with this id, or this key's own record (found by its hash); None if none."""
+        with self._read() as conn:
+            if key is not None:
+                rows = self._fetch(conn, q.KEY_BY_HASH, {"hash": _key_hash(key)})
+            else:
+                rows = self._fetch(conn, q.KEY_BY_ID, {"id": key_id})
+        return KeyInfo.of(rows[0]) if rows else None
+
+    def revoke_key(self, key_id: int) -> bool:
+        """Delete the key with this id; whether there was one. A server refuses it (401)
+        from its next check of the key (``serve --key-cache-seconds``)."""
+        with self._write() as conn:
+            found = self._fetch(conn, q.KEY_BY_ID, {"id": key_id})
+            if found:
+                self._fetch(conn, q.REVOKE_KEY, {"id": key_id})
+        return bool(found)
 
     # ---- blob access (see store.blobs.BlobAccess) ----------------------------------------
 

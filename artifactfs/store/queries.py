@@ -87,6 +87,12 @@ FOLDER: Select[Any] = sa.select(version_folders.c.listing).where(
     version_folders.c.version_id == _b("vid"), version_folders.c.path == _b("path"))
 KEY: Select[Any] = sa.select(api_keys.c.entity, api_keys.c.read_only).where(
     api_keys.c.key_hash == _b("hash"))
+_KEY_ROW = (api_keys.c.id, api_keys.c.entity, api_keys.c.read_only, api_keys.c.created_at,
+            api_keys.c.key_hash)
+KEYS: Select[Any] = sa.select(*_KEY_ROW).order_by(api_keys.c.id)
+KEY_BY_ID: Select[Any] = sa.select(*_KEY_ROW).where(api_keys.c.id == _b("id"))
+KEY_BY_HASH: Select[Any] = sa.select(*_KEY_ROW).where(api_keys.c.key_hash == _b("hash"))
+REVOKE_KEY: Delete = api_keys.delete().where(api_keys.c.id == _b("id"))
 REACHABLE: Select[Any] = sa.select(blob_access.c.blob_key).where(
     blob_access.c.entity == _b("entity"), blob_access.c.blob_key.in_(_b("keys", expanding=True)))
 VERSION_OF_KEY: Select[Any] = sa.select(commit_keys.c.version_id).where(

@@ -45,11 +45,15 @@ def run_wandb(wandb_python: Path, tmp_path_factory: pytest.TempPathFactory) -> W
                WANDB_CONFIG_DIR=str(home / "config"), WANDB_DIR=str(home / "runs"))
     env.pop("PYTHONPATH", None)  # wandb's python must not import this checkout
 
-    def run(command: str, spec: list[dict[str, Any]], *args: str) -> dict[str, Any]:
+    def run(command: str, spec: list[dict[str, Any]], *args: str,
+            extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+        """``extra_env``: more of wandb's environment (the AWS configuration of an S3
+        service, say)."""
         spec_file = home / f"spec-{os.urandom(4).hex()}.json"
         spec_file.write_text(json.dumps(spec))
         proc = subprocess.run([str(wandb_python), str(SIDE), command, str(spec_file), *args],
-                              env=env, capture_output=True, text=True, timeout=120)
+                              env={**env, **(extra_env or {})}, capture_output=True,
+                              text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         result: dict[str, Any] = json.loads(proc.stdout)
         return result
