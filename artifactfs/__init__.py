@@ -24,7 +24,7 @@ from artifactfs.core.errors import (
 )
 
 if TYPE_CHECKING:
-    from artifactfs.sdk import Api, Artifact, ArtifactManifestEntry, Table
+    from artifactfs.sdk import Api, Artifact, ArtifactManifestEntry, Run, Table, init
 
 __version__ = "0.1.0"
 
@@ -32,7 +32,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # the SDK is imported on first use, so the mount daemon and the CLI's other commands
     # start without it
-    if name in ("Api", "Artifact", "ArtifactManifestEntry", "Table"):
+    if name in ("Api", "Artifact", "ArtifactManifestEntry", "Run", "Table", "init"):
         import artifactfs.sdk
 
         return getattr(artifactfs.sdk, name)
@@ -50,5 +50,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "RegistryUnavailable",
+    "Run",
     "Table",
+    "init",
 ]

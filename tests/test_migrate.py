@@ -44,16 +44,21 @@ def _commit(store: Store, name: str, files: dict[str, bytes], **kwargs: object) 
 
 def make_source(root: Path, *, small_files: int = 3) -> tuple[Store, str]:
     """A store with something in every table: versions with metadata and aliases, a deleted
-    one, a blob larger than a chunk, an API key, a commit key, folder rows."""
+    one, a blob larger than a chunk, an API key, a commit key, folder rows, a run that used
+    one version and logged another."""
     store = Store(root)
     key = store.db.create_key("local")
     store.db.create_key("local", read_only=True)
-    _commit(store, "data", {"a.txt": b"alpha", "dir/b.bin": rand_bytes(CHUNK_SIZE * 2 + 7, 1)},
-            metadata={"rows": 3}, description="first", aliases=("best",))
+    first = _commit(store, "data", {"a.txt": b"alpha",
+                                    "dir/b.bin": rand_bytes(CHUNK_SIZE * 2 + 7, 1)},
+                    metadata={"rows": 3}, description="first", aliases=("best",))
     gone = _commit(store, "data", {"a.txt": b"alpha 2"})
     _commit(store, "data", {f"many/{i}.bin": rand_bytes(3000 + i, 100 + i)
                             for i in range(small_files)}, commit_key="save-0123456789abcdef")
-    _commit(store, "model", {"w.pt": rand_bytes(70_000, 7)}, aliases=("prod",))
+    model = _commit(store, "model", {"w.pt": rand_bytes(70_000, 7)}, aliases=("prod",))
+    run = store.runs.create("local", "proj", job_type="train", config={"lr": 0.1})
+    store.runs.link("local", run.id, first, "used")
+    store.runs.link("local", run.id, model, "logged")
     store.db.delete_version(gone)
     store.db.close()
     return store, key
@@ -99,7 +104,9 @@ def test_migrate_to_postgresql_and_s3_then_serve_every_file(
     assert first.returncode == 0, first.stderr
     assert "blobs: copied 7 " in first.stdout, first.stdout
     assert "7 blobs (1 chunk indexes) at the target" in first.stdout, first.stdout
-    assert table_rows(pg_url) == table_rows(source_url(tmp_path / "src"))
+    copied = table_rows(pg_url)
+    assert copied == table_rows(source_url(tmp_path / "src"))
+    assert (len(copied["runs"]), len(copied["run_links"])) == (1, 2)  # lineage goes too
 
     again = migrate(tmp_path / "src", pg_url, s3_url, aws_env)
     assert again.returncode == 0, again.stderr

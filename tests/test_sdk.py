@@ -724,12 +724,10 @@ def test_corrupted_chunk_gives_digest_mismatch_and_leaves_nothing(
 
 
 @embedded_only
-def test_not_implemented_parts(api: Api, tmp_path: Path) -> None:
+def test_a_draft_has_no_runs(api: Api, tmp_path: Path) -> None:
     art = Artifact("data", "dataset")
-    with pytest.raises(NotImplementedError):
-        art.logged_by()
-    with pytest.raises(NotImplementedError):
-        art.used_by()
+    # runs are implemented (tests/test_runs_sdk.py): a draft has no producer and no users
+    assert art.logged_by() is None and art.used_by() == []
 
 
 # ---- failures midway --------------------------------------------------------------------

@@ -143,7 +143,9 @@ def test_a_store_made_by_the_release_before_alembic_upgrades_with_nothing_lost(
     assert proc.returncode == 1 and "pre-Alembic schema 3" in proc.stdout
 
     store = Store(root)  # adopted at open, as an embedded store always upgraded
-    assert table_rows(db_file) == before
+    after = table_rows(db_file)
+    assert after.pop("runs") == after.pop("run_links") == []  # 0002_runs's tables, empty
+    assert after == before
     with store.db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == \
             HEAD_REVISION
@@ -296,12 +298,12 @@ def test_store_urls_are_checked_in_one_line(tmp_path: Path) -> None:
 # ---- a later revision: what the next schema change will go through ------------------------
 
 _NEXT_REVISION = '''
-"""A test's revision after 0001: one table more."""
+"""A test's revision after the package's own: one table more."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_test_extra"
-down_revision = "0001_schema_3"
+revision = "0003_test_extra"
+down_revision = "0002_runs"
 branch_labels = None
 depends_on = None
 
@@ -309,14 +311,14 @@ depends_on = None
 def upgrade() -> None:
     op.create_table("test_extra", sa.Column("id", sa.Integer, primary_key=True))
     if op.get_bind().dialect.name == "sqlite":
-        op.execute("PRAGMA user_version = 4")  # as docs/database.md asks of the next one
+        op.execute("PRAGMA user_version = 5")  # as each revision after 0001 should
 '''
 
 
 @pytest.fixture
 def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   pg_cluster: PgCluster) -> Callable[[str], str]:
-    """``add(text)`` makes ``text`` this code's revision 0002, after the package's own.
+    """``add(text)`` makes ``text`` this code's revision 0003, after the package's own.
 
     (The cluster is started first: its template database must be made by the package's
     revisions alone.)
@@ -329,9 +331,9 @@ def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(database, "_MIGRATIONS", folder)
 
     def add(text: str) -> str:
-        (folder / "versions" / "0002_test_extra.py").write_text(text)
-        monkeypatch.setattr(database, "HEAD_REVISION", "0002_test_extra")
-        return "0002_test_extra"
+        (folder / "versions" / "0003_test_extra.py").write_text(text)
+        monkeypatch.setattr(database, "HEAD_REVISION", "0003_test_extra")
+        return "0003_test_extra"
 
     return add
 
@@ -351,9 +353,10 @@ def test_a_pre_alembic_store_is_stamped_then_upgraded_by_later_revisions(
     assert _revision(store) == head
     after = table_rows(root / "registry.sqlite3")
     assert after.pop("test_extra") == []
+    assert after.pop("runs") == after.pop("run_links") == []  # 0002_runs's tables
     assert after == before
     with store.db.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA user_version").scalar() == 4
+        assert conn.exec_driver_sql("PRAGMA user_version").scalar() == 5
 
 
 def test_postgresql_at_an_older_revision_waits_for_db_upgrade(
@@ -364,15 +367,15 @@ def test_postgresql_at_an_older_revision_waits_for_db_upgrade(
     from artifactfs.store.database import create_db_engine, upgrade_database
 
     blobs = (tmp_path / "b").as_uri()
-    with pytest.raises(SchemaMismatch, match="revision 0001_schema_3; this artifactfs needs "
-                                             "revision 0002_test_extra; run: artifactfs db"):
+    with pytest.raises(SchemaMismatch, match="revision 0002_runs; this artifactfs needs "
+                                             "revision 0003_test_extra; run: artifactfs db"):
         Store(db=pg_url, blobs=blobs)
     engine = create_db_engine(make_url(pg_url).set(drivername="postgresql+psycopg"))
     try:
         before, after = upgrade_database(engine)
     finally:
         engine.dispose()
-    assert (before.revision, after.revision) == ("0001_schema_3", head)
+    assert (before.revision, after.revision) == ("0002_runs", head)
     assert _revision(Store(db=pg_url, blobs=blobs)) == head
 
 
@@ -383,11 +386,11 @@ def test_a_revision_that_fails_leaves_the_schema_as_it_was(
     engines): one that fails half-way leaves neither its table nor its revision."""
     import artifactfs.store.database as database
 
-    store = open_store()  # at 0001, all the package's revisions
+    store = open_store()  # at 0002_runs, all the package's revisions
     store.db.close()
     next_revision(_NEXT_REVISION.replace(
-        '        op.execute("PRAGMA user_version = 4")',
-        '        op.execute("PRAGMA user_version = 4")\n'
+        '        op.execute("PRAGMA user_version = 5")',
+        '        op.execute("PRAGMA user_version = 5")\n'
         '    raise RuntimeError("a revision that fails half-way")'))
     engine = store.db.engine
     with pytest.raises(RuntimeError, match="half-way"):
@@ -395,7 +398,7 @@ def test_a_revision_that_fails_leaves_the_schema_as_it_was(
     with engine.connect() as conn:
         state = database.schema_state(conn)
         tables = sa_inspect(conn).get_table_names()
-    assert state.revision == "0001_schema_3"
+    assert state.revision == "0002_runs"
     assert "test_extra" not in tables
     if engine_name == "sqlite":
-        assert state.user_version == 3
+        assert state.user_version == 4  # 0002_runs's; the failed revision's 5 undone

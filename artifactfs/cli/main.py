@@ -22,6 +22,7 @@ from artifactfs.cli.common import confirm, make_api, user_errors
 from artifactfs.cli.db import db
 from artifactfs.cli.gc import gc
 from artifactfs.cli.keys import key_list, key_revoke
+from artifactfs.cli.lineage import lineage
 from artifactfs.cli.migrate import migrate
 from artifactfs.cli.mount import mount, umount
 from artifactfs.cli.output import (
@@ -296,6 +297,7 @@ cli.add_command(alias_group)
 cli.add_command(cache)
 key.add_command(key_list)
 key.add_command(key_revoke)
+cli.add_command(lineage)
 
 
 def main() -> None:

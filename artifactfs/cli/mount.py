@@ -9,6 +9,7 @@ detected (the kernel answers ENOTCONN) and unmounted before mounting again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -27,6 +28,7 @@ import click
 from artifactfs.cli.output import fail
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError
+from artifactfs.core.runs import validate_run_id
 from artifactfs.files import private_folder
 from artifactfs.fs.mounts import FSTYPE, fuse_mount_type, is_stale, unmount
 from artifactfs.fs.options import MountOptions, option_default
@@ -135,12 +137,17 @@ def _check_mountpoint(mountpoint: Path, allow_non_empty: bool) -> None:
               help="Daemon log (default under ~/.local/state/artifactfs/logs/).")
 @click.option("--allow-non-empty", is_flag=True,
               help="Mount over a folder that holds files (they are hidden while mounted).")
+@click.option("--run", "run_id", envvar="ARTIFACTFS_RUN_ID", default=None,
+              help="Record that this run (an id from artifactfs.init()) used each version "
+                   "read, once per version at its first read. A read-only key may record "
+                   "it. Default: $ARTIFACTFS_RUN_ID; unset, nothing is recorded.")
 @click.option("--debug", is_flag=True, help="Log every request (very verbose).")
 def mount(
     mountpoint: Path, foreground: bool, alias_timeout: float, read_timeout: float,
     threads: int, memory_mb: int, readahead: int, request_size: int, prefetch_files: int,
     kernel_readahead: int, read_only: bool, open_per_file: bool, allow_other: bool,
-    staging_dir: Path | None, log_file: Path | None, allow_non_empty: bool, debug: bool,
+    staging_dir: Path | None, log_file: Path | None, allow_non_empty: bool, run_id: str | None,
+    debug: bool,
 ) -> None:
     """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders.
 
@@ -158,6 +165,7 @@ def mount(
       artifactfs save /mnt/art/vision/dataset/mnist:latest -m "add extra.csv"
       artifactfs umount /mnt/art
       artifactfs mount --read-only /mnt/train   # what a training job reads from
+      artifactfs mount --read-only --run 1a2b3c4d /mnt/train   # lineage: records its reads
     """
     config = Config.from_env()
     mountpoint = mountpoint.expanduser().absolute()
@@ -170,6 +178,11 @@ def mount(
         config.cache_size  # noqa: B018 -- read here, not first in the daemon: said on stderr
     except ArtifactFSError as exc:
         fail(str(exc))
+    if run_id is not None:
+        try:
+            validate_run_id(run_id)
+        except ArtifactFSError as exc:
+            fail(f"--run: {exc}")
     _check_mountpoint(mountpoint, allow_non_empty)
     default_log = log_file is None
     log_file = (log_file or _log_path(config, mountpoint)).absolute()
@@ -195,6 +208,7 @@ def mount(
         read_only=read_only, open_per_file=open_per_file, allow_other=allow_other,
         debug=debug,
     )
+    options = dataclasses.replace(options, run_id=run_id or None)
 
     def serve() -> None:
         from artifactfs.fs.daemon import serve_mount

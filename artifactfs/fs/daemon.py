@@ -31,6 +31,7 @@ from artifactfs.fs.reader import VerifiedReader
 from artifactfs.fs.saving import FolderCommands
 from artifactfs.fs.staging import Staging
 from artifactfs.fs.tree import Tree
+from artifactfs.fs.uses import UseRecorder
 from artifactfs.fs.writes import FolderWriter
 from artifactfs.registry import open_registry, with_key_entity
 
@@ -109,6 +110,12 @@ def serve_mount(
     )
     writer = FolderWriter(tree, content, blocking, unbounded, local)
     ops = ArtifactOperations(tree, reader, writer, options, no_open=no_open_reads(options))
+    if options.run_id is not None:
+        # the run must be there (and the key's entity's) before the mount is: a job whose
+        # uses could never be recorded is told at once, not by a warning per version
+        run = registry.run(config.entity, options.run_id)
+        ops.uses = UseRecorder(registry, config.entity, run.id, blocking)
+        log.info("recording the versions read as used by run %s (%s)", run.id, run.path)
     commands = FolderCommands(tree, blocking, unbounded, local, ops.writers)
     control_path, control_folder = control_socket_path(config.runtime_dir, mount_id)
     ops.control_address = str(control_path)

@@ -41,6 +41,7 @@ from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import ReadAhead, SiblingWindow, VerifiedReader
 from artifactfs.fs.staging import StagedFile, StagedFolder
 from artifactfs.fs.tree import Kind, Node, Tree
+from artifactfs.fs.uses import UseRecorder
 from artifactfs.fs.writes import FolderWriter
 
 __all__ = ["ArtifactOperations"]
@@ -159,6 +160,7 @@ class ArtifactOperations(pyfuse3.Operations):
         self.writer = writer
         self.options = options
         self.nursery: trio.Nursery | None = None  # set by the daemon before serving
+        self.uses: UseRecorder | None = None  # --run: set by the daemon (fs/uses.py)
         self.control_address = ""
         self._handles: dict[int, OpenFile] = {}
         self._dir_handles: dict[int, _Listing] = {}
@@ -530,6 +532,8 @@ class ArtifactOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EIO) from None
         if nursery is not None and sequential and first_read:
             self.reader.schedule_readahead(nursery, entry, ahead, off, size)
+        if self.uses is not None and nursery is not None:
+            self.uses.read_from(nursery, node.version)
         return data
 
     @barrier
@@ -719,6 +723,10 @@ class ArtifactOperations(pyfuse3.Operations):
             "no_open": self.no_open,
             "read_only": self.tree.read_only,
             "pid": os.getpid(),
+            # --run: the run, and the uses recorded and failed (fs/uses.py)
+            "run": self.uses.run_id if self.uses else None,
+            "uses_recorded": self.uses.recorded if self.uses else 0,
+            "uses_failed": self.uses.failed if self.uses else 0,
         }
 
     def _user_xattrs(self, node: Node) -> dict[str, bytes]:

@@ -44,6 +44,8 @@ class MountOptions:
     """Keep sending every open to the daemon on a read-only mount (no no-open)."""
     allow_other: bool = False
     debug: bool = False
+    run_id: str | None = None
+    """``--run``: the run whose reads are recorded, once per version (fs/uses.py)."""
 
 
 _DEFAULTS: dict[str, Any] = {

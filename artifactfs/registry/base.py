@@ -17,6 +17,7 @@ from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.folders import FolderListing
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, CommittedVersion, VersionInfo
+from artifactfs.core.runs import RunInfo
 
 __all__ = ["Registry"]
 
@@ -137,6 +138,37 @@ class Registry(ABC):
 
     @abstractmethod
     def chunk_index(self, digest: str) -> ChunkIndex | None: ...
+
+    # runs and lineage (core/runs.py; the store's side: store/runs.py)
+    @abstractmethod
+    def create_run(self, entity: str, project: str, *, name: str | None = None,
+                   job_type: str | None = None, config: dict[str, Any] | None = None,
+                   run_id: str | None = None) -> RunInfo:
+        """A new run of ``entity``'s ``project``, running; ``run_id`` None: a fresh id.
+        Sending the same creation again returns the run it made (store/runs.py)."""
+
+    @abstractmethod
+    def run(self, entity: str, run_id: str) -> RunInfo:
+        """The run; NotFound for one that is not the entity's."""
+
+    @abstractmethod
+    def finish_run(self, entity: str, run_id: str, state: str) -> RunInfo:
+        """End a running run as ``finished`` or ``failed`` (an ended one stays as it is)."""
+
+    @abstractmethod
+    def link_run(self, entity: str, run_id: str, version_id: str, kind: str) -> None:
+        """Record that the run ``logged`` or ``used`` a version (once; again is a no-op).
+        A read-only key may record a use, of a version its entity can read: a training
+        job's mount reads with one."""
+
+    @abstractmethod
+    def run_versions(self, entity: str, run_id: str, kind: str) -> list[VersionInfo]:
+        """The committed versions the run logged or used."""
+
+    @abstractmethod
+    def version_runs(self, entity: str, version_id: str, kind: str) -> list[RunInfo]:
+        """The runs that logged or used the version, in the order they did (the first to
+        log it is its producer)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

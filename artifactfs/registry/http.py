@@ -54,6 +54,7 @@ from artifactfs.core.folders import (
 )
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, CommittedVersion, VersionInfo
+from artifactfs.core.runs import RunInfo, new_run_id
 from artifactfs.core.wire import (
     API_PREFIX,
     BATCH_MAX_BLOBS,
@@ -654,6 +655,38 @@ class HttpRegistry(Registry):
         if response.status_code == 204 or not response.content:
             return None
         return ChunkIndex.from_bytes(response.content)
+
+    # ---- runs (routes under the entity: server/runs.py) -----------------------------------
+
+    def _runs(self, entity: str) -> str:
+        return f"/entities/{_q(entity)}/runs"
+
+    def create_run(self, entity: str, project: str, *, name: str | None = None,
+                   job_type: str | None = None, config: dict[str, Any] | None = None,
+                   run_id: str | None = None) -> RunInfo:
+        # the id is chosen here, so that a creation retried after a lost answer finds the
+        # run the first one made instead of making a second
+        body = {"id": run_id or new_run_id(), "project": project, "name": name,
+                "job_type": job_type, "config": config}
+        return RunInfo.from_dict(self._json("POST", self._runs(entity), json=body))
+
+    def run(self, entity: str, run_id: str) -> RunInfo:
+        return RunInfo.from_dict(self._json("GET", f"{self._runs(entity)}/{_q(run_id)}"))
+
+    def finish_run(self, entity: str, run_id: str, state: str) -> RunInfo:
+        return RunInfo.from_dict(self._json("PATCH", f"{self._runs(entity)}/{_q(run_id)}",
+                                            json={"state": state}))
+
+    def link_run(self, entity: str, run_id: str, version_id: str, kind: str) -> None:
+        self._json("PUT", f"{self._runs(entity)}/{_q(run_id)}/{_q(kind)}/{_q(version_id)}")
+
+    def run_versions(self, entity: str, run_id: str, kind: str) -> list[VersionInfo]:
+        raw = self._json("GET", f"{self._runs(entity)}/{_q(run_id)}/{_q(kind)}")
+        return [VersionInfo.from_dict(v) for v in raw]
+
+    def version_runs(self, entity: str, version_id: str, kind: str) -> list[RunInfo]:
+        path = f"/entities/{_q(entity)}/versions/{_q(version_id)}/runs/{_q(kind)}"
+        return [RunInfo.from_dict(r) for r in self._json("GET", path)]
 
 
 def _said(response: httpx.Response) -> str:

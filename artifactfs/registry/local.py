@@ -10,6 +10,7 @@ from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.folders import FolderListing, check_folder_path, parse_stored
 from artifactfs.core.manifest import Manifest
 from artifactfs.core.records import CollectionInfo, CommittedVersion, VersionInfo
+from artifactfs.core.runs import RunInfo
 from artifactfs.registry.base import Registry
 
 if TYPE_CHECKING:  # the caller opens the store: a client of a server never loads it
@@ -117,3 +118,26 @@ class LocalRegistry(Registry):
 
     def chunk_index(self, digest: str) -> ChunkIndex | None:
         return self.store.access.chunk_index(None, digest)
+
+    # runs: the store's own entity checks (store/runs.py); an embedded store has no keys
+
+    def create_run(self, entity: str, project: str, *, name: str | None = None,
+                   job_type: str | None = None, config: dict[str, Any] | None = None,
+                   run_id: str | None = None) -> RunInfo:
+        return self.store.runs.create(entity, project, name=name, job_type=job_type,
+                                      config=config, run_id=run_id)
+
+    def run(self, entity: str, run_id: str) -> RunInfo:
+        return self.store.runs.get(entity, run_id)
+
+    def finish_run(self, entity: str, run_id: str, state: str) -> RunInfo:
+        return self.store.runs.finish(entity, run_id, state)
+
+    def link_run(self, entity: str, run_id: str, version_id: str, kind: str) -> None:
+        self.store.runs.link(entity, run_id, version_id, kind)
+
+    def run_versions(self, entity: str, run_id: str, kind: str) -> list[VersionInfo]:
+        return self.store.runs.versions_of(entity, run_id, kind)
+
+    def version_runs(self, entity: str, version_id: str, kind: str) -> list[RunInfo]:
+        return self.store.runs.runs_of(entity, version_id, kind)

@@ -6,12 +6,16 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from artifactfs.core.errors import NotFound
+from artifactfs.core.errors import InvalidName, NotFound
+from artifactfs.core.names import validate_name
 from artifactfs.sdk.artifact import Artifact
 from artifactfs.sdk.client import Client, ProgressFactory
 from artifactfs.sdk.wandb_io import export_wandb, import_wandb
+
+if TYPE_CHECKING:
+    from artifactfs.sdk.run import Run  # run.py imports this module
 
 __all__ = ["Api", "ArtifactCollection", "ArtifactType", "ProgressFactory", "Project"]
 
@@ -135,3 +139,18 @@ class Api(Client):
         ``root`` unless ``manifest_path`` says where) for wandb's ``from_manifest_json``;
         return the manifest's path. See ``artifactfs.sdk.wandb_io.export_wandb``."""
         return export_wandb(self.artifact(name), root, manifest_path)
+
+    def run(self, path: str) -> Run:
+        """The run ``[[ENTITY/]PROJECT/]RUN_ID`` (W&B's ``Api.run``); NotFound when the
+        entity has no such run, or it is of another project."""
+        from artifactfs.sdk.run import Run
+
+        parts = path.split("/") if isinstance(path, str) else []
+        if not 1 <= len(parts) <= 3:
+            raise InvalidName(f"run path {path!r} must have the form "
+                              "[[ENTITY/]PROJECT/]RUN_ID")
+        entity = validate_name(parts[0], "entity") if len(parts) == 3 else self.config.entity
+        info = self.registry.run(entity, parts[-1])
+        if len(parts) >= 2 and info.project != validate_name(parts[-2], "project"):
+            raise NotFound(f"run {info.id} is of project {info.project}, not {parts[-2]}")
+        return Run(self, info)

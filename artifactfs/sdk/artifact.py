@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from artifactfs.core.artifact_refs import (
     MAX_CHAIN,
@@ -63,6 +63,9 @@ from artifactfs.sdk.posix import (
     set_executable,
 )
 from artifactfs.sdk.references import reference_entries
+
+if TYPE_CHECKING:
+    from artifactfs.sdk.run import Run
 
 __all__ = ["Artifact"]
 
@@ -516,11 +519,27 @@ class Artifact:
     def files(self) -> list[ArtifactManifestEntry]:
         return [ArtifactManifestEntry(self, e, self._local.get(e.path)) for e in self.manifest]
 
-    def logged_by(self) -> Any:
-        raise NotImplementedError(f"logged_by (runs) {_NOT_YET}")
+    def logged_by(self) -> Run | None:
+        """The run that logged (made) this version (``Run.log_artifact``): the first, when
+        later runs logged the same content again; None when none did, or for a draft."""
+        from artifactfs.sdk.run import Run  # run.py imports this module
 
-    def used_by(self) -> list[Any]:
-        raise NotImplementedError(f"used_by (runs) {_NOT_YET}")
+        if not self._committed:
+            return None
+        assert self._info is not None
+        found = self._api.registry.version_runs(self._info.entity, self._info.id, "logged")
+        return Run(self._api, found[0]) if found else None
+
+    def used_by(self) -> list[Run]:
+        """The runs that used (read) this version, oldest first: by ``Run.use_artifact``
+        or a mount with ``--run``. Empty for a draft."""
+        from artifactfs.sdk.run import Run
+
+        if not self._committed:
+            return []
+        assert self._info is not None
+        found = self._api.registry.version_runs(self._info.entity, self._info.id, "used")
+        return [Run(self._api, info) for info in found]
 
     # ---- saving ---------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ from artifactfs.core.wire import (
     status_for,
 )
 from artifactfs.server.health import HEALTH_PATH, Health
+from artifactfs.server.runs import read_only_allowed, run_routes
 from artifactfs.store import Store
 from artifactfs.store.blobs import signed_blob_url
 from artifactfs.store.blobstore import BatchTooLarge, ByteStream
@@ -610,7 +611,7 @@ class AuthAndLog:
                 return
             entity, read_only = found
             writes = scope["method"] not in ("GET", "HEAD") and scope["path"] not in _READ_POSTS
-            if read_only and writes:
+            if read_only and writes and not read_only_allowed(scope["method"], scope["path"]):
                 resp = _error(403, "PermissionDenied", "this API key is read-only")
                 await resp(scope, receive, send_logged)
                 return
@@ -779,6 +780,7 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
         Route(b + "/chunks", _handle(r.chunk_index)),
         Route(b + "/uploads", _handle(r.start_upload), methods=["POST"]),
         Route(b + "/uploaded", _handle(r.finish_upload), methods=["POST"]),
+        *run_routes(r, _handle),  # runs and lineage (server/runs.py)
     ]
     return Starlette(
         routes=routes,

@@ -66,6 +66,8 @@ from artifactfs.store.schema import (
     commit_keys,
     entities,
     projects,
+    run_links,
+    runs,
     version_folders,
     versions,
 )
@@ -74,7 +76,7 @@ __all__ = ["TABLES", "MigrationReport", "migrate_store"]
 
 TABLES: tuple[sa.Table, ...] = (
     entities, projects, collections, versions, aliases, api_keys, blob_access, commit_keys,
-    version_folders,
+    version_folders, runs, run_links,
 )
 """Every table, in an order where a row's foreign keys point at rows copied before it."""
 

@@ -41,11 +41,13 @@ __all__ = [
     "entities",
     "metadata",
     "projects",
+    "run_links",
+    "runs",
     "version_folders",
     "versions",
 ]
 
-HEAD_REVISION = "0001_schema_3"
+HEAD_REVISION = "0002_runs"
 """The Alembic revision these tables are, so that opening a current store needs no Alembic
 (importing it and reading its scripts cost about 100 ms a process). A test checks that it
 is the head of ``migrations/versions``."""
@@ -136,3 +138,31 @@ version_folders = Table(
     Column("listing", Text, nullable=False),
     PrimaryKeyConstraint("version_id", "path"),
 )
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Text, primary_key=True),
+    Column("entity", Text, nullable=False),
+    Column("project", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("job_type", Text),
+    Column("state", Text, nullable=False),
+    Column("config", Text, nullable=False, server_default="{}"),
+    Column("created_at", Double, nullable=False),
+    Column("finished_at", Double),
+    Index("runs_by_project", "entity", "project"),
+)
+"""Runs (core/runs.py). The entity is a name, as in ``api_keys``: a run may start before its
+entity has any artifact (the ``entities`` row is made by a first commit)."""
+
+run_links = Table(
+    "run_links", metadata,
+    Column("run_id", Text, ForeignKey("runs.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("version_id", Text, ForeignKey("versions.id"), nullable=False),
+    Column("created_at", Double, nullable=False),
+    PrimaryKeyConstraint("run_id", "kind", "version_id"),
+    Index("run_links_by_version", "version_id", "kind"),
+)
+"""A run logged (made) or used (read) a version: the lineage. The key makes a link once
+however often it is recorded (a mount records a use at every start)."""

@@ -30,6 +30,7 @@ from artifactfs.store.blobs import BlobAccess, BlobDir
 from artifactfs.store.blobstore import BlobStore
 from artifactfs.store.database import blobs_folder, parse_db_url, shown_url, sqlite_url
 from artifactfs.store.metadata import MetadataDB
+from artifactfs.store.runs import RunRecords
 from artifactfs.store.sweeplock import sweep_lock
 
 __all__ = ["Store"]
@@ -86,6 +87,7 @@ class Store:
         self.blobs: BlobStore = store_blobs
         self.db = MetadataDB(db_url, upgrade=upgrade)
         self.access = BlobAccess(self.blobs, self.db)  # the blob folder as one entity sees it
+        self.runs = RunRecords(self.db)  # runs and lineage (store/runs.py)
         # held by a commit from its blob check to its version's insert (store/sweeplock.py)
         self.sweep_lock = sweep_lock(self.db.engine)
 
