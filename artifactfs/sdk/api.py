@@ -6,16 +6,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from artifactfs.core.errors import InvalidName, NotFound
 from artifactfs.core.names import validate_name
 from artifactfs.sdk.artifact import Artifact
 from artifactfs.sdk.client import Client, ProgressFactory
+from artifactfs.sdk.run import Run
 from artifactfs.sdk.wandb_io import export_wandb, import_wandb
-
-if TYPE_CHECKING:
-    from artifactfs.sdk.run import Run  # run.py imports this module
 
 __all__ = ["Api", "ArtifactCollection", "ArtifactType", "ProgressFactory", "Project"]
 
@@ -143,8 +141,6 @@ class Api(Client):
     def run(self, path: str) -> Run:
         """The run ``[[ENTITY/]PROJECT/]RUN_ID`` (W&B's ``Api.run``); NotFound when the
         entity has no such run, or it is of another project."""
-        from artifactfs.sdk.run import Run
-
         parts = path.split("/") if isinstance(path, str) else []
         if not 1 <= len(parts) <= 3:
             raise InvalidName(f"run path {path!r} must have the form "

@@ -355,30 +355,20 @@ def import_wandb(
 
 
 def wandb_manifest_json(manifest: Manifest) -> dict[str, Any]:
-    """A manifest as W&B's ``to_manifest_json()`` writes one, for ``from_manifest_json``.
-
-    Entries keep W&B's keys only, and of ``extra`` everything but ``chunkIndexSha256`` and
-    ``md5`` (see the module's docstring). An XXH128 artifact also gets the top-level
-    ``digestAlgorithm`` key, which W&B ignores and ``import`` reads.
-    """
+    """A manifest as W&B's ``to_manifest_json()`` writes one, for ``from_manifest_json``:
+    ``manifest.to_manifest_json()`` with entries sorted by path and, of ``extra``,
+    everything but ``chunkIndexSha256`` and ``md5`` (see the module's docstring). An XXH128
+    artifact also gets the top-level ``digestAlgorithm`` key, which W&B ignores and
+    ``import`` reads."""
+    top = manifest.to_manifest_json()
     contents: dict[str, Any] = {}
-    for path, entry in sorted(manifest.entries.items()):
-        out: dict[str, Any] = {"digest": entry.digest}
-        if entry.ref is not None:
-            out["ref"] = entry.ref
-        if entry.birth_artifact_id is not None:
-            out["birthArtifactID"] = entry.birth_artifact_id
-        out["size"] = entry.size
-        extra = {k: v for k, v in entry.extra.items() if k not in _STORAGE_EXTRA_KEYS}
+    for path in sorted(top["contents"]):
+        out = top["contents"][path]
+        extra = {k: v for k, v in out.pop("extra", {}).items() if k not in _STORAGE_EXTRA_KEYS}
         if extra:
             out["extra"] = extra
         contents[path] = out
-    top: dict[str, Any] = {
-        "version": 1,
-        "storagePolicy": STORAGE_POLICY,
-        "storagePolicyConfig": dict(manifest.storage_policy_config),
-        "contents": contents,
-    }
+    top["contents"] = contents
     if manifest.digest_algorithm != MD5:
         top[DIGEST_ALGORITHM_KEY] = manifest.digest_algorithm
     return top
