@@ -39,3 +39,18 @@ def test_shell_completion_works_as_the_readme_says(tmp_path: Path) -> None:
                                                  "PATH": "/usr/bin:/bin"},
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "artifactfs" in proc.stdout, shell
+
+
+def test_a_misspelled_name_suggests_the_close_one(run_cli, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src", {"a.txt": b"a"})
+    run_cli("push", str(src), "vision/mnist", "--type", "dataset", "--alias", "best",
+            check=True)
+    for typed, meant in [("vison/mnist", "vision/mnist:latest"),
+                         ("vision/mnsit", "vision/mnist:latest"),
+                         ("vision/mnist:bets", "vision/mnist:best"),
+                         ("vision/mnist:lates", "vision/mnist:latest")]:
+        proc = run_cli("download", typed, "--root", str(tmp_path / "out"))
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().endswith(f"not found; did you mean {meant}?"), proc.stderr
+    far = run_cli("download", "vision/zzzzzz")
+    assert far.stderr.strip() == "error: artifact local/vision/zzzzzz:latest not found"
