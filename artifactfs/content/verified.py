@@ -1,7 +1,7 @@
 """Verified bytes of manifest entries, through the shared cache.
 
 This is the one place bytes come from for both the SDK and the mount. It enforces
-DESIGN.md decision 2: an entry no larger than one chunk is fetched whole and its MD5 checked
+docs/architecture.md, "Verification": an entry no larger than one chunk is fetched whole and its MD5 checked
 (and its XXH128 digest, for an entry that has one: the MD5 names its blob, the XXH128 digest
 is what the manifest says of it);
 a larger one is fetched chunk by chunk, each checked against the blob's chunk index, whose
