@@ -54,3 +54,17 @@ def test_a_misspelled_name_suggests_the_close_one(run_cli, tmp_path: Path) -> No
         assert proc.stderr.strip().endswith(f"not found; did you mean {meant}?"), proc.stderr
     far = run_cli("download", "vision/zzzzzz")
     assert far.stderr.strip() == "error: artifact local/vision/zzzzzz:latest not found"
+
+
+def test_versions_are_printed_as_they_are_typed_back(run_cli, tmp_path: Path) -> None:
+    """push, verify and delete print one form: PROJECT/NAME:vN in the entity the command
+    works in, ENTITY/PROJECT/NAME:vN in another (push printed the first and verify the
+    second)."""
+    src = make_tree(tmp_path / "src", {"a.txt": b"a"})
+    assert run_cli("push", str(src), "vision/mnist", "--type", "dataset",
+                   check=True).stdout.strip() == "vision/mnist:v0"
+    run_cli("download", "vision/mnist", "--root", str(tmp_path / "out"), check=True)
+    verified = run_cli("verify", "vision/mnist", "--root", str(tmp_path / "out"), check=True)
+    assert verified.stdout.strip().endswith("matches vision/mnist:v0")
+    assert run_cli("push", str(src), "vision/mnist", "--type", "dataset",
+                   check=True).stdout.strip() == "unchanged: vision/mnist:v0"
