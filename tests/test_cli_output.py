@@ -3,6 +3,7 @@ quietly, where it said ``error: [Errno 32] Broken pipe``."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -68,3 +69,17 @@ def test_versions_are_printed_as_they_are_typed_back(run_cli, tmp_path: Path) ->
     assert verified.stdout.strip().endswith("matches vision/mnist:v0")
     assert run_cli("push", str(src), "vision/mnist", "--type", "dataset",
                    check=True).stdout.strip() == "unchanged: vision/mnist:v0"
+
+
+def test_download_gives_files_the_mode_the_umask_says(run_cli, tmp_path: Path,
+                                                     env: dict[str, str]) -> None:
+    """As cp, git or tar would: 0666 less the umask (0600 whatever the umask before)."""
+    src = make_tree(tmp_path / "src", {"a.txt": b"a", "sub/b.txt": b"b"})
+    run_cli("push", str(src), "vision/m", "--type", "dataset", check=True)
+    for umask, mode in ((0o002, 0o664), (0o022, 0o644), (0o077, 0o600)):
+        out = tmp_path / f"out-{umask:o}"
+        subprocess.run([ARTIFACTFS, "download", "vision/m", "--root", str(out)], env=env,
+                       check=True, capture_output=True, timeout=60,
+                       preexec_fn=lambda u=umask: os.umask(u))
+        assert {p: (out / p).stat().st_mode & 0o777 for p in ("a.txt", "sub/b.txt")} == {
+            "a.txt": mode, "sub/b.txt": mode}, f"umask {umask:o}"
