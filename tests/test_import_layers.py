@@ -84,7 +84,7 @@ def test_modules_import_one_way() -> None:
         path.append(module)
         for nxt in sorted(edges[module]):
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = [*path[path.index(nxt):], nxt]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt)
