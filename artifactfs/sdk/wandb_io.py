@@ -57,6 +57,7 @@ from artifactfs.core.manifest import (
 )
 from artifactfs.core.names import LATEST, validate_alias, validate_type
 from artifactfs.core.posix import check_symlink_entry, symlink_target
+from artifactfs.core.references import check_no_credentials
 from artifactfs.files import atomic_writer, hash_file
 from artifactfs.sdk.artifact import Artifact, run_parallel
 from artifactfs.sdk.client import Client
@@ -205,6 +206,7 @@ def plan_import(
     # a bad reference, path or size, before any file is read; all but W&B's XXH128 files,
     # which are refused until hashed (a registry names their blobs by an MD5 they lack)
     validate_for_commit(Manifest(e for e in manifest if e.ref is not None or e.algorithm == MD5))
+    check_no_credentials(manifest)
     base = Path(root)
     if not base.is_dir():
         raise ValueError(f"{root} is not a folder")
