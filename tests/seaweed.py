@@ -109,10 +109,14 @@ class SeaweedS3:
     def client(self, endpoint: str | None = None) -> Any:
         """A boto3 client with the keys, at ``endpoint`` (the gateway's when None)."""
         import boto3
+        import botocore.config
 
+        # weed answers an occasional 500 InternalError while a 2-core machine is loaded:
+        # a test's own setup retries it more than boto3's default three attempts
         return boto3.session.Session().client(
             "s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key)
+            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            config=botocore.config.Config(retries={"max_attempts": 8, "mode": "standard"}))
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         """Until the bucket exists and takes an object: the gateway answers before the

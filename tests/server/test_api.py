@@ -1052,6 +1052,7 @@ def test_http_client_remembers_where_blob_reads_were_sent(
             assert client.read_blob(digest, n * CHUNK_SIZE, (n + 1) * CHUNK_SIZE) == (
                 data[n * CHUNK_SIZE : (n + 1) * CHUNK_SIZE]
             )
+        wait_until(lambda: f'"GET /api/v1/blobs/{key}" 307' in reg.server.log_text())
         asked = reg.server.log_text().count(f'"GET /api/v1/blobs/{key}" 307')
         assert asked == 1  # the later reads went straight to the static server
         seen = static.requests()
@@ -1062,6 +1063,10 @@ def test_http_client_remembers_where_blob_reads_were_sent(
         client._redirects[key] = dead
         assert client.read_blob(digest, 5, 500) == data[5:500]
         assert unsigned(client._redirects.get(key)) == f"{static.url}/blobs/{key[:2]}/{key}"
+        # the server writes a request's log line once its answer is sent: give it the
+        # moment (a loaded machine had not yet, and this read 1)
+        assert wait_until(lambda: reg.server.log_text().count(
+            f'"GET /api/v1/blobs/{key}" 307') >= 2)
         assert reg.server.log_text().count(f'"GET /api/v1/blobs/{key}" 307') == 2
     finally:
         client.close()
