@@ -88,6 +88,10 @@ def quantile(read_seconds: dict[str, Any], q: float) -> float | None:
     return None
 
 
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return "more than the last bucket"
@@ -130,9 +134,9 @@ def stats(mountpoint: Path, as_json: bool) -> None:
                    f"{_ms(quantile(reads, 0.5))}, p99 at most {_ms(quantile(reads, 0.99))})")
     else:
         click.echo("reads:     none yet")
-    click.echo(f"staged:    {found.get('staged_files', 0)} files, "
+    click.echo(f"staged:    {_count(int(found.get('staged_files', 0)), 'file')}, "
                f"{human_size(int(found.get('staged_bytes', 0)))} in "
-               f"{found.get('staged_folders', 0)} folders")
+               f"{_count(int(found.get('staged_folders', 0)), 'folder')}")
     click.echo(f"folders:   {found.get('folder_fetches', 0)} listings fetched in "
                f"{found.get('folder_requests', 0)} requests; "
                f"{found.get('manifest_fetches', 0)} manifests")

@@ -139,7 +139,7 @@ def test_a_write_into_an_alias_folder_shows_as_staged_bytes(
     assert after["artifactfs_mount_staged_bytes"] == 12_345
     assert after["artifactfs_mount_staged_folders"] == 1
     text = stats_cli(run_cli, mount).stdout
-    assert "staged:    1 files, 12.1 KiB in 1 folders" in text
+    assert "staged:    1 file, 12.1 KiB in 1 folder" in text
 
 
 @pytest.mark.parametrize("transport", ["embedded"], indirect=True)
