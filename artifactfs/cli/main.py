@@ -35,6 +35,7 @@ from artifactfs.cli.output import (
 )
 from artifactfs.cli.serve import key, serve
 from artifactfs.cli.staged import discard, save, status
+from artifactfs.cli.stats import stats
 from artifactfs.cli.wandb_io import export, import_
 from artifactfs.core.errors import Conflict, NotFound
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
@@ -300,6 +301,7 @@ cli.add_command(cache)
 key.add_command(key_list)
 key.add_command(key_revoke)
 cli.add_command(lineage)
+cli.add_command(stats)
 
 
 def main() -> None:

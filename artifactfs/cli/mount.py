@@ -141,13 +141,17 @@ def _check_mountpoint(mountpoint: Path, allow_non_empty: bool) -> None:
               help="Record that this run (an id from artifactfs.init()) used each version "
                    "read, once per version at its first read. A read-only key may record "
                    "it. Default: $ARTIFACTFS_RUN_ID; unset, nothing is recorded.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (loopback "
+                   "only; 0 picks a free port, shown by 'artifactfs stats'). Default: none "
+                   "(docs/metrics.md).")
 @click.option("--debug", is_flag=True, help="Log every request (very verbose).")
 def mount(
     mountpoint: Path, foreground: bool, alias_timeout: float, read_timeout: float,
     threads: int, memory_mb: int, readahead: int, request_size: int, prefetch_files: int,
     kernel_readahead: int, read_only: bool, open_per_file: bool, allow_other: bool,
     staging_dir: Path | None, log_file: Path | None, allow_non_empty: bool, run_id: str | None,
-    debug: bool,
+    metrics_port: int | None, debug: bool,
 ) -> None:
     """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders.
 
@@ -184,6 +188,8 @@ def mount(
         except ArtifactFSError as exc:
             fail(f"--run: {exc}")
     _check_mountpoint(mountpoint, allow_non_empty)
+    if metrics_port:
+        _check_metrics_port(metrics_port)
     default_log = log_file is None
     log_file = (log_file or _log_path(config, mountpoint)).absolute()
     try:
@@ -208,7 +214,7 @@ def mount(
         read_only=read_only, open_per_file=open_per_file, allow_other=allow_other,
         debug=debug,
     )
-    options = dataclasses.replace(options, run_id=run_id or None)
+    options = dataclasses.replace(options, run_id=run_id or None, metrics_port=metrics_port)
 
     def serve() -> None:
         from artifactfs.fs.daemon import serve_mount
@@ -236,6 +242,23 @@ def mount(
         serve()
     else:
         _start_background(mountpoint, log_file, serve)
+
+
+def _check_metrics_port(port: int) -> None:
+    """Say here, on the terminal, that the --metrics-port is taken, rather than in the
+    daemon's log (which checks again when it binds: something may take it meanwhile)."""
+    import errno
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(f"--metrics-port {port} on 127.0.0.1 is already in use; choose another "
+                     "(0 picks a free one)")
+            fail(f"--metrics-port {port} cannot be used: {exc.strerror}")
 
 
 def mount_options(

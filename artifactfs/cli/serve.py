@@ -96,11 +96,15 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
               type=click.FloatRange(min=0),
               help="Seconds a key found good is trusted without asking the database again: "
                    "a key revoked meanwhile works that long. 0 checks every request.")
+@click.option("--metrics-public", is_flag=True,
+              help="Answer GET /metrics (Prometheus) without an API key, for a scraper in "
+                   "a network you trust; by default it needs a key, as every route does "
+                   "(docs/metrics.md).")
 def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, host: str,
           port: int, header_timeout: float, body_timeout: float, max_connections: int,
           blob_url_base: str | None, blob_url_secret_file: Path | None,
           blob_url_lifetime: int, max_json_bytes: int,
-          max_manifest_bytes: int, key_cache_seconds: float) -> None:
+          max_manifest_bytes: int, key_cache_seconds: float, metrics_public: bool) -> None:
     """Serve a store over HTTP for a team (uvicorn; every request needs an API key).
 
     \b
@@ -149,12 +153,16 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
     listener = _listen(host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: serving on {host}, reachable beyond this machine", err=True)
+        if metrics_public:
+            click.echo("warning: --metrics-public: anyone who reaches this port reads "
+                       "/metrics without a key", err=True)
     port = listener.getsockname()[1]  # --port 0: the one the kernel chose
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(f"serving {store.location} on http://{shown_host}:{port}/api/v1", err=True)
     app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret,
                      max_json_bytes=max_json_bytes, max_manifest_bytes=max_manifest_bytes,
-                     blob_url_lifetime=blob_url_lifetime, key_cache_seconds=key_cache_seconds)
+                     blob_url_lifetime=blob_url_lifetime, key_cache_seconds=key_cache_seconds,
+                     metrics_public=metrics_public)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     limits = ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,

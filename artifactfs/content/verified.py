@@ -90,13 +90,20 @@ def _batches(indexes: list[int], sizes: list[int]) -> list[list[int]]:
 
 
 class FetchStats:
-    """Counters of what crossed from the registry, for tests and benchmarks: requests (a
-    batch of small files is one) and the bytes they brought."""
+    """Counters of what crossed from the registry, for tests, benchmarks and a mount's
+    metrics: requests (a batch of small files is one), the bytes they brought, and the
+    pieces (whole blobs, chunks, chunk indexes) that failed their check (``failures``:
+    each attempt counts, so a piece bad twice counts two)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.requests = 0
         self.bytes = 0
+        self.failures = 0
+
+    def failed(self) -> None:
+        with self._lock:
+            self.failures += 1
 
     def add(self, nbytes: int) -> None:
         with self._lock:
@@ -216,6 +223,7 @@ class VerifiedContent:
         if _whole_matches(entry, data):
             self.cache.put(self._stored_key(entry), data)
             return True
+        self.stats.failed()
         log.warning("blob %s for %r failed its digest check (attempt %d)", entry.digest,
                     entry.path, attempt + 1)
         return False
@@ -263,6 +271,8 @@ class VerifiedContent:
             self.stats.add(0)
             raw = fetched.to_bytes() if fetched is not None else b""
             index = accepted(raw)
+            if index is None and fetched is not None:
+                self.stats.failed()
             if index is not None:
                 self.cache.put(key + ".idx", raw)
         if index is None:
@@ -381,6 +391,7 @@ class VerifiedContent:
                 self.cache.put(f"{key}.c{n}", piece)
                 found[i] = piece
             else:
+                self.stats.failed()
                 log.warning(
                     "chunk %d of blob %s for %r failed its check (attempt 1)", n, entry.digest,
                     entry.path,
@@ -395,6 +406,7 @@ class VerifiedContent:
         if index.check(n, data):
             self.cache.put(f"{self._stored_key(entry)}.c{n}", data)
             return data
+        self.stats.failed()
         log.warning(
             "chunk %d of blob %s for %r failed its check (attempt 2)", n, entry.digest,
             entry.path,

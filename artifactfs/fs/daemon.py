@@ -25,6 +25,7 @@ from artifactfs.config import Config
 from artifactfs.content import open_content
 from artifactfs.core.collector import rarer_full_passes
 from artifactfs.fs.control import control_socket_path, serve_control
+from artifactfs.fs.metrics import MetricsExporter
 from artifactfs.fs.ops import ArtifactOperations
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import VerifiedReader
@@ -127,7 +128,17 @@ def serve_mount(
         fuse_options.add("allow_other")
     if options.debug:
         fuse_options.add("debug")
-    pyfuse3.init(ops, str(options.mountpoint), fuse_options)
+    # bound before the mount exists: a port in use fails the start, not a running mount
+    exporter = (MetricsExporter.start(options.metrics_port, ops.stats, ops.read_times)
+                if options.metrics_port is not None else None)
+    if exporter is not None:
+        ops.metrics_address = exporter.address
+    try:
+        pyfuse3.init(ops, str(options.mountpoint), fuse_options)
+    except BaseException:
+        if exporter is not None:
+            exporter.stop()
+        raise
     log.info(
         "mounted %s (%s, entity %s) pid %d", options.mountpoint, registry.description,
         config.entity, os.getpid(),
@@ -144,6 +155,8 @@ def serve_mount(
     try:
         detached = trio.run(_serve, ops, commands, control_path, ready)
     finally:
+        if exporter is not None:
+            exporter.stop()
         pyfuse3.close(unmount=not detached)
         registry.close()
         with contextlib.suppress(OSError):

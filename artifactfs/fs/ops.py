@@ -36,6 +36,7 @@ from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.posix import is_executable, link_escape, symlink_target
 from artifactfs.core.records import VersionInfo
 from artifactfs.core.references import clean_uri
+from artifactfs.fs.metrics import ReadTimes
 from artifactfs.fs.mounts import set_readahead
 from artifactfs.fs.options import MountOptions
 from artifactfs.fs.reader import ReadAhead, SiblingWindow, VerifiedReader
@@ -162,6 +163,8 @@ class ArtifactOperations(pyfuse3.Operations):
         self.nursery: trio.Nursery | None = None  # set by the daemon before serving
         self.uses: UseRecorder | None = None  # --run: set by the daemon (fs/uses.py)
         self.control_address = ""
+        self.read_times = ReadTimes()  # version reads' latency (fs/metrics.py)
+        self.metrics_address: str | None = None  # --metrics-port: set by the daemon
         self._handles: dict[int, OpenFile] = {}
         self._dir_handles: dict[int, _Listing] = {}
         # readdir: files past the first entries by name alone, where pyfuse3 can say so
@@ -469,7 +472,11 @@ class ArtifactOperations(pyfuse3.Operations):
         else:
             assert handle.entry is not None
             node, entry, ahead = handle.node, handle.entry, handle.readahead
-        return await self._read_version(node, entry, ahead, off, size)
+        started = time.perf_counter()
+        try:
+            return await self._read_version(node, entry, ahead, off, size)
+        finally:  # failed reads too: a read that gives up after --read-timeout shows
+            self.read_times.observe(time.perf_counter() - started)
 
     async def _unopened(self, inode: int) -> tuple[Node, ManifestEntry, ReadAhead]:
         """The file, entry and read-ahead state of a read under no-open, where the kernel
@@ -707,10 +714,20 @@ class ArtifactOperations(pyfuse3.Operations):
         }
 
     def stats(self) -> dict[str, Any]:
-        """Counters for tests and benchmarks (``getfattr -n user.artifactfs.stats MNT``)."""
+        """Counters for tests, benchmarks, ``artifactfs stats`` and the metrics
+        (``getfattr -n user.artifactfs.stats MNT``; fs/metrics.py). Safe in any thread:
+        the scrapes of --metrics-port call it from theirs."""
         content = self.reader.content
+        staged_folders, staged_files, staged_bytes = self.tree.staging.totals()
         return {
             **{f"fetch_{k}": v for k, v in content.stats.as_dict().items()},
+            "verification_failures": content.stats.failures,
+            "staged_folders": staged_folders,
+            "staged_files": staged_files,
+            "staged_bytes": staged_bytes,
+            "read_seconds": self.read_times.as_dict(),
+            "mountpoint": str(self.options.mountpoint),
+            "metrics_address": self.metrics_address,
             "cache_hits": content.cache.hits,
             "cache_misses": content.cache.misses,
             "cache_damaged": content.cache.damaged,
@@ -749,6 +766,8 @@ class ArtifactOperations(pyfuse3.Operations):
             found = self._xattrs(node).get(text)
             if found is None:
                 raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+            if text == XATTR_PREFIX + "stats":  # counts staged files: not on the loop
+                return (await trio.to_thread.run_sync(found)).encode()
             return found().encode()
         value = self._user_xattrs(node).get(text)
         if value is None:

@@ -46,6 +46,9 @@ class MountOptions:
     debug: bool = False
     run_id: str | None = None
     """``--run``: the run whose reads are recorded, once per version (fs/uses.py)."""
+    metrics_port: int | None = None
+    """``--metrics-port``: serve Prometheus metrics on this loopback port (0: any free one);
+    None, none are served (fs/metrics.py)."""
 
 
 _DEFAULTS: dict[str, Any] = {

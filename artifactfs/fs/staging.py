@@ -513,6 +513,14 @@ class StagedFolder:
             ref = self.files.get(path)
         return 0o755 if isinstance(ref, ManifestEntry) and is_executable(ref) else FILE_MODE
 
+    def staged_totals(self) -> tuple[int, int]:
+        """Files staged here (written, not saved) and their bytes, for the stats attribute
+        and the metrics; called from threads other than the event loop's, so under the
+        lock every change takes. One pass over the folder's paths: base entries too."""
+        with self._lock:
+            sizes = [ref.size for ref in self.files.values() if isinstance(ref, StagedFile)]
+        return len(sizes), sum(sizes)
+
     def resized(self, ref: StagedFile, size: int) -> None:
         """Record a staged file's new size after a write or truncate (no journal needed:
         the size is read from the upper file on load)."""
@@ -603,6 +611,15 @@ class Staging:
 
     def path_for(self, key: FolderKey) -> Path:
         return self.root / key.relpath()
+
+    def totals(self) -> tuple[int, int, int]:
+        """Folders staged, and the files and bytes staged in them (any thread)."""
+        folders = list(self.folders.values())  # a copy: the loop may add one meanwhile
+        files = size = 0
+        for folder in folders:
+            n, nbytes = folder.staged_totals()
+            files, size = files + n, size + nbytes
+        return len(folders), files, size
 
     def on_disk(self) -> Iterator[tuple[FolderKey, VersionInfo | None, Path]]:
         """Staged folders a previous daemon left (journal present), loaded or not."""

@@ -64,6 +64,13 @@ from artifactfs.core.wire import (
     status_for,
 )
 from artifactfs.server.health import HEALTH_PATH, Health
+from artifactfs.server.metrics import (
+    METRICS_PATH,
+    MISSING_KEY,
+    READ_ONLY_KEY,
+    UNKNOWN_KEY,
+    ServerMetrics,
+)
 from artifactfs.server.runs import read_only_allowed, run_routes
 from artifactfs.store import Store
 from artifactfs.store.blobs import signed_blob_url
@@ -139,8 +146,10 @@ class Registry:
     def __init__(self, store: Store, blob_url_base: str | None,
                  blob_url_secret: str | None, *, max_json_bytes: int = MAX_JSON_BYTES,
                  max_manifest_bytes: int = MAX_MANIFEST_BYTES,
-                 blob_url_lifetime: int = BLOB_URL_LIFETIME) -> None:
+                 blob_url_lifetime: int = BLOB_URL_LIFETIME,
+                 metrics: ServerMetrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics or ServerMetrics()
         self.blob_url_lifetime = blob_url_lifetime
         self.max_json_bytes = max_json_bytes
         self.max_manifest_bytes = max_manifest_bytes
@@ -311,6 +320,7 @@ class Registry:
                 commit_key=self._field(body, "commit_key", str, None),
             )
         )
+        self.metrics.committed(unchanged=info.unchanged)
         if info.unchanged:  # content it held already: no version made (Store.commit)
             log.info("commit to %s: content held already, no version made", info.qualified_name)
             return JSONResponse(info.to_dict(), status_code=200)
@@ -575,9 +585,11 @@ class AuthAndLog:
     """Checks the bearer key and writes one log line per request (never the key)."""
 
     def __init__(self, app: ASGIApp, store: Store,
-                 key_cache_seconds: float = KEY_CACHE_SECONDS) -> None:
+                 key_cache_seconds: float = KEY_CACHE_SECONDS,
+                 metrics: ServerMetrics | None = None) -> None:
         self.app = app
         self.db = store.db
+        self.metrics = metrics or ServerMetrics()
         # a key lookup costs a thread hop and a query on every request; known keys are
         # trusted for a minute by default (so a revoked key stops working within a minute),
         # or not at all with 0 (every request checked against the database)
@@ -589,7 +601,13 @@ class AuthAndLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 0, "bytes": 0}  # code 0: no answer has begun
+        status = {"code": 0, "bytes": 0, "received": 0}  # code 0: no answer has begun
+
+        async def receive_counted() -> Any:  # for artifactfs_http_request_bytes
+            message = await receive()
+            if message["type"] == "http.request":
+                status["received"] += len(message.get("body", b""))
+            return message
 
         async def send_logged(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -601,9 +619,12 @@ class AuthAndLog:
         request = Request(scope)
         entity = "-"
         health = scope["path"] == HEALTH_PATH
+        self.metrics.in_progress.inc()
         try:
-            if health:  # for a load balancer, which has no key
-                await self.app(scope, receive, send_logged)
+            # the health route for a load balancer, which has no key; /metrics for a
+            # scraper only with --metrics-public (docs/metrics.md)
+            if health or self.metrics.keyless(scope["path"]):
+                await self.app(scope, receive_counted, send_logged)
                 return
             found = await self._authenticate(request)
             if isinstance(found, Response):
@@ -612,11 +633,12 @@ class AuthAndLog:
             entity, read_only = found
             writes = scope["method"] not in ("GET", "HEAD") and scope["path"] not in _READ_POSTS
             if read_only and writes and not read_only_allowed(scope["method"], scope["path"]):
+                self.metrics.auth_failed(READ_ONLY_KEY)
                 resp = _error(403, "PermissionDenied", "this API key is read-only")
                 await resp(scope, receive, send_logged)
                 return
             scope.setdefault("state", {}).update(entity=entity, read_only=read_only)
-            await self.app(scope, receive, send_logged)
+            await self.app(scope, receive_counted, send_logged)
         except ClientDisconnect:  # from a streamed answer: nobody is left to answer
             log.info("client went away during %s %s", scope["method"], scope["path"])
             status["code"] = status["code"] or 499
@@ -638,19 +660,24 @@ class AuthAndLog:
             resp = _error(500, "InternalError", "internal server error; see the server log")
             await resp(scope, receive, send_logged)
         finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.in_progress.dec()
+            self.metrics.request_done(scope, status["code"] or 500, elapsed,
+                                      status["received"], status["bytes"])
             # a balancer's polls, every few seconds from each, would be most of the log:
             # only a health answer that is not 200 is written
             if not (health and status["code"] == 200):
                 log.info(
                     '%s %s "%s %s" %d %d %.1fms', _client(scope), entity, scope["method"],
                     escaped(scope["path"]), status["code"] or 500, status["bytes"],
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                 )
 
     async def _authenticate(self, request: Request) -> tuple[str, bool] | Response:
         header = request.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
+            self.metrics.auth_failed(MISSING_KEY)
             return _error(401, "Unauthorized", "an API key is required: "
                           "send 'Authorization: Bearer KEY'")
         key = key.strip()
@@ -658,6 +685,7 @@ class AuthAndLog:
         if found is None:
             found = await anyio.to_thread.run_sync(self.db.check_key, key)
             if found is None:
+                self.metrics.auth_failed(UNKNOWN_KEY)
                 return _error(401, "Unauthorized", "unknown API key")
             if self._known is not None:
                 self._known[key] = found
@@ -734,7 +762,8 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
                blob_url_secret: str | None = None, max_json_bytes: int = MAX_JSON_BYTES,
                max_manifest_bytes: int = MAX_MANIFEST_BYTES,
                blob_url_lifetime: int = BLOB_URL_LIFETIME,
-               key_cache_seconds: float = KEY_CACHE_SECONDS) -> Starlette:
+               key_cache_seconds: float = KEY_CACHE_SECONDS,
+               metrics_public: bool = False) -> Starlette:
     """The ASGI application serving ``store``.
 
     Blob reads (GET) are redirected to an address the blob store presigns when it can (a
@@ -744,12 +773,15 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
     ``max_json_bytes`` bounds every JSON body (an inline manifest with it),
     ``max_manifest_bytes`` a manifest committed by reference. A key found good is trusted
     for ``key_cache_seconds`` (0: checked on every request), so a revoked one may work
-    that long.
+    that long. ``GET /metrics`` (server/metrics.py) needs a key too unless
+    ``metrics_public``.
     """
     if blob_url_base and not blob_url_secret:
         raise ValueError("a blob URL base needs a secret to sign its addresses with")
+    metrics = ServerMetrics(public=metrics_public)
     r = Registry(store, blob_url_base, blob_url_secret, max_json_bytes=max_json_bytes,
-                 max_manifest_bytes=max_manifest_bytes, blob_url_lifetime=blob_url_lifetime)
+                 max_manifest_bytes=max_manifest_bytes, blob_url_lifetime=blob_url_lifetime,
+                 metrics=metrics)
     e = API_PREFIX + "/entities/{entity}"
     c = e + "/projects/{project}/collections/{name}"
     v = API_PREFIX + "/versions/{vid}"
@@ -757,6 +789,7 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
     health = Health(store, retry_after=RETRY_AFTER)
     routes = [
         Route(HEALTH_PATH, health.endpoint, methods=["GET"]),
+        Route(METRICS_PATH, metrics.endpoint, methods=["GET"]),
         Route(API_PREFIX + "/whoami", _handle(r.whoami)),
         Route(e + "/projects", _handle(r.projects)),
         Route(e + "/projects/{project}/types", _handle(r.types)),
@@ -784,7 +817,8 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(AuthAndLog, store=store, key_cache_seconds=key_cache_seconds)],
+        middleware=[Middleware(AuthAndLog, store=store, key_cache_seconds=key_cache_seconds,
+                               metrics=metrics)],
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
 
