@@ -127,6 +127,7 @@ def serve_mount(
         fuse_options.add("allow_other")
     if options.debug:
         fuse_options.add("debug")
+    fuse_options.update(options.kernel_flags)
     pyfuse3.init(ops, str(options.mountpoint), fuse_options)
     log.info(
         "mounted %s (%s, entity %s) pid %d", options.mountpoint, registry.description,

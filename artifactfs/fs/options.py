@@ -46,6 +46,9 @@ class MountOptions:
     debug: bool = False
     run_id: str | None = None
     """``--run``: the run whose reads are recorded, once per version (fs/uses.py)."""
+    kernel_flags: tuple[str, ...] = ()
+    """Generic mount flags from ``-o`` (``noexec``, ``noatime``...: fs/fstab.py), handed to
+    libfuse for the kernel's mount."""
 
 
 _DEFAULTS: dict[str, Any] = {
