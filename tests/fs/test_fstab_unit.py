@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,41 @@ def test_the_source_names_a_server_a_store_or_nothing() -> None:
     assert source_option("https://reg:8080") == "registry=https://reg:8080"
     assert source_option("/srv/artifacts") == "store=/srv/artifacts"
     assert source_option("artifactfs") is None
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "mount.md"
+
+
+def _doc_blocks(lang: str) -> list[str]:
+    text = DOCS.read_text().split("## fstab, `mount -t fuse.artifactfs` and systemd", 1)[1]
+    text = text.split("\n## ", 1)[0]
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+
+
+def test_the_docs_fstab_lines_and_units_hold_options_the_helper_takes() -> None:
+    fstab = [line.split() for block in _doc_blocks("fstab")
+             for line in block.splitlines() if line.strip() and not line.startswith("#")
+             and "fuse.artifactfs" in line]
+    units = _doc_blocks("ini")
+    assert len(fstab) == 2 and len(units) == 2
+    options = [fields[3] for fields in fstab if fields[2] == "fuse.artifactfs"]
+    options += re.findall(r"^Options=(.*)$", "".join(units), re.MULTILINE)
+    assert len(options) == 3
+    for text in options:
+        parsed = parse_mount_options([text])  # unknown or malformed would raise
+        assert set(parsed.skipped) <= {"_netdev", "nofail", "noauto", "x-systemd.automount",
+                                       "x-systemd.idle-timeout=600"}
+
+
+def test_the_docs_systemd_units_verify(tmp_path: Path) -> None:
+    assert shutil.which("systemd-analyze"), "Debian's systemd package: run make system-deps"
+    paths = []
+    for unit in _doc_blocks("ini"):
+        name = unit.splitlines()[0].removeprefix("# /etc/systemd/system/")
+        (tmp_path / name).write_text(unit)
+        paths.append(str(tmp_path / name))
+    proc = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True,
+                          text=True, timeout=60)
+    # a unit whose name does not match Where= fails; an unknown setting only warns
+    assert proc.returncode == 0, proc.stderr
+    assert "Unknown" not in proc.stderr and "ignoring" not in proc.stderr, proc.stderr
