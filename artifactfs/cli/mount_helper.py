@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     options = [o for o in args.options if o]
     try:
         parsed = parse_mount_options(options, sloppy=args.sloppy)
+        if args.sloppy:  # what -s tolerated is not handed on, where it would be refused
+            options = [",".join(o for o in text.split(",") if o.strip() not in parsed.skipped)
+                       for text in options]
         implied = source_option(args.source)
         named = sorted({"registry", "store"} & parsed.settings.keys())
         if implied is not None:
@@ -75,14 +78,11 @@ def main(argv: list[str] | None = None) -> None:
                 fail(f"the source {args.source} and -o {named[0]}= both say where the "
                      "registry is; give one (the source may be a label such as artifactfs)")
             options.append(implied)
-        # every check the mount makes before it starts: the key file's mode included, so
+        # every check the mount makes before it starts, the key file's mode included, so
         # that "mount -f" (and "mount -a --fake") answer for a line without mounting it
         apply_settings(Config.from_env(), parse_mount_options(options).settings)
     except ArtifactFSError as exc:
         fail(str(exc))
-    if args.sloppy:  # what -s tolerated is not handed on, where it would be refused
-        options = [",".join(o for o in text.split(",") if o not in parsed.skipped)
-                   for text in options]
     if args.fake:
         if args.verbose:
             click.echo(f"mount.artifactfs: would mount {args.source} on {args.mountpoint}")

@@ -192,3 +192,34 @@ def test_artifactfs_mount_takes_the_same_options(
                           "-o", "readahead=4"))
     assert "--readahead and -o give readahead two values; give one" in err
     assert fuse_mount_type(tmp_path / "mnt2") is None
+
+
+@embedded_only
+def test_mount_fake_checks_a_line_and_sloppy_skips_unknown_options(
+    env: dict[str, str], tmp_path: Path,
+    admin_mounts: Callable[[Path, dict[str, str], str], Mount],
+) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    admin = _no_registry_env(env)
+    store = env["ARTIFACTFS_STORE"]
+    keyfile = tmp_path / "key"
+    keyfile.write_text("afs_not_used_by_a_store\n")
+    keyfile.chmod(0o644)
+    # mount -f runs the helper with -f: every check, nothing mounted
+    err = refused(_run(["mount", "-f", "-t", "fuse.artifactfs", store, str(mnt),
+                        "-o", f"ro,keyfile={keyfile}"], admin))
+    assert "chmod 600" in err
+    keyfile.chmod(0o600)
+    fake = _run(["mount", "-f", "-v", "-t", "fuse.artifactfs", store, str(mnt),
+                 "-o", f"ro,keyfile={keyfile}"], admin)
+    assert fake.returncode == 0, fake.stderr
+    assert fuse_mount_type(mnt) is None
+    # mount -s: an option this version does not know is skipped, the others used
+    proc = _run(["mount", "-s", "-t", "fuse.artifactfs", store, str(mnt), "-o",
+                 f"ro,colour=blue,log_file={tmp_path / 'mnt.log'},"
+                 f"staging_dir={tmp_path / 'staging'}"], admin)
+    assert proc.returncode == 0, proc.stderr
+    mount = admin_mounts(mnt, admin, proc.stdout)
+    assert "ro" in _mount_flags(mnt)[0]
+    _umount(mount)
