@@ -178,6 +178,7 @@ def mount(
     """
     config = Config.from_env()
     kernel_flags: tuple[str, ...] = ()
+    fsname = option_default("fsname")
     if fstab_options:
         try:
             parsed = parse_mount_options(fstab_options)
@@ -193,7 +194,7 @@ def mount(
         staging_dir, log_file = given["staging_dir"], given["log_file"]
         allow_non_empty, run_id, debug = (given["allow_non_empty"], given["run_id"],
                                           given["debug"])
-        kernel_flags = parsed.kernel_flags
+        kernel_flags, fsname = parsed.kernel_flags, parsed.fsname or fsname
     mountpoint = mountpoint.expanduser().absolute()
     if (alias_timeout < 0 or read_timeout <= 0 or threads < 1 or memory_mb < 1
             or request_size < 1 or readahead < 0 or prefetch_files < 0
@@ -234,7 +235,8 @@ def mount(
         read_only=read_only, open_per_file=open_per_file, allow_other=allow_other,
         debug=debug,
     )
-    options = dataclasses.replace(options, run_id=run_id or None, kernel_flags=kernel_flags)
+    options = dataclasses.replace(options, run_id=run_id or None, kernel_flags=kernel_flags,
+                                  fsname=fsname)
 
     def serve() -> None:
         from artifactfs.fs.daemon import serve_mount

@@ -25,7 +25,7 @@ import click
 from artifactfs.cli.output import fail
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError
-from artifactfs.fs.fstab import apply_settings, parse_mount_options
+from artifactfs.fs.fstab import apply_settings, fsname_for, parse_mount_options
 
 __all__ = ["main"]
 
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
                 fail(f"the source {args.source} and -o {named[0]}= both say where the "
                      "registry is; give one (the source may be a label such as artifactfs)")
             options.append(implied)
+        if parsed.fsname is None and fsname_for(args.source) is not None:
+            options.append(f"fsname={fsname_for(args.source)}")  # so mount -a sees it mounted
         # every check the mount makes before it starts, the key file's mode included, so
         # that "mount -f" (and "mount -a --fake") answer for a line without mounting it
         apply_settings(Config.from_env(), parse_mount_options(options).settings)

@@ -35,6 +35,7 @@ __all__ = [
     "MountOptionError",
     "ParsedMountOptions",
     "apply_settings",
+    "fsname_for",
     "parse_mount_options",
     "read_key_file",
 ]
@@ -106,6 +107,9 @@ _MOUNT_ONLY = frozenset({
 drops some before it runs the helper (``noauto``, ``x-*``) and hands on others (``_netdev``,
 ``nofail``); run by hand, the helper may see any of them. They change nothing here."""
 
+_ALWAYS = frozenset({"default_permissions", "auto_unmount"})
+"""FUSE options every artifactfs mount has already: accepted, changing nothing."""
+
 _SECRETS = frozenset({"key", "api_key", "apikey", "password", "token", "secret"})
 
 
@@ -119,6 +123,8 @@ class ParsedMountOptions:
     """Generic mount flags for the kernel's mount (``KERNEL_FLAGS``), in the order given."""
     skipped: tuple[str, ...] = ()
     """Options of mount(8) and systemd, and with ``sloppy`` unknown ones: not used."""
+    fsname: str | None = None
+    """``fsname=``: the source the mount table shows (the helper sets it to SOURCE)."""
 
 
 def parse_mount_options(texts: Iterable[str], *, sloppy: bool = False) -> ParsedMountOptions:
@@ -133,6 +139,7 @@ def parse_mount_options(texts: Iterable[str], *, sloppy: bool = False) -> Parsed
     settings: dict[str, str] = {}
     kernel: list[str] = []
     skipped: list[str] = []
+    fsname = None
     for text in texts:
         for item in text.split(","):
             item = item.strip()
@@ -145,8 +152,13 @@ def parse_mount_options(texts: Iterable[str], *, sloppy: bool = False) -> Parsed
                     f"-o {name}=... : an API key is never taken from the mount options (an "
                     "fstab line can be read by every user); write it to a file only its "
                     "owner can read (chmod 600 FILE) and give -o keyfile=FILE")
-            if key in _MOUNT_ONLY or key.startswith(("x_", "comment")):
+            if key in _MOUNT_ONLY or key in _ALWAYS or key.startswith(("x_", "comment")):
                 skipped.append(item)
+            elif key == "fsname":
+                fsname = fsname_for(value)
+                if fsname is None:
+                    raise MountOptionError(f"-o {item}: fsname must be printable ASCII "
+                                           "without commas, backslashes or spaces")
             elif key in KERNEL_FLAGS:
                 if has_value:
                     raise MountOptionError(f"-o {item}: {name} takes no value")
@@ -179,7 +191,27 @@ def parse_mount_options(texts: Iterable[str], *, sloppy: bool = False) -> Parsed
                     f"{', '.join(sorted({*_COMMAND, *_SETTINGS}))}, the generic flags "
                     "(nosuid, noexec, noatime...) and mount(8)'s own (_netdev, noauto, "
                     "nofail, x-systemd.*); see docs/mount.md")
-    return ParsedMountOptions(command, settings, tuple(dict.fromkeys(kernel)), tuple(skipped))
+    return ParsedMountOptions(command, settings, tuple(dict.fromkeys(kernel)), tuple(skipped),
+                              fsname)
+
+
+def fsname_for(source: str) -> str | None:
+    """``source`` as the mount table's source column may show it, or None if it cannot.
+
+    mount(8) (``mount -a`` above all) takes a line of fstab for mounted when the table
+    shows its source and mount point, so the mount shows SOURCE: otherwise a second
+    ``mount -a`` would mount every artifactfs line again and fail. libfuse splits options at
+    commas and pyfuse3 sends them as ASCII, hence the limits; a URL's user and password, if
+    any, are left out (the table is world-readable).
+    """
+    if "@" in source and "://" in source:
+        scheme, _, rest = source.partition("://")
+        host, slash, path = rest.partition("/")
+        source = f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
+    if (not source or not source.isascii() or not source.isprintable()
+            or any(c in source for c in ", \\\t")):
+        return None
+    return source
 
 
 _KEY_BYTES = 4096

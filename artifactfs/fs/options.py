@@ -49,6 +49,8 @@ class MountOptions:
     kernel_flags: tuple[str, ...] = ()
     """Generic mount flags from ``-o`` (``noexec``, ``noatime``...: fs/fstab.py), handed to
     libfuse for the kernel's mount."""
+    fsname: str = "artifactfs"
+    """The source the mount table shows: an fstab line's SOURCE when mount(8) mounted it."""
 
 
 _DEFAULTS: dict[str, Any] = {

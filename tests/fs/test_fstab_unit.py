@@ -15,6 +15,7 @@ from artifactfs.config import Config
 from artifactfs.fs.fstab import (
     MountOptionError,
     apply_settings,
+    fsname_for,
     parse_mount_options,
     read_key_file,
 )
@@ -135,6 +136,17 @@ def test_settings_take_the_place_of_the_environment(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match=None) as caught:
             apply_settings(config, settings)
         assert said in str(caught.value)
+
+
+def test_the_mount_table_shows_a_source_without_its_password() -> None:
+    assert fsname_for("https://reg.example:8080/x") == "https://reg.example:8080/x"
+    assert fsname_for("https://me:pw@reg.example/x") == "https://reg.example/x"
+    assert fsname_for("/srv/artifacts") == "/srv/artifacts"
+    for unusable in ("/srv/a,b", "/srv/with space", "/srv/é", "", "a\\b"):
+        assert fsname_for(unusable) is None
+    assert parse_mount_options(["fsname=team"]).fsname == "team"
+    with pytest.raises(MountOptionError, match="fsname must be printable ASCII"):
+        parse_mount_options(["fsname=a\\b"])
 
 
 def test_the_source_names_a_server_a_store_or_nothing() -> None:

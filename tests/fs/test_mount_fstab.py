@@ -68,6 +68,13 @@ def _mount_flags(path: Path) -> tuple[set[str], set[str]]:
     raise AssertionError(f"{path} is not mounted")
 
 
+def _source(path: Path) -> str:
+    """The source column of the mount table for ``path`` (what findmnt shows)."""
+    found = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "--mountpoint", str(path)],
+                           capture_output=True, text=True, timeout=30)
+    return found.stdout.strip()
+
+
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=90)
 
@@ -108,6 +115,14 @@ def test_mount_t_maps_the_options_and_umount_ends_the_daemon(
     assert Path(f"/sys/class/bdi/{device}/read_ahead_kb").read_text().strip() == "1024"
     with pytest.raises(OSError, match="Read-only file system"):
         (version / "new.txt").write_text("no")
+    # the table shows the source, so mount -a takes the same line for mounted, not for a
+    # mount to make again (which the helper would refuse: exit 32 at every later mount -a)
+    assert _source(mnt) == env["ARTIFACTFS_STORE"]
+    fstab = tmp_path / "fstab"
+    fstab.write_text(f"{env['ARTIFACTFS_STORE']} {mnt} fuse.artifactfs ro,noexec 0 0\n")
+    again = _run(["mount", "--fstab", str(fstab), "-a", "-v"], admin)
+    assert again.returncode == 0 and "already mounted" in again.stdout, again
+    assert _source(mnt) == env["ARTIFACTFS_STORE"] and mount.alive()
     _umount(mount)
 
 
@@ -150,6 +165,7 @@ def test_an_fstab_line_mounts_a_server_with_the_key_from_a_private_key_file(
     assert weights.read_bytes() == b"\x01" * 5000  # read from the server with the file's key
     _, options = _mount_flags(mnt)
     assert "allow_other" in options
+    assert _source(mnt) == env["ARTIFACTFS_REGISTRY"]
     # the key is in no log and no command line a user could read
     assert key not in log.read_text()
     assert key.encode() not in Path(f"/proc/{mount.pid}/cmdline").read_bytes()
