@@ -53,8 +53,16 @@ def admin_mounts(tmp_path: Path) -> Iterator[Callable[[Path, dict[str, str], str
 
 
 def _no_registry_env(env: dict[str, str]) -> dict[str, str]:
-    """What mount(8) at boot has: none of the ARTIFACTFS_ settings a login shell sets."""
-    return {k: v for k, v in env.items() if not k.startswith("ARTIFACTFS_")}
+    """What mount(8) at boot has: none of the ARTIFACTFS_ settings a login shell sets.
+
+    mount(8) drops HOME (and PATH) before it runs a helper, so the daemon's state, staging
+    and cache would be root's own (~root/.local/state, ~root/.cache); the XDG_ folders,
+    which it passes on, keep them in the test's folder.
+    """
+    home = Path(env["HOME"])
+    return {**{k: v for k, v in env.items() if not k.startswith("ARTIFACTFS_")},
+            "XDG_STATE_HOME": str(home / ".local" / "state"),
+            "XDG_CACHE_HOME": str(home / ".cache")}
 
 
 def _mount_flags(path: Path) -> tuple[set[str], set[str]]:
@@ -166,6 +174,9 @@ def test_an_fstab_line_mounts_a_server_with_the_key_from_a_private_key_file(
     _, options = _mount_flags(mnt)
     assert "allow_other" in options
     assert _source(mnt) == env["ARTIFACTFS_REGISTRY"]
+    # mount(8) dropped HOME; XDG_CACHE_HOME, which it passes on, chose the cache
+    assert json.loads(os.getxattr(mnt, "user.artifactfs.stats"))["cache_dir"] == str(
+        Path(env["HOME"]) / ".cache" / "artifactfs")
     # the key is in no log and no command line a user could read
     assert key not in log.read_text()
     assert key.encode() not in Path(f"/proc/{mount.pid}/cmdline").read_bytes()
