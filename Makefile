@@ -11,7 +11,7 @@ TSTAMP := $(VENV)/.installed-test
 WVENV  ?= .venv-wandb
 WSTAMP := $(WVENV)/.installed
 
-.PHONY: demo test interop lint bench faults system-deps venv clean
+.PHONY: demo test interop lint bench faults system-deps venv mount-helper clean
 
 system-deps:
 	@scripts/install-system-deps.sh
@@ -30,10 +30,15 @@ $(WSTAMP): scripts/install-wandb-venv.sh | system-deps
 
 venv: $(STAMP)
 
-demo: system-deps $(STAMP)
+# /sbin/mount.fuse.artifactfs -> the venv's mount.artifactfs, for mount -t fuse.artifactfs
+# and fstab lines (docs/mount.md); checked on every run, as it lives outside the checkout
+mount-helper: $(STAMP)
+	@scripts/install-mount-helper.sh $(VENV)
+
+demo: system-deps $(STAMP) mount-helper
 	@scripts/demo.sh
 
-test: system-deps $(TSTAMP) $(WSTAMP)
+test: system-deps $(TSTAMP) $(WSTAMP) mount-helper
 	$(VENV)/bin/ruff check artifactfs tests benchmarks scripts
 	$(VENV)/bin/mypy
 	AFS_WANDB_VENV=$(abspath $(WVENV)) $(VENV)/bin/pytest -q

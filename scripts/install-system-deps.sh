@@ -6,7 +6,9 @@
 #   signed blob redirects run a private one; the package's own service is never started here),
 #   postgresql (the store's tests on PostgreSQL start a private cluster of their own with its
 #   initdb, found as /usr/lib/postgresql/<major>/bin: 15 on Debian 12, 17 on Debian 13; the
-#   package's own service is never started here either, and no test touches its cluster).
+#   package's own service is never started here either, and no test touches its cluster),
+#   mount (util-linux's mount(8) and umount(8): the tests mount through them, as fstab does),
+#   systemd (systemd-analyze checks the unit templates of docs/mount.md; nothing is started).
 set -euo pipefail
 
 need=()
@@ -18,6 +20,8 @@ command -v getfattr >/dev/null || need+=(attr)
 command -v rsync >/dev/null || need+=(rsync)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v mount >/dev/null || need+=(mount)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || need+=(python3-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)

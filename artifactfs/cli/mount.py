@@ -21,15 +21,17 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from artifactfs.cli.output import fail
 from artifactfs.config import Config
 from artifactfs.core.errors import ArtifactFSError
 from artifactfs.core.runs import validate_run_id
 from artifactfs.files import private_folder
+from artifactfs.fs.fstab import ParsedMountOptions, apply_settings, parse_mount_options
 from artifactfs.fs.mounts import FSTYPE, fuse_mount_type, is_stale, unmount
 from artifactfs.fs.options import MountOptions, option_default
 
@@ -146,12 +148,18 @@ def _check_mountpoint(mountpoint: Path, allow_non_empty: bool) -> None:
                    "only; 0 picks a free port, shown by 'artifactfs stats'). Default: none "
                    "(docs/metrics.md).")
 @click.option("--debug", is_flag=True, help="Log every request (very verbose).")
+@click.option("-o", "fstab_options", multiple=True, metavar="OPT[,OPT...]",
+              help="Options as /etc/fstab and mount -o write them: ro, allow_other, "
+                   "readahead=N and the other options above by name (read_only, "
+                   "alias_timeout=S...); registry=URL, store=DIR, keyfile=FILE (the key, "
+                   "mode 0600), entity=, cache_dir=, cache_size=; nosuid, noexec, noatime; "
+                   "_netdev, noauto, nofail and x-systemd.* are skipped (docs/mount.md).")
 def mount(
     mountpoint: Path, foreground: bool, alias_timeout: float, read_timeout: float,
     threads: int, memory_mb: int, readahead: int, request_size: int, prefetch_files: int,
     kernel_readahead: int, read_only: bool, open_per_file: bool, allow_other: bool,
     staging_dir: Path | None, log_file: Path | None, allow_non_empty: bool, run_id: str | None,
-    metrics_port: int | None, debug: bool,
+    metrics_port: int | None, debug: bool, fstab_options: tuple[str, ...],
 ) -> None:
     """Mount the registry at MOUNTPOINT as PROJECT/TYPE/NAME:ALIAS/ folders.
 
@@ -170,8 +178,28 @@ def mount(
       artifactfs umount /mnt/art
       artifactfs mount --read-only /mnt/train   # what a training job reads from
       artifactfs mount --read-only --run 1a2b3c4d /mnt/train   # lineage: records its reads
+      artifactfs mount -o ro,registry=https://reg:8080,keyfile=/etc/artifactfs/key /mnt/art
     """
     config = Config.from_env()
+    kernel_flags: tuple[str, ...] = ()
+    fsname = option_default("fsname")
+    if fstab_options:
+        try:
+            parsed = parse_mount_options(fstab_options)
+            config = apply_settings(config, parsed.settings)
+        except ArtifactFSError as exc:
+            fail(str(exc))
+        given = _with_fstab_options(click.get_current_context(), parsed)
+        alias_timeout, read_timeout = given["alias_timeout"], given["read_timeout"]
+        threads, memory_mb, readahead = given["threads"], given["memory_mb"], given["readahead"]
+        request_size, prefetch_files = given["request_size"], given["prefetch_files"]
+        kernel_readahead, read_only = given["kernel_readahead"], given["read_only"]
+        open_per_file, allow_other = given["open_per_file"], given["allow_other"]
+        staging_dir, log_file = given["staging_dir"], given["log_file"]
+        allow_non_empty, run_id, debug = (given["allow_non_empty"], given["run_id"],
+                                          given["debug"])
+        metrics_port = given["metrics_port"]
+        kernel_flags, fsname = parsed.kernel_flags, parsed.fsname or fsname
     mountpoint = mountpoint.expanduser().absolute()
     if (alias_timeout < 0 or read_timeout <= 0 or threads < 1 or memory_mb < 1
             or request_size < 1 or readahead < 0 or prefetch_files < 0
@@ -214,7 +242,8 @@ def mount(
         read_only=read_only, open_per_file=open_per_file, allow_other=allow_other,
         debug=debug,
     )
-    options = dataclasses.replace(options, run_id=run_id or None, metrics_port=metrics_port)
+    options = dataclasses.replace(options, run_id=run_id or None, metrics_port=metrics_port,
+                                  kernel_flags=kernel_flags, fsname=fsname)
 
     def serve() -> None:
         from artifactfs.fs.daemon import serve_mount
@@ -259,6 +288,21 @@ def _check_metrics_port(port: int) -> None:
                 fail(f"--metrics-port {port} on 127.0.0.1 is already in use; choose another "
                      "(0 picks a free one)")
             fail(f"--metrics-port {port} cannot be used: {exc.strerror}")
+
+
+def _with_fstab_options(ctx: click.Context, parsed: ParsedMountOptions) -> dict[str, Any]:
+    """The command's parameters with those ``-o`` sets. An option given both ways with two
+    values is refused, rather than one silently chosen (``--readahead 8 -o readahead=4``);
+    ``$ARTIFACTFS_RUN_ID`` counts as given, as ``--run``'s default."""
+    values = dict(ctx.params)
+    for name, value in parsed.command.items():
+        source = ctx.get_parameter_source(name)
+        told = source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        if told and values[name] != value:
+            flag = next(p.opts[0] for p in ctx.command.params if p.name == name)
+            fail(f"{flag} and -o give {name.replace('_', '-')} two values; give one")
+        values[name] = value
+    return values
 
 
 def mount_options(

@@ -121,7 +121,7 @@ def serve_mount(
     control_path, control_folder = control_socket_path(config.runtime_dir, mount_id)
     ops.control_address = str(control_path)
     fuse_options = set(pyfuse3.default_options)
-    fuse_options |= {"fsname=artifactfs", "subtype=artifactfs", "auto_unmount"}
+    fuse_options |= {f"fsname={options.fsname}", "subtype=artifactfs", "auto_unmount"}
     if options.read_only:
         fuse_options.add("ro")  # the kernel refuses every change before it reaches us
     if options.allow_other:
@@ -133,6 +133,7 @@ def serve_mount(
                 if options.metrics_port is not None else None)
     if exporter is not None:
         ops.metrics_address = exporter.address
+    fuse_options.update(options.kernel_flags)
     try:
         pyfuse3.init(ops, str(options.mountpoint), fuse_options)
     except BaseException:

@@ -49,6 +49,11 @@ class MountOptions:
     metrics_port: int | None = None
     """``--metrics-port``: serve Prometheus metrics on this loopback port (0: any free one);
     None, none are served (fs/metrics.py)."""
+    kernel_flags: tuple[str, ...] = ()
+    """Generic mount flags from ``-o`` (``noexec``, ``noatime``...: fs/fstab.py), handed to
+    libfuse for the kernel's mount."""
+    fsname: str = "artifactfs"
+    """The source the mount table shows: an fstab line's SOURCE when mount(8) mounted it."""
 
 
 _DEFAULTS: dict[str, Any] = {
