@@ -60,7 +60,7 @@ from artifactfs.sdk.api import Api
 from artifactfs.sdk.artifact import Artifact
 from artifactfs.sdk.client import Client
 
-__all__ = ["ArtifactFileSystem", "TransactionRequired"]
+__all__ = ["ArtifactFileSystem", "TransactionRequired", "VersionReadOnly"]
 
 # keyword arguments (fsspec's storage options) and the variables they stand for
 _OPTIONS = {
@@ -78,6 +78,10 @@ _OPTIONS = {
 
 class TransactionRequired(ArtifactFSError, PermissionError):
     """A write outside ``fs.transaction``: a version is one commit of everything written."""
+
+
+class VersionReadOnly(PermissionDenied, PermissionError):
+    """A write to ``NAME:vN``: a version never changes (the mount says EROFS)."""
 
 
 class _EnvCached(_Cached):
@@ -173,6 +177,16 @@ class _StagedWriter(io.FileIO):
         if not self._added:
             self._added = True
             self._fs._stage_file(self._where, self._local)
+
+    # fsspec's open() hands files written in a transaction to the transaction, which calls
+    # one of these at its end; the artifact's draft already holds the file (or the whole
+    # draft is dropped), so there is nothing left to do per file
+    def commit(self) -> None:
+        self.close()
+
+    def discard(self) -> None:
+        self._added = True  # closing now must not add it to a draft being dropped
+        self.close()
 
 
 class ArtifactFile(AbstractBufferedFile):
@@ -521,7 +535,7 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
             raise IsADirectoryError(f"artifact://{where.path}: files are written inside an "
                                     "artifact, PROJECT[/TYPE]/NAME:ALIAS/path")
         if parse_version_label(where.label or "") is not None:
-            raise PermissionDenied(f"artifact://{where.path}: version {where.label} never "
+            raise VersionReadOnly(f"artifact://{where.path}: version {where.label} never "
                                    "changes; write to NAME:ALIAS for a new version")
         return where
 
@@ -594,7 +608,8 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
         manifest = self._manifest(where)[0]
         if where.inner not in manifest.entries:
             if self._children(manifest, where.inner):
-                return  # a folder: fsspec's rm removes its files one by one
+                raise IsADirectoryError(f"artifact://{where.path} is a folder: "
+                                        "rm(..., recursive=True) removes its files")
             raise FileNotFoundError(f"artifact://{where.path}: no such file")
         pending = self._draft(where)
         pending.draft.remove(where.inner)
@@ -604,13 +619,16 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
         self.rm_file(path)
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        """Remove files (with ``recursive``, every file under a folder) in a transaction.
+        Folders exist through their files, so only files are removed; a folder goes with
+        its last file."""
         paths = path if isinstance(path, list) else [path]
         for p in paths:
-            where = self._where(p)
-            if where.in_artifact and where.inner == "" and not recursive:
-                raise IsADirectoryError(f"artifact://{where.path} is an artifact's folder: "
-                                        "rm(..., recursive=True) removes its files")
-        super().rm(path, recursive=recursive, maxdepth=maxdepth)
+            self._writable(p)  # in a transaction, and inside an artifact
+        for p in paths:
+            # a folder's files from the manifest at once (the draft's, after the first)
+            for file in (self.find(p, maxdepth=maxdepth) if recursive else [p]):
+                self.rm_file(file)
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
         """Folders exist through their files: nothing to make (as in object stores)."""
