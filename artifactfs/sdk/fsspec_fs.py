@@ -432,7 +432,10 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
         if not where.in_artifact:
             return super().find(path, maxdepth=maxdepth, withdirs=withdirs, detail=detail,
                                 **kwargs)
-        manifest, info, _ = self._manifest(where)
+        try:
+            manifest, info, _ = self._manifest(where)
+        except FileNotFoundError:
+            return {} if detail else []  # as fsspec's: nothing found under no folder
         found: dict[str, dict[str, Any]] = {}
         if where.inner in manifest.entries:
             found[where.path] = self._file_info(where.path, manifest.entries[where.inner], info)
@@ -442,15 +445,16 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
                 if not p.startswith(prefix):
                     continue
                 rel = p[len(prefix):].split("/")
-                if maxdepth is not None and len(rel) > maxdepth:
-                    continue
-                found[where.child("/".join(rel))] = self._file_info(
-                    where.child("/".join(rel)), entry, info)
-                if withdirs:
-                    for i in range(1, len(rel)):
+                if withdirs:  # the file's folders, down to maxdepth
+                    deepest = len(rel) - 1 if maxdepth is None else min(len(rel) - 1, maxdepth)
+                    for i in range(1, deepest + 1):
                         name = where.child("/".join(rel[:i]))
                         found.setdefault(name, self._dir_info(name))
-            if withdirs and found and where.inner:
+                if maxdepth is not None and len(rel) > maxdepth:
+                    continue
+                name = where.child("/".join(rel))
+                found[name] = self._file_info(name, entry, info)
+            if withdirs and found:
                 found.setdefault(where.path, self._dir_info(where.path))
         names = sorted(found)
         return {n: found[n] for n in names} if detail else names
@@ -572,7 +576,8 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
         return pending
 
     def _staging_file(self, where: _Where) -> Path:
-        assert self._staging is not None
+        if self._staging is None:  # fs.start_transaction() opens one without start()
+            self._staging = Path(tempfile.mkdtemp(prefix="artifactfs-fsspec-"))
         folder = Path(tempfile.mkdtemp(dir=self._staging))
         return folder / Path(where.inner).name
 
@@ -642,8 +647,7 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
     # ---- the transaction -----------------------------------------------------------------
 
     def _begin(self) -> None:
-        self._pending = {}
-        self._staging = Path(tempfile.mkdtemp(prefix="artifactfs-fsspec-"))
+        self._pending = {}  # left by nothing (each end clears it), but a start is a start
 
     def _finish(self, commit: bool) -> None:
         pending, self._pending = self._pending, {}
