@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,10 +116,9 @@ def test_random_access_reads_verified_ranges(fs: ArtifactFileSystem, saved: Arti
     assert fs.cat("proj/data:v0/table.csv") == CSV
 
 
+@pytest.mark.parametrize("transport", ["embedded"])  # damages the store's blob folder
 def test_a_damaged_blob_is_never_handed_out(fs: ArtifactFileSystem, saved: Artifact,
                                              tmp_path: Path, transport: str) -> None:
-    if transport != "embedded":
-        pytest.skip("damages the embedded store's blob folder")
     blob = next(p for p in (tmp_path / "store").rglob("*")
                 if p.is_file() and p.read_bytes() == CSV)
     blob.write_bytes(CSV.replace(b"x", b"q"))
@@ -249,3 +250,20 @@ def test_storage_options_configure_it(fs_env: dict[str, str], tmp_path: Path) ->
             tmp_path / "elsewhere", "p", "e")
     finally:
         fs.api.close()
+
+
+@pytest.mark.parametrize("transport", ["embedded"])  # it makes an embedded store of its own
+def test_the_docs_whole_example_runs(tmp_path: Path, transport: str) -> None:
+    """docs/fsspec.md promises its example runs as it is: run it, in a process of its own."""
+    doc = (Path(__file__).parent.parent / "docs" / "fsspec.md").read_text()
+    example = doc.split("## A whole example", 1)[1].split("```python\n", 1)[1].split("```")[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTFS_")}
+    env["HOME"] = env["TMPDIR"] = str(tmp_path)  # its temporary folder goes with the test's
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).parent.parent),
+                                                    env.get("PYTHONPATH")] if p)
+    done = subprocess.run([sys.executable, "-c", example], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "['demo/dataset/squares:latest', 'demo/dataset/squares:v0']"
+    assert lines[1] == "30" and lines[2] and lines[-1] == "v1"
