@@ -116,6 +116,22 @@ def test_random_access_reads_verified_ranges(fs: ArtifactFileSystem, saved: Arti
     assert fs.cat("proj/data:v0/table.csv") == CSV
 
 
+def test_a_range_fetches_only_the_chunks_it_covers(fs: ArtifactFileSystem, saved: Artifact,
+                                                   tmp_path: Path) -> None:
+    cold = ArtifactFileSystem(cache_dir=str(tmp_path / "cold-cache"))  # nothing cached yet
+    try:
+        chunk = 1 << 20
+        assert cold.cat_file("proj/data:v0/big.bin", start=chunk + 5, end=chunk + 50) == (
+            BIG[chunk + 5: chunk + 50])
+        fetched = cold.api.content.stats.bytes
+        assert 0 < fetched <= chunk + 4096  # chunk 1 (and its index), not the 3 MiB file
+        assert cold.cat_file("proj/data:v0/big.bin", start=chunk + 60, end=chunk + 70) == (
+            BIG[chunk + 60: chunk + 70])
+        assert cold.api.content.stats.bytes == fetched  # the same chunk: from the cache
+    finally:
+        cold.api.close()
+
+
 @pytest.mark.parametrize("transport", ["embedded"])  # damages the store's blob folder
 def test_a_damaged_blob_is_never_handed_out(fs: ArtifactFileSystem, saved: Artifact,
                                              tmp_path: Path, transport: str) -> None:
