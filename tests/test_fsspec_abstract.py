@@ -10,6 +10,7 @@ these test the filesystem's path logic, which test_fsspec.py runs on a server to
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Callable, Iterator
 
@@ -29,6 +30,8 @@ class ArtifactFixtures(AbstractFixtures):  # type: ignore[misc]
     @pytest.fixture
     def fs(self, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
            ) -> Iterator[ArtifactFileSystem]:
+        for key in [k for k in os.environ if k.startswith("ARTIFACTFS_")]:
+            monkeypatch.delenv(key)  # only this test's store
         for key, value in env.items():
             if key.startswith("ARTIFACTFS_"):
                 monkeypatch.setenv(key, value)

@@ -490,10 +490,11 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
                  **kwargs: Any) -> None:
         """Copy one file to ``lpath``, verified; a file there with the entry's digest
         already is kept as it is (nothing fetched)."""
-        if self.isdir(rpath):
+        try:
+            where, entry, pending = self._entry(rpath)
+        except IsADirectoryError:  # fsspec's get() hands folders here too
             os.makedirs(lpath, exist_ok=True)
             return
-        where, entry, pending = self._entry(rpath)
         if outfile is not None:  # fsspec's own callers pass an open file
             outfile.write(self.cat_file(rpath))
             return
