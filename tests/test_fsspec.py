@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -283,3 +284,25 @@ def test_the_docs_whole_example_runs(tmp_path: Path, transport: str) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == "['demo/dataset/squares:latest', 'demo/dataset/squares:v0']"
     assert lines[1] == "30" and lines[2] and lines[-1] == "v1"
+
+
+@pytest.mark.parametrize("transport", ["embedded"])
+def test_a_pickled_filesystem_reads_in_another_process(fs: ArtifactFileSystem,
+                                                      saved: Artifact, tmp_path: Path) -> None:
+    """What Dask and Spark do with a filesystem: pickle it to a worker, whose environment
+    need not name the store; the storage options do."""
+    sent = ArtifactFileSystem(store=str(tmp_path / "store"),
+                              cache_dir=str(tmp_path / "worker-cache"))
+    try:
+        assert pickle.loads(pickle.dumps(sent)) is sent  # the same process: the same one
+        code = ("import pickle, sys\n"
+                "fs = pickle.loads(sys.stdin.buffer.read())\n"
+                "sys.stdout.buffer.write(fs.cat_file('proj/data:latest/table.csv'))\n")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTFS_")}
+        env["HOME"] = str(tmp_path / "worker-home")
+        done = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(sent),
+                              env=env, capture_output=True, timeout=120)
+        assert done.returncode == 0, done.stderr.decode()
+        assert done.stdout == CSV
+    finally:
+        sent.api.close()
