@@ -220,6 +220,11 @@ def test_a_new_artifact_needs_its_type(fs: ArtifactFileSystem, saved: Artifact) 
     art = fs.api.artifact("proj/fresh:candidate")
     assert art.type == "model" and art.version == "v0"
     assert fs.ls("proj", detail=False) == ["proj/dataset", "proj/model"]
+    with pytest.raises(FileNotFoundError, match="has no alias nosuch"), fs.transaction:
+        fs.pipe_file("proj/data:nosuch/a.txt", b"a")
+    with pytest.raises(FileNotFoundError, match="has type dataset, not model"), fs.transaction:
+        fs.pipe_file("proj/model/data:latest/a.txt", b"a")
+    assert len(fs.api.artifacts(None, "proj/data")) == 1
 
 
 def test_bad_paths_get_clear_errors(fs: ArtifactFileSystem, saved: Artifact) -> None:
@@ -306,3 +311,12 @@ def test_a_pickled_filesystem_reads_in_another_process(fs: ArtifactFileSystem,
         assert done.stdout == CSV
     finally:
         sent.api.close()
+
+
+@pytest.mark.parametrize("transport", ["embedded"])  # a server's key is of one entity
+def test_writes_to_another_entity_commit_there(fs: ArtifactFileSystem) -> None:
+    with fs.transaction:
+        fs.pipe_file("team/proj/model/net:latest/w.bin", b"weights")
+    assert fs.cat_file("team/proj/model/net:v0/w.bin") == b"weights"
+    assert fs.info("team/proj/net:latest")["version"] == "v0"  # ENTITY/PROJECT/NAME
+    assert fs.ls("artifact://", detail=False) == []  # the configured entity has none

@@ -133,6 +133,7 @@ class _Pending:
         self.project = project
         self.label = label
         self.changed = False
+        self.own_client: Client | None = None  # made for another entity: closed at the end
 
     @property
     def manifest(self) -> Manifest:
@@ -555,9 +556,14 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
         try:
             info: VersionInfo | None = self._version(where)
         except FileNotFoundError:
-            if self.api.registry.collection_type(where.entity, where.project,
-                                                 where.name) is not None:
-                raise  # of another type than the path says, or an alias not there
+            held = self.api.registry.collection_type(where.entity, where.project, where.name)
+            if held is not None and where.type not in (None, held):
+                raise
+            if held is not None:  # an alias not there: which version would it start from?
+                raise FileNotFoundError(
+                    f"artifact://{where.path}: {where.entity}/{where.project}/{where.name} "
+                    f"has no alias {where.label}; a new version starts from the one an "
+                    "alias names (write to NAME:latest, then add the alias)") from None
             info = None
         if info is not None:
             draft = Artifact._from_info(self.api, info)
@@ -573,6 +579,8 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
             draft = Artifact(where.name, where.type, api=client)
         draft._draft()
         pending = _Pending(draft, where.project, where.label)
+        if draft._client is not self.api:
+            pending.own_client = draft._client
         self._pending[where.key] = pending
         return pending
 
@@ -661,5 +669,8 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
                     p.draft.aliases = [] if p.label == LATEST else [p.label]
                     p.draft.save(p.project)
         finally:
+            for p in pending.values():
+                if p.own_client is not None:
+                    p.own_client.close()
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
