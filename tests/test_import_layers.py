@@ -17,6 +17,7 @@ _FORBIDDEN = ("sqlite3", "artifactfs.store")
 @pytest.mark.parametrize("modules", [
     ["artifactfs.registry.http"],
     ["artifactfs.sdk"],
+    ["artifactfs.sdk.fsspec_fs"],  # artifact:// on a server's client
     ["artifactfs.cache", "artifactfs.fs.staging", "artifactfs.content"],
 ])
 def test_client_layers_do_not_load_the_store(modules: list[str]) -> None:
