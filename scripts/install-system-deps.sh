@@ -6,7 +6,8 @@
 #   signed blob redirects run a private one; the package's own service is never started here),
 #   postgresql (the store's tests on PostgreSQL start a private cluster of their own with its
 #   initdb, found as /usr/lib/postgresql/<major>/bin: 15 on Debian 12, 17 on Debian 13; the
-#   package's own service is never started here either, and no test touches its cluster).
+#   package's own service is never started here either, and no test touches its cluster),
+#   chromium (the web view's browser tests drive it headless through Playwright: tests/test_web.py).
 set -euo pipefail
 
 need=()
@@ -18,6 +19,7 @@ command -v getfattr >/dev/null || need+=(attr)
 command -v rsync >/dev/null || need+=(rsync)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || need+=(python3-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
