@@ -41,13 +41,13 @@ HOSTILE_HTML = b"<html><script>window.pwned = 1</script><h1 id='evil'>evil</h1><
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>\n'
 
 
-def _png(width: int = 24, height: int = 16) -> bytes:
+def _png(width: int = 96, height: int = 64) -> bytes:
     """A real PNG (an orange gradient), written with zlib: no image library needed."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
-    rows = b"".join(b"\x00" + bytes([255, 120 + 5 * x % 120, 10]) * width
+    rows = b"".join(b"\x00" + bytes([255, 60 + 3 * x % 190, 10]) * width
                     for x in range(height))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8,
                                                               2, 0, 0, 0))
@@ -193,7 +193,8 @@ def test_browser_logs_in_and_browses_to_previews(registry: WebRegistry, browser:
     page.goto(base + "img/logo.png")
     page.wait_for_function("document.querySelector('#preview img').naturalWidth > 0")
     assert page.eval_on_selector("#preview img", "i => [i.naturalWidth, i.naturalHeight]") \
-        == [24, 16]
+        == [96, 64]
+    page.screenshot(path=str(shots / "web-image.png"))
     page.goto(base + "config.json")
     assert '"layers": [\n    64,' in page.inner_text("#preview pre")
     for hostile, marker in (("page.html", "window.pwned = 1"), ("pic.svg", "alert(1)")):
@@ -215,7 +216,7 @@ def test_browser_logs_in_and_browses_to_previews(registry: WebRegistry, browser:
     page.goto(registry.url + f"/web/p/{PROJECT}")
     assert page.url.endswith("/web/login")
     page.close()
-    for name in ("web-login.png", "web-version.png", "web-csv.png"):
+    for name in ("web-login.png", "web-version.png", "web-csv.png", "web-image.png"):
         assert (shots / name).read_bytes().startswith(b"\x89PNG")
 
 
