@@ -14,7 +14,7 @@
 # Its session loop reads a request that is already waiting at once, and waits on the
 # (now non-blocking) fd through trio only when none is: a lookup cost the daemon about
 # 100 us of CPU, half of it in that wait.
-# docs/design-notes.md says more.
+# docs/architecture.md says more.
 #
 # The patched build is pinned: pyfuse3 3.5.0 from its sdist, Cython 3.2.4 (the version its
 # sdist was generated with), built in a throw-away environment, installed as

@@ -111,6 +111,20 @@ def env(tmp_path: Path, transport: str, request: pytest.FixtureRequest
 
 
 @pytest.fixture
+def environ(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process's environment made the test's (``env``'s ARTIFACTFS_ variables and
+    HOME, no others of them): for code that reads it as a user's program does,
+    ``Artifact.save()`` or ``artifactfs.init()`` without an Api."""
+    for key in list(os.environ):
+        if key.startswith("ARTIFACTFS_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith("ARTIFACTFS_") or key == "HOME":
+            monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
 def config(env: dict[str, str]) -> Config:
     return Config.from_env(env)
 

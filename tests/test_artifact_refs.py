@@ -8,7 +8,6 @@ reading one in tests/fs/test_mount_artifact_refs.py.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import pytest
@@ -28,14 +27,8 @@ FILES = {"labels.txt": b"cat\ndog\n", "deep/big.bin": BIG}
 
 
 @pytest.fixture(autouse=True)
-def _environment(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+def _environment(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch,
                  tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("ARTIFACTFS_"):
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        if key.startswith("ARTIFACTFS_") or key == "HOME":
-            monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)  # default download roots (./artifacts/...) land here
 
 

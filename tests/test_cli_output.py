@@ -3,6 +3,7 @@ quietly, where it said ``error: [Errno 32] Broken pipe``."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -39,3 +40,46 @@ def test_shell_completion_works_as_the_readme_says(tmp_path: Path) -> None:
                                                  "PATH": "/usr/bin:/bin"},
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "artifactfs" in proc.stdout, shell
+
+
+def test_a_misspelled_name_suggests_the_close_one(run_cli, tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "src", {"a.txt": b"a"})
+    run_cli("push", str(src), "vision/mnist", "--type", "dataset", "--alias", "best",
+            check=True)
+    for typed, meant in [("vison/mnist", "vision/mnist:latest"),
+                         ("vision/mnsit", "vision/mnist:latest"),
+                         ("vision/mnist:bets", "vision/mnist:best"),
+                         ("vision/mnist:lates", "vision/mnist:latest")]:
+        proc = run_cli("download", typed, "--root", str(tmp_path / "out"))
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().endswith(f"not found; did you mean {meant}?"), proc.stderr
+    far = run_cli("download", "vision/zzzzzz")
+    assert far.stderr.strip() == "error: artifact local/vision/zzzzzz:latest not found"
+
+
+def test_versions_are_printed_as_they_are_typed_back(run_cli, tmp_path: Path) -> None:
+    """push, verify and delete print one form: PROJECT/NAME:vN in the entity the command
+    works in, ENTITY/PROJECT/NAME:vN in another (push printed the first and verify the
+    second)."""
+    src = make_tree(tmp_path / "src", {"a.txt": b"a"})
+    assert run_cli("push", str(src), "vision/mnist", "--type", "dataset",
+                   check=True).stdout.strip() == "vision/mnist:v0"
+    run_cli("download", "vision/mnist", "--root", str(tmp_path / "out"), check=True)
+    verified = run_cli("verify", "vision/mnist", "--root", str(tmp_path / "out"), check=True)
+    assert verified.stdout.strip().endswith("matches vision/mnist:v0")
+    assert run_cli("push", str(src), "vision/mnist", "--type", "dataset",
+                   check=True).stdout.strip() == "unchanged: vision/mnist:v0"
+
+
+def test_download_gives_files_the_mode_the_umask_says(run_cli, tmp_path: Path,
+                                                     env: dict[str, str]) -> None:
+    """As cp, git or tar would: 0666 less the umask (0600 whatever the umask before)."""
+    src = make_tree(tmp_path / "src", {"a.txt": b"a", "sub/b.txt": b"b"})
+    run_cli("push", str(src), "vision/m", "--type", "dataset", check=True)
+    for umask, mode in ((0o002, 0o664), (0o022, 0o644), (0o077, 0o600)):
+        out = tmp_path / f"out-{umask:o}"
+        subprocess.run([ARTIFACTFS, "download", "vision/m", "--root", str(out)], env=env,
+                       check=True, capture_output=True, timeout=60,
+                       preexec_fn=lambda u=umask: os.umask(u))
+        assert {p: (out / p).stat().st_mode & 0o777 for p in ("a.txt", "sub/b.txt")} == {
+            "a.txt": mode, "sub/b.txt": mode}, f"umask {umask:o}"

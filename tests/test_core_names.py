@@ -133,7 +133,7 @@ def test_version_index_is_not_an_alias(alias: str) -> None:
 
 @pytest.mark.parametrize("alias", ["v01", "v007"])
 def test_zero_padded_version_index_is_not_an_alias(alias: str) -> None:
-    # DESIGN.md: "an alias matching v<digits> is a version index, not a label".
+    # docs/architecture.md: a label of the form v<digits> is a version, never an alias.
     with pytest.raises(InvalidName, match="version index"):
         validate_alias(alias)
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,8 @@ PROJECT = "proj"
 
 
 @pytest.fixture(autouse=True)
-def _environment(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("ARTIFACTFS_"):
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        if key.startswith("ARTIFACTFS_") or key == "HOME":
-            monkeypatch.setenv(key, value)
+def _environment(environ: dict[str, str]) -> None:
+    """The SDK reads the environment, as a user's program does (conftest's ``environ``)."""
 
 
 # ---- pure: the core manifest ----------------------------------------------------------------

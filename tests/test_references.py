@@ -22,7 +22,12 @@ from seaweed import SeaweedS3
 from artifactfs.cache import ContentCache
 from artifactfs.config import Config
 from artifactfs.core.chunks import CHUNK_SIZE
-from artifactfs.core.errors import NotFound, ReferenceChanged, ReferenceUnavailable
+from artifactfs.core.errors import (
+    InvalidManifest,
+    NotFound,
+    ReferenceChanged,
+    ReferenceUnavailable,
+)
 from artifactfs.core.references import clean_uri, reference_cache_name
 from artifactfs.sdk import Api, Artifact
 
@@ -476,3 +481,21 @@ def test_readers_of_one_reference_share_its_whole_fetch(
     seen = http_source.requests_for("/shared.bin")[before:]
     assert len(seen) == 1, [s.headers.get("Range") for s in seen]
     other.close()
+
+
+@pytest.mark.parametrize("uri", [
+    "https://user:hunter2@example.com/data.bin",
+    "https://example.com/data.bin?X-Amz-Signature=abc&X-Amz-Credential=k",
+    "s3://bucket/key?token=secret",
+])
+def test_a_manifest_bringing_credentials_is_refused(api: Api, uri: str) -> None:
+    """add_reference strips credentials; a manifest made elsewhere (wandb's, committed as
+    it is) is refused rather than keep them, and the message does not repeat them."""
+    from artifactfs.core.manifest import Manifest, ManifestEntry
+
+    entry = ManifestEntry("data.bin", uri, 0, ref=uri)  # checksum=False: digest = URI
+    with pytest.raises(InvalidManifest, match="holds credentials") as info:
+        api.registry.commit(entity="local", project="p", name="n", type_="dataset",
+                            manifest=Manifest([entry]))
+    assert "hunter2" not in str(info.value) and "abc" not in str(info.value)
+    assert "secret" not in str(info.value).replace("secrets", "")

@@ -7,7 +7,6 @@ it answers every run route once (tests/scale_out.py's route check)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -25,14 +24,8 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(autouse=True)
-def _environment(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """``artifactfs.init()`` and ``Artifact.save()`` read the environment, as a user's."""
-    for key in list(os.environ):
-        if key.startswith("ARTIFACTFS_"):
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        if key.startswith("ARTIFACTFS_") or key == "HOME":
-            monkeypatch.setenv(key, value)
+def _environment(environ: dict[str, str]) -> None:
+    """The SDK reads the environment, as a user's program does (conftest's ``environ``)."""
 
 
 @pytest.fixture

@@ -37,13 +37,8 @@ embedded_only = pytest.mark.parametrize("transport", ["embedded"], indirect=True
 
 
 @pytest.fixture(autouse=True)
-def _environment(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("ARTIFACTFS_"):
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        if key.startswith("ARTIFACTFS_") or key == "HOME":
-            monkeypatch.setenv(key, value)
+def _environment(environ: dict[str, str]) -> None:
+    """The SDK reads the environment, as a user's program does (conftest's ``environ``)."""
 
 
 @pytest.fixture

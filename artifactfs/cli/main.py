@@ -112,6 +112,7 @@ def push(
             validate_alias(alias)
     meta = _json_object(metadata) if metadata else None
     api = make_api()
+    working_in = api.config.entity  # what the printed name is relative to
     if ref.entity:
         api.config = api.config.replace(entity=ref.entity)
     from artifactfs.sdk import Artifact
@@ -130,7 +131,8 @@ def push(
     art.aliases = list(aliases)
     art.save(project=ref.project)
     # identical content: the version that holds it, no new one (W&B does the same)
-    click.echo(("unchanged: " if art._unchanged else "") + f"{ref.project}/{art.name}")
+    click.echo(("unchanged: " if art._unchanged else "")
+               + shown_ref(art.entity, art.project, art.name, working_in))
 
 
 def _json_object(text: str) -> dict[str, Any]:

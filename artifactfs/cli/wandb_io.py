@@ -68,6 +68,11 @@ def export(ref: str, root: str, manifest_path: str | None) -> None:
     The files are verified as 'download' verifies them; references are not fetched and
     stay references in the manifest. W&B's ArtifactManifest.from_manifest_json loads the
     manifest with REF's digest, and W&B's verify() accepts ROOT. Prints how to load it.
+
+    \b
+    Example:
+      artifactfs export vision/mnist:v3 out/mnist
+      # out/mnist/ holds the files, out/mnist.wandb_manifest.json the manifest
     """
     from artifactfs.sdk.wandb_io import export_wandb
 

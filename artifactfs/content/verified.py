@@ -1,15 +1,15 @@
 """Verified bytes of manifest entries, through the shared cache.
 
 This is the one place bytes come from for both the SDK and the mount. It enforces
-DESIGN.md decision 2: an entry no larger than one chunk is fetched whole and its MD5 checked
-(and its XXH128 digest, for an entry that has one: the MD5 names its blob, the XXH128 digest
-is what the manifest says of it);
-a larger one is fetched chunk by chunk, each checked against the blob's chunk index, whose
-own SHA-256 is checked against the manifest entry when the entry records it. A piece that
-fails is fetched once more; a second failure raises DigestMismatch. Nothing unverified is
-returned or cached. What comes back from the disk cache was verified so before it was put
-there, and the cache checks each file against the checksum it was put with on every read
-(bit rot); a damaged file is a miss, fetched and verified here again.
+docs/architecture.md, "Verification": an entry no larger than one chunk is fetched whole
+and its MD5 checked (and its XXH128 digest, for an entry that has one: the MD5 names its
+blob, the XXH128 digest is what the manifest says of it); a larger one is fetched chunk by
+chunk, each checked against the blob's chunk index, whose own SHA-256 is checked against
+the manifest entry when the entry records it. A piece that fails is fetched once more; a
+second failure raises DigestMismatch. Nothing unverified is returned or cached. What comes
+back from the disk cache was verified so before it was put there, and the cache checks
+each file against the checksum it was put with on every read (bit rot); a damaged file is
+a miss, fetched and verified here again.
 
 Thread-safe: the mount calls it from worker threads.
 """

@@ -155,7 +155,7 @@ class ContentHasher:
     together.
 
     The chunk index exists only for blobs larger than one chunk: smaller ones are fetched
-    whole and checked by their digest alone (DESIGN.md, decision 2).
+    whole and checked by their digest alone (docs/architecture.md, "Verification").
     """
 
     def __init__(self, chunk_size: int = CHUNK_SIZE, algorithm: str = MD5) -> None:

@@ -1,4 +1,5 @@
-"""Names, types, aliases and refs: the rules of DESIGN.md as pure functions.
+"""Names, types, aliases and refs: the rules of docs/architecture.md ("The data model"),
+as pure functions.
 
 A ref is ``[ENTITY/]PROJECT/NAME[:ALIAS_OR_VERSION]``; no alias means ``latest``. An alias of
 the form ``v<digits>`` is a version index, never a label, so it can not be assigned.

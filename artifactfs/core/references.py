@@ -20,11 +20,14 @@ import base64
 import hashlib
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from artifactfs.core.manifest import ManifestEntry
+from artifactfs.core.errors import InvalidManifest
+from artifactfs.core.limits import shown
+from artifactfs.core.manifest import Manifest, ManifestEntry
 
 __all__ = [
     "ETAG_EXTRA_KEY",
     "VERSION_ID_EXTRA_KEY",
+    "check_no_credentials",
     "clean_uri",
     "reference_cache_name",
     "scheme_of",
@@ -82,6 +85,25 @@ def clean_uri(uri: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return uri
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def check_no_credentials(manifest: Manifest) -> None:
+    """Refuse a reference whose URI (or digest, which is the URI for ``checksum=False``)
+    holds credentials: a ``user:password@`` or a signed query. A manifest is read by every
+    key holder of its entity and kept for ever; ``add_reference`` strips them, and a
+    manifest made elsewhere (wandb's, sent as it is) must not bring them in. Raises
+    InvalidManifest naming the entry and the URI without its secrets."""
+    for entry in manifest:
+        if entry.ref is None:
+            continue
+        for uri in (entry.ref, entry.digest):
+            if "://" in uri and clean_uri(uri) != uri:
+                raise InvalidManifest(
+                    f"entry {shown(entry.path)}: its reference {shown(clean_uri(uri))} holds "
+                    "credentials (a user:password, or a signed or keyed query) that a "
+                    "manifest must not keep; add it again with add_reference, which leaves "
+                    "them out, and give the reader its credentials by the scheme's own "
+                    "configuration")
 
 
 def reference_cache_name(entry: ManifestEntry) -> str:

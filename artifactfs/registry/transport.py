@@ -3,7 +3,7 @@
 Blob bytes are most of what a mount moves, and on the default transport every received
 block passes through h11 and httpx's stream layers: measured on the benchmark VM, 2.2 CPU-s
 per GiB of 8 MiB ranges against 0.45 for ``http.client`` reading straight into one buffer,
-and about 4 ms more for a cold 1 MiB range (docs/design-notes.md). This transport keeps
+and about 4 ms more for a cold 1 MiB range (docs/architecture.md). This transport keeps
 httpx's client on top (headers, redirects, dropping ``Authorization`` on another origin,
 timeouts as configured, proxies from the environment, which httpx mounts on its own
 transports) and swaps only the wire underneath.

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from artifactfs.core.errors import InvalidName, NotFound
-from artifactfs.core.names import validate_name
+from artifactfs.core.errors import ArtifactFSError, InvalidName, NotFound
+from artifactfs.core.names import Ref, validate_name
 from artifactfs.sdk.artifact import Artifact
 from artifactfs.sdk.client import Client, ProgressFactory
+from artifactfs.sdk.run import Run
 from artifactfs.sdk.wandb_io import export_wandb, import_wandb
-
-if TYPE_CHECKING:
-    from artifactfs.sdk.run import Run  # run.py imports this module
 
 __all__ = ["Api", "ArtifactCollection", "ArtifactType", "ProgressFactory", "Project"]
 
@@ -61,14 +60,42 @@ class Api(Client):
     def artifact(self, name: str, type: str | None = None) -> Artifact:
         """The committed artifact ``[ENTITY/]PROJECT/NAME[:ALIAS]`` (``latest`` by default).
 
-        Raises NotFound naming what was looked for, ValueError when ``type`` differs.
+        Raises NotFound naming what was looked for (and the name meant, when one is close:
+        ``vision/mnsit`` -> ``vision/mnist``), ValueError when ``type`` differs.
         """
         ref = self.parse_ref(name)
         assert ref.entity is not None
-        info = self.registry.resolve(ref.entity, ref.project, ref.name, ref.alias)
+        try:
+            info = self.registry.resolve(ref.entity, ref.project, ref.name, ref.alias)
+        except NotFound as exc:
+            meant = self._close_to(ref)
+            if meant is None:
+                raise
+            raise NotFound(f"{exc}; did you mean {meant}?") from None
         if type is not None and info.type != type:
             raise ValueError(f"artifact {ref} has type {info.type!r}, not {type!r}")
         return Artifact._from_info(self, info)
+
+    def _close_to(self, ref: Ref) -> str | None:
+        """A name that exists and is close to ``ref``'s first part that does not: its
+        project, else its collection, else its alias (as ``PROJECT/NAME:ALIAS``)."""
+        assert ref.entity is not None
+        registry = self.registry
+        try:
+            projects = registry.list_projects(ref.entity)
+            if ref.project not in projects:
+                close = difflib.get_close_matches(ref.project, projects, n=1)
+                return f"{close[0]}/{ref.name}:{ref.alias}" if close else None
+            names = [c.name for c in registry.list_collections(ref.entity, ref.project)]
+            if ref.name not in names:
+                close = difflib.get_close_matches(ref.name, names, n=1)
+                return f"{ref.project}/{close[0]}:{ref.alias}" if close else None
+            labels = [label for v in registry.list_versions(ref.entity, ref.project, ref.name)
+                      for label in (v.version, *v.aliases)]
+            close = difflib.get_close_matches(ref.alias, labels, n=1)
+            return f"{ref.project}/{ref.name}:{close[0]}" if close else None
+        except ArtifactFSError:  # no hint is better than a second error
+            return None
 
     def artifact_exists(self, name: str, type: str | None = None) -> bool:
         try:
@@ -143,8 +170,6 @@ class Api(Client):
     def run(self, path: str) -> Run:
         """The run ``[[ENTITY/]PROJECT/]RUN_ID`` (W&B's ``Api.run``); NotFound when the
         entity has no such run, or it is of another project."""
-        from artifactfs.sdk.run import Run
-
         parts = path.split("/") if isinstance(path, str) else []
         if not 1 <= len(parts) <= 3:
             raise InvalidName(f"run path {path!r} must have the form "

@@ -409,7 +409,7 @@ class Artifact:
         the URI alone; a folder or an S3 prefix becomes one entry per file or object, up
         to ``max_objects``. Credentials in the URI (``user:password@``, signed query
         strings) never enter the manifest. Reads check the source against what is recorded
-        here (docs/design-notes.md, "References"). Raises ValueError for a bad URI or a
+        here (docs/architecture.md, "References"). Raises ValueError for a bad URI or a
         missing source, ReferenceUnavailable for one that cannot be read now.
 
         ``uri`` may also be another saved artifact's entry (``other.get_entry("x")``) or

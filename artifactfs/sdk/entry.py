@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from artifactfs.core.artifact_refs import artifact_ref_url, is_artifact_ref
 from artifactfs.core.manifest import ManifestEntry
+from artifactfs.sdk.client import Client
 
-if TYPE_CHECKING:
-    from artifactfs.sdk.artifact import Artifact
+__all__ = ["ArtifactManifestEntry", "EntryOwner"]
 
-__all__ = ["ArtifactManifestEntry"]
+
+class EntryOwner(Protocol):
+    """What an entry needs of its artifact (``Artifact`` is one): its id, its client, the
+    local files of a draft's entries, and the download of some of its entries. A protocol,
+    so that this module does not import ``artifact.py``, which imports it: the SDK's
+    modules depend one way."""
+
+    @property
+    def id(self) -> str | None: ...
+
+    @property
+    def _api(self) -> Client: ...
+
+    @property
+    def _local(self) -> dict[str, Path]: ...
+
+    def _download_entries(self, entries: list[ManifestEntry],
+                          root: str | os.PathLike[str] | None) -> list[str]: ...
 
 
 class ArtifactManifestEntry:
     def __init__(
-        self, artifact: Artifact, entry: ManifestEntry, local_path: Path | None = None
+        self, artifact: EntryOwner, entry: ManifestEntry, local_path: Path | None = None
     ) -> None:
         self._artifact = artifact
         self._entry = entry

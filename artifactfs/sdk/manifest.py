@@ -8,13 +8,8 @@ and nothing else: every other method is the core one, on the same entries.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from artifactfs.core.manifest import Manifest
-from artifactfs.sdk.entry import ArtifactManifestEntry
-
-if TYPE_CHECKING:
-    from artifactfs.sdk.artifact import Artifact
+from artifactfs.sdk.entry import ArtifactManifestEntry, EntryOwner
 
 __all__ = ["ArtifactManifest"]
 
@@ -22,10 +17,10 @@ __all__ = ["ArtifactManifest"]
 class ArtifactManifest(Manifest):
     """The manifest of one ``Artifact``; made with ``ArtifactManifest.of``."""
 
-    _artifact: Artifact
+    _artifact: EntryOwner
 
     @classmethod
-    def of(cls, manifest: Manifest, artifact: Artifact) -> ArtifactManifest:
+    def of(cls, manifest: Manifest, artifact: EntryOwner) -> ArtifactManifest:
         """``manifest`` as ``artifact``'s: the same entries (taken over, not copied: a
         manifest of a million entries is not built twice), now able to name their artifact.
         The caller no longer uses ``manifest`` itself."""

@@ -36,7 +36,6 @@ from artifactfs.core.runs import (
     RunInfo,
     check_config,
 )
-from artifactfs.sdk.api import Api
 from artifactfs.sdk.artifact import Artifact
 from artifactfs.sdk.client import Client
 
@@ -62,7 +61,7 @@ def init(
     not plain JSON.
     """
     if api is None:
-        api = Api(config=Config.from_env())
+        api = Client(config=Config.from_env())
     entity = validate_name(entity or api.config.entity, "entity")
     project = validate_name(project or api.config.project, "project")
     # checked here as well as by the registry: a value JSON cannot hold would otherwise

@@ -57,6 +57,7 @@ from artifactfs.core.manifest import (
 )
 from artifactfs.core.names import LATEST, validate_alias, validate_type
 from artifactfs.core.posix import check_symlink_entry, symlink_target
+from artifactfs.core.references import check_no_credentials
 from artifactfs.files import atomic_writer, hash_file
 from artifactfs.sdk.artifact import Artifact, run_parallel
 from artifactfs.sdk.client import Client
@@ -205,6 +206,7 @@ def plan_import(
     # a bad reference, path or size, before any file is read; all but W&B's XXH128 files,
     # which are refused until hashed (a registry names their blobs by an MD5 they lack)
     validate_for_commit(Manifest(e for e in manifest if e.ref is not None or e.algorithm == MD5))
+    check_no_credentials(manifest)
     base = Path(root)
     if not base.is_dir():
         raise ValueError(f"{root} is not a folder")
@@ -355,30 +357,20 @@ def import_wandb(
 
 
 def wandb_manifest_json(manifest: Manifest) -> dict[str, Any]:
-    """A manifest as W&B's ``to_manifest_json()`` writes one, for ``from_manifest_json``.
-
-    Entries keep W&B's keys only, and of ``extra`` everything but ``chunkIndexSha256`` and
-    ``md5`` (see the module's docstring). An XXH128 artifact also gets the top-level
-    ``digestAlgorithm`` key, which W&B ignores and ``import`` reads.
-    """
+    """A manifest as W&B's ``to_manifest_json()`` writes one, for ``from_manifest_json``:
+    ``manifest.to_manifest_json()`` with entries sorted by path and, of ``extra``,
+    everything but ``chunkIndexSha256`` and ``md5`` (see the module's docstring). An XXH128
+    artifact also gets the top-level ``digestAlgorithm`` key, which W&B ignores and
+    ``import`` reads."""
+    top = manifest.to_manifest_json()
     contents: dict[str, Any] = {}
-    for path, entry in sorted(manifest.entries.items()):
-        out: dict[str, Any] = {"digest": entry.digest}
-        if entry.ref is not None:
-            out["ref"] = entry.ref
-        if entry.birth_artifact_id is not None:
-            out["birthArtifactID"] = entry.birth_artifact_id
-        out["size"] = entry.size
-        extra = {k: v for k, v in entry.extra.items() if k not in _STORAGE_EXTRA_KEYS}
+    for path in sorted(top["contents"]):
+        out = top["contents"][path]
+        extra = {k: v for k, v in out.pop("extra", {}).items() if k not in _STORAGE_EXTRA_KEYS}
         if extra:
             out["extra"] = extra
         contents[path] = out
-    top: dict[str, Any] = {
-        "version": 1,
-        "storagePolicy": STORAGE_POLICY,
-        "storagePolicyConfig": dict(manifest.storage_policy_config),
-        "contents": contents,
-    }
+    top["contents"] = contents
     if manifest.digest_algorithm != MD5:
         top[DIGEST_ALGORITHM_KEY] = manifest.digest_algorithm
     return top

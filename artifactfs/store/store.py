@@ -25,6 +25,7 @@ from artifactfs.core.names import (
 )
 from artifactfs.core.posix import SYMLINK_EXTRA_KEY, check_symlink_entry
 from artifactfs.core.records import CommittedVersion
+from artifactfs.core.references import check_no_credentials
 from artifactfs.store.artifact_refs import check_artifact_refs
 from artifactfs.store.blobs import BlobAccess, BlobDir
 from artifactfs.store.blobstore import BlobStore
@@ -148,6 +149,7 @@ class Store:
         check_description(description)
         check_metadata(metadata or {})
         validate_for_commit(manifest)
+        check_no_credentials(manifest)
         # wandb-artifact:// entries name versions the caller reads (store/artifact_refs.py)
         check_artifact_refs(self.db, manifest, caller)
         links = [e for e in manifest if SYMLINK_EXTRA_KEY in e.extra]
