@@ -386,14 +386,58 @@ def test_previews_by_content() -> None:
     assert make_preview("big.txt", b"a" * 300_000).truncated
 
 
-def test_web_secret_must_be_long_enough(tmp_path: Path) -> None:
+def test_hostile_paths_answer_as_client_errors(registry: WebRegistry) -> None:
+    with _login(registry.url, registry.read_key) as client:
+        version = "/web/p/vision/labels/v0"
+        for path in ("/web/p/vision/labels/%00", "/web/p/vision/labels/v99999999999999999999",
+                     version + "/tree/a//b", version + "/tree/%2e%2e", version + "/tree/%00",
+                     version + "/file/" + "a/" * 3000, "/web/p/" + "x" * 5000,
+                     version + "/file/data"):
+            answer = client.get(path)
+            assert 400 <= answer.status_code < 500, (path, answer.status_code)
+            assert "Traceback" not in answer.text
+        answer = client.post("/web/login", content=b"k=" + b"a" * 40_000)
+        assert answer.status_code == 413
+    assert "Traceback" not in registry.server.log_text()
+
+
+def test_web_secret_must_be_long_and_private(tmp_path: Path) -> None:
     import subprocess
 
     from helpers import ARTIFACTFS
 
-    short = subprocess.run([ARTIFACTFS, "serve", "--store", str(tmp_path / "s"), "--port", "0"],
-                           env={**os.environ, "ARTIFACTFS_WEB_SECRET": "short"},
-                           capture_output=True, text=True, timeout=60)
+    def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ARTIFACTFS, "serve", "--store", str(tmp_path / "s"),
+                               "--port", "0", *args], env={**os.environ, **env},
+                              capture_output=True, text=True, timeout=60)
+
+    short = serve({"ARTIFACTFS_WEB_SECRET": "short"})
     assert short.returncode != 0 and "32 or more characters" in short.stderr
     assert "Traceback" not in short.stderr
+    secret = tmp_path / "web-secret"
+    secret.write_text("q" * 40)
+    secret.chmod(0o644)
+    shared = serve({}, "--web-secret-file", str(secret))
+    assert shared.returncode != 0 and "chmod 600" in shared.stderr
+    assert "q" * 40 not in shared.stderr
     shutil.rmtree(tmp_path / "s", ignore_errors=True)
+
+
+def test_a_folder_page_lists_its_first_thousand_files(registry: WebRegistry,
+                                                      tmp_path: Path) -> None:
+    one = make_tree(tmp_path / "src", {"x.txt": b"x\n"}) / "x.txt"
+    config = Config.from_env({"ARTIFACTFS_STORE": str(registry.store),
+                              "HOME": str(tmp_path / "home"),
+                              "ARTIFACTFS_CACHE_DIR": str(tmp_path / "cache")})
+    api = Api(config=config)
+    try:
+        art = Artifact("wide", type="dataset", api=api)
+        for i in range(1005):
+            art.add_file(str(one), name=f"many/{i:04d}.txt")
+        art.save(project=PROJECT)
+    finally:
+        api.close()
+    with _login(registry.url, registry.read_key) as client:
+        page = client.get(f"/web/p/{PROJECT}/wide/v0/tree/many").text
+    assert page.count("/file/many/") == 1000 and "0999.txt" in page and "1000.txt" not in page
+    assert "and 5 more files" in page

@@ -59,6 +59,9 @@ log = logging.getLogger("artifactfs.server.web")
 
 WEB_PREFIX = "/web"
 _MAX_FORM_BYTES = 16 << 10  # a login form: a key and a token
+FOLDER_ROWS = 1000
+"""Files of one folder listed on its page: a folder of a million files would make a page of
+a hundred megabytes; the rest are counted, and a mount or the CLI lists them all."""
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 _HEADERS = {
@@ -299,9 +302,14 @@ class WebView:
         parts = listing.path.split("/") if listing.path else []
         for i, part in enumerate(parts):
             crumbs.append((part, "/".join(parts[: i + 1])))
-        entries: list[ManifestEntry] = list(listing.files.values())
+        entries: list[ManifestEntry] = []
+        for entry in listing.files.values():
+            if len(entries) == FOLDER_ROWS:
+                break
+            entries.append(entry)
         return {"info": info, "alias": alias, "base": base, "listing": listing,
-                "crumbs": crumbs, "entries": entries}
+                "crumbs": crumbs, "entries": entries,
+                "more": len(listing.files) - len(entries)}
 
     async def version(self, request: Request) -> Response:
         info = await self._resolve(request)
