@@ -98,7 +98,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRegistry]:
     keys = (db.create_key("local", read_only=True), db.create_key("local"),
             db.create_key("someone"))
     server = RegistryServer(store, root / "server.log",
-                            env={**os.environ, "ARTIFACTFS_WEB_SECRET": SECRET})
+                            env=_server_env(SECRET))
     try:
         yield WebRegistry(server, store, *keys)
     finally:
@@ -106,6 +106,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRegistry]:
     assert SECRET not in server.log_text()
     for key in keys:
         assert key not in server.log_text()
+
+
+def _server_env(secret: str) -> dict[str, str]:
+    """The environment of a server: this one's without its ARTIFACTFS_ settings (a
+    developer's shell may have some), and the web secret."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACTFS_")}
+    return {**env, "ARTIFACTFS_WEB_SECRET": secret}
 
 
 def _csrf(client: httpx.Client) -> str:
@@ -316,9 +323,9 @@ def test_revoking_the_key_ends_its_sessions(registry: WebRegistry) -> None:
 def test_a_session_works_on_every_replica_with_the_secret(registry: WebRegistry,
                                                           tmp_path: Path) -> None:
     twin = RegistryServer(registry.store, tmp_path / "twin.log",
-                          env={**os.environ, "ARTIFACTFS_WEB_SECRET": SECRET})
+                          env=_server_env(SECRET))
     stranger = RegistryServer(registry.store, tmp_path / "stranger.log",
-                              env={**os.environ, "ARTIFACTFS_WEB_SECRET": "z" * 40})
+                              env=_server_env("z" * 40))
     try:
         with _login(registry.url, registry.read_key) as client:
             cookie = {"afs_session": client.cookies["afs_session"]}
@@ -408,10 +415,11 @@ def test_web_secret_must_be_long_and_private(tmp_path: Path) -> None:
 
     def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([ARTIFACTFS, "serve", "--store", str(tmp_path / "s"),
-                               "--port", "0", *args], env={**os.environ, **env},
+                               "--port", "0", *args], env={**_server_env("unused"), **env},
                               capture_output=True, text=True, timeout=60)
 
     short = serve({"ARTIFACTFS_WEB_SECRET": "short"})
+    assert serve({}, "--web-secret-file", str(tmp_path / "none")).returncode != 0
     assert short.returncode != 0 and "32 or more characters" in short.stderr
     assert "Traceback" not in short.stderr
     secret = tmp_path / "web-secret"
