@@ -449,3 +449,23 @@ def test_a_folder_page_lists_its_first_thousand_files(registry: WebRegistry,
         page = client.get(f"/web/p/{PROJECT}/wide/v0/tree/many").text
     assert page.count("/file/many/") == 1000 and "0999.txt" in page and "1000.txt" not in page
     assert "and 5 more files" in page
+
+
+def test_the_session_cookie_is_secure_behind_https(registry: WebRegistry) -> None:
+    """Over http the cookie cannot be Secure (the browser would drop it); behind a proxy on
+    this machine that says the browser came over https, it is."""
+    for proto, secure in (("http", False), ("https", True)):
+        with httpx.Client(base_url=registry.url,
+                          headers={"X-Forwarded-Proto": proto}) as client:
+            form = client.get("/web/login")
+            assert ("; secure" in form.headers["set-cookie"].lower()) is secure
+            token = _csrf(client)
+            # by hand: httpx sends no Secure cookie to a plain http address
+            answer = httpx.post(registry.url + "/web/login",
+                                data={"key": registry.read_key, "csrf": token},
+                                headers={"X-Forwarded-Proto": proto,
+                                         "Cookie": f"afs_csrf={token}"})
+            assert answer.status_code == 303
+            cookie = answer.headers["set-cookie"].lower()
+            assert cookie.startswith("afs_session=") and "httponly" in cookie
+            assert "samesite=lax" in cookie and ("; secure" in cookie) is secure
