@@ -469,3 +469,33 @@ def test_the_session_cookie_is_secure_behind_https(registry: WebRegistry) -> Non
             cookie = answer.headers["set-cookie"].lower()
             assert cookie.startswith("afs_session=") and "httponly" in cookie
             assert "samesite=lax" in cookie and ("; secure" in cookie) is secure
+
+
+def test_previews_of_blobs_in_a_bucket(tmp_path: Path, seaweed: Any, s3_url: str) -> None:
+    """Blobs in S3 (SeaweedFS): the preview reads them through the store, verified, as on
+    a folder (the browser never gets a presigned address)."""
+    store = tmp_path / "store"
+    key = Store(store).db.create_key("local", read_only=True)
+    writer = Store(store).db.create_key("local")
+    server = RegistryServer(store, tmp_path / "server.log", blobs_url=s3_url,
+                            env={**_server_env(SECRET), **seaweed.env})
+    try:
+        config = Config.from_env({"ARTIFACTFS_REGISTRY": server.url,
+                                  "ARTIFACTFS_API_KEY": writer, "HOME": str(tmp_path / "h"),
+                                  "ARTIFACTFS_CACHE_DIR": str(tmp_path / "cache")})
+        api = Api(config=config)
+        try:
+            art = Artifact("labels", type="dataset", api=api)
+            with art.new_file("table.csv", mode="wb") as f:
+                f.write(CSV)
+            art.add_file(str(make_tree(tmp_path / "src", {"l.png": _png()}) / "l.png"))
+            art.save(project=PROJECT)
+        finally:
+            api.close()
+        with _login(server.url, key) as client:
+            page = client.get(f"/web/p/{PROJECT}/labels/v0/file/table.csv")
+            assert "<td>dog</td>" in page.text and "X-Amz-Signature" not in page.text
+            image = client.get(f"/web/p/{PROJECT}/labels/v0/raw/l.png")
+            assert image.status_code == 200 and image.content == _png()
+    finally:
+        server.stop()
