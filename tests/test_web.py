@@ -140,9 +140,11 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        # Playwright's own browser download is never used: Debian's build, headless; its
+        # Playwright's own browser download is never used: Debian's build, headless (as root
+        # it needs --no-sandbox; a container's small /dev/shm is not used); its
         # process is ended by close() (and by Playwright's driver if the test dies)
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        chromium = pw.chromium.launch(executable_path=CHROMIUM,
+                                      args=["--no-sandbox", "--disable-dev-shm-usage"])
         try:
             yield chromium
         finally:
