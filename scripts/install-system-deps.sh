@@ -9,6 +9,7 @@
 #   package's own service is never started here either, and no test touches its cluster),
 #   mount (util-linux's mount(8) and umount(8): the tests mount through them, as fstab does),
 #   systemd (systemd-analyze checks the unit templates of docs/mount.md; nothing is started).
+#   chromium (the web view's browser tests drive it headless through Playwright: tests/test_web.py).
 set -euo pipefail
 
 need=()
@@ -22,6 +23,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v mount >/dev/null || need+=(mount)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || need+=(python3-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)

@@ -26,11 +26,13 @@ __all__ = ["key", "serve"]
 _SECRET_RE = re.compile(r"[A-Za-z0-9_.~+/=-]{16,}")
 
 
-def _blob_url_secret(path: Path | None) -> str | None:
+def _blob_url_secret(path: Path | None, env: str = "ARTIFACTFS_BLOB_URL_SECRET",
+                     what: str = "the blob URL secret") -> str | None:
     """The redirect secret, from its file (which only its owner may read) or, as the CLI
-    builds its configuration, from ARTIFACTFS_BLOB_URL_SECRET; never echoed."""
+    builds its configuration, from ARTIFACTFS_BLOB_URL_SECRET; never echoed. The web
+    view's session secret is read the same way (``env``: ARTIFACTFS_WEB_SECRET)."""
     if path is None:
-        return os.environ.get("ARTIFACTFS_BLOB_URL_SECRET") or None
+        return os.environ.get(env) or None
     try:
         st = os.stat(path)
         if st.st_mode & 0o077:
@@ -38,7 +40,7 @@ def _blob_url_secret(path: Path | None) -> str | None:
                  f"chmod 600 {path}")
         return path.read_text().strip() or None
     except OSError as exc:
-        fail(f"cannot read the blob URL secret from {path}: {exc.strerror}")
+        fail(f"cannot read {what} from {path}: {exc.strerror}")
     raise AssertionError
 
 
@@ -100,11 +102,18 @@ def _size_option(ctx: click.Context, param: click.Parameter, value: str) -> int:
               help="Answer GET /metrics (Prometheus) without an API key, for a scraper in "
                    "a network you trust; by default it needs a key, as every route does "
                    "(docs/metrics.md).")
+@click.option("--web-secret-file", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="A file (mode 0600) holding the secret (32 or more characters) the web "
+                   "view's session cookies are signed with: the same on every replica, so "
+                   "that a login works on all. Or set ARTIFACTFS_WEB_SECRET. Without one, a "
+                   "random secret: logins end when the server stops.")
 def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, host: str,
           port: int, header_timeout: float, body_timeout: float, max_connections: int,
           blob_url_base: str | None, blob_url_secret_file: Path | None,
           blob_url_lifetime: int, max_json_bytes: int,
-          max_manifest_bytes: int, key_cache_seconds: float, metrics_public: bool) -> None:
+          max_manifest_bytes: int, key_cache_seconds: float, metrics_public: bool,
+          web_secret_file: Path | None) -> None:
     """Serve a store over HTTP for a team (uvicorn; every request needs an API key).
 
     \b
@@ -140,6 +149,10 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
         # the secret itself is never printed, here or in any log
         fail("the blob URL secret must be 16 or more of A-Z a-z 0-9 _ - . ~ + / = "
              "(it is written literally into nginx's secure_link_md5)")
+    web_secret = _blob_url_secret(web_secret_file, "ARTIFACTFS_WEB_SECRET", "the web secret")
+    if web_secret is not None and len(web_secret) < 32:
+        fail("the web secret must have 32 or more characters (make one with: python3 -c "
+             "'import secrets; print(secrets.token_urlsafe(32))')")
     try:
         choice = StoreChoice.of(store_dir, db_url, blobs_url)
         if blob_url_base and choice.blobs_in_bucket:  # before storage is asked anything
@@ -158,11 +171,12 @@ def serve(store_dir: Path | None, db_url: str | None, blobs_url: str | None, hos
                        "/metrics without a key", err=True)
     port = listener.getsockname()[1]  # --port 0: the one the kernel chose
     shown_host = f"[{host}]" if ":" in host else host
-    click.echo(f"serving {store.location} on http://{shown_host}:{port}/api/v1", err=True)
+    click.echo(f"serving {store.location} on http://{shown_host}:{port}/api/v1 (web view: "
+               f"http://{shown_host}:{port}/)", err=True)
     app = create_app(store, blob_url_base=blob_url_base, blob_url_secret=blob_url_secret,
                      max_json_bytes=max_json_bytes, max_manifest_bytes=max_manifest_bytes,
                      blob_url_lifetime=blob_url_lifetime, key_cache_seconds=key_cache_seconds,
-                     metrics_public=metrics_public)
+                     metrics_public=metrics_public, web_secret=web_secret)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal; exit 0 instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     limits = ConnectionLimits(header_timeout=header_timeout, body_timeout=body_timeout,

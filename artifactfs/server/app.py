@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -72,6 +73,7 @@ from artifactfs.server.metrics import (
     ServerMetrics,
 )
 from artifactfs.server.runs import read_only_allowed, run_routes
+from artifactfs.server.web import is_web_path, web_routes
 from artifactfs.store import Store
 from artifactfs.store.blobs import signed_blob_url
 from artifactfs.store.blobstore import BatchTooLarge, ByteStream
@@ -622,8 +624,9 @@ class AuthAndLog:
         self.metrics.in_progress.inc()
         try:
             # the health route for a load balancer, which has no key; /metrics for a
-            # scraper only with --metrics-public (docs/metrics.md)
-            if health or self.metrics.keyless(scope["path"]):
+            # scraper only with --metrics-public (docs/metrics.md); the web view's pages
+            # check their session cookie themselves (server/web/pages.py), and only they
+            if health or self.metrics.keyless(scope["path"]) or is_web_path(scope["path"]):
                 await self.app(scope, receive_counted, send_logged)
                 return
             found = await self._authenticate(request)
@@ -763,7 +766,8 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
                max_manifest_bytes: int = MAX_MANIFEST_BYTES,
                blob_url_lifetime: int = BLOB_URL_LIFETIME,
                key_cache_seconds: float = KEY_CACHE_SECONDS,
-               metrics_public: bool = False) -> Starlette:
+               metrics_public: bool = False,
+               web_secret: str | None = None) -> Starlette:
     """The ASGI application serving ``store``.
 
     Blob reads (GET) are redirected to an address the blob store presigns when it can (a
@@ -774,7 +778,9 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
     ``max_manifest_bytes`` a manifest committed by reference. A key found good is trusted
     for ``key_cache_seconds`` (0: checked on every request), so a revoked one may work
     that long. ``GET /metrics`` (server/metrics.py) needs a key too unless
-    ``metrics_public``.
+    ``metrics_public``. ``web_secret`` signs the web view's session cookies (server/web/);
+    without one a random secret is made, and its sessions end with this process
+    (docs/web.md).
     """
     if blob_url_base and not blob_url_secret:
         raise ValueError("a blob URL base needs a secret to sign its addresses with")
@@ -814,6 +820,7 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
         Route(b + "/uploads", _handle(r.start_upload), methods=["POST"]),
         Route(b + "/uploaded", _handle(r.finish_upload), methods=["POST"]),
         *run_routes(r, _handle),  # runs and lineage (server/runs.py)
+        *web_routes(store, web_secret or _random_web_secret()),  # the web view at /
     ]
     return Starlette(
         routes=routes,
@@ -821,6 +828,12 @@ def create_app(store: Store, *, blob_url_base: str | None = None,
                                metrics=metrics)],
         exception_handlers={404: _not_found, 405: _not_allowed},
     )
+
+
+def _random_web_secret() -> str:
+    log.warning("no web secret given (serve --web-secret-file or ARTIFACTFS_WEB_SECRET): web "
+                "sessions end when this server stops, and other replicas refuse them")
+    return secrets.token_urlsafe(32)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
