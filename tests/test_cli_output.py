@@ -83,3 +83,24 @@ def test_download_gives_files_the_mode_the_umask_says(run_cli, tmp_path: Path,
                        preexec_fn=lambda u=umask: os.umask(u))
         assert {p: (out / p).stat().st_mode & 0o777 for p in ("a.txt", "sub/b.txt")} == {
             "a.txt": mode, "sub/b.txt": mode}, f"umask {umask:o}"
+
+
+@embedded_only
+def test_download_on_a_terminal_shows_bytes_and_files(run_cli, tmp_path: Path,
+                                                     env: dict[str, str]) -> None:
+    """On a terminal (script(1) gives the command one) a download's bar counts bytes and
+    files; in a pipe it prints nothing but the folder."""
+    files = {f"f{i}.bin": os.urandom(300_000) for i in range(6)}
+    run_cli("push", str(make_tree(tmp_path / "src", files)), "vision/m", "--type", "dataset",
+            check=True)
+    out = tmp_path / "out"
+    # a terminal of 120 columns: script(1)'s own has none, and a bar of 0 columns is empty
+    command = f"stty cols 120 rows 40; {ARTIFACTFS} download vision/m --root {out}"
+    proc = subprocess.run(["script", "-qec", command, "/dev/null"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "download m" in proc.stdout and "6/6 files" in proc.stdout, proc.stdout
+    assert "MB" in proc.stdout or "M/" in proc.stdout or "MiB" in proc.stdout, proc.stdout
+    assert {p: (out / p).read_bytes() for p in files} == files
+    piped = run_cli("download", "vision/m", "--root", str(tmp_path / "out2"), check=True)
+    assert piped.stdout.strip() == str(tmp_path / "out2") and piped.stderr == ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -89,14 +90,41 @@ def progress_factory() -> Callable[[str, int], Callable[[int], None]] | None:
     from tqdm import tqdm
 
     def make(label: str, total: int) -> Callable[[int], None]:
-        bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
-                   leave=False, file=sys.stderr)
-
-        def advance(n: int) -> None:
-            bar.update(n)
-            if bar.n >= total:
-                bar.close()
-
-        return advance
+        return _Bar(tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                         desc=label, leave=False, file=sys.stderr))
 
     return make
+
+
+class _Bar:
+    """A transfer's bar: bytes, and files done of the files to do when the transfer says
+    (``expect_files``, ``file_done``: what a download of many files calls)."""
+
+    def __init__(self, bar: Any) -> None:
+        self._bar = bar
+        self._files = 0
+        self._done = 0
+        self._lock = threading.Lock()  # files finish in several threads
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self._bar.update(n)
+            if self._bar.n >= self._bar.total and self._done >= self._files:
+                self._bar.close()
+
+    def expect_files(self, count: int) -> None:
+        with self._lock:
+            self._files = count
+            self._bar.set_postfix_str(f"0/{count} files", refresh=False)
+
+    def file_done(self) -> None:
+        with self._lock:
+            self._done += 1
+            # drawn at the bar's own pace (update(0)), not once a file: a million small
+            # files would be a million redraws of the terminal
+            self._bar.set_postfix_str(f"{self._done}/{self._files} files", refresh=False)
+            if self._bar.n >= self._bar.total and self._done >= self._files:
+                self._bar.refresh()
+                self._bar.close()
+            else:
+                self._bar.update(0)

@@ -712,6 +712,11 @@ class Artifact:
                 continue
             todo.append((entry, dest))
         progress = self._progress("download", sum(e.size for e, _ in todo))
+        # a bar that counts files too (the CLI's) is told how many, and each one done
+        expect_files = getattr(progress, "expect_files", None)
+        file_done = getattr(progress, "file_done", None)
+        if expect_files is not None:
+            expect_files(len(todo))
         for entry, dest in todo:
             dest.parent.mkdir(parents=True, exist_ok=True)
             if dest.is_dir():
@@ -726,6 +731,8 @@ class Artifact:
                     raise
                 log.warning("skipped %s: %s", job[0].path, exc)
                 skipped.add(job[0].path)
+            if file_done is not None:
+                file_done()
 
         run_parallel(fetch, todo)
         umask = current_umask()

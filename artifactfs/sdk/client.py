@@ -20,7 +20,9 @@ from artifactfs.registry import Registry, open_registry, with_key_entity
 __all__ = ["Client", "ProgressFactory"]
 
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
-"""Given what is being done and its total bytes, the function each transfer tells its bytes."""
+"""Given what is being done and its total bytes, the function each transfer tells its bytes.
+That function may also have ``expect_files(count)`` and ``file_done()``: a download of many
+files then says how many it will write, and each one written (the CLI's bar shows them)."""
 
 
 class Client:

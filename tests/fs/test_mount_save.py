@@ -32,7 +32,7 @@ from fs.test_mount_writes import (
     sh,
     versions,
 )
-from helpers import RegistryServer, make_tree
+from helpers import ARTIFACTFS, RegistryServer, make_tree
 from scale_out import scale_out
 
 from artifactfs.core.chunks import CHUNK_SIZE
@@ -412,3 +412,18 @@ def test_failed_save_keeps_the_staging_and_can_run_again(
     finally:
         for server in revived:
             server.stop()
+
+
+@pytest.mark.parametrize("transport", ["embedded"], indirect=True)
+def test_save_on_a_terminal_shows_its_uploads(
+    dataset: Artifact, run_cli, mounted: Mount, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Like push, a save run on a terminal (script(1) gives it one) draws a bar of the
+    bytes it uploads."""
+    folder = folder_of(mounted)
+    (folder / "big.bin").write_bytes(os.urandom(24 << 20))
+    command = f"stty cols 120 rows 40; {ARTIFACTFS} save {folder}"
+    proc = subprocess.run(["script", "-qec", command, "/dev/null"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout
+    assert "uploading" in proc.stdout and "vision/mnist:v1" in proc.stdout, proc.stdout
