@@ -12,7 +12,10 @@ from typing import Any
 
 import click
 
-__all__ = ["emit_json", "fail", "human_size", "log_to_stderr", "progress_factory", "table"]
+from artifactfs.core.units import human_size
+
+__all__ = ["emit_json", "fail", "human_size", "log_to_stderr", "progress_factory", "shown_ref",
+           "table"]
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -62,15 +65,6 @@ def shown_ref(entity: str | None, project: str | None, name: str, working_in: st
     if entity is None or entity == working_in:
         return f"{project}/{name}"
     return f"{entity}/{project}/{name}"
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> None:

@@ -41,6 +41,7 @@ from artifactfs.core.manifest import ManifestEntry
 from artifactfs.core.names import validate_alias
 from artifactfs.core.records import VersionInfo
 from artifactfs.core.runs import LOGGED, USED
+from artifactfs.core.units import human_size
 from artifactfs.core.wire import status_for
 from artifactfs.server.web.preview import PREVIEW_BYTES, Preview, image_type, make_preview
 from artifactfs.server.web.preview import verified as bytes_verified
@@ -86,15 +87,6 @@ def is_web_path(path: str) -> bool:
             or path.startswith(WEB_PREFIX + "/"))
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError
-
-
 def _when(t: float | None) -> str:
     return "" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
@@ -121,7 +113,7 @@ class WebView:
             loader=jinja2.PackageLoader("artifactfs.server.web", "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined,
         )
-        self.env.filters.update(size=_size, when=_when, q=_q)
+        self.env.filters.update(size=human_size, when=_when, q=_q)
 
     # ---- answers -------------------------------------------------------------------------
 
@@ -359,8 +351,8 @@ class WebView:
         if digest is None:
             return "no stored blob for this entry"
         if entry.size > PREVIEW_BYTES:
-            return (f"{_size(entry.size)}: too large to preview here (up to "
-                    f"{_size(PREVIEW_BYTES)}); download it")
+            return (f"{human_size(entry.size)}: too large to preview here (up to "
+                    f"{human_size(PREVIEW_BYTES)}); download it")
         data = self.store.access.read(entity, digest, 0, entry.size)
         if not bytes_verified(entry, data):
             log.warning("web preview of %s (%s) refused: its stored bytes failed their "
