@@ -83,8 +83,12 @@ class SeaweedS3:
             "-filer", "-s3", f"-s3.port={self.port}", f"-s3.config={keys}",
             # the catalog servers the gateway starts by default, on fixed ports
             "-s3.port.iceberg=0", "-s3.port.lance=0",
-            # small volumes, grown as needed: a test writes megabytes, not gigabytes
-            "-master.volumeSizeLimitMB=64", "-volume.max=16", "-metricsPort=0",
+            # small volumes, grown as needed: a test writes megabytes, not gigabytes. Each
+            # bucket is a collection of its own, and weed grows a new one by several volumes
+            # at once: with 16, the third bucket of a session (the interop tests' and a
+            # versioned one after the fixture's) found none left and every PutObject was a
+            # 500. Empty volumes cost a few KiB each.
+            "-master.volumeSizeLimitMB=64", "-volume.max=64", "-metricsPort=0",
         ]
         self.proc = subprocess.Popen(args, stdout=self._log_file, stderr=subprocess.STDOUT,
                                      cwd=folder, env={"PATH": os.environ.get("PATH", ""),

@@ -435,30 +435,27 @@ def test_references_in_an_xxh128_artifact_keep_md5_or_etag_digests(
 
 
 @pytest.mark.parametrize("transport", ["embedded"])
-def test_a_signed_uri_logged_elsewhere_is_used_but_never_shown(
-        api: Api, config: Config, tmp_path: Path, http_source: HttpSource,
+def test_a_signed_uri_logged_elsewhere_is_refused_and_never_shown(
+        api: Api, tmp_path: Path, http_source: HttpSource,
         caplog: pytest.LogCaptureFixture) -> None:
-    """A manifest from wandb (``artifactfs import``) keeps a URI as its user gave it, a
-    presigned one too: reading uses it as it is, and no message or log line shows it."""
+    """A manifest made elsewhere (wandb's, its entries added as they are) that keeps a
+    presigned URI is refused by save, before anything is stored: a manifest is read by every
+    key holder of its entity and kept for ever. No message or log line shows the secret."""
     from artifactfs.core.manifest import ManifestEntry
 
     signed = http_source.put("/signed.bin", b"signed bytes", etag='"s1"') + \
         "?X-Amz-Signature=SECRETSIG&v=1"
-    art = draft(api)
-    art._draft().add(ManifestEntry("signed.bin", "s1", 12, ref=signed,
-                                   extra={"etag": '"s1"'}))
-    art._draft().add(ManifestEntry("loose.bin", signed, 0, ref=signed))  # checksum=False
-    art.save(project="p")
-    _, got = fresh(config, tmp_path)
-    root = Path(got.download(str(tmp_path / "a")))
-    assert (root / "signed.bin").read_bytes() == b"signed bytes"
-    assert "X-Amz-Signature=SECRETSIG" in http_source.requests_for("/signed.bin")[-1].path
-    http_source.objects.pop("/signed.bin")
-    _, cold = fresh(config, tmp_path)
-    with caplog.at_level(logging.DEBUG), pytest.raises(ReferenceUnavailable) as caught:
-        cold.download(str(tmp_path / "b"))
-    assert "HTTP 404" in str(caught.value) and "SECRETSIG" not in str(caught.value)
+    for entry in (ManifestEntry("signed.bin", "s1", 12, ref=signed, extra={"etag": '"s1"'}),
+                  ManifestEntry("loose.bin", signed, 0, ref=signed)):  # checksum=False
+        art = draft(api)
+        art._draft().add(entry)
+        with caplog.at_level(logging.DEBUG), pytest.raises(InvalidManifest,
+                                                           match="holds credentials") as info:
+            art.save(project="p")
+        assert "SECRETSIG" not in str(info.value) and "v=1" in str(info.value)
     assert "SECRETSIG" not in caplog.text
+    assert not http_source.requests_for("/signed.bin")  # never read either
+    assert api.registry.list_projects("local") == []
 
 
 @pytest.mark.parametrize("transport", ["embedded"])

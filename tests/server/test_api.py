@@ -810,9 +810,10 @@ def test_bad_blob_key(reg: Any, key: str) -> None:
 
 @pytest.mark.parametrize(
     "path", ["/api/v1/nothing", "/api/v1/entities/team", "/api/v2/entities/team/projects",
-             "/", "/api/v1/blobs/5d41402abc4b2a76b9719d911017c592/chunks/0"],
+             "/nothing-here", "/api/v1/blobs/5d41402abc4b2a76b9719d911017c592/chunks/0"],
 )
 def test_unknown_endpoint(reg: Any, path: str) -> None:
+    """(``/`` itself is the web view's: tests/test_web.py.)"""
     assert_error(reg.rw.get(reg.url + path), 404, "NotFound")
     reg.alive()
 
