@@ -266,9 +266,10 @@ class Mount:
     log_file: Path | None = None
     logs: list[Path] = field(default_factory=list)
     count: int = 0
+    options: tuple[str, ...] = ()  # more ``artifactfs mount`` options (``--read-only``)
 
     def start(self) -> None:
-        out = self.ws.run("mount", str(self.ws.mnt), timeout=180)
+        out = self.ws.run("mount", str(self.ws.mnt), *self.options, timeout=180)
         m = _MOUNTED_RE.search(out)
         if m is None:
             raise BenchError(f"could not read the daemon pid from 'artifactfs mount': {out!r}")

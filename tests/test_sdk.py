@@ -620,6 +620,43 @@ def test_download_does_not_follow_a_symlinked_folder_out_of_its_root(
 
 
 @embedded_only
+def test_checkout_leaves_the_version_and_nothing_else(api: Api, src: Path, work: Path,
+                                                      tmp_path: Path) -> None:
+    """W&B's checkout: files under the root that are not entries are deleted, entries are
+    downloaded (a correct one kept as it is), folders stay; a link is removed as a link."""
+    save_dir(src)
+    art = api.artifact(f"{PROJECT}/data:latest")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_bytes(b"not the artifact's")
+    root = work / "artifacts" / "data"  # the default root: no version in it
+    (root / "b").mkdir(parents=True)
+    (root / "a.txt").write_bytes(b"alpha\n")
+    kept = (root / "a.txt").stat().st_ino
+    (root / "stale.txt").write_bytes(b"from an older version")
+    (root / "b" / "old.bin").write_bytes(b"old")
+    (root / "empty").mkdir()
+    (root / "linked").symlink_to(outside, target_is_directory=True)
+    assert Path(art.checkout()) == Path("artifacts") / "data"
+    assert files_under(root) == files_under(src)
+    assert (root / "a.txt").stat().st_ino == kept
+    assert (root / "empty").is_dir()
+    assert not (root / "linked").exists() and not (root / "linked").is_symlink()
+    assert (outside / "keep.txt").read_bytes() == b"not the artifact's"
+    art.verify(root)
+
+
+@embedded_only
+def test_checkout_into_a_file_is_refused(api: Api, src: Path, tmp_path: Path) -> None:
+    save_dir(src)
+    target = tmp_path / "a-file"
+    target.write_bytes(b"precious")
+    with pytest.raises(ArtifactFSError, match="not a folder"):
+        api.artifact(f"{PROJECT}/data").checkout(str(target))
+    assert target.read_bytes() == b"precious"
+
+
+@embedded_only
 def test_download_does_not_write_through_a_symlinked_file(api: Api, tmp_path: Path) -> None:
     save_bytes(tmp_path, {"top.txt": b"artifact bytes"})
     outside = tmp_path / "outside.txt"

@@ -38,31 +38,43 @@ class Registry(ABC):
 
     # listing
     @abstractmethod
-    def list_projects(self, entity: str) -> list[str]: ...
+    def list_projects(self, entity: str) -> list[str]:
+        """The entity's project names, sorted; empty for an entity with none."""
 
     @abstractmethod
-    def list_types(self, entity: str, project: str) -> list[str]: ...
+    def list_types(self, entity: str, project: str) -> list[str]:
+        """The types the project's collections have, sorted (the mount's second level)."""
 
     @abstractmethod
     def list_collections(
         self, entity: str, project: str, type_: str | None = None
-    ) -> list[CollectionInfo]: ...
+    ) -> list[CollectionInfo]:
+        """The project's collections by name, with their type and version count; only
+        those of ``type_`` when it is given."""
 
     @abstractmethod
-    def list_versions(self, entity: str, project: str, name: str) -> list[VersionInfo]: ...
+    def list_versions(self, entity: str, project: str, name: str) -> list[VersionInfo]:
+        """The collection's committed versions, oldest first, each with its aliases."""
 
     @abstractmethod
-    def collection_type(self, entity: str, project: str, name: str) -> str | None: ...
+    def collection_type(self, entity: str, project: str, name: str) -> str | None:
+        """The collection's type, or None where there is no such collection (a new name,
+        which a commit may create)."""
 
     # versions
     @abstractmethod
-    def resolve(self, entity: str, project: str, name: str, alias: str) -> VersionInfo: ...
+    def resolve(self, entity: str, project: str, name: str, alias: str) -> VersionInfo:
+        """The committed version ``alias`` (an alias or ``vN``) names now; NotFound saying
+        which name is missing."""
 
     @abstractmethod
-    def version(self, version_id: str) -> VersionInfo: ...
+    def version(self, version_id: str) -> VersionInfo:
+        """The version with this id, as it is now (aliases move); NotFound if none."""
 
     @abstractmethod
-    def manifest(self, version_id: str) -> Manifest: ...
+    def manifest(self, version_id: str) -> Manifest:
+        """The whole manifest of a committed version (a version's files never change, so
+        callers may keep it as long as they like)."""
 
     @abstractmethod
     def folder_listings(self, version_id: str, paths: Sequence[str]) -> list[FolderListing]:
@@ -100,10 +112,14 @@ class Registry(ABC):
         """The version a commit with this key made (None if none was made, or deleted)."""
 
     @abstractmethod
-    def add_alias(self, version_id: str, alias: str) -> VersionInfo: ...
+    def add_alias(self, version_id: str, alias: str) -> VersionInfo:
+        """Point ``alias`` at the version, moving it off the collection's other versions;
+        InvalidName for ``latest`` (always the newest) or a malformed alias."""
 
     @abstractmethod
-    def remove_alias(self, version_id: str, alias: str) -> VersionInfo: ...
+    def remove_alias(self, version_id: str, alias: str) -> VersionInfo:
+        """Take ``alias`` off the version (a no-op where it is not there); InvalidName for
+        ``latest``."""
 
     @abstractmethod
     def update_version(
@@ -112,14 +128,20 @@ class Registry(ABC):
         *,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> VersionInfo: ...
+    ) -> VersionInfo:
+        """Change a committed version's description or metadata (None leaves a field as
+        it is); its files never change. InvalidRequest past their bounds."""
 
     @abstractmethod
-    def delete_version(self, version_id: str, *, delete_aliases: bool = False) -> None: ...
+    def delete_version(self, version_id: str, *, delete_aliases: bool = False) -> None:
+        """Delete a version (its number is never reused; gc reclaims its blobs). Conflict
+        while it holds aliases, ``latest`` included, unless ``delete_aliases``."""
 
     # blobs
     @abstractmethod
-    def missing_blobs(self, digests: Iterable[str]) -> set[str]: ...
+    def missing_blobs(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` the registry cannot serve to this caller: what a push must
+        upload before its commit."""
 
     @abstractmethod
     def upload_blob(
@@ -137,7 +159,9 @@ class Registry(ABC):
         For small blobs: the HTTP transport asks for all of them in one request."""
 
     @abstractmethod
-    def chunk_index(self, digest: str) -> ChunkIndex | None: ...
+    def chunk_index(self, digest: str) -> ChunkIndex | None:
+        """The per-chunk digests of a blob larger than one chunk, which let a reader check
+        each chunk on its own; None for a blob of one chunk (checked whole by its MD5)."""
 
     # runs and lineage (core/runs.py; the store's side: store/runs.py)
     @abstractmethod

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,40 +12,11 @@ from artifactfs.core.errors import ArtifactFSError, InvalidName, NotFound
 from artifactfs.core.names import Ref, validate_name
 from artifactfs.sdk.artifact import Artifact
 from artifactfs.sdk.client import Client, ProgressFactory
+from artifactfs.sdk.collections import ArtifactCollection, ArtifactType, Project
 from artifactfs.sdk.run import Run
 from artifactfs.sdk.wandb_io import export_wandb, import_wandb
 
 __all__ = ["Api", "ArtifactCollection", "ArtifactType", "ProgressFactory", "Project"]
-
-
-@dataclass(frozen=True)
-class Project:
-    entity: str
-    name: str
-
-
-@dataclass(frozen=True)
-class ArtifactType:
-    api: Api
-    entity: str
-    project: str
-    name: str
-
-    def collections(self) -> list[ArtifactCollection]:
-        return self.api.artifact_collections(self.project, self.name)
-
-
-@dataclass(frozen=True)
-class ArtifactCollection:
-    api: Api
-    entity: str
-    project: str
-    name: str
-    type: str
-    version_count: int
-
-    def artifacts(self) -> list[Artifact]:
-        return self.api.artifacts(self.type, f"{self.project}/{self.name}")
 
 
 class Api(Client):

@@ -52,6 +52,7 @@ from artifactfs.core.posix import is_executable, symlink_target
 from artifactfs.core.records import COMMITTED, DELETED, PENDING, VersionInfo
 from artifactfs.files import hash_file
 from artifactfs.sdk.client import Client
+from artifactfs.sdk.collections import ArtifactCollection
 from artifactfs.sdk.entry import ArtifactManifestEntry
 from artifactfs.sdk.manifest import ArtifactManifest
 from artifactfs.sdk.paths import safe_join
@@ -68,8 +69,6 @@ if TYPE_CHECKING:
     from artifactfs.sdk.run import Run
 
 __all__ = ["Artifact"]
-
-_NOT_YET = "is not supported by artifactfs yet"
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +116,11 @@ class Artifact:
         self._aliases: list[str] = []
         self._staging: Path | None = None
         self._unchanged = False  # the last save found its content in a version already
+        self._incremental = incremental
+        self._use_as = use_as
+        self._distributed_id: str | None = None
+        self._final = False
+        self._added: dict[str, str] = {}  # local path as given -> entry path
 
     # ---- construction from the registry ---------------------------------------------------
 
@@ -131,6 +135,11 @@ class Artifact:
         self._local = {}
         self._staging = None
         self._unchanged = False
+        self._incremental = False
+        self._use_as = None
+        self._distributed_id = None
+        self._final = False
+        self._added = {}
         self._load_info(info)
         return self
 
@@ -157,14 +166,17 @@ class Artifact:
 
     @property
     def id(self) -> str | None:
+        """The registry's id of the saved version; None for a draft."""
         return self._info.id if self._committed and self._info else None
 
     @property
     def entity(self) -> str | None:
+        """The entity the version belongs to; None until it is saved (or fetched)."""
         return self._info.entity if self._info else None
 
     @property
     def project(self) -> str | None:
+        """The project the version belongs to; None until it is saved (or fetched)."""
         return self._info.project if self._info else None
 
     @property
@@ -176,14 +188,18 @@ class Artifact:
 
     @property
     def collection_name(self) -> str:
+        """The collection's name, without ``:vN`` (``mnist``)."""
         return self._name
 
     @property
     def source_name(self) -> str:
+        """``NAME:vN``, as W&B names the version in its source collection (the same as
+        ``name``: artifactfs has no portfolios)."""
         return self.name
 
     @property
     def version(self) -> str:
+        """``vN`` of a saved version; ArtifactFSError for a draft, which has none yet."""
         if not self._committed:
             raise ArtifactFSError("a draft artifact has no version until it is saved")
         assert self._info is not None
@@ -191,16 +207,21 @@ class Artifact:
 
     @property
     def qualified_name(self) -> str:
+        """``ENTITY/PROJECT/NAME:vN`` once saved; the bare name for a new draft."""
         if not self._info:
             return self._name
         return f"{self._info.entity}/{self._info.project}/{self.name}"
 
     @property
     def type(self) -> str:
+        """The artifact's type (``dataset``, ``model``, ...), the same for every version of
+        its collection."""
         return self._type
 
     @property
     def description(self) -> str | None:
+        """Free text about the version; settable, and saved by ``save()`` (its files are
+        not changed by it)."""
         return self._description
 
     @description.setter
@@ -209,6 +230,8 @@ class Artifact:
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """JSON-serialisable facts about the version; settable (checked for its bounds
+        when set), and saved by ``save()``."""
         return self._metadata
 
     @metadata.setter
@@ -217,6 +240,8 @@ class Artifact:
 
     @property
     def aliases(self) -> list[str]:
+        """The aliases on the version (``latest`` on the newest); settable before
+        ``save()``, which moves them here."""
         return self._aliases
 
     @aliases.setter
@@ -225,6 +250,8 @@ class Artifact:
 
     @property
     def state(self) -> str:
+        """``PENDING`` for a draft (or a changed copy), else the version's state
+        (``COMMITTED``, ``DELETED``)."""
         if self._info is None or self._base is not None:
             return PENDING
         return self._info.state
@@ -242,13 +269,22 @@ class Artifact:
 
     @property
     def digest(self) -> str:
+        """W&B's artifact digest: a hash of the sorted ``path:digest`` lines, with the
+        manifest's digest algorithm. Equal digests mean equal content."""
         if self._committed:
             assert self._info is not None
             return self._info.digest
         return self.manifest.digest()
 
     @property
+    def digest_algorithm(self) -> str:
+        """``"MD5"`` or ``"XXH128"``: the algorithm of the artifact digest and of the
+        digests of files added to it (the constructor's ``digest_algorithm``)."""
+        return self.manifest.digest_algorithm
+
+    @property
     def size(self) -> int:
+        """Bytes of all the entries, references included."""
         if self._committed:
             assert self._info is not None
             return self._info.size
@@ -256,22 +292,152 @@ class Artifact:
 
     @property
     def file_count(self) -> int:
+        """The number of entries in the manifest."""
         return len(self.manifest)
 
     @property
     def created_at(self) -> str | None:
+        """When the version was committed (ISO 8601, UTC); None for a draft."""
         return _iso(self._info.created_at) if self._committed and self._info else None
 
     @property
     def updated_at(self) -> str | None:
+        """When the version last changed (aliases, description, metadata); None for a
+        draft."""
         return _iso(self._info.updated_at) if self._committed and self._info else None
 
     @property
     def commit_hash(self) -> str | None:
+        """The saved version's digest (W&B's commit hash); None for a draft."""
         return self.digest if self._committed else None
 
+    def finalize(self) -> None:
+        """Freeze this object's files, as W&B does before logging: adding or removing
+        files afterwards raises ArtifactFSError. ``save()`` still commits it, and its
+        description, metadata and aliases stay changeable."""
+        self._final = True
+
+    def new_draft(self) -> Artifact:
+        """A new draft holding this saved version's files, description and metadata,
+        whose ``save()`` makes the next version of the collection (this object is left as
+        it is). ArtifactFSError for a draft."""
+        info = self._logged("new_draft")
+        draft = Artifact._from_info(self._api, info)
+        draft._manifest = self.manifest.copy()
+        draft._draft()
+        return draft
+
     def is_draft(self) -> bool:
+        """Whether this artifact has not been saved as it is (a new one, or a changed
+        copy of a version)."""
         return not self._committed
+
+    @property
+    def incremental(self) -> bool:
+        """W&B's flag for an artifact made to add to its collection's latest version; kept
+        as given to the constructor (a change to a saved version is always saved as a new
+        version holding the unchanged entries, so it changes nothing here)."""
+        return self._incremental
+
+    @property
+    def use_as(self) -> str | None:
+        """Deprecated in W&B: the ``use_as`` given to the constructor."""
+        import warnings
+
+        warnings.warn("Artifact.use_as is deprecated", DeprecationWarning, stacklevel=2)
+        return self._use_as
+
+    @property
+    def distributed_id(self) -> str | None:
+        """W&B's id shared by the runs of a distributed artifact; settable, kept on this
+        object only (artifactfs has no distributed upserts: one ``save()`` commits)."""
+        return self._distributed_id
+
+    @distributed_id.setter
+    def distributed_id(self, value: str | None) -> None:
+        self._distributed_id = value
+
+    @property
+    def history_step(self) -> int | None:
+        """The history step of the producing run at which this was logged: None, since
+        artifactfs runs keep no metric history."""
+        return None
+
+    @property
+    def url(self) -> str | None:
+        """The version's page in the web view of the server it is kept on
+        (``REGISTRY/web/p/PROJECT/NAME/vN``); None for a draft or an embedded store,
+        which has no web view."""
+        base = self._api.config.registry_url
+        if not self._committed or base is None:
+            return None
+        assert self._info is not None
+        return f"{base.rstrip('/')}/web/p/{self._info.project}/{self._name}/{self.version}"
+
+    # ---- the source and collection (W&B's links: none here, every version is its own)
+
+    @property
+    def is_link(self) -> bool:
+        """False: artifactfs keeps no links between collections (W&B's registry links);
+        every version is the source version itself."""
+        return False
+
+    @property
+    def linked_artifacts(self) -> list[Artifact]:
+        """The links to this version in other collections: none (see ``is_link``)."""
+        self._logged("linked_artifacts")
+        return []
+
+    @property
+    def linked_at(self) -> str | None:
+        """When a link was made: None, as for W&B's source versions."""
+        return None
+
+    @property
+    def source_artifact(self) -> Artifact:
+        """The version this one was logged as: itself (``is_link`` is False)."""
+        self._logged("source_artifact")
+        return self
+
+    @property
+    def source_entity(self) -> str:
+        """The entity of the source version (this one's)."""
+        return self._logged("source_entity").entity
+
+    @property
+    def source_project(self) -> str:
+        """The project of the source version (this one's)."""
+        return self._logged("source_project").project
+
+    @property
+    def source_version(self) -> str:
+        """``vN`` of the source version (this one's)."""
+        return self._logged("source_version").version
+
+    @property
+    def source_qualified_name(self) -> str:
+        """``ENTITY/PROJECT/NAME:vN`` of the source version."""
+        info = self._logged("source_qualified_name")
+        return f"{info.entity}/{info.project}/{info.name}:{info.version}"
+
+    @property
+    def collection(self) -> ArtifactCollection:
+        """The collection this version belongs to."""
+        info = self._logged("collection")
+        found = {c.name: c for c in self._api.registry.list_collections(
+            info.entity, info.project, info.type)}
+        count = found[info.name].version_count if info.name in found else 0
+        return ArtifactCollection(self._api, info.entity, info.project, info.name,
+                                  info.type, count)
+
+    source_collection = collection
+
+    def _logged(self, what: str) -> VersionInfo:
+        """This version's record; ArtifactFSError for a draft, which W&B refuses the same
+        way (ArtifactNotLoggedError)."""
+        if self._info is None or self._base is not None:
+            raise ArtifactFSError(f"Artifact.{what} needs a saved artifact; call save() first")
+        return self._info
 
     @property
     def _committed(self) -> bool:
@@ -288,10 +454,15 @@ class Artifact:
 
     # ---- adding files ---------------------------------------------------------------------
 
-    def _draft(self) -> Manifest:
-        """Make this object a draft (a committed one becomes a draft based on itself)."""
+    def _draft(self, *, change: bool = True) -> Manifest:
+        """Make this object a draft (a committed one becomes a draft based on itself);
+        ``change``: to change its files, which a finalized artifact refuses."""
         if self._info is not None and self._info.state == DELETED:
             raise ArtifactFSError(f"artifact {self.qualified_name} is deleted")
+        if self._final and change:
+            raise ArtifactFSError(
+                f"artifact {self.qualified_name} is finalized: its files cannot change; "
+                "make a new draft (new_draft()) or a new Artifact to change them")
         if self._committed:
             base_manifest = self.manifest.copy()
             self._base = self._info
@@ -336,7 +507,17 @@ class Artifact:
                               extra=content.entry_extra())
         manifest.add(entry)
         self._local[entry_name] = path
+        self._added[os.fspath(path)] = entry_name
         return ArtifactManifestEntry(self, entry, path)
+
+    def get_added_local_path_name(self, local_path: str) -> str | None:
+        """The entry path a local file was added under (by ``add_file``, ``add_dir`` or
+        ``add``), given the path it was added from; None for one not added."""
+        for key in (os.fspath(local_path), os.path.abspath(local_path)):
+            if key in self._added:
+                return self._added[key]
+        wanted = os.path.abspath(local_path)
+        return next((e for p, e in self._added.items() if os.path.abspath(p) == wanted), None)
 
     def add_dir(
         self,
@@ -487,6 +668,7 @@ class Artifact:
     # ---- reading entries ------------------------------------------------------------------
 
     def get_entry(self, name: str) -> ArtifactManifestEntry:
+        """The entry at path ``name``; KeyError naming the artifact if there is none."""
         entry = self.manifest.get(name)
         if entry is None:
             raise KeyError(f"no entry {name!r} in artifact {self.qualified_name}")
@@ -517,6 +699,7 @@ class Artifact:
         return media.decode(entry.path, media.read_entry(self, entry))
 
     def files(self) -> list[ArtifactManifestEntry]:
+        """Every entry, in the manifest's (path) order."""
         return [ArtifactManifestEntry(self, e, self._local.get(e.path)) for e in self.manifest]
 
     def logged_by(self) -> Run | None:
@@ -566,7 +749,7 @@ class Artifact:
             project = base.project
         else:
             project = validate_name(project or api.config.project, "project")
-        manifest = self._draft()
+        manifest = self._draft(change=False)
         validate_for_commit(manifest)
         self._upload_missing(manifest)
         aliases = [a for a in self._aliases if a != LATEST]
@@ -585,6 +768,8 @@ class Artifact:
         return self
 
     def wait(self, timeout: int | None = None) -> Artifact:
+        """This artifact: ``save()`` returns once the version is committed, so there is
+        nothing to wait for (W&B's ``log`` is asynchronous, hence the method)."""
         return self
 
     def _upload_missing(self, manifest: Manifest) -> None:
@@ -686,7 +871,26 @@ class Artifact:
             other.download()
 
     def checkout(self, root: str | None = None) -> str:
-        return self.download(root)
+        """Make ``root`` (default ``./artifacts/NAME``, no version) hold this version's
+        files and nothing else, as W&B's ``checkout`` does: every file under it that is
+        not an entry is **deleted**, then the entries are downloaded (those already there
+        with the right digest are kept). Folders are left. Returns ``root``.
+
+        Symbolic links are removed as links, never followed: a link to a folder outside
+        ``root`` loses nothing there.
+        """
+        top = Path(root) if root is not None else Path("artifacts") / self._name
+        if top.exists() and not top.is_dir():
+            raise ArtifactFSError(f"cannot check out into {top}: it is not a folder")
+        paths = {e.path for e in self.manifest}
+        for folder, dirs, names in os.walk(top):
+            here = Path(folder)
+            # a link to a folder is listed among dirs and not walked: it is not an entry
+            for name in [*names, *(d for d in dirs if (here / d).is_symlink())]:
+                rel = (here / name).relative_to(top).as_posix()
+                if rel not in paths:
+                    (here / name).unlink()
+        return self.download(top)
 
     def _download_entries(
         self, entries: list[ManifestEntry], root: str | os.PathLike[str] | None, *,
@@ -809,6 +1013,7 @@ class Artifact:
         return factory(f"{verb} {self._name}", total) if factory and total else None
 
     def json_encode(self) -> dict[str, Any]:
+        """A small JSON-serialisable summary: id, name, type and digest."""
         return {"id": self.id, "name": self.name, "type": self.type, "digest": self.digest}
 
 

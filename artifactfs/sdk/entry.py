@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from artifactfs.core.artifact_refs import artifact_ref_url, is_artifact_ref
-from artifactfs.core.manifest import ManifestEntry
+from artifactfs.core.manifest import Manifest, ManifestEntry
 from artifactfs.sdk.client import Client
 
 __all__ = ["ArtifactManifestEntry", "EntryOwner"]
@@ -31,6 +31,10 @@ class EntryOwner(Protocol):
     def _download_entries(self, entries: list[ManifestEntry],
                           root: str | os.PathLike[str] | None) -> list[str]: ...
 
+    def is_draft(self) -> bool: ...
+
+    def _draft(self, *, change: bool = True) -> Manifest: ...
+
 
 class ArtifactManifestEntry:
     def __init__(
@@ -39,6 +43,29 @@ class ArtifactManifestEntry:
         self._artifact = artifact
         self._entry = entry
         self.local_path = str(local_path) if local_path else None
+        self.skip_cache = False  # W&B's field; the cache here is the mount's and the SDK's
+
+    @property
+    def name(self) -> str:
+        """The entry's path (W&B's older name for it)."""
+        return self._entry.path
+
+    def digest_algorithm(self) -> str:
+        """``"MD5"`` or ``"XXH128"``: the algorithm of ``digest`` (``extra.alg``)."""
+        return self._entry.algorithm
+
+    def parent_artifact(self) -> Any:
+        """The ``Artifact`` this entry belongs to."""
+        return self._artifact
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as a dict of W&B's field names, without those that are None (W&B's
+        name: it is a dict, not a JSON string)."""
+        fields = {"path": self.path, "digest": self.digest, "ref": self.ref,
+                  "birth_artifact_id": self.birth_artifact_id, "size": self.size,
+                  "extra": dict(self.extra), "local_path": self.local_path,
+                  "skip_cache": self.skip_cache}
+        return {k: v for k, v in fields.items() if v is not None}
 
     @property
     def path(self) -> str:

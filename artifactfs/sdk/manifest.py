@@ -3,12 +3,19 @@
 The core ``Manifest`` (pure, no I/O) holds the entries and writes W&B's JSON
 (``to_manifest_json``); W&B's manifest also hands out entries that know their artifact, so
 that ``artifact.manifest.get_entry_by_path("x").download()`` works. This subclass adds that,
-and nothing else: every other method is the core one, on the same entries.
+and W&B's manifest methods the core one names otherwise (``add_entry``, ``remove_entry``,
+``get_entries_in_directory``, ``version``), on the same entries.
 """
 
 from __future__ import annotations
 
-from artifactfs.core.manifest import Manifest
+from collections.abc import Mapping
+from typing import Any
+
+from artifactfs.core.digests import MD5
+from artifactfs.core.errors import ArtifactFSError
+from artifactfs.core.manifest import Manifest, ManifestEntry, validate_entry_path
+from artifactfs.files import hash_file
 from artifactfs.sdk.entry import ArtifactManifestEntry, EntryOwner
 
 __all__ = ["ArtifactManifest"]
@@ -18,6 +25,22 @@ class ArtifactManifest(Manifest):
     """The manifest of one ``Artifact``; made with ``ArtifactManifest.of``."""
 
     _artifact: EntryOwner
+
+    manifest_version = 1
+    """The manifest format's version, W&B's ``manifestVersion`` (only 1 exists)."""
+
+    @classmethod
+    def version(cls) -> int:
+        """The manifest format's version: 1."""
+        return cls.manifest_version
+
+    @classmethod
+    def from_manifest_json(cls, manifest_json: Mapping[str, Any],
+                           api: Any = None) -> Manifest:
+        """A manifest from W&B's JSON form (``to_manifest_json()``, a parsed
+        ``wandb_manifest.json``); InvalidManifest saying what is wrong. ``api`` is W&B's
+        and unused. The manifest stands alone: ``Artifact``s make their own views."""
+        return Manifest.from_dict(dict(manifest_json))
 
     @classmethod
     def of(cls, manifest: Manifest, artifact: EntryOwner) -> ArtifactManifest:
@@ -40,3 +63,55 @@ class ArtifactManifest(Manifest):
             return None
         return ArtifactManifestEntry(self._artifact, entry,
                                      self._artifact._local.get(path))
+
+    def _changeable(self, what: str) -> None:
+        """A draft's current manifest may change; a saved version's never does."""
+        owner = self._artifact
+        if not owner.is_draft():
+            raise ArtifactFSError(
+                f"manifest.{what}: a saved version's files never change; call "
+                "artifact.new_draft() (or add files to the artifact) to make a new version")
+        if owner._draft() is not self:
+            raise ArtifactFSError(
+                f"manifest.{what}: this is an older manifest of the artifact; use "
+                "artifact.manifest again")
+
+    def add_entry(self, entry: ArtifactManifestEntry | ManifestEntry,
+                  overwrite: bool = False) -> None:
+        """Add an entry as it is (its digest is not checked until ``save()`` commits it:
+        the registry then refuses one whose bytes it lacks). ValueError for a path taken
+        by an entry of other content, unless ``overwrite``."""
+        self._changeable("add_entry")
+        core = entry._entry if isinstance(entry, ArtifactManifestEntry) else entry
+        validate_entry_path(core.path)
+        old = self.get(core.path)
+        if old is not None and old.digest != core.digest and not overwrite:
+            raise ValueError(f"cannot add the same path twice: {core.path!r}")
+        self.add(core)
+
+    def remove_entry(self, entry: ArtifactManifestEntry | ManifestEntry) -> None:
+        """Remove an entry; FileNotFoundError for one the manifest does not hold."""
+        self._changeable("remove_entry")
+        if entry.path not in self:
+            raise FileNotFoundError(f"cannot remove missing entry: {entry.path!r}")
+        self.remove(entry.path)
+        self._artifact._local.pop(entry.path, None)
+
+    def get_entries_in_directory(self, directory: str) -> list[ArtifactManifestEntry]:
+        """The entries anywhere under folder ``directory`` (``""`` or ``/`` for none)."""
+        prefix = directory.strip("/") + "/"
+        local = self._artifact._local
+        return [ArtifactManifestEntry(self._artifact, e, local.get(e.path))
+                for e in self if e.path.startswith(prefix)]
+
+    def hash_contents_with_md5(self) -> None:
+        """Give the entries added from local files MD5 digests, as W&B does for a server
+        that takes no other (their ``extra.alg`` goes); others keep theirs."""
+        self._changeable("hash_contents_with_md5")
+        for path, local in list(self._artifact._local.items()):
+            entry = self.get(path)
+            if entry is None or entry.algorithm == MD5:
+                continue
+            content = hash_file(local, MD5)
+            self.add(ManifestEntry(path, content.digest, content.size,
+                                   extra=content.entry_extra()))

@@ -2,6 +2,7 @@
 
     python wandb_side.py build SPEC.json OUT      artifacts made by wandb.Artifact
     python wandb_side.py load  SPEC.json         manifests loaded by wandb's from_manifest_json
+    python wandb_side.py surface SPEC.json       the public names of wandb's classes
 
 ``build``: SPEC is a list of ``{"name", "algorithm", "ops": [...]}``; each op is one call of
 ``wandb.Artifact``'s public API (``add_dir``, ``add_file``, ``new_file``, ``add_reference``).
@@ -16,7 +17,10 @@ SDK passes, docs/wandb-format.md §4) and, when ``root`` is set, the folder is c
 wandb's own ``Artifact.verify``. Prints name -> ``{"digest", "entries", "verified"}``
 (``verified`` is "ok" or wandb's error), ``entries`` as wandb writes them out again.
 
-Both run with WANDB_MODE=offline: nothing here needs a server.
+``surface``: SPEC is a list of class names (``Artifact``, ``ArtifactManifestEntry``);
+prints class -> the sorted names of its public attributes and methods.
+
+All run with WANDB_MODE=offline: nothing here needs a server.
 """
 
 from __future__ import annotations
@@ -94,6 +98,22 @@ def load(spec: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def surface(classes: list[str]) -> dict[str, list[str]]:
+    from wandb.sdk.artifacts.artifact_manifest_entry import ArtifactManifestEntry
+
+    from wandb.sdk.artifacts.artifact_manifests.artifact_manifest_v1 import (
+        ArtifactManifestV1,
+    )
+
+    # the manifest a loaded or logged artifact has is the V1 one; the manifest and entry
+    # are pydantic models, whose fields dir() of the class does not show
+    known = {"Artifact": wandb.Artifact, "ArtifactManifestEntry": ArtifactManifestEntry,
+             "ArtifactManifest": ArtifactManifestV1}
+    return {name: sorted({n for n in dir(known[name]) if not n.startswith("_")}
+                         | set(getattr(known[name], "model_fields", {})))
+            for name in classes}
+
+
 def main() -> None:
     command, spec_path = sys.argv[1], sys.argv[2]
     with open(spec_path) as f:
@@ -102,6 +122,8 @@ def main() -> None:
         out = build(spec, sys.argv[3])
     elif command == "load":
         out = load(spec)
+    elif command == "surface":
+        out = surface(spec)
     else:
         raise SystemExit(f"unknown command {command!r}")
     sys.stdout.write(json.dumps(out))
