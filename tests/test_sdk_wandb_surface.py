@@ -191,7 +191,7 @@ def test_an_entry_added_without_its_bytes_is_refused_at_save(api: Api, tmp_path:
                                                              ) -> None:
     art = Artifact("data", "dataset")
     art.manifest.add_entry(ManifestEntry("ghost.bin", "AAAAAAAAAAAAAAAAAAAAAA==", 3))
-    with pytest.raises((ArtifactFSError, NotFound), match="ghost.bin"):
+    with pytest.raises((ArtifactFSError, NotFound), match=r"ghost\.bin"):
         art.save(project=PROJECT)
     assert api.artifacts(None, f"{PROJECT}/data") == []
 

@@ -100,7 +100,6 @@ def load(spec: list[dict[str, Any]]) -> dict[str, Any]:
 
 def surface(classes: list[str]) -> dict[str, list[str]]:
     from wandb.sdk.artifacts.artifact_manifest_entry import ArtifactManifestEntry
-
     from wandb.sdk.artifacts.artifact_manifests.artifact_manifest_v1 import (
         ArtifactManifestV1,
     )
