@@ -51,7 +51,8 @@ def make_source(root: Path, *, small_files: int = 3) -> tuple[Store, str]:
     store.db.create_key("local", read_only=True)
     first = _commit(store, "data", {"a.txt": b"alpha",
                                     "dir/b.bin": rand_bytes(CHUNK_SIZE * 2 + 7, 1)},
-                    metadata={"rows": 3}, description="first", aliases=("best",))
+                    metadata={"rows": 3}, description="first", aliases=("best",),
+                    tags=("baseline", "needs review"))
     gone = _commit(store, "data", {"a.txt": b"alpha 2"})
     _commit(store, "data", {f"many/{i}.bin": rand_bytes(3000 + i, 100 + i)
                             for i in range(small_files)}, commit_key="save-0123456789abcdef")

@@ -51,7 +51,8 @@ def _as_old_store(root: Path) -> None:
     try:
         db.execute("DROP TABLE version_folders")
         db.execute("DROP TABLE alembic_version")
-        db.execute("DROP TABLE run_links")  # and what later revisions added (0002_runs)
+        db.execute("DROP TABLE version_tags")  # and what later revisions added (0003, 0002)
+        db.execute("DROP TABLE run_links")
         db.execute("DROP TABLE runs")
         db.execute("PRAGMA user_version = 2")
         db.commit()
@@ -90,7 +91,7 @@ def test_an_old_store_is_upgraded_and_its_versions_get_their_folders_on_first_us
     _as_old_store(root)
     store = Store(root)  # the migration runs
     db = sqlite3.connect(root / "registry.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone() == (4,)  # 0002_runs sets it past 3
+    assert db.execute("PRAGMA user_version").fetchone() == (5,)  # 0003_version_tags sets it past 3
     db.close()
     assert _rows(root, vid) == []  # the upgrade itself parses no manifest
     registry = LocalRegistry(store)

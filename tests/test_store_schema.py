@@ -145,6 +145,7 @@ def test_a_store_made_by_the_release_before_alembic_upgrades_with_nothing_lost(
     store = Store(root)  # adopted at open, as an embedded store always upgraded
     after = table_rows(db_file)
     assert after.pop("runs") == after.pop("run_links") == []  # 0002_runs's tables, empty
+    assert after.pop("version_tags") == []  # 0003_version_tags's
     assert after == before
     with store.db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == \
@@ -302,8 +303,8 @@ _NEXT_REVISION = '''
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_test_extra"
-down_revision = "0002_runs"
+revision = "0004_test_extra"
+down_revision = "0003_version_tags"
 branch_labels = None
 depends_on = None
 
@@ -311,14 +312,14 @@ depends_on = None
 def upgrade() -> None:
     op.create_table("test_extra", sa.Column("id", sa.Integer, primary_key=True))
     if op.get_bind().dialect.name == "sqlite":
-        op.execute("PRAGMA user_version = 5")  # as each revision after 0001 should
+        op.execute("PRAGMA user_version = 6")  # as each revision after 0001 should
 '''
 
 
 @pytest.fixture
 def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   pg_cluster: PgCluster) -> Callable[[str], str]:
-    """``add(text)`` makes ``text`` this code's revision 0003, after the package's own.
+    """``add(text)`` makes ``text`` this code's revision 0004, after the package's own.
 
     (The cluster is started first: its template database must be made by the package's
     revisions alone.)
@@ -331,9 +332,9 @@ def next_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(database, "_MIGRATIONS", folder)
 
     def add(text: str) -> str:
-        (folder / "versions" / "0003_test_extra.py").write_text(text)
-        monkeypatch.setattr(database, "HEAD_REVISION", "0003_test_extra")
-        return "0003_test_extra"
+        (folder / "versions" / "0004_test_extra.py").write_text(text)
+        monkeypatch.setattr(database, "HEAD_REVISION", "0004_test_extra")
+        return "0004_test_extra"
 
     return add
 
@@ -354,9 +355,10 @@ def test_a_pre_alembic_store_is_stamped_then_upgraded_by_later_revisions(
     after = table_rows(root / "registry.sqlite3")
     assert after.pop("test_extra") == []
     assert after.pop("runs") == after.pop("run_links") == []  # 0002_runs's tables
+    assert after.pop("version_tags") == []  # 0003_version_tags's
     assert after == before
     with store.db.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA user_version").scalar() == 5
+        assert conn.exec_driver_sql("PRAGMA user_version").scalar() == 6
 
 
 def test_postgresql_at_an_older_revision_waits_for_db_upgrade(
@@ -367,15 +369,15 @@ def test_postgresql_at_an_older_revision_waits_for_db_upgrade(
     from artifactfs.store.database import create_db_engine, upgrade_database
 
     blobs = (tmp_path / "b").as_uri()
-    with pytest.raises(SchemaMismatch, match="revision 0002_runs; this artifactfs needs "
-                                             "revision 0003_test_extra; run: artifactfs db"):
+    with pytest.raises(SchemaMismatch, match="revision 0003_version_tags; this artifactfs needs "
+                                             "revision 0004_test_extra; run: artifactfs db"):
         Store(db=pg_url, blobs=blobs)
     engine = create_db_engine(make_url(pg_url).set(drivername="postgresql+psycopg"))
     try:
         before, after = upgrade_database(engine)
     finally:
         engine.dispose()
-    assert (before.revision, after.revision) == ("0002_runs", head)
+    assert (before.revision, after.revision) == ("0003_version_tags", head)
     assert _revision(Store(db=pg_url, blobs=blobs)) == head
 
 
@@ -386,11 +388,11 @@ def test_a_revision_that_fails_leaves_the_schema_as_it_was(
     engines): one that fails half-way leaves neither its table nor its revision."""
     import artifactfs.store.database as database
 
-    store = open_store()  # at 0002_runs, all the package's revisions
+    store = open_store()  # at 0003_version_tags, all the package's revisions
     store.db.close()
     next_revision(_NEXT_REVISION.replace(
-        '        op.execute("PRAGMA user_version = 5")',
-        '        op.execute("PRAGMA user_version = 5")\n'
+        '        op.execute("PRAGMA user_version = 6")',
+        '        op.execute("PRAGMA user_version = 6")\n'
         '    raise RuntimeError("a revision that fails half-way")'))
     engine = store.db.engine
     with pytest.raises(RuntimeError, match="half-way"):
@@ -398,7 +400,7 @@ def test_a_revision_that_fails_leaves_the_schema_as_it_was(
     with engine.connect() as conn:
         state = database.schema_state(conn)
         tables = sa_inspect(conn).get_table_names()
-    assert state.revision == "0002_runs"
+    assert state.revision == "0003_version_tags"
     assert "test_extra" not in tables
     if engine_name == "sqlite":
-        assert state.user_version == 4  # 0002_runs's; the failed revision's 5 undone
+        assert state.user_version == 5  # 0003_version_tags's; the failed revision's 6 undone

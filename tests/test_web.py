@@ -88,6 +88,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebRegistry]:
         with artifactfs.init(project=PROJECT, job_type="prep", name="prep-1", api=api) as run:
             art = Artifact("labels", type="dataset", metadata={"rows": 3, "source": "demo"})
             art.add_dir(str(src))
+            art.tags = ["demo-set", "needs review"]
             run.log_artifact(art, aliases=["best"])
         with artifactfs.init(project=PROJECT, job_type="train", name="train-1",
                              api=api) as run:
@@ -181,6 +182,8 @@ def test_browser_logs_in_and_browses_to_previews(registry: WebRegistry, browser:
     page.click("text=labels")
     page.click("text=v0")
     assert sorted(page.inner_text("#aliases").split()) == ["best", "latest"]
+    assert [t.strip() for t in page.locator("#tags .tag").all_inner_texts()] == [
+        "demo-set", "needs review"]
     assert page.inner_text("#metadata").count("demo") == 1
     lineage = page.inner_text("#lineage")
     assert "prep-1" in lineage.split("Used by")[0] and "train-1" in lineage.split("Used by")[1]

@@ -38,6 +38,7 @@ from artifactfs.cli.staged import discard, save, status
 from artifactfs.cli.stats import stats
 from artifactfs.cli.wandb_io import export, import_
 from artifactfs.core.errors import Conflict, NotFound
+from artifactfs.core.limits import check_tags
 from artifactfs.core.names import LATEST, parse_ref, validate_alias
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ def cli(verbose: bool) -> None:
 @click.argument("target")
 @click.option("--type", "type_", required=True, help="Artifact type, e.g. dataset or model.")
 @click.option("--alias", "aliases", multiple=True, help="Alias to give the new version (repeat).")
+@click.option("--tag", "tags", multiple=True,
+              help="Tag (W&B's free label, e.g. 'needs review') for the new version (repeat).")
 @click.option("--description", "-d", default=None, help="Description of the new version.")
 @click.option("--metadata", default=None, help="Metadata as a JSON object.")
 @click.option("--digest-algorithm", type=click.Choice(["MD5", "XXH128"], case_sensitive=False),
@@ -92,7 +95,8 @@ def cli(verbose: bool) -> None:
 @user_errors
 def push(
     sources: tuple[str, ...], target: str, type_: str, aliases: tuple[str, ...],
-    description: str | None, metadata: str | None, digest_algorithm: str,
+    tags: tuple[str, ...], description: str | None, metadata: str | None,
+    digest_algorithm: str,
 ) -> None:
     """Upload files and folders as the next version of PROJECT/NAME.
 
@@ -104,6 +108,7 @@ def push(
     \b
     Example:
       artifactfs push train/ labels.csv vision/mnist --type dataset --alias best
+      artifactfs push model.pt vision/resnet --type model --tag baseline --tag "needs review"
     """
     ref = parse_ref(target)
     if ":" in target:
@@ -112,6 +117,7 @@ def push(
         if alias != LATEST:
             validate_alias(alias)
     meta = _json_object(metadata) if metadata else None
+    checked_tags = check_tags(list(tags))  # refused before a byte is uploaded
     api = make_api()
     working_in = api.config.entity  # what the printed name is relative to
     if ref.entity:
@@ -130,6 +136,7 @@ def push(
     if not art.manifest.entries:
         fail("nothing to push: the sources hold no files")
     art.aliases = list(aliases)
+    art.tags = checked_tags
     art.save(project=ref.project)
     # identical content: the version that holds it, no new one (W&B does the same)
     click.echo(("unchanged: " if art._unchanged else "")
@@ -195,9 +202,9 @@ def ls_(path: str | None, as_json: bool) -> None:
             emit_json([v.to_dict() for v in versions])
         else:
             table(
-                [(v.version, ",".join(v.aliases), human_size(v.size), str(v.file_count),
-                  _when(v.created_at), v.digest) for v in versions],
-                ("VERSION", "ALIASES", "SIZE", "FILES", "CREATED", "DIGEST"),
+                [(v.version, ",".join(v.aliases), ",".join(v.tags), human_size(v.size),
+                  str(v.file_count), _when(v.created_at), v.digest) for v in versions],
+                ("VERSION", "ALIASES", "TAGS", "SIZE", "FILES", "CREATED", "DIGEST"),
             )
         return
     art = api.artifact(path)

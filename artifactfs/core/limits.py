@@ -26,10 +26,13 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_METADATA_BYTES",
     "MAX_SIZE",
+    "MAX_TAGS",
+    "MAX_TAG_CHARS",
     "UNREADABLE_KEY",
     "check_description",
     "check_json",
     "check_metadata",
+    "check_tags",
     "check_text",
     "escaped",
     "finite_float",
@@ -49,6 +52,11 @@ MAX_DESCRIPTION_BYTES = 64 << 10
 """Largest description of a version, in UTF-8 bytes."""
 MAX_EXTRA_BYTES = 64 << 10
 """Largest serialized ``extra`` (plus unknown keys) of one manifest entry."""
+MAX_TAGS = 100
+"""Tags on one version; W&B sets no number, and a hundred is past any use seen."""
+MAX_TAG_CHARS = 256
+_TAG = re.compile(r"[-\w]+( +[-\w]+)*")  # W&B's TAG_REGEX: words, spaces between
+
 UNREADABLE_KEY = "_artifactfs_unreadable"
 """The one key of the metadata a registry shows for a stored value it can not give back
 (written by an older version without bounds); its value says why."""
@@ -219,3 +227,26 @@ def finite_float(text: str) -> float:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"holds {name}, which is not JSON")
+
+
+def check_tags(tags: Any) -> list[str]:
+    """Tags as W&B takes them: one string or a list of them, each words of letters, digits,
+    ``_`` and ``-`` with spaces between, duplicates dropped (the first kept, in order).
+    Raises InvalidRequest saying which tag is refused and what a tag may hold."""
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list | tuple):
+        raise InvalidRequest("tags must be a list of strings")
+    out: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise InvalidRequest(f"a tag is a string, not {type(tag).__name__}")
+        if len(tag) > MAX_TAG_CHARS or not _TAG.fullmatch(tag):
+            raise InvalidRequest(
+                f"tag {shown(tag)} is not allowed: a tag is at most "
+                f"{MAX_TAG_CHARS} letters, digits, '_' and '-', with spaces between words")
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise InvalidRequest(f"{len(out)} tags; a version holds at most {MAX_TAGS}")
+    return out

@@ -6,7 +6,7 @@ and the HTTP client return the same objects.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from artifactfs.core.names import version_label
@@ -52,6 +52,7 @@ class VersionInfo:
     description: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
     @property
     def version(self) -> str:
@@ -64,13 +65,18 @@ class VersionInfo:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["aliases"] = list(self.aliases)
+        out["tags"] = list(self.tags)
         return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> VersionInfo:
-        raw = dict(raw)
-        raw["aliases"] = tuple(raw.get("aliases", ()))
-        return cls(**raw)
+        """The version a server answered with. Fields this version does not know are left
+        out, so a client keeps working against a newer server that sends more."""
+        known = {f.name for f in fields(VersionInfo)}
+        out = {k: v for k, v in raw.items() if k in known}
+        out["aliases"] = tuple(out.get("aliases", ()))
+        out["tags"] = tuple(out.get("tags", ()))
+        return cls(**out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,4 +100,4 @@ class CommittedVersion(VersionInfo):
     @classmethod
     def of(cls, info: VersionInfo, *, unchanged: bool) -> CommittedVersion:
         return cls(**{**VersionInfo.to_dict(info), "aliases": info.aliases,
-                      "unchanged": unchanged})
+                      "tags": info.tags, "unchanged": unchanged})

@@ -101,11 +101,13 @@ class Registry(ABC):
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
         commit_key: str | None = None,
+        tags: Sequence[str] = (),
     ) -> CommittedVersion:
         """Commit ``manifest`` as the next version. A ``commit_key`` (a random id made once
         per change) makes it idempotent: sent again, it returns the version it made.
         A manifest a committed version of the collection holds already makes no version:
-        that one comes back, ``unchanged``, with the requested aliases moved to it."""
+        that one comes back, ``unchanged``, with the requested aliases moved to it and
+        the tags it lacks added (W&B's tags: free labels, checked as ``check_tags`` does)."""
 
     @abstractmethod
     def version_by_commit_key(self, entity: str, commit_key: str) -> VersionInfo | None:
@@ -128,9 +130,11 @@ class Registry(ABC):
         *,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> VersionInfo:
-        """Change a committed version's description or metadata (None leaves a field as
-        it is); its files never change. InvalidRequest past their bounds."""
+        """Change a committed version's description, metadata or tags (None leaves a field
+        as it is; ``tags`` replaces them all, in order); its files never change.
+        InvalidRequest past their bounds or for a tag W&B would refuse."""
 
     @abstractmethod
     def delete_version(self, version_id: str, *, delete_aliases: bool = False) -> None:

@@ -395,6 +395,7 @@ class HttpRegistry(Registry):
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
         commit_key: str | None = None,
+        tags: Sequence[str] = (),
     ) -> CommittedVersion:
         fields: dict[str, Any] = {
             "type": type_, "description": description, "metadata": metadata or {},
@@ -402,6 +403,8 @@ class HttpRegistry(Registry):
         }
         if commit_key is not None:
             fields["commit_key"] = commit_key
+        if tags:
+            fields["tags"] = list(tags)
         # the registry's own text of the manifest (ASCII: json escapes the rest), made in
         # slices so that a mount committing from a worker thread keeps its event loop going
         text = manifest.to_json().encode("ascii")
@@ -467,8 +470,10 @@ class HttpRegistry(Registry):
         *,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> VersionInfo:
-        body = {"description": description, "metadata": metadata}
+        body = {"description": description, "metadata": metadata,
+                "tags": None if tags is None else list(tags)}
         return VersionInfo.from_dict(
             self._json("PATCH", f"/versions/{_q(version_id)}", json=body)
         )

@@ -67,11 +67,12 @@ class LocalRegistry(Registry):
         metadata: dict[str, Any] | None = None,
         aliases: Sequence[str] = (),
         commit_key: str | None = None,
+        tags: Sequence[str] = (),
     ) -> CommittedVersion:
         return self.store.commit(
             entity=entity, project=project, name=name, type_=type_, manifest=manifest,
             description=description, metadata=metadata, aliases=aliases,
-            commit_key=commit_key,
+            commit_key=commit_key, tags=tags,
         )
 
     def version_by_commit_key(self, entity: str, commit_key: str) -> VersionInfo | None:
@@ -89,9 +90,10 @@ class LocalRegistry(Registry):
         *,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> VersionInfo:
         return self.store.db.update_version(
-            version_id, description=description, metadata=metadata
+            version_id, description=description, metadata=metadata, tags=tags
         )
 
     def delete_version(self, version_id: str, *, delete_aliases: bool = False) -> None:

@@ -12,6 +12,7 @@ and calling ``save()`` updates that version in place, as in W&B.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from artifactfs.core.errors import (
     NotFound,
     ReferenceUnavailable,
 )
-from artifactfs.core.limits import check_description, check_metadata
+from artifactfs.core.limits import check_description, check_metadata, check_tags
 from artifactfs.core.manifest import (
     Manifest,
     ManifestEntry,
@@ -114,6 +115,7 @@ class Artifact:
         self._manifest: Manifest | None = Manifest(digest_algorithm=digest_algorithm)
         self._local: dict[str, Path] = {}  # entry path -> local file to upload on save
         self._aliases: list[str] = []
+        self._tags: list[str] = []
         self._staging: Path | None = None
         self._unchanged = False  # the last save found its content in a version already
         self._incremental = incremental
@@ -148,6 +150,7 @@ class Artifact:
         self._description = info.description
         self._metadata = dict(info.metadata)
         self._aliases = list(info.aliases)
+        self._tags = list(info.tags)
 
     @classmethod
     def from_id(cls, artifact_id: str, client: Client) -> Artifact:
@@ -247,6 +250,19 @@ class Artifact:
     @aliases.setter
     def aliases(self, value: Sequence[str]) -> None:
         self._aliases = [validate_alias(a) if a != LATEST else a for a in value]
+
+    @property
+    def tags(self) -> list[str]:
+        """W&B's tags: free labels on the version (``"resnet"``, ``"needs review"``), kept
+        in the order set; unlike aliases, many versions may carry one, and none names a
+        version. Settable, on a draft too (checked when set: words of letters, digits,
+        ``_`` and ``-``, spaces between; a string is one tag), and saved by ``save()``."""
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: Sequence[str] | str) -> None:
+        # InvalidRequest, a ValueError; a string is one tag, as in W&B
+        self._tags = check_tags(value)
 
     @property
     def state(self) -> str:
@@ -756,7 +772,7 @@ class Artifact:
         info = api.registry.commit(
             entity=entity, project=project, name=self._name, type_=self._type,
             manifest=manifest, description=self._description, metadata=self._metadata,
-            aliases=aliases,
+            aliases=aliases, tags=self._tags,
             # one key per save: the HTTP client may then resend a commit whose answer was
             # lost without making a second version
             commit_key=secrets.token_hex(16),
@@ -798,9 +814,12 @@ class Artifact:
         assert self._info is not None
         registry = self._api.registry
         info = self._info
-        if self._description != info.description or self._metadata != info.metadata:
+        tags_changed = tuple(self._tags) != info.tags
+        if (self._description != info.description or self._metadata != info.metadata
+                or tags_changed):
             info = registry.update_version(
-                info.id, description=self._description or "", metadata=self._metadata
+                info.id, description=self._description or "", metadata=self._metadata,
+                tags=self._tags if tags_changed else None,
             )
         wanted, held = set(self._aliases) - {LATEST}, set(info.aliases) - {LATEST}
         for alias in sorted(held - wanted):
@@ -815,7 +834,7 @@ class Artifact:
             raise ArtifactFSError("only a saved artifact can be deleted")
         assert self._info is not None
         self._api.registry.delete_version(self._info.id, delete_aliases=delete_aliases)
-        self._info = VersionInfo(**{**self._info.to_dict(), "state": DELETED, "aliases": ()})
+        self._info = dataclasses.replace(self._info, state=DELETED, aliases=())
         self._aliases = []
 
     # ---- downloading and verifying --------------------------------------------------------

@@ -320,6 +320,7 @@ class Registry:
                 manifest=manifest, description=self._field(body, "description", str, None),
                 metadata=self._field(body, "metadata", dict, {}), aliases=aliases,
                 commit_key=self._field(body, "commit_key", str, None),
+                tags=self._field(body, "tags", list, []),
             )
         )
         self.metrics.committed(unchanged=info.unchanged)
@@ -388,6 +389,7 @@ class Registry:
             lambda: self.db.update_version(
                 info.id, description=self._field(body, "description", str, None),
                 metadata=self._field(body, "metadata", dict, None),
+                tags=self._field(body, "tags", list, None),
             )
         )
         return JSONResponse(info.to_dict())

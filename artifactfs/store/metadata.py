@@ -45,6 +45,7 @@ from artifactfs.core.limits import (
     UNREADABLE_KEY,
     check_description,
     check_metadata,
+    check_tags,
     load_stored_json,
     shown,
 )
@@ -313,7 +314,7 @@ class MetadataDB:
         with self._read() as conn:
             rows = self._fetch(conn, q.VERSIONS,
                                {"entity": entity, "project": project, "name": name})
-            return self._with_aliases(conn, rows)
+            return self._version_infos(conn, rows)
 
     def collection_type(self, entity: str, project: str, name: str) -> str | None:
         with self._read() as conn:
@@ -334,7 +335,7 @@ class MetadataDB:
                 rows = self._fetch(conn, q.BY_ALIAS, {**args, "alias": alias})
             if not rows:
                 raise NotFound(f"artifact {entity}/{project}/{name}:{alias} not found")
-            return self._with_aliases(conn, rows)[0]
+            return self._version_infos(conn, rows)[0]
 
     def version_by_id(self, version_id: str, *, include_deleted: bool = False) -> VersionInfo:
         with self._read() as conn:
@@ -345,7 +346,7 @@ class MetadataDB:
         rows = self._fetch(conn, q.BY_ID, {"vid": version_id})
         if not rows or (rows[0][6] == DELETED and not include_deleted):
             raise NotFound(f"artifact version with id {version_id!r} not found")
-        return self._with_aliases(conn, rows)[0]
+        return self._version_infos(conn, rows)[0]
 
     def manifest_json(self, version_id: str) -> str:
         with self._read() as conn:
@@ -402,7 +403,7 @@ class MetadataDB:
                 self._fetch(conn, self._upserts.folders, rows)
         log.info("version %s: stored its %d folders' listings", version_id, len(rows))
 
-    def _with_aliases(self, conn: Connection, rows: Sequence[Any]) -> list[VersionInfo]:
+    def _version_infos(self, conn: Connection, rows: Sequence[Any]) -> list[VersionInfo]:
         held: dict[str, list[str]] = {r[0]: [] for r in rows}
         ids = list(held)
         if len(ids) == 1:  # the common case, without the IN list's rendering per call
@@ -411,12 +412,21 @@ class MetadataDB:
         for start in range(0, len(ids), _IN_BATCH):
             for vid, alias in conn.execute(q.ALIASES_OF, {"vids": ids[start : start + _IN_BATCH]}):
                 held[vid].append(alias)
+        tags: dict[str, list[str]] = {r[0]: [] for r in rows}
+        every = list(tags)
+        if len(every) == 1:
+            tags[every[0]] = [r[0] for r in self._fetch(conn, q.TAGS_OF_ONE, {"vid": every[0]})]
+            every = []
+        for start in range(0, len(every), _IN_BATCH):
+            for vid, tag in conn.execute(q.TAGS_OF, {"vids": every[start : start + _IN_BATCH]}):
+                tags[vid].append(tag)
         return [
             VersionInfo(
                 id=r[0], entity=r[1], project=r[2], name=r[3], type=r[4], index=int(r[5]),
                 state=r[6], digest=r[7], size=int(r[8]), file_count=int(r[9]),
                 created_at=r[10], updated_at=r[11], description=r[12],
                 metadata=_stored_metadata(r[0], r[13]), aliases=tuple(held[r[0]]),
+                tags=tuple(tags[r[0]]),
             )
             for r in rows
         ]
@@ -503,6 +513,7 @@ class MetadataDB:
         blob_keys: Iterable[str] = (),
         commit_key: str | None = None,
         folders: Iterable[tuple[str, str]] = (),
+        tags: Sequence[str] = (),
     ) -> CommittedVersion:
         """Insert the next version of a collection as COMMITTED, with ``latest`` and aliases.
 
@@ -515,9 +526,11 @@ class MetadataDB:
         with this very manifest is the answer instead of a new one (``unchanged``; see
         ``_same_content``). Raises Conflict when the collection
         exists with another type, or when the key was used for another collection.
+        ``tags`` are the new version's; an unchanged one gains those it lacks.
         """
         for alias in aliases:
             validate_alias(alias)
+        tags = check_tags(tags)
         now = time.time()
         version_id = secrets.token_hex(12)
         meta = json.dumps(metadata, sort_keys=True)
@@ -546,7 +559,7 @@ class MetadataDB:
             same = self._same_content(conn, collection_id, digest, manifest_json)
             if same is not None:
                 return self._existing(conn, entity, collection_id, same, aliases, commit_key,
-                                      now)
+                                      now, tags)
             top = self._value(conn, q.TOP_INDEX, {"cid": collection_id})
             self._fetch(conn, q.ADD_VERSION, {
                 "id": version_id, "collection_id": collection_id, "idx": int(top) + 1,
@@ -556,6 +569,7 @@ class MetadataDB:
             })
             if folder_list:
                 self._fetch(conn, q.ADD_FOLDERS, folder_list)
+            self._add_tags(conn, version_id, tags)
             for alias in {LATEST, *aliases}:
                 self._point_alias(conn, collection_id, alias, version_id)
             self._grant(conn, entity, blob_keys)
@@ -579,13 +593,14 @@ class MetadataDB:
         return None
 
     def _existing(self, conn: Connection, entity: str, collection_id: int, version_id: str,
-                  aliases: Sequence[str], commit_key: str | None, now: float
-                  ) -> CommittedVersion:
+                  aliases: Sequence[str], commit_key: str | None, now: float,
+                  tags: Sequence[str]) -> CommittedVersion:
         """Answer a commit of content a version holds already with that version, as W&B
         does: the requested aliases move to it; ``latest`` stays on the newest version (it
-        always names the newest here, where W&B would move it to the match too). A
-        ``commit_key`` then names this version, so a retry finds it."""
-        moved = False
+        always names the newest here, where W&B would move it to the match too), and the
+        tags it lacks are added. A ``commit_key`` then names this version, so a retry finds
+        it."""
+        moved = self._add_tags(conn, version_id, tags)
         for alias in {*aliases} - {LATEST}:
             self._point_alias(conn, collection_id, alias, version_id)
             moved = True
@@ -596,6 +611,17 @@ class MetadataDB:
                 "entity": entity, "commit_key": commit_key, "version_id": version_id,
                 "created_at": now})
         return CommittedVersion.of(self._version_by_id(conn, version_id), unchanged=True)
+
+    def _add_tags(self, conn: Connection, version_id: str, tags: Sequence[str]) -> bool:
+        """Append to the version's tags those of ``tags`` (checked) it lacks, in order;
+        whether any was."""
+        held = [r[0] for r in self._fetch(conn, q.TAGS_OF_ONE, {"vid": version_id})]
+        new = [t for t in tags if t not in held]
+        if new:
+            self._fetch(conn, q.ADD_TAGS, [
+                {"version_id": version_id, "tag": tag, "position": len(held) + i}
+                for i, tag in enumerate(new)])
+        return bool(new)
 
     def _version_of_key(self, conn: Connection, entity: str, commit_key: str) -> str | None:
         found = self._value(conn, q.VERSION_OF_KEY, {"entity": entity, "key": commit_key})
@@ -677,14 +703,17 @@ class MetadataDB:
         *,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
     ) -> VersionInfo:
-        """Change the mutable fields of a committed version (its files never change).
+        """Change the mutable fields of a committed version (its files never change);
+        ``tags`` replaces the version's tags with these, in this order.
 
-        Raises InvalidRequest when the metadata or description is past its bounds.
+        Raises InvalidRequest when the metadata, description or a tag is past its bounds.
         """
         check_description(description)
         if metadata is not None:
             check_metadata(metadata)
+        wanted = check_tags(tags) if tags is not None else None
         with self._write() as conn:
             self._lock_committed(conn, version_id)
             if description is not None:
@@ -692,6 +721,9 @@ class MetadataDB:
             if metadata is not None:
                 self._fetch(conn, q.SET_METADATA, {
                     "vid": version_id, "text": json.dumps(metadata, sort_keys=True)})
+            if wanted is not None:
+                self._fetch(conn, q.REMOVE_TAGS_OF, {"vid": version_id})
+                self._add_tags(conn, version_id, wanted)
             self._fetch(conn, q.TOUCH, {"vid": version_id, "now": time.time()})
         return self.version_by_id(version_id)
 

@@ -69,6 +69,7 @@ from artifactfs.store.schema import (
     run_links,
     runs,
     version_folders,
+    version_tags,
     versions,
 )
 
@@ -76,7 +77,7 @@ __all__ = ["TABLES", "MigrationReport", "migrate_store"]
 
 TABLES: tuple[sa.Table, ...] = (
     entities, projects, collections, versions, aliases, api_keys, blob_access, commit_keys,
-    version_folders, runs, run_links,
+    version_folders, version_tags, runs, run_links,
 )
 """Every table, in an order where a row's foreign keys point at rows copied before it."""
 

@@ -28,6 +28,7 @@ from artifactfs.store.schema import (
     entities,
     projects,
     version_folders,
+    version_tags,
     versions,
 )
 
@@ -41,7 +42,7 @@ VERSION_COLUMNS = (
     _v.c.size, _v.c.file_count, _v.c.created_at, _v.c.updated_at, _v.c.description,
     _v.c.metadata,
 )
-"""A version with its names, in the order ``MetadataDB._with_aliases`` reads them."""
+"""A version with its names, in the order ``MetadataDB._version_infos`` reads them."""
 
 _NAMED = (_v.join(_c, _c.c.id == _v.c.collection_id).join(_p, _p.c.id == _c.c.project_id)
           .join(_e, _e.c.id == _p.c.entity_id))
@@ -125,6 +126,14 @@ ALIASES_OF_ONE: Select[Any] = (sa.select(_a.c.alias).where(_a.c.version_id == _b
                                .order_by(_a.c.alias))
 REMOVE_ALIAS: Delete = _a.delete().where(_a.c.version_id == _b("vid"), _a.c.alias == _b("alias"))
 REMOVE_ALIASES_OF: Delete = _a.delete().where(_a.c.version_id == _b("vid"))
+TAGS_OF: Select[Any] = (sa.select(version_tags.c.version_id, version_tags.c.tag)
+                        .where(version_tags.c.version_id.in_(_b("vids", expanding=True)))
+                        .order_by(version_tags.c.version_id, version_tags.c.position))
+TAGS_OF_ONE: Select[Any] = (sa.select(version_tags.c.tag)
+                            .where(version_tags.c.version_id == _b("vid"))
+                            .order_by(version_tags.c.position))
+ADD_TAGS: Insert = version_tags.insert()
+REMOVE_TAGS_OF: Delete = version_tags.delete().where(version_tags.c.version_id == _b("vid"))
 TOUCH: Update = _v.update().where(_v.c.id == _b("vid")).values(updated_at=_b("now"))
 SET_DESCRIPTION: Update = _v.update().where(_v.c.id == _b("vid")).values(description=_b("text"))
 SET_METADATA: Update = _v.update().where(_v.c.id == _b("vid")).values(metadata=_b("text"))

@@ -172,7 +172,7 @@ class RunRecords:
         with self.db._read() as conn:
             self._get(conn, entity, run_id)
             rows = self.db._fetch(conn, VERSIONS_OF_RUN, {"run": run_id, "kind": kind})
-            return self.db._with_aliases(conn, rows)
+            return self.db._version_infos(conn, rows)
 
     def runs_of(self, entity: str, version_id: str, kind: str) -> list[RunInfo]:
         """The runs that logged or used a version of the entity, in the order they did

@@ -44,10 +44,11 @@ __all__ = [
     "run_links",
     "runs",
     "version_folders",
+    "version_tags",
     "versions",
 ]
 
-HEAD_REVISION = "0002_runs"
+HEAD_REVISION = "0003_version_tags"
 """The Alembic revision these tables are, so that opening a current store needs no Alembic
 (importing it and reading its scripts cost about 100 ms a process). A test checks that it
 is the head of ``migrations/versions``."""
@@ -94,6 +95,16 @@ versions = Table(
     Column("manifest", Text, nullable=False),
     UniqueConstraint("collection_id", "idx"),
 )
+
+version_tags = Table(
+    "version_tags", metadata,
+    Column("version_id", Text, ForeignKey("versions.id"), nullable=False),
+    Column("tag", Text, nullable=False),
+    Column("position", Integer, nullable=False),  # tags come back in the order set
+    PrimaryKeyConstraint("version_id", "tag"),
+)
+"""W&B's tags of a version (core/limits.py ``check_tags``): free labels, unlike aliases
+neither unique in a collection nor used to name a version."""
 
 aliases = Table(
     "aliases", metadata,

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from artifactfs.core.digests import blob_key
 from artifactfs.core.errors import InvalidManifest, InvalidName
 from artifactfs.core.folders import folder_rows
-from artifactfs.core.limits import check_description, check_metadata
+from artifactfs.core.limits import check_description, check_metadata, check_tags
 from artifactfs.core.manifest import Manifest, ManifestEntry, validate_for_commit
 from artifactfs.core.names import (
     validate_alias,
@@ -119,6 +119,7 @@ class Store:
         aliases: Sequence[str] = (),
         caller: str | None = None,
         commit_key: str | None = None,
+        tags: Sequence[str] = (),
     ) -> CommittedVersion:
         """Make ``manifest`` the next version of ``entity/project/name``.
 
@@ -135,7 +136,8 @@ class Store:
 
         Content a committed version of the collection holds already (the same manifest)
         makes no new version: that one is returned (``unchanged``), the requested aliases
-        moved to it, as W&B does; ``latest`` stays on the newest version.
+        moved to it, as W&B does; ``latest`` stays on the newest version. ``tags`` (W&B's
+        free labels) are the new version's; an unchanged one gains those it lacks.
         """
         validate_name(entity, "entity")
         validate_name(project, "project")
@@ -145,6 +147,7 @@ class Store:
             validate_alias(alias)
         if commit_key is not None:
             validate_commit_key(commit_key)
+        tags = check_tags(tags)
         # what is stored must be readable back and printable (InvalidManifest, InvalidRequest)
         check_description(description)
         check_metadata(metadata or {})
@@ -167,13 +170,14 @@ class Store:
             return self._commit_checked(
                 entity=entity, project=project, name=name, type_=type_, manifest=manifest,
                 description=description, metadata=metadata, aliases=aliases, caller=caller,
-                commit_key=commit_key, stored_entries=stored_entries, digests=digests)
+                commit_key=commit_key, stored_entries=stored_entries, digests=digests,
+                tags=tags)
 
     def _commit_checked(
         self, *, entity: str, project: str, name: str, type_: str, manifest: Manifest,
         description: str | None, metadata: dict[str, Any] | None, aliases: Sequence[str],
         caller: str | None, commit_key: str | None, stored_entries: list[ManifestEntry],
-        digests: set[str],
+        digests: set[str], tags: Sequence[str],
     ) -> CommittedVersion:
         """``commit`` once the manifest is checked: its blobs are there, then the version."""
         reachable = self.access.readable(caller, digests)
@@ -209,6 +213,7 @@ class Store:
             blob_keys={blob_key(d) for d in digests},
             commit_key=commit_key,
             folders=folders,
+            tags=tags,
         )
 
 

@@ -45,7 +45,7 @@ def run_wandb(wandb_python: Path, tmp_path_factory: pytest.TempPathFactory) -> W
                WANDB_CONFIG_DIR=str(home / "config"), WANDB_DIR=str(home / "runs"))
     env.pop("PYTHONPATH", None)  # wandb's python must not import this checkout
 
-    def run(command: str, spec: list[dict[str, Any]], *args: str,
+    def run(command: str, spec: list[Any], *args: str,
             extra_env: dict[str, str] | None = None) -> dict[str, Any]:
         """``extra_env``: more of wandb's environment (the AWS configuration of an S3
         service, say)."""

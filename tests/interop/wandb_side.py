@@ -113,6 +113,22 @@ def surface(classes: list[str]) -> dict[str, list[str]]:
             for name in classes}
 
 
+def tags(candidates: list[str]) -> dict[str, object]:
+    """Which of ``candidates`` wandb's own check takes as a tag, and what it makes of them
+    all together (duplicates dropped, in order)."""
+    from wandb.sdk.artifacts._validators import validate_tags
+
+    def takes(tag: str) -> bool:
+        try:
+            validate_tags([tag])
+        except ValueError:
+            return False
+        return True
+
+    valid = [t for t in candidates if takes(t)]
+    return {"valid": valid, "together": validate_tags(valid)}
+
+
 def main() -> None:
     command, spec_path = sys.argv[1], sys.argv[2]
     with open(spec_path) as f:
@@ -123,6 +139,8 @@ def main() -> None:
         out = load(spec)
     elif command == "surface":
         out = surface(spec)
+    elif command == "tags":
+        out = tags(spec)
     else:
         raise SystemExit(f"unknown command {command!r}")
     sys.stdout.write(json.dumps(out))
