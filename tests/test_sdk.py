@@ -647,6 +647,23 @@ def test_checkout_leaves_the_version_and_nothing_else(api: Api, src: Path, work:
 
 
 @embedded_only
+def test_checkout_of_a_draft_or_a_changed_copy_deletes_nothing(
+        api: Api, src: Path, tmp_path: Path) -> None:
+    """W&B's checkout needs a logged artifact; one that is not is refused before the walk
+    that deletes what is not an entry."""
+    save_dir(src)
+    root = tmp_path / "mine"
+    root.mkdir()
+    (root / "precious.txt").write_bytes(b"not an entry")
+    changed = api.artifact(f"{PROJECT}/data:latest")
+    changed.add_file(str(src / "a.txt"), name="again.txt")
+    for art in (Artifact("fresh", "dataset"), changed):
+        with pytest.raises(ArtifactFSError, match="nothing was deleted"):
+            art.checkout(str(root))
+    assert (root / "precious.txt").read_bytes() == b"not an entry"
+
+
+@embedded_only
 def test_checkout_into_a_file_is_refused(api: Api, src: Path, tmp_path: Path) -> None:
     save_dir(src)
     target = tmp_path / "a-file"

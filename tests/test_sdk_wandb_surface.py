@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from artifactfs import Api, Artifact
-from artifactfs.core.errors import ArtifactFSError, NotFound
+from artifactfs.core.errors import ArtifactFSError, InvalidManifest, NotFound
 from artifactfs.core.manifest import ManifestEntry
 from artifactfs.sdk.manifest import ArtifactManifest
 
@@ -236,3 +236,17 @@ def test_from_manifest_json_reads_what_to_manifest_json_writes(api: Api, tmp_pat
     again = ArtifactManifest.from_manifest_json(art.manifest.to_manifest_json())
     assert again.digest() == art.manifest.digest() == art.digest
     assert [e.path for e in again] == ["a.txt", "d/b.txt"]
+
+
+def test_from_manifest_json_takes_the_digest_algorithm_as_wandb_does(
+        api: Api, tmp_path: Path) -> None:
+    """wandb 0.31's second argument: W&B's JSON does not carry the algorithm."""
+    art = saved(tmp_path, {"a.txt": b"alpha"}, name="fast", digest_algorithm="XXH128")
+    written = art.manifest.to_manifest_json()
+    for given in ("XXH128", "MANIFEST_XXH128"):  # ours, and the value of wandb's enum
+        again = ArtifactManifest.from_manifest_json(written, given)
+        assert again.digest_algorithm == "XXH128"
+        assert again.digest() == art.digest
+    assert ArtifactManifest.from_manifest_json(written).digest_algorithm == "MD5"
+    with pytest.raises(InvalidManifest, match="SHA1"):
+        ArtifactManifest.from_manifest_json(written, "SHA1")

@@ -46,7 +46,7 @@ def draft(tmp_path: Path, data: bytes, name: str = "data") -> Artifact:
 
 
 @pytest.mark.parametrize("bad", [
-    {"resnet"}, b"resnet",  # neither a string nor a list of them
+    b"resnet", {"resnet": 1}, 7,  # neither a string nor an iterable of them
     ["a,b"], [" lead"], ["trail "], [""], ["tab\there"], ["semi;colon"],
     ["x" * (MAX_TAG_CHARS + 1)], [f"t{i}" for i in range(MAX_TAGS + 1)], [3],
 ])
@@ -65,6 +65,14 @@ def test_tags_keep_their_order_and_drop_repeats() -> None:
     assert check_tags(("x" * MAX_TAG_CHARS,)) == ["x" * MAX_TAG_CHARS]
     assert check_tags("one tag") == ["one tag"]  # W&B takes a string as one tag
     assert check_tags(["two  spaces"]) == ["two  spaces"]  # W&B's TAG_REGEX allows them
+    assert check_tags({"from-a-set"}) == ["from-a-set"]  # any iterable, as in W&B
+
+
+def test_a_list_of_a_million_tags_is_refused_at_once() -> None:
+    """Refused when the hundred-and-first is met: a hostile body may hold millions, and
+    a repeat check of each against all the others would hold a worker for hours."""
+    with pytest.raises(InvalidRequest, match=f"more than {MAX_TAGS} tags"):
+        check_tags([f"t{i}" for i in range(1_000_000)])
 
 
 def test_a_drafts_tags_are_saved_with_it_and_read_back(api: Api, tmp_path: Path) -> None:
@@ -98,19 +106,51 @@ def test_tags_of_a_saved_version_are_replaced_by_save_and_leave_other_versions(
     assert api.artifact(f"{PROJECT}/data:v1").files()  # its files are as they were
 
 
-def test_a_changed_copy_keeps_the_tags_of_the_version_it_came_from(
+def test_a_version_made_from_a_saved_one_starts_without_its_tags(
         api: Api, tmp_path: Path) -> None:
+    """As W&B's new_draft, and as aliases: a tag labels the version it was put on. Tags set
+    on the new draft are its own."""
     art = draft(tmp_path, b"one")
-    art.tags = ["lineage"]
+    art.tags = ["reviewed"]
     art.save(project=PROJECT)
-    copy = api.artifact(f"{PROJECT}/data:v0").new_draft()
     extra = tmp_path / "extra.txt"
     extra.write_bytes(b"more")
-    copy.add_file(extra)
-    copy.tags = [*copy.tags, "extended"]
-    copy.save()
-    assert api.artifact(f"{PROJECT}/data:v1").tags == ["lineage", "extended"]
-    assert api.artifact(f"{PROJECT}/data:v0").tags == ["lineage"]
+
+    fresh = api.artifact(f"{PROJECT}/data:v0").new_draft()
+    assert fresh.tags == []
+    fresh.add_file(extra)
+    fresh.save()
+    changed = api.artifact(f"{PROJECT}/data:v0")
+    changed.add_file(extra, name="other.txt")  # a changed copy of v0
+    assert changed.tags == []
+    changed.tags = ["extended"]
+    changed.save()
+    assert [a.tags for a in api.artifacts("dataset", f"{PROJECT}/data")] == [
+        ["reviewed"], [], ["extended"]]
+
+
+def test_a_tag_made_bad_in_place_is_refused_before_any_upload(
+        api: Api, tmp_path: Path) -> None:
+    art = draft(tmp_path, b"never uploaded")
+    art.tags = ["fine"]
+    art.tags.append("bad!")  # past the setter's check
+    with pytest.raises(InvalidRequest, match="bad!"):
+        art.save(project=PROJECT)
+    assert api.artifacts("dataset", f"{PROJECT}/data") == []
+    assert api.registry.missing_blobs([md5_b64(b"never uploaded")])  # nothing sent
+
+
+def test_log_artifact_takes_tags_as_wandb_does(api: Api, tmp_path: Path) -> None:
+    import artifactfs
+
+    with artifactfs.init(project=PROJECT, job_type="train", api=api) as run:
+        art = run.log_artifact(draft(tmp_path, b"model"), aliases=["best"],
+                               tags=["baseline"])
+        with pytest.raises(ValueError, match="not allowed"):
+            run.log_artifact(draft(tmp_path, b"other", name="other"), tags=["no,no"])
+    assert api.artifact(f"{PROJECT}/data:best").tags == ["baseline"]
+    assert art.tags == ["baseline"]
+    assert api.artifacts("dataset", f"{PROJECT}/other") == []
 
 
 def test_saving_content_a_version_holds_adds_the_tags_it_lacks(
@@ -122,6 +162,13 @@ def test_saving_content_a_version_holds_adds_the_tags_it_lacks(
     again.tags = ["second", "first"]
     again.save(project=PROJECT)
     assert again._unchanged and again.version == "v0"
+    assert api.artifact(f"{PROJECT}/data:v0").tags == ["first", "second"]
+
+    # joined with those held, still at most MAX_TAGS: refused whole, nothing changed
+    many = draft(tmp_path, b"same")
+    many.tags = [f"t{i}" for i in range(MAX_TAGS - 1)]
+    with pytest.raises(InvalidRequest, match=f"would hold {MAX_TAGS + 1} tags"):
+        many.save(project=PROJECT)
     assert api.artifact(f"{PROJECT}/data:v0").tags == ["first", "second"]
 
 
@@ -148,7 +195,28 @@ def test_a_bad_tag_sent_to_the_server_is_a_400_and_changes_nothing(
                      json={"type": "dataset", "manifest": manifest, "tags": ["bad!"]},
                      headers=headers)
     assert got.status_code == 400, got.text
+    assert "tag 'bad!' is not allowed" in got.json()["error"]["message"]
     assert api.artifacts("dataset", f"{PROJECT}/other") == []
+
+    # a million tags: refused at the hundred-and-first, not after a quadratic pass
+    body = {"tags": [f"t{i}" for i in range(1_000_000)]}
+    got = httpx.patch(f"{base}/versions/{art.id}", json=body, headers=headers, timeout=60)
+    assert got.status_code == 400 and "more than" in got.text, got.text
+
+
+@pytest.mark.parametrize("transport", ["server"])
+def test_the_server_sends_tags_only_when_a_version_has_some(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """A client from before tags builds its version record from every field sent: an
+    untagged version must read there as before."""
+    plain = draft(tmp_path, b"plain").save(project=PROJECT)
+    tagged = draft(tmp_path, b"tagged", name="t")
+    tagged.tags = ["x"]
+    tagged.save(project=PROJECT)
+    headers = {"Authorization": f"Bearer {env['ARTIFACTFS_API_KEY']}"}
+    base = env["ARTIFACTFS_REGISTRY"] + API_PREFIX
+    assert "tags" not in httpx.get(f"{base}/versions/{plain.id}", headers=headers).json()
+    assert httpx.get(f"{base}/versions/{tagged.id}", headers=headers).json()["tags"] == ["x"]
 
 
 @pytest.mark.parametrize("transport", ["server"])

@@ -230,23 +230,28 @@ def _no_constant(name: str) -> Any:
 
 
 def check_tags(tags: Any) -> list[str]:
-    """Tags as W&B takes them: one string or a list of them, each words of letters, digits,
-    ``_`` and ``-`` with spaces between, duplicates dropped (the first kept, in order).
-    Raises InvalidRequest saying which tag is refused and what a tag may hold."""
+    """Tags as W&B takes them: one string, or any other iterable of strings (a list, as
+    JSON sends them), each words of letters, digits, ``_`` and ``-`` with spaces between,
+    duplicates dropped (the first kept, in order). Raises InvalidRequest saying which tag
+    is refused and what a tag may hold, or that there are more than MAX_TAGS."""
     if isinstance(tags, str):
         tags = [tags]
-    if not isinstance(tags, list | tuple):
+    elif isinstance(tags, bytes | bytearray | dict) or not hasattr(tags, "__iter__"):
         raise InvalidRequest("tags must be a list of strings")
     out: list[str] = []
+    seen: set[str] = set()
     for tag in tags:
         if not isinstance(tag, str):
             raise InvalidRequest(f"a tag is a string, not {type(tag).__name__}")
+        if tag in seen:
+            continue
         if len(tag) > MAX_TAG_CHARS or not _TAG.fullmatch(tag):
             raise InvalidRequest(
                 f"tag {shown(tag)} is not allowed: a tag is at most "
                 f"{MAX_TAG_CHARS} letters, digits, '_' and '-', with spaces between words")
-        if tag not in out:
-            out.append(tag)
-    if len(out) > MAX_TAGS:
-        raise InvalidRequest(f"{len(out)} tags; a version holds at most {MAX_TAGS}")
+        seen.add(tag)
+        out.append(tag)
+        if len(out) > MAX_TAGS:  # before the rest: a hostile list may be millions long
+            raise InvalidRequest(f"more than {MAX_TAGS} tags; a version holds at most "
+                                 f"{MAX_TAGS}")
     return out

@@ -68,6 +68,15 @@ class VersionInfo:
         out["tags"] = list(self.tags)
         return out
 
+    def to_wire(self) -> dict[str, Any]:
+        """``to_dict()`` as the server answers with it: ``tags`` only when there are some,
+        so that a client older than tags (whose ``from_dict`` took no unknown field) still
+        reads every version without them."""
+        out = self.to_dict()
+        if not self.tags:
+            del out["tags"]
+        return out
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> VersionInfo:
         """The version a server answered with. Fields this version does not know are left

@@ -697,6 +697,8 @@ class ArtifactOperations(pyfuse3.Operations):
             }
             if v.description:
                 out["description"] = v.description
+            if v.tags:  # W&B's tags; a tag holds no comma
+                out["tags"] = ",".join(v.tags)
         elif node.kind is Kind.FILE:
             folder = self.tree.node(node.folder)
             # a staged file has no digest until saved; a file of the base has its entry's

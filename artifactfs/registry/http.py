@@ -45,7 +45,13 @@ from tenacity import (
 
 from artifactfs.core.chunks import ChunkIndex
 from artifactfs.core.digests import blob_key, md5_b64
-from artifactfs.core.errors import DigestMismatch, NotFound, RegistryFault, RegistryUnavailable
+from artifactfs.core.errors import (
+    ArtifactFSError,
+    DigestMismatch,
+    NotFound,
+    RegistryFault,
+    RegistryUnavailable,
+)
 from artifactfs.core.folders import (
     FOLDER_BATCH_MAX,
     FolderListing,
@@ -424,8 +430,20 @@ class HttpRegistry(Registry):
         )
         self._raise_for(response)
         # 201: a new version; 200: a version that held this content already
-        return CommittedVersion.of(VersionInfo.from_dict(response.json()),
+        raw = response.json()
+        self._check_tags_kept(tags, raw)
+        return CommittedVersion.of(VersionInfo.from_dict(raw),
                                    unchanged=response.status_code == 200)
+
+    def _check_tags_kept(self, sent: Sequence[str] | None, raw: dict[str, Any]) -> None:
+        """A server older than tags ignores them; its answer, which a current server always
+        gives them in when there are any, says so. Refused loudly rather than lost."""
+        if sent and "tags" not in raw:
+            shown = f"{raw.get('project')}/{raw.get('name')}:v{raw.get('index')}"
+            raise ArtifactFSError(
+                f"the registry at {self.url} keeps no tags (a server older than this "
+                f"client): {shown} was saved without them; upgrade the server, then set "
+                "them again")
 
     def _upload_manifest(self, text: bytes) -> str:
         """Upload a manifest's JSON as a blob (unless the registry has it for us already)
@@ -474,9 +492,9 @@ class HttpRegistry(Registry):
     ) -> VersionInfo:
         body = {"description": description, "metadata": metadata,
                 "tags": None if tags is None else list(tags)}
-        return VersionInfo.from_dict(
-            self._json("PATCH", f"/versions/{_q(version_id)}", json=body)
-        )
+        raw = self._json("PATCH", f"/versions/{_q(version_id)}", json=body)
+        self._check_tags_kept(tags, raw)
+        return VersionInfo.from_dict(raw)
 
     def delete_version(self, version_id: str, *, delete_aliases: bool = False) -> None:
         params = {"delete_aliases": "true"} if delete_aliases else None

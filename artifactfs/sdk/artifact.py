@@ -334,9 +334,9 @@ class Artifact:
         self._final = True
 
     def new_draft(self) -> Artifact:
-        """A new draft holding this saved version's files, description and metadata,
-        whose ``save()`` makes the next version of the collection (this object is left as
-        it is). ArtifactFSError for a draft."""
+        """A new draft holding this saved version's files, description and metadata (no
+        aliases or tags, as in W&B), whose ``save()`` makes the next version of the
+        collection (this object is left as it is). ArtifactFSError for a draft."""
         info = self._logged("new_draft")
         draft = Artifact._from_info(self._api, info)
         draft._manifest = self.manifest.copy()
@@ -483,7 +483,10 @@ class Artifact:
             base_manifest = self.manifest.copy()
             self._base = self._info
             self._manifest = base_manifest
+            # labels of the version it came from, not of the one it will make (W&B's
+            # new_draft copies neither; a mount's save does not either)
             self._aliases = []
+            self._tags = []
         assert self._manifest is not None
         return self._manifest
 
@@ -751,6 +754,7 @@ class Artifact:
         # what the registry would refuse, refused before anything is uploaded
         check_metadata(self._metadata)
         check_description(self._description)
+        self._tags = check_tags(self._tags)  # a list changed in place since it was set
         if self._committed:
             self._save_fields()
             return self
@@ -898,9 +902,14 @@ class Artifact:
         Symbolic links are removed as links, never followed: a link to a folder outside
         ``root`` loses nothing there.
         """
+        # everything that would refuse the download, refused before a file is deleted
+        if not self._committed:
+            raise ArtifactFSError("Artifact.checkout needs a saved artifact; call save() "
+                                  "first (nothing was deleted)")
         top = Path(root) if root is not None else Path("artifacts") / self._name
         if top.exists() and not top.is_dir():
             raise ArtifactFSError(f"cannot check out into {top}: it is not a folder")
+        check_links([e for e in self.manifest if symlink_target(e) is not None])
         paths = {e.path for e in self.manifest}
         for folder, dirs, names in os.walk(top):
             here = Path(folder)

@@ -360,7 +360,7 @@ class ArtifactFileSystem(AbstractFileSystem, metaclass=_EnvCached):
 
     def _version_info(self, name: str, info: VersionInfo) -> dict[str, Any]:
         return self._dir_info(name, size=info.size, digest=info.digest, version=info.version,
-                              id=info.id, aliases=list(info.aliases),
+                              id=info.id, aliases=list(info.aliases), tags=list(info.tags),
                               artifact_type=info.type, created=info.created_at)
 
     # ---- reading -------------------------------------------------------------------------

@@ -12,9 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from artifactfs.core.digests import MD5
+from artifactfs.core.digests import MD5, check_algorithm
 from artifactfs.core.errors import ArtifactFSError
-from artifactfs.core.manifest import Manifest, ManifestEntry, validate_entry_path
+from artifactfs.core.manifest import (
+    DIGEST_ALGORITHM_KEY,
+    Manifest,
+    ManifestEntry,
+    validate_entry_path,
+)
 from artifactfs.files import hash_file
 from artifactfs.sdk.entry import ArtifactManifestEntry, EntryOwner
 
@@ -36,11 +41,16 @@ class ArtifactManifest(Manifest):
 
     @classmethod
     def from_manifest_json(cls, manifest_json: Mapping[str, Any],
-                           api: Any = None) -> Manifest:
+                           digest_algorithm: Any = None) -> Manifest:
         """A manifest from W&B's JSON form (``to_manifest_json()``, a parsed
-        ``wandb_manifest.json``); InvalidManifest saying what is wrong. ``api`` is W&B's
-        and unused. The manifest stands alone: ``Artifact``s make their own views."""
-        return Manifest.from_dict(dict(manifest_json))
+        ``wandb_manifest.json``); InvalidManifest saying what is wrong. ``digest_algorithm``
+        is the one its entries were hashed with, as in wandb 0.31 (``"MD5"``, ``"XXH128"``
+        or wandb's own enum): W&B's JSON does not carry it, and without it a manifest
+        saying none is MD5. The manifest stands alone: ``Artifact``s make their own views."""
+        raw = dict(manifest_json)
+        if digest_algorithm is not None:
+            raw[DIGEST_ALGORITHM_KEY] = _algorithm_name(digest_algorithm)
+        return Manifest.from_dict(raw)
 
     @classmethod
     def of(cls, manifest: Manifest, artifact: EntryOwner) -> ArtifactManifest:
@@ -115,3 +125,10 @@ class ArtifactManifest(Manifest):
             content = hash_file(local, MD5)
             self.add(ManifestEntry(path, content.digest, content.size,
                                    extra=content.entry_extra()))
+
+
+def _algorithm_name(algorithm: Any) -> str:
+    """``"MD5"``/``"XXH128"`` from ours or wandb's ``ArtifactDigestAlgorithm`` (a str enum
+    whose values are ``MANIFEST_MD5`` and ``MANIFEST_XXH128``); InvalidManifest else."""
+    name = str(getattr(algorithm, "value", algorithm))
+    return check_algorithm(name.removeprefix("MANIFEST_"))

@@ -26,6 +26,7 @@ from typing import Any
 
 from artifactfs.config import Config
 from artifactfs.core.errors import Conflict
+from artifactfs.core.limits import check_tags
 from artifactfs.core.names import parse_ref, validate_alias, validate_name
 from artifactfs.core.runs import (
     FAILED,
@@ -133,30 +134,35 @@ class Run:
         name: str | None = None,
         type: str | None = None,
         aliases: list[str] | None = None,
+        tags: list[str] | None = None,
     ) -> Artifact:
         """Save an artifact as this run's output, and record that this run made it.
 
         ``artifact_or_path``: an ``Artifact`` (a draft is saved into this run's project;
         one saved already is recorded as it is), or a file or folder, made into an
         artifact ``name`` (its base name by default) of ``type`` (required then), as in
-        W&B. ``aliases`` are given to the version (``latest`` it gets anyway). Content a
+        W&B. ``aliases`` are given to the version (``latest`` it gets anyway), and ``tags``
+        added to its tags (checked first: a bad one is a ValueError, nothing saved). Content a
         version holds already may be that version (W&B's answer to an identical save):
         this run is then recorded as logging it too, and its producer stays the first run.
         """
         self._check_running("log an artifact")
         for alias in aliases or ():
             validate_alias(alias)
+        new_tags = check_tags(tags or [])
         if isinstance(artifact_or_path, Artifact):
             artifact = artifact_or_path
         else:
             artifact = self._artifact_of_path(Path(artifact_or_path), name, type)
         if artifact._client is None:  # a draft made with Artifact(...): this run's registry
             artifact._client = self._api
+        if new_tags:
+            artifact.tags = [*artifact.tags, *new_tags]
         if artifact.id is None:  # a draft: saved here, with the aliases asked for
             artifact.aliases = [*artifact.aliases, *(aliases or ())]
             artifact.save(project=self.project)
-        elif aliases:
-            artifact.aliases = [*artifact.aliases, *aliases]
+        elif aliases or new_tags:
+            artifact.aliases = [*artifact.aliases, *(aliases or ())]
             artifact.save()
         assert artifact.id is not None
         self._api.registry.link_run(self.entity, self.id, artifact.id, LOGGED)

@@ -251,20 +251,20 @@ class Registry:
         entity = self._entity(request)
         p = request.path_params
         found = await self._run(self.db.list_versions, entity, p["project"], p["name"])
-        return JSONResponse([v.to_dict() for v in found])
+        return JSONResponse([v.to_wire() for v in found])
 
     async def resolve(self, request: Request) -> Response:
         entity = self._entity(request)
         p = request.path_params
         validate_alias(p["alias"], allow_version=True)
         info = await self._run(self.db.resolve, entity, p["project"], p["name"], p["alias"])
-        return JSONResponse(info.to_dict())
+        return JSONResponse(info.to_wire())
 
     # ---- versions --------------------------------------------------------------------------
 
     async def version(self, request: Request) -> Response:
         info = await self._run(self._version, request)
-        return JSONResponse(info.to_dict())
+        return JSONResponse(info.to_wire())
 
     async def manifest(self, request: Request) -> Response:
         info = await self._run(self._version, request)
@@ -326,9 +326,9 @@ class Registry:
         self.metrics.committed(unchanged=info.unchanged)
         if info.unchanged:  # content it held already: no version made (Store.commit)
             log.info("commit to %s: content held already, no version made", info.qualified_name)
-            return JSONResponse(info.to_dict(), status_code=200)
+            return JSONResponse(info.to_wire(), status_code=200)
         log.info("committed %s", info.qualified_name)
-        return JSONResponse(info.to_dict(), status_code=201)
+        return JSONResponse(info.to_wire(), status_code=201)
 
     async def _commit_manifest(self, entity: str, body: dict[str, Any]) -> Manifest:
         """The manifest a commit names: inline (``manifest``), or by reference to a blob
@@ -380,7 +380,7 @@ class Registry:
         info = await self._run(self.db.version_by_commit_key, entity, key)
         if info is None:
             raise NotFound(f"no version was committed with key {key!r}")
-        return JSONResponse(info.to_dict())
+        return JSONResponse(info.to_wire())
 
     async def update_version(self, request: Request) -> Response:
         info = await self._run(self._version, request)
@@ -392,7 +392,7 @@ class Registry:
                 tags=self._field(body, "tags", list, None),
             )
         )
-        return JSONResponse(info.to_dict())
+        return JSONResponse(info.to_wire())
 
     async def delete_version(self, request: Request) -> Response:
         info = await self._run(self._version, request)
@@ -403,12 +403,12 @@ class Registry:
     async def put_alias(self, request: Request) -> Response:
         info = await self._run(self._version, request)
         info = await self._run(self.db.add_alias, info.id, request.path_params["alias"])
-        return JSONResponse(info.to_dict())
+        return JSONResponse(info.to_wire())
 
     async def delete_alias(self, request: Request) -> Response:
         info = await self._run(self._version, request)
         info = await self._run(self.db.remove_alias, info.id, request.path_params["alias"])
-        return JSONResponse(info.to_dict())
+        return JSONResponse(info.to_wire())
 
     # ---- blobs -----------------------------------------------------------------------------
 

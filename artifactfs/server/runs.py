@@ -83,7 +83,7 @@ class _RunRoutes:
         entity = self.r._entity(request)
         p = request.path_params
         found = await self.r._run(self.runs.versions_of, entity, p["run"], p["kind"])
-        return JSONResponse([v.to_dict() for v in found])
+        return JSONResponse([v.to_wire() for v in found])
 
     async def version_runs(self, request: Request) -> Response:
         entity = self.r._entity(request)

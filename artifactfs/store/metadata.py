@@ -38,10 +38,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 
-from artifactfs.core.errors import Conflict, InvalidName, NotFound
+from artifactfs.core.errors import Conflict, InvalidName, InvalidRequest, NotFound
 from artifactfs.core.folders import folder_rows
 from artifactfs.core.limits import (
     MAX_SIZE,
+    MAX_TAGS,
     UNREADABLE_KEY,
     check_description,
     check_metadata,
@@ -403,23 +404,23 @@ class MetadataDB:
                 self._fetch(conn, self._upserts.folders, rows)
         log.info("version %s: stored its %d folders' listings", version_id, len(rows))
 
-    def _version_infos(self, conn: Connection, rows: Sequence[Any]) -> list[VersionInfo]:
-        held: dict[str, list[str]] = {r[0]: [] for r in rows}
-        ids = list(held)
+    def _labels(self, conn: Connection, ids: list[str], one: Any, many: Any
+                ) -> dict[str, list[str]]:
+        """Each version's aliases or tags, as ``one`` (a version's) or ``many`` (an IN list's
+        ``(version_id, label)`` rows) read them, in their order."""
+        out: dict[str, list[str]] = {vid: [] for vid in ids}
         if len(ids) == 1:  # the common case, without the IN list's rendering per call
-            held[ids[0]] = [r[0] for r in self._fetch(conn, q.ALIASES_OF_ONE, {"vid": ids[0]})]
-            ids = []
+            out[ids[0]] = [r[0] for r in self._fetch(conn, one, {"vid": ids[0]})]
+            return out
         for start in range(0, len(ids), _IN_BATCH):
-            for vid, alias in conn.execute(q.ALIASES_OF, {"vids": ids[start : start + _IN_BATCH]}):
-                held[vid].append(alias)
-        tags: dict[str, list[str]] = {r[0]: [] for r in rows}
-        every = list(tags)
-        if len(every) == 1:
-            tags[every[0]] = [r[0] for r in self._fetch(conn, q.TAGS_OF_ONE, {"vid": every[0]})]
-            every = []
-        for start in range(0, len(every), _IN_BATCH):
-            for vid, tag in conn.execute(q.TAGS_OF, {"vids": every[start : start + _IN_BATCH]}):
-                tags[vid].append(tag)
+            for vid, label in conn.execute(many, {"vids": ids[start : start + _IN_BATCH]}):
+                out[vid].append(label)
+        return out
+
+    def _version_infos(self, conn: Connection, rows: Sequence[Any]) -> list[VersionInfo]:
+        ids = [r[0] for r in rows]
+        held = self._labels(conn, ids, q.ALIASES_OF_ONE, q.ALIASES_OF)
+        tags = self._labels(conn, ids, q.TAGS_OF_ONE, q.TAGS_OF)
         return [
             VersionInfo(
                 id=r[0], entity=r[1], project=r[2], name=r[3], type=r[4], index=int(r[5]),
@@ -617,6 +618,10 @@ class MetadataDB:
         whether any was."""
         held = [r[0] for r in self._fetch(conn, q.TAGS_OF_ONE, {"vid": version_id})]
         new = [t for t in tags if t not in held]
+        if len(held) + len(new) > MAX_TAGS:  # an unchanged commit's tags join those held
+            raise InvalidRequest(
+                f"the version would hold {len(held) + len(new)} tags; a version holds at "
+                f"most {MAX_TAGS}")
         if new:
             self._fetch(conn, q.ADD_TAGS, [
                 {"version_id": version_id, "tag": tag, "position": len(held) + i}

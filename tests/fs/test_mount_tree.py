@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,19 @@ def test_mounting_fetches_no_folder_and_a_version_fetches_the_folders_looked_int
     assert (stats["folder_fetches"], stats["folder_requests"]) == (2, 2)  # root, train
     assert stats["manifest_fetches"] == 0  # never the whole manifest to read
     assert stats["fetch_bytes"] == 0  # no file bytes until a read
+
+
+def test_a_versions_tags_are_an_xattr(api: Api, tmp_path: Path,
+                                      mount_factory: Callable[..., Mount]) -> None:
+    tagged = push(api, tmp_path, {"a.txt": b"a"}, name="tagged")
+    tagged.tags = ["baseline", "needs review"]
+    tagged.save()
+    push(api, tmp_path, {"b.txt": b"b"}, name="plain")
+    top = mount_factory().path / "vision/dataset"
+    assert os.getxattr(top / "tagged:v0", "user.artifactfs.tags") == b"baseline,needs review"
+    with pytest.raises(OSError) as info:  # no tags: no attribute, as with a description
+        os.getxattr(top / "plain:v0", "user.artifactfs.tags")
+    assert info.value.errno == errno.ENODATA
 
 
 def test_xattrs_show_version_and_file_metadata(dataset: Artifact, mounted: Mount):
